@@ -1,0 +1,113 @@
+"""Exceptions raised by aiostream.
+
+Everything aiostream raises on purpose derives from :class:`AiostreamError`::
+
+    AiostreamError
+    ├── ConfigurationError            settings or class attributes that cannot work
+    ├── ValidationError (ValueError)  bad input, raised before anything is written
+    │   ├── SerializationError        a value that cannot be stored (names the field)
+    │   ├── UnknownVerbError          a verb id that is not registered
+    │   └── InvalidQueryError         a bad slice, filter keyword or ordering
+    ├── DuplicateActivityError        appending an activity a group already holds
+    ├── ActivityNotFoundError         (LookupError) an activity that is not there
+    ├── StorageError                  a backend failed; the driver error is ``__cause__``
+    │   ├── StorageUnavailableError   server down or refusing connections (names it)
+    │   ├── StorageTimeoutError       server did not answer in time (names it)
+    │   ├── SchemaError               keyspace / table missing (says which command creates it)
+    │   └── ConflictError             optimistic update retried too often under contention
+    └── FanoutError                   some fanout chunks failed (carries them)
+
+``ActivityNotFound`` and ``DuplicateActivityException`` are aliases kept because the
+Stream Framework API names them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+class AiostreamError(Exception):
+    """Root of every exception aiostream raises on purpose."""
+
+
+class ConfigurationError(AiostreamError):
+    """A setting, class attribute or environment variable cannot work."""
+
+
+class ValidationError(AiostreamError, ValueError):
+    """Bad input, detected before anything was written.
+
+    Args:
+        field: Name of the offending field or argument.
+        message: What was wrong with it.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+class SerializationError(ValidationError):
+    """A value cannot be stored: not JSON-compatible, or a payload cannot be read back."""
+
+
+class UnknownVerbError(ValidationError):
+    """A verb id that is not registered (register verbs before reading data)."""
+
+    def __init__(self, verb_id: object) -> None:
+        self.verb_id = verb_id
+        super().__init__(
+            "verb", f"no verb is registered with id {verb_id!r}; call aiostream.register(...) first"
+        )
+
+
+class InvalidQueryError(ValidationError):
+    """A negative or non-integer slice, an unknown filter keyword or ordering."""
+
+
+class DuplicateActivityError(AiostreamError):
+    """The aggregated activity already contains this activity."""
+
+
+class ActivityNotFoundError(AiostreamError, LookupError):
+    """The activity is not in the feed, group or activity storage."""
+
+
+class StorageError(AiostreamError):
+    """A storage backend failed. The driver's exception is chained as ``__cause__``."""
+
+
+class StorageUnavailableError(StorageError):
+    """The server is down, unreachable or refusing connections."""
+
+
+class StorageTimeoutError(StorageError, TimeoutError):
+    """The server did not answer in time."""
+
+
+class SchemaError(StorageError):
+    """A keyspace or table is missing or has the wrong shape."""
+
+
+class ConflictError(StorageError):
+    """An optimistic read-modify-write lost the race too many times in a row."""
+
+
+class FanoutError(AiostreamError):
+    """Some fanout chunks failed; the others were written.
+
+    Args:
+        failures: ``(chunk, exception)`` pairs for every chunk that failed.
+    """
+
+    def __init__(self, failures: Sequence[tuple[Any, BaseException]]) -> None:
+        self.failures = list(failures)
+        first = self.failures[0][1] if self.failures else None
+        super().__init__(f"{len(self.failures)} fanout chunk(s) failed; first error: {first!r}")
+
+
+# Names from the Stream Framework API.
+ActivityNotFound = ActivityNotFoundError
+DuplicateActivityException = DuplicateActivityError
+SerializationException = SerializationError

@@ -1,0 +1,7 @@
+"""Feeds: flat (:class:`BaseFeed`), aggregated and notification feeds."""
+
+from aiostream.feeds.aggregated import AggregatedFeed
+from aiostream.feeds.base import BaseFeed, UserBaseFeed, format_key
+from aiostream.feeds.notification import NotificationFeed
+
+__all__ = ["AggregatedFeed", "BaseFeed", "NotificationFeed", "UserBaseFeed", "format_key"]

@@ -1,0 +1,263 @@
+"""Aggregated feeds: activities shown in groups ("alice and 3 others loved your pin").
+
+Each group is stored once per feed, keyed by the aggregator's group key, so a group never
+appears twice however old it is. Adding activities is a read-modify-write of the groups
+they fall into, committed with a compare-and-set: concurrent writers on one feed (many
+tasks, many workers) retry instead of overwriting each other.
+
+Example::
+
+    class AggregatedPinFeed(AggregatedFeed):
+        key_format = "feed:aggregated:%(user_id)s"
+        aggregator_class = RecentVerbAggregator
+
+    groups = await AggregatedPinFeed(13)[:25]
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import anyio
+
+from aiostream.activity import Activity, AggregatedActivity
+from aiostream.aggregators import BaseAggregator, RecentVerbAggregator
+from aiostream.exceptions import ConflictError
+from aiostream.feeds.base import BaseFeed, _ids_of, _length, _maybe_await, format_key
+from aiostream.query import Query
+from aiostream.serializers import AggregatedActivitySerializer
+from aiostream.storage.base import FeedStorage, GroupChange, GroupRecord
+
+__all__ = ["AggregatedFeed"]
+
+
+class AggregatedFeed(BaseFeed):
+    """A feed of :class:`~aiostream.activity.AggregatedActivity` groups, newest first.
+
+    Class attributes (beyond :class:`~aiostream.feeds.base.BaseFeed`'s):
+        aggregator_class: Decides the groups (``RecentVerbAggregator``).
+        aggregated_activity_class: Class of the groups read back.
+        merge_max_length: Kept for Stream Framework compatibility and not used:
+            activities merge into their group wherever it is in the feed.
+        max_write_attempts: Compare-and-set attempts before :class:`ConflictError`.
+        fanout_concurrency: Follower feeds updated at once by :meth:`fanout_add`.
+    """
+
+    key_format: ClassVar[str] = "aggregated_feed_%(user_id)s"
+    aggregator_class: ClassVar[type[BaseAggregator]] = RecentVerbAggregator
+    aggregated_activity_class: ClassVar[type[AggregatedActivity]] = AggregatedActivity
+    merge_max_length: ClassVar[int] = 20
+    max_write_attempts: ClassVar[int] = 50
+    fanout_concurrency: ClassVar[int] = 32
+    track_markers: ClassVar[bool] = False
+
+    def get_aggregator(self) -> BaseAggregator:
+        """A new aggregator for this feed's classes."""
+        return self.aggregator_class(self.aggregated_activity_class, self.activity_class)
+
+    @classmethod
+    def get_aggregated_serializer(cls) -> AggregatedActivitySerializer[Any, Any]:
+        """Serializer for this feed's groups."""
+        return AggregatedActivitySerializer(
+            cls.aggregated_activity_class, cls.get_activity_serializer()
+        )
+
+    def _record(self, aggregated: AggregatedActivity) -> GroupRecord:
+        payload = self.get_aggregated_serializer().dumps(aggregated)
+        return GroupRecord(aggregated.group, aggregated.serialization_id, payload)
+
+    def _load(self, record: GroupRecord) -> AggregatedActivity:
+        return self.get_aggregated_serializer().loads(record.payload)
+
+    async def _commit(self, changes: Sequence[GroupChange], trim: bool) -> bool:
+        max_length = self.max_length if self._should_trim(trim) else None
+        return await self.storage.write_groups(
+            self.key, changes, max_length=max_length, track_markers=self.track_markers
+        )
+
+    async def _backoff(self, attempt: int) -> None:
+        if attempt + 1 >= self.max_write_attempts:
+            raise ConflictError(
+                f"feed {self.key!r}: {self.max_write_attempts} concurrent updates in a row won; "
+                "giving up"
+            )
+        await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def add_many(  # type: ignore[override]
+        self, activities: Iterable[Activity], trim: bool = True
+    ) -> list[AggregatedActivity]:
+        """Merge activities into their groups; returns the new and changed groups, ranked.
+
+        Raises:
+            SerializationError: an activity is of the wrong class or cannot be stored.
+            ConflictError: lost the compare-and-set ``max_write_attempts`` times.
+        """
+        activities = list(activities)
+        self.serialize_activities(activities)  # validate before any I/O
+        aggregator = self.get_aggregator()
+        names = list(aggregator.group_activities(activities))
+        for attempt in range(self.max_write_attempts):
+            records = await self.storage.get_groups(self.key, names)
+            current = [self._load(r) for r in records.values()]
+            new, changed, deleted = aggregator.merge(current, activities)
+            changes = [GroupChange(a.group, None, self._record(a)) for a in new]
+            changes += [GroupChange(b.group, records[b.group].id, self._record(a)) for b, a in changed]
+            changes += [GroupChange(d.group, records[d.group].id, None) for d in deleted]
+            if not changes:
+                return []
+            if await self._commit(changes, trim):
+                break
+            await self._backoff(attempt)
+        result = aggregator.rank(new + [after for _, after in changed])
+        self.metrics.on_feed_write(type(self).__name__, len(activities))
+        await _maybe_await(self.on_update_feed(new=result, deleted=deleted))
+        return result
+
+    async def remove_many(  # type: ignore[override]
+        self, activities: Iterable[Activity | int]
+    ) -> list[AggregatedActivity]:
+        """Remove activities (or ids) from their groups; a group left empty is deleted.
+
+        Activities are found through their group; bare ids make it scan the feed.
+        Returns the groups that changed (after the change).
+        """
+        activities = list(activities)
+        ids = set(_ids_of(activities))
+        if not ids:
+            return []
+        aggregator = self.get_aggregator()
+        by_group = all(isinstance(a, Activity) for a in activities)
+        names = sorted({aggregator.get_group(a) for a in activities if isinstance(a, Activity)})
+        for attempt in range(self.max_write_attempts):
+            if by_group:
+                records = list((await self.storage.get_groups(self.key, names)).values())
+            else:
+                records = await self.storage.read_groups(self.key, 0, None, Query(), markers=False)
+            changes, updated = self._removal_changes(records, ids)
+            if not changes:
+                return []
+            if await self._commit(changes, trim=False):
+                break
+            await self._backoff(attempt)
+        self.metrics.on_feed_remove(type(self).__name__, len(ids))
+        await _maybe_await(self.on_update_feed(new=updated, deleted=sorted(ids)))
+        return updated
+
+    def _removal_changes(
+        self, records: Iterable[GroupRecord], ids: set[int]
+    ) -> tuple[list[GroupChange], list[AggregatedActivity]]:
+        changes: list[GroupChange] = []
+        updated: list[AggregatedActivity] = []
+        for record in records:
+            aggregated = self._load(record)
+            hit = [i for i in aggregated.activity_ids if i in ids]
+            if not hit:
+                continue
+            if len(hit) == len(aggregated.activities):
+                changes.append(GroupChange(record.group, record.id, None))
+                continue
+            after = aggregated.copy()
+            after.remove_many(hit)
+            changes.append(GroupChange(record.group, record.id, self._record(after)))
+            updated.append(after)
+        return changes, updated
+
+    async def add_many_aggregated(self, aggregated: Iterable[AggregatedActivity]) -> None:
+        """Store whole groups as they are, replacing groups of the same key."""
+        await self._replace_groups(list(aggregated), delete=False)
+
+    async def remove_many_aggregated(self, aggregated: Iterable[AggregatedActivity]) -> None:
+        """Delete whole groups (by group key)."""
+        await self._replace_groups(list(aggregated), delete=True)
+
+    async def _replace_groups(self, aggregated: list[AggregatedActivity], *, delete: bool) -> None:
+        serializer = self.get_aggregated_serializer()
+        for a in aggregated:
+            serializer.check(a)
+        new = {a.group: None if delete else self._record(a) for a in aggregated}
+        for attempt in range(self.max_write_attempts):
+            records = await self.storage.get_groups(self.key, list(new))
+            changes = [
+                GroupChange(g, records[g].id if g in records else None, rec)
+                for g, rec in new.items()
+                if rec is not None or g in records
+            ]
+            if not changes or await self._commit(changes, trim=not delete):
+                return
+            await self._backoff(attempt)
+
+    # -- batch path ----------------------------------------------------------------------------
+
+    @classmethod
+    async def fanout_add(
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        *,
+        storage: FeedStorage | None = None,
+        trim: bool = True,
+    ) -> None:
+        """Merge ``activities`` into each follower's feed, ``fanout_concurrency`` at once."""
+        await cls._each(user_ids, storage, lambda feed: feed.add_many(activities, trim=trim))
+
+    @classmethod
+    async def fanout_remove(
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        *,
+        storage: FeedStorage | None = None,
+    ) -> None:
+        """Remove ``activities`` from each follower's feed, ``fanout_concurrency`` at once."""
+        await cls._each(user_ids, storage, lambda feed: feed.remove_many(activities))
+
+    @classmethod
+    async def _each(cls, user_ids: Sequence[int | str], storage: FeedStorage | None, op: Any) -> None:
+        for user_id in user_ids:
+            format_key(cls.key_format, user_id)  # validate every id before writing any feed
+        limiter = anyio.CapacityLimiter(cls.fanout_concurrency)
+
+        async def run(user_id: int | str) -> None:
+            async with limiter:
+                await op(cls(user_id, storage=storage))
+
+        async with anyio.create_task_group() as tg:
+            for user_id in user_ids:
+                tg.start_soon(run, user_id)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
+        records = await self.storage.read_groups(
+            self.key, start, stop, query, markers=self.track_markers
+        )
+        return [self._from_record(r) for r in records]
+
+    def _from_record(self, record: GroupRecord) -> AggregatedActivity:
+        return self._load(record)
+
+    async def contains(self, activity: Activity) -> bool:
+        """Whether ``activity`` is in its group in this feed."""
+        group = self.get_aggregator().get_group(self.get_activity_serializer().check(activity))
+        records = await self.storage.get_groups(self.key, [group])
+        return group in records and self._load(records[group]).contains(activity)
+
+    async def count(self) -> int:
+        """Number of groups in the feed."""
+        return await self.storage.count_groups(self.key)
+
+    async def _position(self, item_id: int) -> int | None:
+        return await self.storage.groups_index_of(self.key, item_id)
+
+    async def trim(self, length: int | None = None) -> None:
+        """Keep only the newest ``length`` (default ``max_length``) groups."""
+        await self.storage.trim_groups(self.key, _length(length, self.max_length))
+
+    @staticmethod
+    def inner_activities(item: Any) -> list[Activity]:
+        """The activities of a group."""
+        return list(item.activities)

@@ -1,0 +1,366 @@
+"""Flat feeds: a user's activities, newest first.
+
+Example::
+
+    class PinFeed(BaseFeed):
+        key_format = "feed:normal:%(user_id)s"
+
+    feed = PinFeed(13)
+    await feed.add(activity)
+    page = await feed[:25]
+    older = await feed.filter(activity_id__lt=page[-1].serialization_id)[:25]
+    async for activity in feed:          # the whole feed, page by page
+        ...
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import random
+import re
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+from aiostream.activity import Activity
+from aiostream.exceptions import ActivityNotFoundError, ValidationError
+from aiostream.metrics import Metrics, noop_metrics, stopwatch
+from aiostream.query import Query, check_slice
+from aiostream.serializers import ActivitySerializer
+from aiostream.storage.base import Entry, FeedStorage
+from aiostream.storage.memory import default_memory_storage
+from aiostream.verbs import VerbRegistry, default_registry
+
+__all__ = ["BaseFeed", "UserBaseFeed", "format_key", "hybridmethod"]
+
+T = TypeVar("T")
+F = TypeVar("F", bound="BaseFeed")
+
+_UNSAFE_KEY_CHARS = re.compile(r"[%:{}\s\x00-\x1f\x7f]")
+
+
+def format_key(key_format: str, user_id: object) -> str:
+    """Render a feed key, escaping the user id so it cannot reach another feed's keys.
+
+    ``%``, ``:``, ``{``, ``}``, whitespace and control characters in the id become
+    ``%XX``; so does nothing else, and ints render as themselves.
+
+    Raises:
+        ValidationError: ``user_id`` is not an int or a str (or is empty / a bool).
+    """
+    if isinstance(user_id, bool) or not isinstance(user_id, int | str):
+        raise ValidationError("user_id", f"expected an int or a str, got {type(user_id).__name__}")
+    text = str(user_id)
+    if not text:
+        raise ValidationError("user_id", "must not be empty")
+    safe = _UNSAFE_KEY_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+    return key_format % {"user_id": safe}
+
+
+class hybridmethod(Generic[T]):  # noqa: N801 - reads like classmethod
+    """A method bound to the instance when called on one, to the class otherwise.
+
+    ``Feed.insert_activity(a)`` uses the class's default storage (as in the seed API);
+    ``feed.insert_activity(a)`` uses the storage injected into that feed.
+    """
+
+    def __init__(self, func: Callable[..., T]) -> None:
+        self.func = func
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __get__(self, obj: object, owner: type) -> Callable[..., T]:
+        return functools.partial(self.func, owner if obj is None else obj)
+
+
+def _storage_of(target: Any) -> FeedStorage:
+    return target.storage if isinstance(target, BaseFeed) else target.default_storage()
+
+
+async def _maybe_await(value: Any) -> None:
+    if inspect.isawaitable(value):
+        await value
+
+
+class BaseFeed:
+    """A flat feed stored under ``key_format % {"user_id": ...}``.
+
+    Subclass it and set class attributes; bind it to a backend by subclassing a backend
+    feed (``RedisFeed``, ``CassandraFeed``) or by passing ``storage=``. Without either it
+    uses the process-wide in-memory storage.
+
+    Args:
+        user_id: Whose feed (an int or a str; escaped in the key).
+        storage: Storage to use instead of the class's default.
+
+    Class attributes:
+        key_format: Key template with ``%(user_id)s``.
+        max_length: Entries kept when the feed is trimmed (100).
+        trim_chance: Probability that a write also trims (0.01; 1.0 = always).
+        activity_class: Class of the activities stored (subclasses accepted).
+        page_size: Page size of ``async for``.
+        metrics: Metrics sink.
+    """
+
+    key_format: ClassVar[str] = "feed_%(user_id)s"
+    max_length: ClassVar[int] = 100
+    trim_chance: ClassVar[float] = 0.01
+    activity_class: ClassVar[type[Activity]] = Activity
+    verbs: ClassVar[VerbRegistry] = default_registry
+    filtering_supported: ClassVar[bool] = True
+    ordering_supported: ClassVar[bool] = True
+    page_size: ClassVar[int] = 100
+    metrics: ClassVar[Metrics] = noop_metrics
+
+    def __init__(self, user_id: int | str, *, storage: FeedStorage | None = None) -> None:
+        self.user_id = user_id
+        self.key = format_key(self.key_format, user_id)
+        self.storage: FeedStorage = storage if storage is not None else self.default_storage()
+        self._query = Query()
+
+    @classmethod
+    def default_storage(cls) -> FeedStorage:
+        """Storage used when none is passed; backend feeds override this."""
+        return default_memory_storage()
+
+    @classmethod
+    def get_activity_serializer(cls) -> ActivitySerializer[Activity]:
+        """Serializer for this feed's ``activity_class``."""
+        return ActivitySerializer(cls.activity_class, cls.verbs)
+
+    @classmethod
+    def serialize_activities(cls, activities: Iterable[Activity]) -> list[Entry]:
+        """Validate and serialize; raises before anything is written."""
+        serializer = cls.get_activity_serializer()
+        return [(serializer.check(a).serialization_id, serializer.dumps(a)) for a in activities]
+
+    @classmethod
+    def _should_trim(cls, trim: bool) -> bool:
+        return trim and random.random() < cls.trim_chance
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def add(self, activity: Activity) -> None:
+        """Add one activity (see :meth:`add_many`)."""
+        await self.add_many([activity])
+
+    async def add_many(self, activities: Iterable[Activity], trim: bool = True) -> None:
+        """Add activities to this feed and to the activity storage, in one batch.
+
+        Adding an activity that is already there changes nothing.
+
+        Raises:
+            SerializationError: an activity is of the wrong class or cannot be stored.
+        """
+        activities = list(activities)
+        entries = self.serialize_activities(activities)
+        if not entries:
+            return
+        max_length = self.max_length if self._should_trim(trim) else None
+        await self.storage.add_to_timelines(
+            [self.key], entries, max_length=max_length, store=True
+        )
+        self.metrics.on_feed_write(type(self).__name__, len(entries))
+        await _maybe_await(self.on_update_feed(new=activities, deleted=[]))
+
+    async def remove(self, activity: Activity | int) -> None:
+        """Remove one activity (or id) from this feed."""
+        await self.remove_many([activity])
+
+    async def remove_many(self, activities: Iterable[Activity | int]) -> None:
+        """Remove activities (or their ids) from this feed; missing ones are ignored.
+
+        The activity storage keeps them (other feeds may still show them); use
+        :meth:`remove_activity` to delete them there.
+        """
+        ids = _ids_of(activities)
+        if not ids:
+            return
+        await self.storage.remove_from_timelines([self.key], ids)
+        self.metrics.on_feed_remove(type(self).__name__, len(ids))
+        await _maybe_await(self.on_update_feed(new=[], deleted=ids))
+
+    def on_update_feed(self, new: Sequence[Any], deleted: Sequence[Any]) -> Any:
+        """Hook called after each write (may be ``async def``); does nothing by default."""
+        return None
+
+    @hybridmethod
+    async def insert_activities(target: Any, activities: Iterable[Activity]) -> None:  # noqa: N805
+        """Store activities in the activity storage only (no timeline)."""
+        await _storage_of(target).store_activities(target.serialize_activities(activities))
+
+    @hybridmethod
+    async def insert_activity(target: Any, activity: Activity) -> None:  # noqa: N805
+        """Store one activity in the activity storage only."""
+        await target.insert_activities([activity])
+
+    @hybridmethod
+    async def remove_activity(target: Any, activity: Activity | int) -> None:  # noqa: N805
+        """Delete one activity (or id) from the activity storage."""
+        await _storage_of(target).delete_activities(_ids_of([activity]))
+
+    # -- batch path (fanout) -------------------------------------------------------------------
+
+    @classmethod
+    async def fanout_add(
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        *,
+        storage: FeedStorage | None = None,
+        trim: bool = True,
+    ) -> None:
+        """Add ``activities`` to the feeds of all ``user_ids`` in one storage call.
+
+        The activities must already be in the activity storage (the Manager stores them
+        once before fanning out).
+        """
+        entries = cls.serialize_activities(activities)
+        keys = [format_key(cls.key_format, u) for u in user_ids]
+        if not entries or not keys:
+            return
+        max_length = cls.max_length if cls._should_trim(trim) else None
+        await (storage or cls.default_storage()).add_to_timelines(
+            keys, entries, max_length=max_length, store=False
+        )
+
+    @classmethod
+    async def fanout_remove(
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        *,
+        storage: FeedStorage | None = None,
+    ) -> None:
+        """Remove ``activities`` from the feeds of all ``user_ids`` in one storage call."""
+        keys = [format_key(cls.key_format, u) for u in user_ids]
+        ids = _ids_of(activities)
+        if ids and keys:
+            await (storage or cls.default_storage()).remove_from_timelines(keys, ids)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def __getitem__(self, key: int | slice) -> Coroutine[Any, Any, list[Any]]:
+        """``await feed[:10]``, ``await feed[5:10]``; ``await feed[i]`` is a list of at most
+        one item, as in the seed API. Bounds are checked here, before any I/O."""
+        start, stop = check_slice(key)
+        return self.get_activity_slice(start, stop)
+
+    async def get_activity_slice(self, start: int = 0, stop: int | None = None) -> list[Any]:
+        """Items ``[start:stop]`` under the feed's filter and ordering."""
+        if stop is not None and stop <= start:
+            return []
+        with stopwatch() as elapsed:
+            items = await self._read(start, stop, self._query)
+        self.metrics.on_feed_read(type(self).__name__, len(items), elapsed[0])
+        return items
+
+    async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
+        entries = await self.storage.read_timeline(self.key, start, stop, query)
+        serializer = self.get_activity_serializer()
+        return [serializer.loads(payload) for _, payload in entries]
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        """Every item, page by page (``page_size``), keyed on ids so writes in between
+        neither repeat nor skip items."""
+        query = self._query
+        while True:
+            page = await self._read(0, self.page_size, query)
+            if not page:
+                return
+            for item in page:
+                yield item
+            last = page[-1].serialization_id
+            query = (
+                query.filter(activity_id__lt=last)
+                if query.descending
+                else query.filter(activity_id__gt=last)
+            )
+
+    def filter(self: F, **filters: Any) -> F:
+        """A copy of this feed narrowed by ``activity_id__gt/__gte/__lt/__lte``.
+
+        Raises:
+            InvalidQueryError: unknown keyword or non-int value (checked now).
+        """
+        clone = copy.copy(self)
+        clone._query = self._query.filter(**filters)
+        return clone
+
+    def order_by(self: F, *fields: str) -> F:
+        """A copy ordered by ``'activity_id'`` (oldest first) or ``'-activity_id'``."""
+        clone = copy.copy(self)
+        clone._query = self._query.order_by(*fields)
+        return clone
+
+    async def count(self) -> int:
+        """Number of entries in the feed (filters do not apply)."""
+        return await self.storage.count_timeline(self.key)
+
+    async def index_of(self, activity: Any) -> int:
+        """Position of an item (an activity, a group or an id), 0 being the newest.
+
+        Raises:
+            ActivityNotFoundError: it is not in the feed.
+        """
+        (activity_id,) = _ids_of([activity])
+        index = await self._position(activity_id)
+        if index is None:
+            raise ActivityNotFoundError(f"{activity_id} is not in feed {self.key!r}")
+        return index
+
+    async def _position(self, item_id: int) -> int | None:
+        return await self.storage.timeline_index_of(self.key, item_id)
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    async def trim(self, length: int | None = None) -> None:
+        """Keep only the newest ``length`` (default ``max_length``) entries."""
+        await self.storage.trim_timeline(self.key, _length(length, self.max_length))
+
+    async def delete(self) -> None:
+        """Delete the whole feed (the activity storage is left alone)."""
+        await self.storage.delete_feeds([self.key])
+
+    async def remove_actors(self, actor_ids: Iterable[int]) -> None:
+        """Remove every activity by one of ``actor_ids`` (used by unfollow)."""
+        actors = set(actor_ids)
+        doomed = [a async for item in self for a in self.inner_activities(item) if a.actor_id in actors]
+        await self.remove_many(doomed)
+
+    @staticmethod
+    def inner_activities(item: Any) -> list[Activity]:
+        """The activities an item read from this feed stands for."""
+        return [item]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key!r}>"
+
+
+class UserBaseFeed(BaseFeed):
+    """The feed of a user's own activities: kept long (``max_length`` 10**6)."""
+
+    key_format: ClassVar[str] = "user_feed:%(user_id)s"
+    max_length: ClassVar[int] = 10**6
+
+
+def _ids_of(items: Iterable[Activity | int]) -> list[int]:
+    ids: list[int] = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            ids.append(item)
+        elif hasattr(item, "serialization_id"):
+            ids.append(item.serialization_id)
+        else:
+            raise ValidationError(
+                "activities", f"expected activities or int ids, got {type(item).__name__}"
+            )
+    return ids
+
+
+def _length(length: int | None, default: int) -> int:
+    if length is None:
+        return default
+    if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        raise ValidationError("length", f"expected a non-negative int, got {length!r}")
+    return length

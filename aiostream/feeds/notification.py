@@ -1,0 +1,92 @@
+"""Notification feeds: aggregated feeds that know what the user has seen and read.
+
+Every group carries an *unseen* and an *unread* marker. A group that receives a new
+activity becomes unseen and unread again; ``mark_*`` clear markers; counts are of groups.
+
+Example::
+
+    class MyNotificationFeed(NotificationFeed):
+        key_format = "feed:notification:%(user_id)s"
+
+    feed = MyNotificationFeed(user_id)
+    await feed.add(activity)
+    await feed.count_unseen()                 # 1
+    await feed.mark_all(seen=True)            # read stays as it was
+    data = await feed.get_notification_data() # {"unseen_count": 0, "unread_count": 1}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+from aiostream.activity import AggregatedActivity, NotificationActivity
+from aiostream.aggregators import BaseAggregator, NotificationAggregator
+from aiostream.feeds.aggregated import AggregatedFeed
+from aiostream.feeds.base import _ids_of
+from aiostream.storage.base import GroupRecord
+
+__all__ = ["NotificationFeed"]
+
+
+class NotificationFeed(AggregatedFeed):
+    """An aggregated feed with per-group seen / read markers.
+
+    Class attributes (beyond :class:`~aiostream.feeds.aggregated.AggregatedFeed`'s):
+        track_unseen: Report unseen counts (``count_unseen`` returns None otherwise).
+        track_unread: Report unread counts (``count_unread`` returns None otherwise).
+    """
+
+    key_format: ClassVar[str] = "notification_feed:%(user_id)s"
+    aggregator_class: ClassVar[type[BaseAggregator]] = NotificationAggregator
+    aggregated_activity_class: ClassVar[type[AggregatedActivity]] = NotificationActivity
+    track_unseen: ClassVar[bool] = True
+    track_unread: ClassVar[bool] = True
+    track_markers: ClassVar[bool] = True
+
+    def _from_record(self, record: GroupRecord) -> AggregatedActivity:
+        aggregated = self._load(record)
+        if isinstance(aggregated, NotificationActivity):
+            aggregated.marked_seen = not record.unseen
+            aggregated.marked_read = not record.unread
+        return aggregated
+
+    async def count_unseen(self) -> int | None:
+        """Groups not seen since their last update (None when not tracked)."""
+        unseen, _ = await self.storage.count_markers(self.key)
+        return unseen if self.track_unseen else None
+
+    async def count_unread(self) -> int | None:
+        """Groups not read since their last update (None when not tracked)."""
+        _, unread = await self.storage.count_markers(self.key)
+        return unread if self.track_unread else None
+
+    async def get_notification_data(self) -> dict[str, int]:
+        """``{"unseen_count": n, "unread_count": m}`` (the tracked ones), in one call."""
+        unseen, unread = await self.storage.count_markers(self.key)
+        data: dict[str, int] = {}
+        if self.track_unseen:
+            data["unseen_count"] = unseen
+        if self.track_unread:
+            data["unread_count"] = unread
+        return data
+
+    async def mark_activity(
+        self, activity: AggregatedActivity | int, seen: bool = True, read: bool = False
+    ) -> None:
+        """Mark one group (or group id) seen and / or read."""
+        await self.mark_activities([activity], seen=seen, read=read)
+
+    async def mark_activities(
+        self, activities: Iterable[AggregatedActivity | int], seen: bool = True, read: bool = False
+    ) -> None:
+        """Mark groups (or group ids) seen and / or read. A group updated since it was
+        read has a new id, so marking the old id leaves the update unseen."""
+        ids = _ids_of(activities)
+        if ids and (seen or read):
+            await self.storage.mark_groups(self.key, ids, seen=seen, read=read)
+
+    async def mark_all(self, seen: bool = True, read: bool = False) -> None:
+        """Mark every group seen and / or read."""
+        if seen or read:
+            await self.storage.mark_groups(self.key, None, seen=seen, read=read)

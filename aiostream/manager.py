@@ -1,0 +1,256 @@
+"""The Manager: publishes a user's activities to the feeds of all their followers.
+
+Example (the seed's Pinterest manager, awaited)::
+
+    class PinManager(Manager):
+        feed_classes = {"normal": PinFeed, "aggregated": AggregatedPinFeed}
+        user_feed_class = UserPinFeed
+
+        async def get_user_follower_ids(self, user_id):
+            return {FanoutPriority.HIGH: await active_followers(user_id),
+                    FanoutPriority.LOW: await inactive_followers(user_id)}
+
+    manager = PinManager()
+    await manager.add_user_activity(pin.user_id, activity)
+    feed = manager.get_feeds(user_id)["normal"]
+    page = await feed[:25]
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
+from typing import Any, ClassVar
+
+import anyio
+
+from aiostream.activity import Activity
+from aiostream.exceptions import ConfigurationError, ValidationError
+from aiostream.fanout import Dispatcher, FanoutChunk, InProcessDispatcher, Operation
+from aiostream.feeds.base import BaseFeed, UserBaseFeed
+from aiostream.metrics import Metrics, noop_metrics, stopwatch
+from aiostream.storage.base import FeedStorage
+
+__all__ = ["FanoutPriority", "Manager", "chunked"]
+
+
+class FanoutPriority(enum.StrEnum):
+    """Follower groups; each priority can be carried by its own queue and workers."""
+
+    HIGH = "HIGH"
+    LOW = "LOW"
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterable[tuple[Any, ...]]:
+    """Split ``items`` into tuples of at most ``size``."""
+    iterator = iter(items)
+    while chunk := tuple(islice(iterator, size)):
+        yield chunk
+
+
+class Manager:
+    """Fans activities out to followers' feeds, split by priority and cut into chunks.
+
+    Args:
+        storage: Storage for every feed the manager builds (default: each feed class's own).
+        dispatcher: Runs fanout chunks (default: :class:`InProcessDispatcher`).
+        metrics: Metrics sink (default: no-op).
+
+    Class attributes:
+        feed_classes: ``{name: feed class}`` every follower gets.
+        user_feed_class: Feed of the user's own activities.
+        fanout_chunk_size: Followers per chunk (100).
+        follow_activity_limit: Activities copied when following someone (5000).
+    """
+
+    feed_classes: ClassVar[Mapping[str, type[BaseFeed]]] = {"normal": BaseFeed}
+    user_feed_class: ClassVar[type[BaseFeed]] = UserBaseFeed
+    fanout_chunk_size: ClassVar[int] = 100
+    follow_activity_limit: ClassVar[int] = 5000
+
+    def __init__(
+        self,
+        *,
+        storage: FeedStorage | None = None,
+        dispatcher: Dispatcher | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if not self.feed_classes:
+            raise ConfigurationError("Manager.feed_classes must name at least one feed class")
+        self.storage = storage
+        self.dispatcher: Dispatcher = dispatcher or InProcessDispatcher()
+        self.metrics: Metrics = metrics or noop_metrics
+
+    # -- hooks ---------------------------------------------------------------------------------
+
+    def get_user_follower_ids(self, user_id: Any) -> Any:
+        """Return ``{FanoutPriority.HIGH: ids, FanoutPriority.LOW: ids}`` (may be
+        ``async def``). Any key works; each becomes the chunk's priority."""
+        raise NotImplementedError("subclass Manager and implement get_user_follower_ids")
+
+    async def follower_ids(self, user_id: Any) -> dict[str | None, list[Any]]:
+        """Await :meth:`get_user_follower_ids` if needed and validate its result."""
+        result = self.get_user_follower_ids(user_id)
+        if inspect.isawaitable(result):
+            result = await result
+        if not isinstance(result, Mapping):
+            raise ValidationError(
+                "get_user_follower_ids",
+                f"must return a mapping of priority to ids, got {type(result).__name__}",
+            )
+        return {(None if k is None else str(k)): list(v) for k, v in result.items()}
+
+    # -- feeds -----------------------------------------------------------------------------------
+
+    def get_feeds(self, user_id: Any) -> dict[str, BaseFeed]:
+        """``{name: feed}`` of ``user_id`` for every feed class."""
+        return {name: cls(user_id, storage=self.storage) for name, cls in self.feed_classes.items()}
+
+    def get_user_feed(self, user_id: Any) -> BaseFeed:
+        """The feed of the user's own activities."""
+        return self.user_feed_class(user_id, storage=self.storage)
+
+    def storage_for(self, feed_class: type[BaseFeed]) -> FeedStorage:
+        """Storage the manager uses for ``feed_class``."""
+        return self.storage if self.storage is not None else feed_class.default_storage()
+
+    # -- publishing ------------------------------------------------------------------------------
+
+    async def add_user_activity(self, user_id: Any, activity: Activity) -> None:
+        """Store ``activity``, add it to the user's feed and fan it out to followers.
+
+        Raises:
+            ValidationError / SerializationError: bad activity (nothing is written).
+            FanoutError: some chunks failed (the rest were written).
+        """
+        await self._publish(user_id, [activity], trim=True)
+        self.metrics.on_activity_published()
+
+    async def remove_user_activity(self, user_id: Any, activity: Activity) -> None:
+        """Remove ``activity`` from the user's feed and from every follower's feeds.
+
+        The stored activity stays (feeds elsewhere may still point at it)."""
+        await self.get_user_feed(user_id).remove(activity)
+        await self._fan_out(user_id, "remove", [activity], trim=False)
+        self.metrics.on_activity_removed()
+
+    async def update_user_activity(self, activity: Activity) -> None:
+        """Re-publish ``activity`` (same id): its stored payload is overwritten."""
+        await self.update_user_activities([activity])
+
+    async def update_user_activities(self, activities: Iterable[Activity]) -> None:
+        """Re-publish each activity under its actor; idempotent for feeds holding it."""
+        for activity in activities:
+            await self.add_user_activity(activity.actor_id, activity)
+
+    async def batch_import(
+        self,
+        user_id: Any,
+        activities: Sequence[Activity],
+        fanout: bool = True,
+        chunk_size: int = 500,
+    ) -> None:
+        """Import many past activities of one user (no trimming), ``chunk_size`` at a time.
+
+        Raises:
+            ValidationError: an activity's actor is not ``user_id`` (checked for all first).
+        """
+        for index, activity in enumerate(activities):
+            if activity.actor_id != user_id:
+                raise ValidationError(
+                    f"activities[{index}].actor_id",
+                    f"is {activity.actor_id!r}, expected the importing user {user_id!r}",
+                )
+        for chunk in chunked(activities, chunk_size):
+            if fanout:
+                await self._publish(user_id, list(chunk), trim=False)
+            else:
+                await self.get_user_feed(user_id).add_many(chunk, trim=False)
+
+    async def _publish(self, user_id: Any, activities: list[Activity], *, trim: bool) -> None:
+        user_feed = self.get_user_feed(user_id)
+        await user_feed.add_many(activities, trim=trim)
+        entries = user_feed.serialize_activities(activities)
+        # Follower feeds on another storage need the activity there too: store it once
+        # per distinct storage before any follower feed points at it.
+        storages = {id(s): s for s in map(self.storage_for, self.feed_classes.values())}
+        storages.pop(id(user_feed.storage), None)
+        for storage in storages.values():
+            await storage.store_activities(entries)
+        await self._fan_out(user_id, "add", activities, trim=trim)
+
+    async def _fan_out(
+        self, user_id: Any, operation: Operation, activities: list[Activity], *, trim: bool
+    ) -> None:
+        followers = await self.follower_ids(user_id)
+        chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
+        if chunks:
+            await self.dispatcher.dispatch(chunks, self.run_chunk)
+
+    def create_fanout_chunks(
+        self,
+        followers: Mapping[str | None, Sequence[Any]],
+        operation: Operation,
+        activities: Sequence[Activity],
+        *,
+        trim: bool = True,
+    ) -> Iterable[FanoutChunk]:
+        """Chunks of ``fanout_chunk_size`` followers, per priority and per feed class."""
+        for name, feed_class in self.feed_classes.items():
+            payloads = tuple(p for _, p in feed_class.serialize_activities(activities))
+            for priority, ids in followers.items():
+                for user_ids in chunked(ids, self.fanout_chunk_size):
+                    yield FanoutChunk(operation, name, user_ids, payloads, priority, trim)
+
+    async def run_chunk(self, chunk: FanoutChunk) -> None:
+        """Carry out one chunk (dispatchers and job workers call this)."""
+        try:
+            feed_class = self.feed_classes[chunk.feed]
+        except KeyError:
+            raise ConfigurationError(f"no feed class named {chunk.feed!r} in feed_classes") from None
+        serializer = feed_class.get_activity_serializer()
+        activities = [serializer.loads(p) for p in chunk.activities]
+        storage = self.storage_for(feed_class)
+        with stopwatch() as elapsed:
+            if chunk.operation == "add":
+                await feed_class.fanout_add(chunk.user_ids, activities, storage=storage, trim=chunk.trim)
+            else:
+                await feed_class.fanout_remove(chunk.user_ids, activities, storage=storage)
+        self.metrics.on_fanout(feed_class.__name__, chunk.operation, len(chunk.user_ids), elapsed[0])
+
+    # -- following -------------------------------------------------------------------------------
+
+    async def follow_user(self, user_id: Any, target_user_id: Any) -> None:
+        """Copy the target's recent activities into the user's feeds."""
+        await self.follow_many_users(user_id, [target_user_id])
+
+    async def unfollow_user(self, user_id: Any, target_user_id: Any) -> None:
+        """Remove the target's activities from the user's feeds."""
+        await self.unfollow_many_users(user_id, [target_user_id])
+
+    async def follow_many_users(self, user_id: Any, target_ids: Iterable[Any]) -> None:
+        """Copy up to ``follow_activity_limit`` recent activities of each target into
+        every feed of ``user_id`` (idempotent)."""
+        activities: list[Activity] = []
+        for target in target_ids:
+            activities.extend(await self.get_user_feed(target)[: self.follow_activity_limit])
+        if not activities:
+            return
+        async with anyio.create_task_group() as tg:
+            for feed_class in self.feed_classes.values():
+                tg.start_soon(self._follow_into, feed_class, user_id, activities)
+
+    async def _follow_into(
+        self, feed_class: type[BaseFeed], user_id: Any, activities: list[Activity]
+    ) -> None:
+        storage = self.storage_for(feed_class)
+        await feed_class.fanout_add([user_id], activities, storage=storage)
+
+    async def unfollow_many_users(self, user_id: Any, target_ids: Iterable[Any]) -> None:
+        """Remove every activity by one of ``target_ids`` from every feed of ``user_id``."""
+        targets = list(target_ids)
+        async with anyio.create_task_group() as tg:
+            for feed in self.get_feeds(user_id).values():
+                tg.start_soon(feed.remove_actors, targets)

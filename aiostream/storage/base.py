@@ -1,0 +1,191 @@
+"""What feeds need from a storage backend, stated as one Protocol.
+
+A backend stores three things, all addressed by a *feed key* (the feed's formatted
+``key_format``, already escaped so it never contains ``:{}%`` from user input):
+
+* an **activity storage** shared by all feeds: ``id -> payload``;
+* **timelines** (flat feeds): ordered sets of activity ids, newest first;
+* **groups** (aggregated / notification feeds): at most one record per group name,
+  ordered by the group's id, each with an *unseen* and an *unread* marker.
+
+The methods take many keys or many items at once so each backend can batch its own way
+(one Redis pipeline or script, concurrent Cassandra statements). In particular:
+
+* :meth:`FeedStorage.add_to_timelines` writes a set of activities into a whole chunk of
+  follower feeds, trimming each, in one call: the fanout path;
+* :meth:`FeedStorage.read_timeline` returns a page *with payloads*: one round trip;
+* :meth:`FeedStorage.write_groups` is a compare-and-set over several groups of one feed,
+  so concurrent writers on one aggregated feed never lose each other's updates.
+
+Payloads are opaque strings made by :mod:`aiostream.serializers`. Ids are ints below
+``2**104`` (see :mod:`aiostream.ids`). The in-memory storage is the reference
+implementation; the behaviour suite runs every backend against the same expectations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from aiostream.query import Query
+
+__all__ = ["Entry", "FeedStorage", "GroupChange", "GroupRecord"]
+
+Entry = tuple[int, str]
+"""``(activity id, payload)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    """One group of an aggregated feed as stored.
+
+    Attributes:
+        group: The aggregator's group key; unique within a feed.
+        id: The group's id (its ``serialization_id``); orders the feed.
+        payload: The serialized aggregated activity.
+        unseen: Marker state (only filled when asked for).
+        unread: Marker state (only filled when asked for).
+    """
+
+    group: str
+    id: int
+    payload: str
+    unseen: bool = False
+    unread: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class GroupChange:
+    """Replace, create or delete one group, if it is still as the writer last saw it.
+
+    Attributes:
+        group: Group key.
+        expected_id: The id the writer read (``None``: the group must not exist).
+        new: The record to store, or ``None`` to delete the group.
+    """
+
+    group: str
+    expected_id: int | None
+    new: GroupRecord | None
+
+
+@runtime_checkable
+class FeedStorage(Protocol):
+    """A storage backend for feeds. All methods are coroutines; all are safe to call
+    concurrently from many tasks (and, for server backends, many processes)."""
+
+    # -- activity storage ------------------------------------------------------------------
+
+    async def store_activities(self, entries: Sequence[Entry]) -> None:
+        """Insert or overwrite activities in the shared activity storage."""
+
+    async def load_activities(self, ids: Sequence[int]) -> dict[int, str]:
+        """Payloads of those ``ids`` that are stored (missing ones are left out)."""
+        ...
+
+    async def delete_activities(self, ids: Sequence[int]) -> None:
+        """Remove activities from the shared activity storage."""
+
+    # -- flat timelines ----------------------------------------------------------------------
+
+    async def add_to_timelines(
+        self,
+        keys: Sequence[str],
+        entries: Sequence[Entry],
+        *,
+        max_length: int | None,
+        store: bool,
+    ) -> None:
+        """Add every entry to every feed in ``keys`` (idempotent).
+
+        Args:
+            keys: Feed keys to write to.
+            entries: Activities to add.
+            max_length: When given, trim each feed to its newest ``max_length`` entries
+                atomically with the add.
+            store: Also write ``entries`` into the activity storage in the same batch.
+        """
+
+    async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
+        """Remove activity ids from every feed in ``keys`` (missing ones are ignored)."""
+
+    async def read_timeline(
+        self, key: str, start: int, stop: int | None, query: Query
+    ) -> list[Entry]:
+        """The ``[start:stop]`` window of the feed under ``query``, with payloads.
+
+        Entries whose activity is no longer in the activity storage are left out.
+        """
+        ...
+
+    async def count_timeline(self, key: str) -> int:
+        """Number of entries in the feed."""
+        ...
+
+    async def trim_timeline(self, key: str, max_length: int) -> None:
+        """Keep only the newest ``max_length`` entries."""
+
+    async def timeline_index_of(self, key: str, activity_id: int) -> int | None:
+        """Position of ``activity_id`` counted from the newest (``None`` if absent)."""
+        ...
+
+    # -- groups (aggregated and notification feeds) ---------------------------------------
+
+    async def read_groups(
+        self, key: str, start: int, stop: int | None, query: Query, *, markers: bool
+    ) -> list[GroupRecord]:
+        """The ``[start:stop]`` window of groups under ``query`` (markers filled if asked)."""
+        ...
+
+    async def get_groups(self, key: str, groups: Sequence[str]) -> dict[str, GroupRecord]:
+        """Current records of the named groups (absent ones left out)."""
+        ...
+
+    async def write_groups(
+        self,
+        key: str,
+        changes: Sequence[GroupChange],
+        *,
+        max_length: int | None,
+        track_markers: bool,
+    ) -> bool:
+        """Apply ``changes`` atomically if every group still has its ``expected_id``.
+
+        A written group loses the markers of its old id; with ``track_markers`` its new
+        id becomes unseen and unread. A deleted group loses its markers. With
+        ``max_length`` the feed is trimmed to its newest groups (markers included).
+
+        Returns:
+            ``False`` (and writes nothing) when some group changed since it was read.
+        """
+        ...
+
+    async def count_groups(self, key: str) -> int:
+        """Number of groups in the feed."""
+        ...
+
+    async def trim_groups(self, key: str, max_length: int) -> None:
+        """Keep only the newest ``max_length`` groups (and their markers)."""
+
+    async def groups_index_of(self, key: str, group_id: int) -> int | None:
+        """Position of a group id counted from the newest (``None`` if absent)."""
+        ...
+
+    async def mark_groups(
+        self, key: str, ids: Sequence[int] | None, *, seen: bool, read: bool
+    ) -> None:
+        """Clear the unseen (``seen``) and / or unread (``read``) markers of group ids
+        (``None``: of every group in the feed)."""
+
+    async def count_markers(self, key: str) -> tuple[int, int]:
+        """``(unseen, unread)`` group counts of the feed."""
+        ...
+
+    # -- whole feeds and lifecycle -----------------------------------------------------------
+
+    async def delete_feeds(self, keys: Sequence[str]) -> None:
+        """Delete everything stored under each feed key: entries, groups and markers."""
+
+    async def aclose(self) -> None:
+        """Release connections this storage opened (injected clients are left open)."""

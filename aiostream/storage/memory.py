@@ -1,0 +1,264 @@
+"""In-memory storage: no server, one process. The reference implementation.
+
+Used by default (the demo, unit tests, prototyping) and as the oracle the behaviour and
+property tests compare the server backends with. Every method yields to the event loop
+once before it acts, so concurrent callers interleave the way they do on a network
+backend and races in feed logic show up here too; each method then runs without further
+awaits, which makes it atomic.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+from anyio.lowlevel import checkpoint
+
+from aiostream.query import Query
+from aiostream.storage.base import Entry, GroupChange, GroupRecord
+
+__all__ = ["MemoryStorage", "default_memory_storage"]
+
+
+def _insert(ids: list[int], activity_id: int) -> bool:
+    pos = bisect.bisect_left(ids, activity_id)
+    if pos < len(ids) and ids[pos] == activity_id:
+        return False
+    ids.insert(pos, activity_id)
+    return True
+
+
+def _discard(ids: list[int], activity_id: int) -> bool:
+    pos = bisect.bisect_left(ids, activity_id)
+    if pos < len(ids) and ids[pos] == activity_id:
+        del ids[pos]
+        return True
+    return False
+
+
+def _index_from_newest(ids: list[int], activity_id: int) -> int | None:
+    pos = bisect.bisect_left(ids, activity_id)
+    if pos < len(ids) and ids[pos] == activity_id:
+        return len(ids) - 1 - pos
+    return None
+
+
+@dataclass
+class _Groups:
+    by_name: dict[str, GroupRecord] = field(default_factory=dict)
+    names_by_id: dict[int, str] = field(default_factory=dict)
+    ids: list[int] = field(default_factory=list)
+    unseen: set[int] = field(default_factory=set)
+    unread: set[int] = field(default_factory=set)
+
+    def drop(self, group: str) -> None:
+        record = self.by_name.pop(group)
+        del self.names_by_id[record.id]
+        _discard(self.ids, record.id)
+        self.unseen.discard(record.id)
+        self.unread.discard(record.id)
+
+    def put(self, record: GroupRecord, track_markers: bool) -> None:
+        self.by_name[record.group] = record
+        self.names_by_id[record.id] = record.group
+        _insert(self.ids, record.id)
+        if track_markers:
+            self.unseen.add(record.id)
+            self.unread.add(record.id)
+
+    def trim(self, max_length: int) -> None:
+        for group_id in self.ids[: max(len(self.ids) - max_length, 0)]:
+            self.drop(self.names_by_id[group_id])
+
+
+class MemoryStorage:
+    """A :class:`~aiostream.storage.base.FeedStorage` kept in Python dicts.
+
+    Example::
+
+        storage = MemoryStorage()
+        feed = PinFeed(13, storage=storage)
+    """
+
+    def __init__(self) -> None:
+        self.activities: dict[int, str] = {}
+        self.timelines: dict[str, list[int]] = {}
+        self.groups: dict[str, _Groups] = {}
+
+    async def __aenter__(self) -> MemoryStorage:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    # -- activity storage ------------------------------------------------------------------
+
+    async def store_activities(self, entries: Sequence[Entry]) -> None:
+        await checkpoint()
+        self.activities.update(entries)
+
+    async def load_activities(self, ids: Sequence[int]) -> dict[int, str]:
+        await checkpoint()
+        return {i: self.activities[i] for i in ids if i in self.activities}
+
+    async def delete_activities(self, ids: Sequence[int]) -> None:
+        await checkpoint()
+        for i in ids:
+            self.activities.pop(i, None)
+
+    # -- flat timelines ----------------------------------------------------------------------
+
+    async def add_to_timelines(
+        self,
+        keys: Sequence[str],
+        entries: Sequence[Entry],
+        *,
+        max_length: int | None,
+        store: bool,
+    ) -> None:
+        await checkpoint()
+        if store:
+            self.activities.update(entries)
+        for key in keys:
+            ids = self.timelines.setdefault(key, [])
+            for activity_id, _ in entries:
+                _insert(ids, activity_id)
+            if max_length is not None:
+                del ids[: max(len(ids) - max_length, 0)]
+
+    async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
+        await checkpoint()
+        for key in keys:
+            timeline = self.timelines.get(key)
+            if timeline is None:
+                continue
+            for activity_id in ids:
+                _discard(timeline, activity_id)
+            if not timeline:
+                del self.timelines[key]
+
+    async def read_timeline(
+        self, key: str, start: int, stop: int | None, query: Query
+    ) -> list[Entry]:
+        await checkpoint()
+        selected = query.select(self.timelines.get(key, []), start, stop)
+        return [(i, self.activities[i]) for i in selected if i in self.activities]
+
+    async def count_timeline(self, key: str) -> int:
+        await checkpoint()
+        return len(self.timelines.get(key, ()))
+
+    async def trim_timeline(self, key: str, max_length: int) -> None:
+        await checkpoint()
+        ids = self.timelines.get(key)
+        if ids:
+            del ids[: max(len(ids) - max_length, 0)]
+
+    async def timeline_index_of(self, key: str, activity_id: int) -> int | None:
+        await checkpoint()
+        return _index_from_newest(self.timelines.get(key, []), activity_id)
+
+    # -- groups ------------------------------------------------------------------------------
+
+    async def read_groups(
+        self, key: str, start: int, stop: int | None, query: Query, *, markers: bool
+    ) -> list[GroupRecord]:
+        await checkpoint()
+        state = self.groups.get(key)
+        if state is None:
+            return []
+        records = [state.by_name[state.names_by_id[i]] for i in query.select(state.ids, start, stop)]
+        if not markers:
+            return records
+        return [replace(r, unseen=r.id in state.unseen, unread=r.id in state.unread) for r in records]
+
+    async def get_groups(self, key: str, groups: Sequence[str]) -> dict[str, GroupRecord]:
+        await checkpoint()
+        state = self.groups.get(key)
+        if state is None:
+            return {}
+        return {g: state.by_name[g] for g in groups if g in state.by_name}
+
+    async def write_groups(
+        self,
+        key: str,
+        changes: Sequence[GroupChange],
+        *,
+        max_length: int | None,
+        track_markers: bool,
+    ) -> bool:
+        await checkpoint()
+        state = self.groups.setdefault(key, _Groups())
+        for change in changes:
+            current = state.by_name.get(change.group)
+            if (current.id if current else None) != change.expected_id:
+                return False
+        for change in changes:
+            if change.group in state.by_name:
+                state.drop(change.group)
+            if change.new is not None:
+                state.put(change.new, track_markers)
+        if max_length is not None:
+            state.trim(max_length)
+        if not state.by_name:
+            del self.groups[key]
+        return True
+
+    async def count_groups(self, key: str) -> int:
+        await checkpoint()
+        state = self.groups.get(key)
+        return len(state.ids) if state else 0
+
+    async def trim_groups(self, key: str, max_length: int) -> None:
+        await checkpoint()
+        state = self.groups.get(key)
+        if state:
+            state.trim(max_length)
+
+    async def groups_index_of(self, key: str, group_id: int) -> int | None:
+        await checkpoint()
+        state = self.groups.get(key)
+        return _index_from_newest(state.ids, group_id) if state else None
+
+    async def mark_groups(
+        self, key: str, ids: Sequence[int] | None, *, seen: bool, read: bool
+    ) -> None:
+        await checkpoint()
+        state = self.groups.get(key)
+        if state is None:
+            return
+        for flag, markers in ((seen, state.unseen), (read, state.unread)):
+            if not flag:
+                continue
+            if ids is None:
+                markers.clear()
+            else:
+                markers.difference_update(ids)
+
+    async def count_markers(self, key: str) -> tuple[int, int]:
+        await checkpoint()
+        state = self.groups.get(key)
+        return (len(state.unseen), len(state.unread)) if state else (0, 0)
+
+    # -- whole feeds -------------------------------------------------------------------------
+
+    async def delete_feeds(self, keys: Sequence[str]) -> None:
+        await checkpoint()
+        for key in keys:
+            self.timelines.pop(key, None)
+            self.groups.pop(key, None)
+
+
+_default: MemoryStorage | None = None
+
+
+def default_memory_storage() -> MemoryStorage:
+    """The process-wide memory storage feeds use when none is given (made on first use)."""
+    global _default
+    if _default is None:
+        _default = MemoryStorage()
+    return _default

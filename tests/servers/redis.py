@@ -1,0 +1,259 @@
+"""Private ``redis-server`` instances (standalone and cluster) for tests.
+
+The binaries come from Debian's ``redis-server`` package (which pulls in
+``redis-tools`` for ``redis-cli``); they are installed on demand when we are
+root. Servers bind 127.0.0.1 only, on free ports, with persistence off.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import (
+    LOOPBACK,
+    ManagedProcess,
+    ServerStartError,
+    free_port,
+    free_port_with_offset,
+    log_tail,
+)
+
+CLUSTER_BUS_OFFSET = 10000
+_POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
+_install_lock = threading.Lock()
+_apt_updated = False
+
+
+def _redis_server_pids() -> set[int]:
+    """PIDs of all running redis-server processes (from /proc, stdlib only)."""
+    pids: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if os.path.basename(argv0.split(b" ", 1)[0]) == b"redis-server":
+            pids.add(int(entry.name))
+    return pids
+
+
+def _apt(args: list[str], log: Path) -> None:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", APT_LISTCHANGES_FRONTEND="none")
+    with open(log, "ab") as out:
+        # Wait for the dpkg lock instead of failing when a parallel worker installs too.
+        code = subprocess.call(
+            ["apt-get", "-o", "DPkg::Lock::Timeout=300", *args],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+    if code != 0:
+        raise ServerStartError(f"apt-get {' '.join(args)} failed with code {code}", log)
+
+
+def ensure_redis_binaries() -> tuple[str, str]:
+    """Return the paths of ``redis-server`` and ``redis-cli``, installing them if needed.
+
+    When missing and running as root, runs ``apt-get update`` (once per process)
+    and ``apt-get install -y redis-server``. Debian's postinst would start a
+    system redis on port 6379: a temporary ``policy-rc.d`` that exits 101 forbids
+    that, and any redis-server that appears during the install is stopped.
+    """
+    global _apt_updated
+    with _install_lock:
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if server and cli:
+            return server, cli
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            raise ServerStartError(
+                "redis-server / redis-cli not found on PATH and cannot install them "
+                "(needs root and apt-get); install Debian's 'redis-server' package"
+            )
+        log = Path(tempfile.gettempdir()) / f"aiostream-apt-redis-{os.getpid()}.log"
+        before = _redis_server_pids()
+        created_policy = False
+        try:
+            try:
+                fd = os.open(_POLICY_RC_D, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+            except FileExistsError:
+                pass  # someone else's policy (e.g. a container's): leave it alone
+            else:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write("#!/bin/sh\n# temporary, written by aiostream tests/servers\nexit 101\n")
+                created_policy = True
+            if not _apt_updated:
+                _apt(["update"], log)
+                _apt_updated = True
+            _apt(["install", "-y", "--no-install-recommends", "redis-server"], log)
+        finally:
+            if created_policy:
+                _POLICY_RC_D.unlink(missing_ok=True)
+            for pid in _redis_server_pids() - before:  # started by the postinst despite the policy
+                os.kill(pid, 15)
+        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+        if not (server and cli):
+            raise ServerStartError("redis-server installed but binaries still not on PATH", log)
+        return server, cli
+
+
+def redis_call(host: str, port: int, *args: str, timeout: float = 2.0) -> str:
+    """Send one command over RESP and return a simple/bulk/integer reply as text.
+
+    Just enough protocol for readiness checks (PING, CLUSTER INFO); error
+    replies raise RuntimeError.
+    """
+    payload = f"*{len(args)}\r\n".encode() + b"".join(
+        b"$%d\r\n%s\r\n" % (len(a.encode()), a.encode()) for a in args
+    )
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(payload)
+        reader = sock.makefile("rb")
+        line = reader.readline().rstrip(b"\r\n")
+        kind, rest = line[:1], line[1:].decode()
+        if kind == b"-":
+            raise RuntimeError(rest)
+        if kind == b"$":
+            size = int(rest)
+            return "" if size < 0 else reader.read(size + 2)[:-2].decode()
+        return rest
+
+
+def _wait_ping(host: str, port: int, proc: ManagedProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        proc.check_alive()
+        try:
+            if redis_call(host, port, "PING", timeout=0.5) == "PONG":
+                return
+        except (OSError, RuntimeError):
+            pass  # not listening yet, or still LOADING
+        if time.monotonic() > deadline:
+            proc.stop()
+            raise ServerStartError(f"redis on port {port} did not answer PING in {timeout:.0f}s", proc.log_path)
+        time.sleep(0.05)
+
+
+def _spawn(server: str, workdir: Path, port: int, extra: list[str]) -> ManagedProcess:
+    workdir.mkdir(parents=True, exist_ok=True)
+    argv = [
+        server, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
+        "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
+        *extra,
+    ]
+    return ManagedProcess(argv, workdir / f"redis-{port}.log", cwd=workdir, name=f"redis-server:{port}")
+
+
+@dataclass
+class RedisServer:
+    """A standalone redis-server; ``stop()`` ends it by PID (idempotent)."""
+
+    host: str
+    port: int
+    url: str
+    pid: int
+    log_path: Path
+    _proc: ManagedProcess = field(repr=False, compare=False)
+
+    def stop(self) -> None:
+        self._proc.stop()
+
+    def __enter__(self) -> RedisServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_redis(workdir: Path, *, port: int | None = None, timeout: float = 30.0) -> RedisServer:
+    """Start a standalone redis-server on a free loopback port and wait for PING."""
+    server, _ = ensure_redis_binaries()
+    port = port or free_port()
+    proc = _spawn(server, workdir, port, [])
+    _wait_ping(LOOPBACK, port, proc, timeout)
+    return RedisServer(LOOPBACK, port, f"redis://{LOOPBACK}:{port}/0", proc.pid, proc.log_path, proc)
+
+
+@dataclass
+class RedisCluster:
+    """A Redis Cluster of masters only; ``stop()`` ends every node by PID."""
+
+    nodes: list[tuple[str, int]]
+    url: str
+    pids: list[int]
+    workdir: Path
+    _procs: list[ManagedProcess] = field(repr=False, compare=False)
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            proc.stop()
+
+    def __enter__(self) -> RedisCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _cluster_ok(port: int) -> bool:
+    try:
+        info = redis_call(LOOPBACK, port, "CLUSTER", "INFO", timeout=1.0)
+    except (OSError, RuntimeError):
+        return False
+    return "cluster_state:ok" in info and "cluster_slots_assigned:16384" in info
+
+
+def start_redis_cluster(workdir: Path, masters: int = 3, *, timeout: float = 60.0) -> RedisCluster:
+    """Start ``masters`` cluster-enabled nodes, join them, wait for ``cluster_state:ok``.
+
+    Each node's cluster bus listens on port + 10000, so both must be free.
+    """
+    if masters < 3:
+        raise ValueError(f"Redis Cluster needs at least 3 masters, got {masters!r}")
+    server, cli = ensure_redis_binaries()
+    procs: list[ManagedProcess] = []
+    ports: list[int] = []
+    try:
+        for _ in range(masters):
+            port = free_port_with_offset(CLUSTER_BUS_OFFSET)
+            extra = ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+                     "--cluster-node-timeout", "5000"]
+            procs.append(_spawn(server, workdir / f"node-{port}", port, extra))
+            ports.append(port)
+        for port, proc in zip(ports, procs):
+            _wait_ping(LOOPBACK, port, proc, timeout)
+        create_log = workdir / "cluster-create.log"
+        with open(create_log, "wb") as out:
+            code = subprocess.call(
+                [cli, "--cluster", "create", *(f"{LOOPBACK}:{p}" for p in ports),
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+            )
+        if code != 0:
+            raise ServerStartError(f"redis-cli --cluster create failed with code {code}", create_log)
+        deadline = time.monotonic() + timeout
+        while not all(_cluster_ok(p) for p in ports):
+            for proc in procs:
+                proc.check_alive()
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"--- {p.log_path} ---\n{log_tail(p.log_path, 15)}" for p in procs)
+                raise ServerStartError(f"cluster not ok after {timeout:.0f}s\n{tails}")
+            time.sleep(0.1)
+    except BaseException:
+        for proc in procs:
+            proc.stop()
+        raise
+    return RedisCluster(
+        nodes=[(LOOPBACK, p) for p in ports],
+        url=f"redis://{LOOPBACK}:{ports[0]}",
+        pids=[p.pid for p in procs],
+        workdir=workdir,
+        _procs=procs,
+    )
