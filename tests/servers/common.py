@@ -141,8 +141,13 @@ def wait_for_port(
         time.sleep(0.1)
 
 
-def _make_preexec(rlimits: Mapping[int, tuple[int, int]]) -> Callable[[], None] | None:
-    """A preexec_fn that applies ``rlimits`` and makes the child die with us.
+def _make_preexec(
+    rlimits: Mapping[int, tuple[int, int]], drop_caps: Sequence[int]
+) -> Callable[[], None] | None:
+    """A preexec_fn that applies ``rlimits``, drops ``drop_caps`` and ties the child to us.
+
+    Capabilities are dropped from the bounding set, so root's exec of the
+    server does not get them back (best effort: needs CAP_SETPCAP).
 
     PR_SET_PDEATHSIG (Linux) keeps servers from outliving a test run that was
     SIGKILLed. It fires when the *thread* that forked exits, so it is only set
@@ -150,18 +155,22 @@ def _make_preexec(rlimits: Mapping[int, tuple[int, int]]) -> Callable[[], None] 
     the tests do.
     """
     prctl: Callable[..., int] | None = None
-    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+    if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             prctl = ctypes.CDLL(None, use_errno=True).prctl
-    if prctl is None and not rlimits:
+    deathsig = prctl is not None and threading.current_thread() is threading.main_thread()
+    if not (deathsig or rlimits or (drop_caps and prctl is not None)):
         return None
-    limits = dict(rlimits)
+    limits, caps = dict(rlimits), list(drop_caps)
 
     def preexec() -> None:
         for which, value in limits.items():
             resource.setrlimit(which, value)
         if prctl is not None:
-            prctl(1, signal.SIGKILL)  # 1 == PR_SET_PDEATHSIG
+            for cap in caps:
+                prctl(24, cap)  # PR_CAPBSET_DROP; a failure only leaves the cap
+            if deathsig:
+                prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
     return preexec
 
@@ -192,6 +201,7 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         name: str | None = None,
         rlimits: Mapping[int, tuple[int, int]] | None = None,
+        drop_caps: Sequence[int] = (),
     ) -> None:
         self.argv = list(argv)
         self.log_path = log_path
@@ -207,7 +217,7 @@ class ManagedProcess:
                 cwd=cwd,
                 env=None if env is None else dict(env),
                 start_new_session=True,
-                preexec_fn=_make_preexec(rlimits or {}),  # noqa: PLW1509
+                preexec_fn=_make_preexec(rlimits or {}, drop_caps),  # noqa: PLW1509
             )
         self.started_at = time.monotonic()
         _live.add(self)

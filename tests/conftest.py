@@ -1,0 +1,110 @@
+"""Fixtures shared by the whole suite: the backend matrix and the servers behind it.
+
+``storage`` is parametrised over every backend in ``tests/backends``; a test that takes
+it (directly or through ``make_feed``) runs once per backend. Servers start lazily, once
+per session, on free loopback ports. Under ``CI=true`` a backend whose server cannot
+start fails its tests; elsewhere they are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiostream.storage.base import FeedStorage
+from tests.backends import Backend, discover
+
+BACKENDS = discover()
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Servers:
+    """Starts each backend's servers on first use and stops them at session end."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.handles: dict[str, Any] = {}
+        self.errors: dict[str, str] = {}
+
+    def get(self, backend: Backend) -> Any:
+        if backend.start is None:
+            return None
+        if backend.name in self.errors:
+            self._unavailable(backend.name, self.errors[backend.name])
+        if backend.name not in self.handles:
+            try:
+                self.handles[backend.name] = backend.start(self.workdir / backend.name)
+            except Exception as exc:
+                self.errors[backend.name] = f"{type(exc).__name__}: {exc}"
+                self._unavailable(backend.name, self.errors[backend.name])
+        return self.handles[backend.name]
+
+    @staticmethod
+    def _unavailable(name: str, reason: str) -> None:
+        if IN_CI:
+            pytest.fail(f"backend {name!r} could not start under CI=true: {reason}", pytrace=False)
+        pytest.skip(f"backend {name!r} unavailable: {reason}")
+
+    def stop_all(self) -> None:
+        for name, handle in self.handles.items():
+            stop = BACKENDS[name].stop
+            if stop is not None:
+                stop(handle)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    registry = Servers(tmp_path_factory.mktemp("servers"))
+    try:
+        yield registry
+    finally:
+        registry.stop_all()
+
+
+StorageFactory = Callable[[], AbstractAsyncContextManager[FeedStorage]]
+
+
+@pytest.fixture(
+    params=[pytest.param(name, marks=getattr(pytest.mark, name)) for name in BACKENDS]
+)
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def storage_factory(backend_name: str, servers: Servers) -> StorageFactory:
+    """Opens isolated storages of the current backend (each with its own prefix)."""
+    backend = BACKENDS[backend_name]
+    handle = servers.get(backend)
+
+    def factory() -> AbstractAsyncContextManager[FeedStorage]:
+        return backend.open_storage(handle, f"t{uuid.uuid4().hex[:12]}")
+
+    return factory
+
+
+@pytest.fixture
+async def storage(storage_factory: StorageFactory) -> AsyncIterator[FeedStorage]:
+    async with storage_factory() as opened:
+        yield opened
+
+
+@pytest.fixture
+def make_feed(storage: FeedStorage) -> Callable[..., Any]:
+    """``make_feed(FeedClass, user_id)``: a feed bound to this test's storage."""
+
+    def make(feed_class: type[Any], user_id: int | str = 1) -> Any:
+        return feed_class(user_id, storage=storage)
+
+    return make
