@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -210,7 +211,8 @@ def _unique(values: Iterable[Any]) -> list[Any]:
 class AggregatedActivity:
     """A group of activities shown as one entry ("alice and 3 others loved your pin").
 
-    Holds the newest ``max_aggregated_activities_length`` activities (oldest first) and
+    Holds the newest ``max_aggregated_activities_length`` activities (in id order, oldest
+    first) and
     counts the older ones it let go in ``minimized_activities``.
 
     Args:
@@ -343,7 +345,7 @@ class AggregatedActivity:
         return wanted in self.activity_ids
 
     def append(self, activity: Activity) -> None:
-        """Add ``activity``; the oldest one is minimized past the length cap.
+        """Add ``activity`` in time order; past the length cap the oldest is minimized.
 
         Raises:
             DuplicateActivityError: the group already holds it.
@@ -354,7 +356,9 @@ class AggregatedActivity:
             )
         if self.contains(activity):
             raise DuplicateActivityError(f"{activity!r} is already in group {self.group!r}")
-        self.activities.append(activity)
+        # Kept in id order whatever the arrival order, so concurrent or retried writers
+        # converge on the same group; the cap then drops the oldest.
+        bisect.insort(self.activities, activity, key=lambda a: a.serialization_id)
         if self.created_at is None or activity.time < self.created_at:
             self.created_at = activity.time
         if self.updated_at is None or activity.time > self.updated_at:

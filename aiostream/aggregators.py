@@ -94,7 +94,10 @@ class BaseAggregator(ABC):
                     after.append(activity)
                 except DuplicateActivityError:
                     continue
-            if after.activity_ids != before.activity_ids:
+            if (after.activity_ids, after.minimized_activities) != (
+                before.activity_ids,
+                before.minimized_activities,
+            ):
                 changed.append((before, after))
         return new, changed, []
 

@@ -64,9 +64,16 @@ class AggregatedFeed(BaseFeed):
             cls.aggregated_activity_class, cls.get_activity_serializer()
         )
 
-    def _record(self, aggregated: AggregatedActivity) -> GroupRecord:
+    def _record(self, aggregated: AggregatedActivity, previous: GroupRecord | None) -> GroupRecord:
         payload = self.get_aggregated_serializer().dumps(aggregated)
-        return GroupRecord(aggregated.group, aggregated.serialization_id, payload)
+        version = previous.version + 1 if previous is not None else 1
+        return GroupRecord(aggregated.group, aggregated.serialization_id, payload, version)
+
+    def _change(
+        self, group: str, current: GroupRecord | None, new: AggregatedActivity | None
+    ) -> GroupChange:
+        record = None if new is None else self._record(new, current)
+        return GroupChange(group, None if current is None else current.version, record)
 
     def _load(self, record: GroupRecord) -> AggregatedActivity:
         return self.get_aggregated_serializer().loads(record.payload)
@@ -104,9 +111,9 @@ class AggregatedFeed(BaseFeed):
             records = await self.storage.get_groups(self.key, names)
             current = [self._load(r) for r in records.values()]
             new, changed, deleted = aggregator.merge(current, activities)
-            changes = [GroupChange(a.group, None, self._record(a)) for a in new]
-            changes += [GroupChange(b.group, records[b.group].id, self._record(a)) for b, a in changed]
-            changes += [GroupChange(d.group, records[d.group].id, None) for d in deleted]
+            changes = [self._change(a.group, records.get(a.group), a) for a in new]
+            changes += [self._change(b.group, records[b.group], a) for b, a in changed]
+            changes += [self._change(d.group, records[d.group], None) for d in deleted]
             if not changes:
                 return []
             if await self._commit(changes, trim):
@@ -158,11 +165,11 @@ class AggregatedFeed(BaseFeed):
             if not hit:
                 continue
             if len(hit) == len(aggregated.activities):
-                changes.append(GroupChange(record.group, record.id, None))
+                changes.append(self._change(record.group, record, None))
                 continue
             after = aggregated.copy()
             after.remove_many(hit)
-            changes.append(GroupChange(record.group, record.id, self._record(after)))
+            changes.append(self._change(record.group, record, after))
             updated.append(after)
         return changes, updated
 
@@ -178,13 +185,13 @@ class AggregatedFeed(BaseFeed):
         serializer = self.get_aggregated_serializer()
         for a in aggregated:
             serializer.check(a)
-        new = {a.group: None if delete else self._record(a) for a in aggregated}
+        new = {a.group: None if delete else a for a in aggregated}
         for attempt in range(self.max_write_attempts):
             records = await self.storage.get_groups(self.key, list(new))
             changes = [
-                GroupChange(g, records[g].id if g in records else None, rec)
-                for g, rec in new.items()
-                if rec is not None or g in records
+                self._change(g, records.get(g), a)
+                for g, a in new.items()
+                if a is not None or g in records
             ]
             if not changes or await self._commit(changes, trim=not delete):
                 return

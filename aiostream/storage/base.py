@@ -44,6 +44,8 @@ class GroupRecord:
         group: The aggregator's group key; unique within a feed.
         id: The group's id (its ``serialization_id``); orders the feed.
         payload: The serialized aggregated activity.
+        version: Bumped by every write of the group; compare-and-set checks it (the id
+            alone cannot: adding an older activity leaves ``updated_at``, so the id, as is).
         unseen: Marker state (only filled when asked for).
         unread: Marker state (only filled when asked for).
     """
@@ -51,6 +53,7 @@ class GroupRecord:
     group: str
     id: int
     payload: str
+    version: int = 1
     unseen: bool = False
     unread: bool = False
 
@@ -61,12 +64,13 @@ class GroupChange:
 
     Attributes:
         group: Group key.
-        expected_id: The id the writer read (``None``: the group must not exist).
-        new: The record to store, or ``None`` to delete the group.
+        expected_version: The version the writer read (``None``: must not exist yet).
+        new: The record to store (its ``version`` is ``expected_version + 1``, or 1), or
+            ``None`` to delete the group.
     """
 
     group: str
-    expected_id: int | None
+    expected_version: int | None
     new: GroupRecord | None
 
 
@@ -150,7 +154,7 @@ class FeedStorage(Protocol):
         max_length: int | None,
         track_markers: bool,
     ) -> bool:
-        """Apply ``changes`` atomically if every group still has its ``expected_id``.
+        """Apply ``changes`` atomically if every group still has its ``expected_version``.
 
         A written group loses the markers of its old id; with ``track_markers`` its new
         id becomes unseen and unread. A deleted group loses its markers. With

@@ -195,7 +195,7 @@ class MemoryStorage:
         state = self.groups.setdefault(key, _Groups())
         for change in changes:
             current = state.by_name.get(change.group)
-            if (current.id if current else None) != change.expected_id:
+            if (current.version if current else None) != change.expected_version:
                 return False
         for change in changes:
             if change.group in state.by_name:

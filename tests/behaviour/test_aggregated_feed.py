@@ -1,0 +1,215 @@
+"""Aggregated feed behaviour, run against every backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+import anyio
+import pytest
+
+from aiostream import (
+    Activity,
+    AggregatedActivity,
+    Comment,
+    Love,
+    RecentVerbAggregator,
+    SerializationError,
+)
+from tests.helpers import (
+    CustomActivity,
+    CustomAggregated,
+    CustomAggregatedFeed,
+    Pin,
+    TestAggregatedFeed,
+    at,
+    make_activities,
+)
+
+pytestmark = pytest.mark.anyio
+
+DAY = 86_400
+
+
+async def test_add_groups_by_verb_and_day(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    pins = make_activities(3)
+    loves = make_activities(2, verb=Love, start=10)
+    result = await feed.add_many(pins + loves)
+    assert {a.group for a in result} == {"5-2024-05-01", "3-2024-05-01"}
+    groups = await feed[:10]
+    assert [g.group for g in groups] == ["3-2024-05-01", "5-2024-05-01"]  # newest update first
+    assert groups[1].activities == pins
+    assert groups[0].activity_count == 2
+    assert await feed.count() == 2
+    direct = RecentVerbAggregator().aggregate(pins + loves)
+    assert [g.actor_ids for g in groups] == [g.actor_ids for g in direct]
+
+
+async def test_merging_into_existing_group_never_duplicates_it(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    # 30 days of pins: the first day's group ends up far below merge_max_length (20).
+    days = [Activity(1, Pin, i, time=at(i * DAY)) for i in range(30)]
+    await feed.add_many(days)
+    assert await feed.count() == 30
+    late = Activity(2, Pin, 999, time=at(0) + dt.timedelta(hours=1))
+    changed = await feed.add_many([late])
+    assert len(changed) == 1
+    groups = await feed[:]
+    assert len(groups) == 30
+    assert len({g.group for g in groups}) == 30
+    (first_day,) = [g for g in groups if g.group == "5-2024-05-01"]
+    assert first_day.actor_ids == [1, 2]
+
+
+async def test_duplicates_are_ignored(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    activities = make_activities(4)
+    await feed.add_many(activities)
+    assert await feed.add_many(activities[:2]) == []
+    (group,) = await feed[:]
+    assert group.activity_count == 4
+
+
+async def test_group_is_capped_with_minimized_count(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    activities = [Activity(i, Love, 1, time=at(i)) for i in range(20)]
+    await feed.add_many(activities)
+    (group,) = await feed[:]
+    assert len(group.activities) == 15
+    assert group.minimized_activities == 5
+    assert group.activity_count == 20
+    assert group.actor_count == 20
+    assert group.last_activity == activities[-1]
+
+
+async def test_contains(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    activities = make_activities(3)
+    await feed.add_many(activities[:2])
+    assert await feed.contains(activities[0])
+    assert not await feed.contains(activities[2])
+
+
+async def test_remove_only_activity_removes_group(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    (activity,) = make_activities(1)
+    await feed.add(activity)
+    await feed.remove(activity)
+    assert await feed.count() == 0
+    assert await feed[:] == []
+
+
+async def test_partial_remove_keeps_group(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    activities = make_activities(3)
+    await feed.add_many(activities)
+    changed = await feed.remove_many(activities[1:])
+    assert [g.activities for g in changed] == [[activities[0]]]
+    (group,) = await feed[:]
+    assert group.activities == [activities[0]]
+    assert group.updated_at == activities[0].time
+
+
+async def test_remove_by_id_scans_the_feed(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    activities = make_activities(3) + make_activities(2, verb=Comment, start=5)
+    await feed.add_many(activities)
+    await feed.remove_many([activities[0].serialization_id, activities[3].serialization_id])
+    groups = await feed[:]
+    assert sorted(len(g.activities) for g in groups) == [1, 2]
+
+
+async def test_large_remove(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    activities = [Activity(i % 50, Love, i, time=at(i * 60)) for i in range(600)]
+    await feed.add_many(activities)
+    groups_before = await feed.count()
+    await feed.remove_many(activities[:100])
+    groups = await feed[:]
+    assert all(a not in activities[:100] for g in groups for a in g.activities)
+    assert len(groups) <= groups_before
+
+
+async def test_trim_keeps_newest_groups(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    days = [Activity(1, Pin, i, time=at(i * DAY)) for i in range(10)]
+    await feed.add_many(days)
+    await feed.trim(3)
+    groups = await feed[:]
+    assert [g.activities[0] for g in groups] == list(reversed(days))[:3]
+
+
+async def test_add_many_aggregated_and_remove_many_aggregated(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    one = AggregatedActivity("g1", make_activities(2))
+    two = AggregatedActivity("g2", make_activities(2, start=5))
+    await feed.add_many_aggregated([one, two])
+    assert [g.group for g in await feed[:]] == ["g2", "g1"]
+    await feed.remove_many_aggregated([one])
+    assert [g.group for g in await feed[:]] == ["g2"]
+    with pytest.raises(SerializationError):
+        await feed.add_many_aggregated(["not a group"])  # type: ignore[list-item]
+
+
+async def test_group_ids_are_unique_within_the_same_second(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    same_time = at(0)
+    a = Activity(1, Pin, 1, time=same_time)
+    b = Activity(1, Love, 2, time=same_time)
+    await feed.add_many([a, b])
+    groups = await feed[:]
+    assert len({g.serialization_id for g in groups}) == 2
+
+
+async def test_filter_and_order_on_groups(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    days = [Activity(1, Pin, i, time=at(i * DAY)) for i in range(6)]
+    await feed.add_many(days)
+    groups = await feed[:]
+    pivot = groups[2].serialization_id
+    older = await feed.filter(activity_id__lt=pivot)[:]
+    assert older == groups[3:]
+    assert await feed.order_by("activity_id")[:] == list(reversed(groups))
+    assert await feed.index_of(groups[4]) == 4
+    assert [g async for g in feed] == groups
+
+
+async def test_custom_classes_round_trip(make_feed: Any) -> None:
+    feed = make_feed(CustomAggregatedFeed)
+    await feed.add_many([CustomActivity(1, Pin, i, time=at(i)) for i in range(2)])
+    (group,) = await feed[:]
+    assert type(group) is CustomAggregated
+    assert all(type(a) is CustomActivity for a in group.activities)
+
+
+async def test_concurrent_add_many_loses_nothing(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    activities = [Activity(i, Love, 1, time=at(i)) for i in range(40)]
+
+    async with anyio.create_task_group() as tg:
+        for activity in activities:
+            tg.start_soon(feed.add, activity)
+    (group,) = await feed[:]
+    assert group.activity_count == 40
+    assert sorted(a.actor_id for a in group.activities) == list(range(25, 40))
+
+
+async def test_fanout_add_to_many_aggregated_feeds(make_feed: Any, storage: Any) -> None:
+    activities = make_activities(2)
+    await TestAggregatedFeed.fanout_add(list(range(10)), activities, storage=storage)
+    for user_id in range(10):
+        (group,) = await make_feed(TestAggregatedFeed, user_id)[:]
+        assert group.activities == activities
+
+
+class ShortAggregated(TestAggregatedFeed):
+    max_length: ClassVar[int] = 2
+    trim_chance: ClassVar[float] = 1.0
+
+
+async def test_trim_on_write(make_feed: Any) -> None:
+    feed = make_feed(ShortAggregated)
+    for i in range(5):
+        await feed.add(Activity(1, Pin, i, time=at(i * DAY)))
+    assert await feed.count() == 2
