@@ -61,7 +61,8 @@ def encode_value(value: Any, path: str) -> Any:
             raise SerializationError(path, f"float {value!r} has no JSON form")
         return value
     if isinstance(value, dt.datetime):
-        return {"$dt": value.isoformat()}
+        # isoformat() drops ``fold`` (which of two repeated wall-clock times is meant).
+        return {"$dt1" if value.fold else "$dt": value.isoformat()}
     if isinstance(value, dt.date):
         return {"$date": value.isoformat()}
     if isinstance(value, Decimal):
@@ -90,6 +91,7 @@ def encode_value(value: Any, path: str) -> Any:
 
 _TAGS: dict[str, Callable[[Any], Any]] = {
     "$dt": dt.datetime.fromisoformat,
+    "$dt1": lambda text: dt.datetime.fromisoformat(text).replace(fold=1),
     "$date": dt.date.fromisoformat,
     "$dec": Decimal,
     "$uuid": uuid.UUID,
