@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from aiostream.exceptions import (
     ActivityNotFoundError,
@@ -103,15 +103,18 @@ class Activity:
         self,
         actor: Any,
         verb: Any,
-        object: Any,  # noqa: A002 - the activity-stream vocabulary names it so
+        object: Any,
         target: Any = None,
         time: dt.datetime | None = None,
         extra_context: Mapping[str, Any] | None = None,
         *,
         verbs: VerbRegistry = default_registry,
     ) -> None:
-        self.actor_id, actor_obj = _object_id("actor", actor, required=True)
-        self.object_id, object_obj = _object_id("object", object, required=True)
+        actor_id, actor_obj = _object_id("actor", actor, required=True)
+        object_id, object_obj = _object_id("object", object, required=True)
+        self.actor_id: int = cast(int, actor_id)
+        self.object_id: int = cast(int, object_id)
+        self.target_id: int | None
         self.target_id, target_obj = _object_id("target", target, required=False)
         for name, obj in zip(_LAZY_FIELDS, (actor_obj, object_obj, target_obj), strict=True):
             if obj is not None:
@@ -318,7 +321,9 @@ class AggregatedActivity:
         if not self.dehydrated:
             raise ValidationError("aggregated", "is not dehydrated")
         clone = self.copy()
-        clone.activities = [DehydratedActivity(i).get_hydrated(activities) for i in self._activity_ids]
+        clone.activities = [
+            DehydratedActivity(i).get_hydrated(activities) for i in self._activity_ids
+        ]
         clone._activity_ids = []
         clone.dehydrated = False
         return clone
@@ -444,11 +449,19 @@ class AggregatedActivity:
 
     def is_seen(self) -> bool:
         """True when marked seen at or after the last update."""
-        return self.seen_at is not None and self.updated_at is not None and self.seen_at >= self.updated_at
+        return (
+            self.seen_at is not None
+            and self.updated_at is not None
+            and self.seen_at >= self.updated_at
+        )
 
     def is_read(self) -> bool:
         """True when marked read at or after the last update."""
-        return self.read_at is not None and self.updated_at is not None and self.read_at >= self.updated_at
+        return (
+            self.read_at is not None
+            and self.updated_at is not None
+            and self.read_at >= self.updated_at
+        )
 
     def update_seen_at(self) -> None:
         """Mark seen now (on this object; notification feeds persist marks themselves)."""

@@ -209,16 +209,22 @@ class Manager:
         try:
             feed_class = self.feed_classes[chunk.feed]
         except KeyError:
-            raise ConfigurationError(f"no feed class named {chunk.feed!r} in feed_classes") from None
+            raise ConfigurationError(
+                f"no feed class named {chunk.feed!r} in feed_classes"
+            ) from None
         serializer = feed_class.get_activity_serializer()
         activities = [serializer.loads(p) for p in chunk.activities]
         storage = self.storage_for(feed_class)
         with stopwatch() as elapsed:
             if chunk.operation == "add":
-                await feed_class.fanout_add(chunk.user_ids, activities, storage=storage, trim=chunk.trim)
+                await feed_class.fanout_add(
+                    chunk.user_ids, activities, storage=storage, trim=chunk.trim
+                )
             else:
                 await feed_class.fanout_remove(chunk.user_ids, activities, storage=storage)
-        self.metrics.on_fanout(feed_class.__name__, chunk.operation, len(chunk.user_ids), elapsed[0])
+        self.metrics.on_fanout(
+            feed_class.__name__, chunk.operation, len(chunk.user_ids), elapsed[0]
+        )
 
     # -- following -------------------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ def check_slice(key: object) -> tuple[int, int | None]:
     if isinstance(key, slice):
         if key.step is not None:
             raise InvalidQueryError("slice", "steps are not supported")
-        bounds = []
+        bounds: list[int | None] = []
         for name, value in (("start", key.start), ("stop", key.stop)):
             if value is None:
                 bounds.append(None)
@@ -129,7 +129,9 @@ def check_slice(key: object) -> tuple[int, int | None]:
                     f"slice.{name}", f"expected a non-negative int, got {type(value).__name__}"
                 )
             if value < 0:
-                raise InvalidQueryError(f"slice.{name}", f"negative bounds are not supported: {value}")
+                raise InvalidQueryError(
+                    f"slice.{name}", f"negative bounds are not supported: {value}"
+                )
             bounds.append(value)
         return bounds[0] or 0, bounds[1]
     if isinstance(key, bool) or not isinstance(key, int):

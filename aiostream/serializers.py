@@ -263,4 +263,3 @@ class AggregatedActivitySerializer(Generic[G, A]):
         except (ValueError, TypeError) as exc:
             raise SerializationError("aggregated", f"malformed payload {payload[:60]!r}") from exc
         return aggregated
-

@@ -95,7 +95,9 @@ class Settings:
         try:
             cassandra_port = int(port) if port else defaults.cassandra_port
         except ValueError:
-            raise ConfigurationError(f"STREAM_CASSANDRA_PORT must be an int, got {port!r}") from None
+            raise ConfigurationError(
+                f"STREAM_CASSANDRA_PORT must be an int, got {port!r}"
+            ) from None
         return cls(
             redis_url=env.get("STREAM_REDIS_URL", defaults.redis_url),
             redis_servers=_servers(env.get("STREAM_REDIS_SERVERS")),
@@ -113,5 +115,7 @@ class Settings:
                 "CASSANDRA_DRIVER_KWARGS", env.get("CASSANDRA_DRIVER_KWARGS")
             ),
             metrics_class=env.get("STREAM_METRIC_CLASS") or None,
-            metrics_options=_json_object("STREAM_METRICS_OPTIONS", env.get("STREAM_METRICS_OPTIONS")),
+            metrics_options=_json_object(
+                "STREAM_METRICS_OPTIONS", env.get("STREAM_METRICS_OPTIONS")
+            ),
         )

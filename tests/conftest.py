@@ -75,9 +75,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 StorageFactory = Callable[[], AbstractAsyncContextManager[FeedStorage]]
 
 
-@pytest.fixture(
-    params=[pytest.param(name, marks=getattr(pytest.mark, name)) for name in BACKENDS]
-)
+@pytest.fixture(params=[pytest.param(name, marks=getattr(pytest.mark, name)) for name in BACKENDS])
 def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -39,9 +39,7 @@ def make_activities(
     n: int, *, actor: int = 1, verb: type[Verb] = Pin, start: int = 0, step: float = 1.0, **kw: Any
 ) -> list[Activity]:
     """``n`` activities of one actor, one second apart, objects ``start..start+n-1``."""
-    return [
-        Activity(actor, verb, start + i, time=at((start + i) * step), **kw) for i in range(n)
-    ]
+    return [Activity(actor, verb, start + i, time=at((start + i) * step), **kw) for i in range(n)]
 
 
 class CustomActivity(Activity):

@@ -24,7 +24,7 @@ from aiostream import (
 )
 from aiostream.ids import MAX_ID, id_to_key, id_to_time, key_to_id
 from aiostream.verbs import VerbRegistry
-from tests.helpers import Pin, T0, at
+from tests.helpers import T0, Pin, at
 
 
 class Thing:
@@ -75,7 +75,9 @@ def test_unregistered_verb_is_rejected() -> None:
 
 def test_naive_times_are_utc() -> None:
     naive = Activity(1, Love, 2, time=dt.datetime(2024, 5, 1, 12, 0))
-    aware = Activity(1, Love, 2, time=dt.datetime(2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2))))
+    aware = Activity(
+        1, Love, 2, time=dt.datetime(2024, 5, 1, 14, 0, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    )
     assert naive.time == T0 == aware.time
     assert naive.time.tzinfo is dt.UTC
     assert naive == aware

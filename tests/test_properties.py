@@ -172,7 +172,9 @@ class ModelAggregated(AggregatedFeed):
 
 @SETTINGS
 @given(batches=st.lists(st.lists(activities, min_size=1, max_size=5), min_size=1, max_size=6))
-def test_aggregated_adds_commute(storage_factory: StorageFactory, batches: list[list[Activity]]) -> None:
+def test_aggregated_adds_commute(
+    storage_factory: StorageFactory, batches: list[list[Activity]]
+) -> None:
     """Adding the same batches in any order (or twice) gives the same groups."""
 
     async def state(order: list[list[Activity]]) -> list[tuple[str, list[int], int]]:

@@ -45,7 +45,7 @@ FOLLOWS: dict[int, list[int]] = {1: [2, 3]}
 
 
 class Pin:
-    def __init__(self, id: int, user_id: int, influencer_id: int, item_id: int) -> None:  # noqa: A002
+    def __init__(self, id: int, user_id: int, influencer_id: int, item_id: int) -> None:
         self.id = id
         self.user_id = user_id
         self.influencer_id = influencer_id

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from aiostream import Activity, AggregatedActivity, Love, SerializationError, UnknownVerbError
 from aiostream.serializers import ActivitySerializer, AggregatedActivitySerializer
-from tests.helpers import CustomActivity, CustomAggregated, T0, at
+from tests.helpers import T0, CustomActivity, CustomAggregated, at
 
 RICH = {
-    "s": "a;b,c;;d\n\"}]",
+    "s": 'a;b,c;;d\n"}]',
     "i": 2**70,
     "f": 0.1,
     "b": True,
@@ -118,8 +118,9 @@ json_values = st.recursive(
     | st.dates()
     | st.decimals(allow_nan=False, allow_infinity=False)
     | st.uuids(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=4)
+    ),
     max_leaves=12,
 )
 

@@ -58,7 +58,9 @@ class AggregatedFeed(BaseFeed):
         return self.aggregator_class(self.aggregated_activity_class, self.activity_class)
 
     @classmethod
-    def get_aggregated_serializer(cls) -> AggregatedActivitySerializer[Any, Any]:
+    def get_aggregated_serializer(
+        cls,
+    ) -> AggregatedActivitySerializer[AggregatedActivity, Activity]:
         """Serializer for this feed's groups."""
         return AggregatedActivitySerializer(
             cls.aggregated_activity_class, cls.get_activity_serializer()
@@ -223,7 +225,9 @@ class AggregatedFeed(BaseFeed):
         await cls._each(user_ids, storage, lambda feed: feed.remove_many(activities))
 
     @classmethod
-    async def _each(cls, user_ids: Sequence[int | str], storage: FeedStorage | None, op: Any) -> None:
+    async def _each(
+        cls, user_ids: Sequence[int | str], storage: FeedStorage | None, op: Any
+    ) -> None:
         for user_id in user_ids:
             format_key(cls.key_format, user_id)  # validate every id before writing any feed
         limiter = anyio.CapacityLimiter(cls.fanout_concurrency)

@@ -58,7 +58,7 @@ def format_key(key_format: str, user_id: object) -> str:
     return key_format % {"user_id": safe}
 
 
-class hybridmethod(Generic[T]):  # noqa: N801 - reads like classmethod
+class hybridmethod(Generic[T]):
     """A method bound to the instance when called on one, to the class otherwise.
 
     ``Feed.insert_activity(a)`` uses the class's default storage (as in the seed API);
@@ -157,9 +157,7 @@ class BaseFeed:
         if not entries:
             return
         max_length = self.max_length if self._should_trim(trim) else None
-        await self.storage.add_to_timelines(
-            [self.key], entries, max_length=max_length, store=True
-        )
+        await self.storage.add_to_timelines([self.key], entries, max_length=max_length, store=True)
         self.metrics.on_feed_write(type(self).__name__, len(entries))
         await _maybe_await(self.on_update_feed(new=activities, deleted=[]))
 
@@ -185,17 +183,17 @@ class BaseFeed:
         return None
 
     @hybridmethod
-    async def insert_activities(target: Any, activities: Iterable[Activity]) -> None:  # noqa: N805
+    async def insert_activities(target: Any, activities: Iterable[Activity]) -> None:
         """Store activities in the activity storage only (no timeline)."""
         await _storage_of(target).store_activities(target.serialize_activities(activities))
 
     @hybridmethod
-    async def insert_activity(target: Any, activity: Activity) -> None:  # noqa: N805
+    async def insert_activity(target: Any, activity: Activity) -> None:
         """Store one activity in the activity storage only."""
         await target.insert_activities([activity])
 
     @hybridmethod
-    async def remove_activity(target: Any, activity: Activity | int) -> None:  # noqa: N805
+    async def remove_activity(target: Any, activity: Activity | int) -> None:
         """Delete one activity (or id) from the activity storage."""
         await _storage_of(target).delete_activities(_ids_of([activity]))
 
@@ -325,7 +323,9 @@ class BaseFeed:
     async def remove_actors(self, actor_ids: Iterable[int]) -> None:
         """Remove every activity by one of ``actor_ids`` (used by unfollow)."""
         actors = set(actor_ids)
-        doomed = [a async for item in self for a in self.inner_activities(item) if a.actor_id in actors]
+        doomed = [
+            a async for item in self for a in self.inner_activities(item) if a.actor_id in actors
+        ]
         await self.remove_many(doomed)
 
     @staticmethod
@@ -344,7 +344,7 @@ class UserBaseFeed(BaseFeed):
     max_length: ClassVar[int] = 10**6
 
 
-def _ids_of(items: Iterable[Activity | int]) -> list[int]:
+def _ids_of(items: Iterable[Any]) -> list[int]:
     ids: list[int] = []
     for item in items:
         if isinstance(item, int) and not isinstance(item, bool):

@@ -171,10 +171,14 @@ class MemoryStorage:
         state = self.groups.get(key)
         if state is None:
             return []
-        records = [state.by_name[state.names_by_id[i]] for i in query.select(state.ids, start, stop)]
+        records = [
+            state.by_name[state.names_by_id[i]] for i in query.select(state.ids, start, stop)
+        ]
         if not markers:
             return records
-        return [replace(r, unseen=r.id in state.unseen, unread=r.id in state.unread) for r in records]
+        return [
+            replace(r, unseen=r.id in state.unseen, unread=r.id in state.unread) for r in records
+        ]
 
     async def get_groups(self, key: str, groups: Sequence[str]) -> dict[str, GroupRecord]:
         await checkpoint()

@@ -15,7 +15,15 @@ from aiostream import (
     ValidationError,
 )
 from aiostream.feeds.base import format_key
-from tests.helpers import CustomActivity, CustomFeed, Pin, TestFeed, TestUserFeed, at, make_activities
+from tests.helpers import (
+    CustomActivity,
+    CustomFeed,
+    Pin,
+    TestFeed,
+    TestUserFeed,
+    at,
+    make_activities,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -250,7 +258,9 @@ async def test_custom_activity_class_round_trips(make_feed: Any) -> None:
 async def test_wrong_activity_class_is_rejected_before_writing(make_feed: Any) -> None:
     feed = make_feed(CustomFeed)
     with pytest.raises(SerializationError, match="CustomActivity"):
-        await feed.add_many([CustomActivity(1, Pin, 1, time=at(0)), Activity(1, Pin, 2, time=at(1))])
+        await feed.add_many(
+            [CustomActivity(1, Pin, 1, time=at(0)), Activity(1, Pin, 2, time=at(1))]
+        )
     assert await feed.count() == 0
 
 

@@ -1,0 +1,70 @@
+"""A dependency-free progress bar for long bulk work.
+
+It draws on a terminal and stays silent otherwise (pipes, CI logs), so scripts and
+workers can always use it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import TextIO
+
+__all__ = ["Progress"]
+
+
+class Progress:
+    """Counts work done out of ``total`` and redraws one line at most ~10 times a second.
+
+    Example::
+
+        with Progress(len(users), "fanout") as bar:
+            for user in users:
+                ...
+                bar.advance()
+    """
+
+    def __init__(
+        self, total: int, label: str, *, stream: TextIO | None = None, enabled: bool | None = None
+    ) -> None:
+        self.total = max(total, 0)
+        self.label = label
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self._started = time.monotonic()
+        self._drawn_at = 0.0
+
+    def advance(self, amount: int = 1) -> None:
+        """Record ``amount`` more units of work done."""
+        self.done += amount
+        now = time.monotonic()
+        if self.enabled and (now - self._drawn_at >= 0.1 or self.done >= self.total):
+            self._drawn_at = now
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        width = 30
+        fraction = self.done / self.total if self.total else 1.0
+        filled = int(width * min(fraction, 1.0))
+        rate = self.done / max(now - self._started, 1e-9)
+        self.stream.write(
+            f"\r{self.label:<12} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{self.done}/{self.total} ({rate:,.0f}/s)"
+        )
+        self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.enabled:
+            self._draw(time.monotonic())
+            self.stream.write("\n")
+            self.stream.flush()

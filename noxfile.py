@@ -1,0 +1,59 @@
+"""Developer tasks. ``nox -s demo`` runs the demo, ``nox -s tests`` the whole suite.
+
+Every session installs what it needs into its own virtualenv, so a fresh machine needs
+nothing but Python and nox. The test suite starts its own servers (redis-server from
+Debian's package, installed if missing; Cassandra 5.0 from Maven Central on the JDK).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def install(session: nox.Session, *groups: str, extras: str = "") -> None:
+    """Install aiostream (editable, with ``extras``) and the named dependency groups."""
+    session.install("-e", f".[{extras}]" if extras else ".")
+    for group in groups:
+        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite against memory, Redis, Redis Cluster and Cassandra."""
+    install(session, "test", extras="redis,cassandra")
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    install(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the package and the examples."""
+    install(session, "typing", extras="redis,cassandra")
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The Pinterest-like demo on the in-memory backend (no server needed)."""
+    install(session)
+    session.run("python", "-m", "examples.pinterest_demo", *session.posargs)
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """Benchmarks against real servers; results land in benchmarks/results/."""
+    install(session, "test", extras="redis,cassandra")
+    session.run("python", "-m", "benchmarks", *session.posargs)
