@@ -488,16 +488,9 @@ class NotificationActivity(AggregatedActivity):
     did not come from a notification feed they fall back to ``seen_at`` / ``read_at``.
     """
 
-    def __init__(
-        self,
-        group: str,
-        activities: Iterable[Activity] | None = None,
-        created_at: dt.datetime | None = None,
-        updated_at: dt.datetime | None = None,
-    ) -> None:
-        super().__init__(group, activities, created_at, updated_at)
-        self.marked_seen: bool | None = None
-        self.marked_read: bool | None = None
+    # Set by the feed that read the group; None when it did not come from one.
+    marked_seen: bool | None = None
+    marked_read: bool | None = None
 
     def is_seen(self) -> bool:
         """Seen according to the feed's markers (or ``seen_at`` when not from a feed)."""

@@ -4,15 +4,16 @@ A verb is a class with a small integer ``id``, an ``infinitive`` and a ``past_te
 Stored activities keep only the id, so every verb must be registered before data that
 uses it is read::
 
-    from aiostream import Verb, register, get_verb_by_id
-
-    class Pin(Verb):
-        id = 5
-        infinitive = "pin"
-        past_tense = "pinned"
-
-    register(Pin)
-    assert get_verb_by_id(5) is Pin
+    >>> from aiostream.verbs import Verb, VerbRegistry
+    >>> class Pin(Verb):
+    ...     id = 5
+    ...     infinitive = "pin"
+    ...     past_tense = "pinned"
+    >>> registry = VerbRegistry()  # aiostream.register() uses the default registry
+    >>> registry.register(Pin) is Pin
+    True
+    >>> registry.get(5).past_tense
+    'pinned'
 """
 
 from __future__ import annotations

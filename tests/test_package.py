@@ -68,3 +68,13 @@ def test_settings_from_env() -> None:
 def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize("module_name", ["aiostream.activity", "aiostream.verbs"])
+def test_docstring_examples_run(module_name: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module_name))
+    assert result.failed == 0
+    assert result.attempted > 0
