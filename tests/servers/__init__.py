@@ -17,7 +17,13 @@ from __future__ import annotations
 
 from .cassandra import CassandraServer, resolve_cassandra, start_cassandra
 from .common import ManagedProcess, ServerStartError, free_port, wait_for_port
-from .redis import RedisCluster, RedisServer, ensure_redis_binaries, start_redis, start_redis_cluster
+from .redis import (
+    RedisCluster,
+    RedisServer,
+    ensure_redis_binaries,
+    start_redis,
+    start_redis_cluster,
+)
 
 __all__ = [
     "CassandraServer",

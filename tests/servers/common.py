@@ -217,7 +217,7 @@ class ManagedProcess:
                 cwd=cwd,
                 env=None if env is None else dict(env),
                 start_new_session=True,
-                preexec_fn=_make_preexec(rlimits or {}, drop_caps),  # noqa: PLW1509
+                preexec_fn=_make_preexec(rlimits or {}, drop_caps),
             )
         self.started_at = time.monotonic()
         _live.add(self)
@@ -237,7 +237,9 @@ class ManagedProcess:
         """Raise ServerStartError (with the log tail) if the process has exited."""
         code = self.popen.poll()
         if code is not None:
-            raise ServerStartError(f"{self.name} (pid {self.pid}) exited early with code {code}", self.log_path)
+            raise ServerStartError(
+                f"{self.name} (pid {self.pid}) exited early with code {code}", self.log_path
+            )
 
     def stop(self, grace: float = 10.0) -> int | None:
         """SIGTERM by PID, SIGKILL after ``grace`` seconds; return the exit code.

@@ -7,16 +7,17 @@ root. Servers bind 127.0.0.1 only, on free ports, with persistence off.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
-import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .apt import apt_install, can_install, process_titles
 from .common import (
     LOOPBACK,
     ManagedProcess,
@@ -27,81 +28,38 @@ from .common import (
 )
 
 CLUSTER_BUS_OFFSET = 10000
-_POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
-_install_lock = threading.Lock()
-_apt_updated = False
-
-
-def _redis_server_pids() -> set[int]:
-    """PIDs of all running redis-server processes (from /proc, stdlib only)."""
-    pids: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0]
-        except OSError:
-            continue
-        if os.path.basename(argv0.split(b" ", 1)[0]) == b"redis-server":
-            pids.add(int(entry.name))
-    return pids
-
-
-def _apt(args: list[str], log: Path) -> None:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", APT_LISTCHANGES_FRONTEND="none")
-    with open(log, "ab") as out:
-        # Wait for the dpkg lock instead of failing when a parallel worker installs too.
-        code = subprocess.call(
-            ["apt-get", "-o", "DPkg::Lock::Timeout=300", *args],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
-    if code != 0:
-        raise ServerStartError(f"apt-get {' '.join(args)} failed with code {code}", log)
+SYSTEM_PORT = 6379
 
 
 def ensure_redis_binaries() -> tuple[str, str]:
     """Return the paths of ``redis-server`` and ``redis-cli``, installing them if needed.
 
-    When missing and running as root, runs ``apt-get update`` (once per process)
-    and ``apt-get install -y redis-server``. Debian's postinst would start a
-    system redis on port 6379: a temporary ``policy-rc.d`` that exits 101 forbids
-    that, and any redis-server that appears during the install is stopped.
+    When missing and running as root: ``apt-get install redis-server`` (Debian's
+    ``redis-server`` package; it depends on ``redis-tools``, which has
+    ``redis-cli``). Its postinst would start a system redis on port 6379:
+    :func:`apt.apt_install` forbids that, and a redis on 6379 that still
+    appeared during the install is stopped by its PID.
     """
-    global _apt_updated
-    with _install_lock:
-        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-        if server and cli:
-            return server, cli
-        if os.geteuid() != 0 or shutil.which("apt-get") is None:
-            raise ServerStartError(
-                "redis-server / redis-cli not found on PATH and cannot install them "
-                "(needs root and apt-get); install Debian's 'redis-server' package"
-            )
-        log = Path(tempfile.gettempdir()) / f"aiostream-apt-redis-{os.getpid()}.log"
-        before = _redis_server_pids()
-        created_policy = False
-        try:
-            try:
-                fd = os.open(_POLICY_RC_D, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
-            except FileExistsError:
-                pass  # someone else's policy (e.g. a container's): leave it alone
-            else:
-                with os.fdopen(fd, "w") as fh:
-                    fh.write("#!/bin/sh\n# temporary, written by aiostream tests/servers\nexit 101\n")
-                created_policy = True
-            if not _apt_updated:
-                _apt(["update"], log)
-                _apt_updated = True
-            _apt(["install", "-y", "--no-install-recommends", "redis-server"], log)
-        finally:
-            if created_policy:
-                _POLICY_RC_D.unlink(missing_ok=True)
-            for pid in _redis_server_pids() - before:  # started by the postinst despite the policy
-                os.kill(pid, 15)
-        server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
-        if not (server and cli):
-            raise ServerStartError("redis-server installed but binaries still not on PATH", log)
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server and cli:
         return server, cli
+    if not can_install():
+        raise ServerStartError(
+            "redis-server / redis-cli not found on PATH and cannot install them "
+            "(needs root and apt-get); install Debian's 'redis-server' package"
+        )
+    before = process_titles("redis-server")
+    try:
+        apt_install(["redis-server"])
+    finally:
+        for pid, title in process_titles("redis-server").items():
+            if pid not in before and f":{SYSTEM_PORT}" in title:  # title: redis-server HOST:PORT
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if not (server and cli):
+        raise ServerStartError("apt-get installed redis-server but it is still not on PATH")
+    return server, cli
 
 
 def redis_call(host: str, port: int, *args: str, timeout: float = 2.0) -> str:
@@ -137,18 +95,37 @@ def _wait_ping(host: str, port: int, proc: ManagedProcess, timeout: float) -> No
             pass  # not listening yet, or still LOADING
         if time.monotonic() > deadline:
             proc.stop()
-            raise ServerStartError(f"redis on port {port} did not answer PING in {timeout:.0f}s", proc.log_path)
+            raise ServerStartError(
+                f"redis on port {port} did not answer PING in {timeout:.0f}s", proc.log_path
+            )
         time.sleep(0.05)
 
 
 def _spawn(server: str, workdir: Path, port: int, extra: list[str]) -> ManagedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
     argv = [
-        server, "--port", str(port), "--bind", LOOPBACK, "--save", "", "--appendonly", "no",
-        "--dir", str(workdir), "--daemonize", "no", "--protected-mode", "yes", "--logfile", "",
+        server,
+        "--port",
+        str(port),
+        "--bind",
+        LOOPBACK,
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--logfile",
+        "",
         *extra,
     ]
-    return ManagedProcess(argv, workdir / f"redis-{port}.log", cwd=workdir, name=f"redis-server:{port}")
+    return ManagedProcess(
+        argv, workdir / f"redis-{port}.log", cwd=workdir, name=f"redis-server:{port}"
+    )
 
 
 @dataclass
@@ -178,7 +155,9 @@ def start_redis(workdir: Path, *, port: int | None = None, timeout: float = 30.0
     port = port or free_port()
     proc = _spawn(server, workdir, port, [])
     _wait_ping(LOOPBACK, port, proc, timeout)
-    return RedisServer(LOOPBACK, port, f"redis://{LOOPBACK}:{port}/0", proc.pid, proc.log_path, proc)
+    return RedisServer(
+        LOOPBACK, port, f"redis://{LOOPBACK}:{port}/0", proc.pid, proc.log_path, proc
+    )
 
 
 @dataclass
@@ -223,27 +202,47 @@ def start_redis_cluster(workdir: Path, masters: int = 3, *, timeout: float = 60.
     try:
         for _ in range(masters):
             port = free_port_with_offset(CLUSTER_BUS_OFFSET)
-            extra = ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
-                     "--cluster-node-timeout", "5000"]
+            extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--cluster-node-timeout",
+                "5000",
+            ]
             procs.append(_spawn(server, workdir / f"node-{port}", port, extra))
             ports.append(port)
-        for port, proc in zip(ports, procs):
+        for port, proc in zip(ports, procs, strict=True):
             _wait_ping(LOOPBACK, port, proc, timeout)
         create_log = workdir / "cluster-create.log"
         with open(create_log, "wb") as out:
             code = subprocess.call(
-                [cli, "--cluster", "create", *(f"{LOOPBACK}:{p}" for p in ports),
-                 "--cluster-replicas", "0", "--cluster-yes"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *(f"{LOOPBACK}:{p}" for p in ports),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
             )
         if code != 0:
-            raise ServerStartError(f"redis-cli --cluster create failed with code {code}", create_log)
+            raise ServerStartError(
+                f"redis-cli --cluster create failed with code {code}", create_log
+            )
         deadline = time.monotonic() + timeout
         while not all(_cluster_ok(p) for p in ports):
             for proc in procs:
                 proc.check_alive()
             if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {p.log_path} ---\n{log_tail(p.log_path, 15)}" for p in procs)
+                tails = "\n".join(
+                    f"--- {p.log_path} ---\n{log_tail(p.log_path, 15)}" for p in procs
+                )
                 raise ServerStartError(f"cluster not ok after {timeout:.0f}s\n{tails}")
             time.sleep(0.1)
     except BaseException:
