@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -175,11 +174,14 @@ def _make_preexec(
     return preexec
 
 
-_live: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
+# Strong references on purpose: a server whose handle was dropped unstopped
+# is still ended when the interpreter exits.
+_live: set[ManagedProcess] = set()
 
 
 @atexit.register
 def _stop_leftovers() -> None:
+    """Safety net for callers that forgot ``stop()`` (PDEATHSIG covers SIGKILL)."""
     for proc in list(_live):
         proc.stop(grace=5.0)
 

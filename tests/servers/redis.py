@@ -142,6 +142,9 @@ class RedisServer:
     def stop(self) -> None:
         self._proc.stop()
 
+    def is_running(self) -> bool:
+        return self._proc.is_running()
+
     def __enter__(self) -> RedisServer:
         return self
 
@@ -173,6 +176,10 @@ class RedisCluster:
     def stop(self) -> None:
         for proc in self._procs:
             proc.stop()
+
+    def is_running(self) -> bool:
+        """Whether every node is still running."""
+        return all(proc.is_running() for proc in self._procs)
 
     def __enter__(self) -> RedisCluster:
         return self
