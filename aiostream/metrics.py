@@ -6,12 +6,15 @@ A metrics sink is any object with the methods of :class:`Metrics`; subclass
 
 from __future__ import annotations
 
+import importlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Metrics", "NoopMetrics", "noop_metrics"]
+from aiostream.exceptions import ConfigurationError
+
+__all__ = ["Metrics", "NoopMetrics", "load_metrics", "noop_metrics"]
 
 
 @runtime_checkable
@@ -64,3 +67,23 @@ def stopwatch() -> Iterator[list[float]]:
         yield elapsed
     finally:
         elapsed[0] = time.perf_counter() - started
+
+
+def load_metrics(class_path: str | None, options: Mapping[str, Any] | None = None) -> Metrics:
+    """Build the metrics sink named by a dotted path (``STREAM_METRIC_CLASS``) with keyword
+    ``options`` (``STREAM_METRICS_OPTIONS``); the no-op sink when no path is given.
+
+    Raises:
+        ConfigurationError: the path cannot be imported or the object is not a metrics sink.
+    """
+    if not class_path:
+        return noop_metrics
+    module_name, _, attr = class_path.rpartition(".")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ConfigurationError(f"metrics class {class_path!r} cannot be imported: {exc}") from exc
+    sink = factory(**dict(options or {}))
+    if not isinstance(sink, Metrics):
+        raise ConfigurationError(f"{class_path!r} does not implement aiostream.metrics.Metrics")
+    return sink

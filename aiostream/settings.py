@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiostream.exceptions import ConfigurationError
+from aiostream.metrics import Metrics, load_metrics
 
 __all__ = ["Settings"]
 
@@ -70,6 +71,10 @@ class Settings:
     cassandra_driver_kwargs: Mapping[str, Any] = field(default_factory=dict)
     metrics_class: str | None = None
     metrics_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def metrics(self) -> Metrics:
+        """The metrics sink named by :attr:`metrics_class` (no-op when unset)."""
+        return load_metrics(self.metrics_class, self.metrics_options)
 
     def redis_server_url(self, name: str = "default") -> str:
         """URL of the named Redis server (``"default"`` is :attr:`redis_url`).

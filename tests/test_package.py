@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import aiostream
-from aiostream import ConfigurationError, Settings
+from aiostream import ConfigurationError, MemoryStorage, NoopMetrics, Settings
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -78,3 +78,38 @@ def test_docstring_examples_run(module_name: str) -> None:
     result = doctest.testmod(importlib.import_module(module_name))
     assert result.failed == 0
     assert result.attempted > 0
+
+
+class CountingMetrics(NoopMetrics):
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.published = 0
+
+    def on_activity_published(self) -> None:
+        self.published += 1
+
+
+def test_metrics_from_settings() -> None:
+    assert isinstance(Settings().metrics(), NoopMetrics)
+    sink = Settings(
+        metrics_class="tests.test_package.CountingMetrics", metrics_options={"prefix": "x"}
+    ).metrics()
+    assert isinstance(sink, CountingMetrics)
+    assert sink.prefix == "x"
+    with pytest.raises(ConfigurationError, match="cannot be imported"):
+        Settings(metrics_class="tests.nowhere.Metrics").metrics()
+    with pytest.raises(ConfigurationError, match="does not implement"):
+        Settings(metrics_class="builtins.object").metrics()
+
+
+@pytest.mark.anyio
+async def test_manager_reports_to_metrics() -> None:
+    from aiostream import Activity, Love, Manager
+
+    class Quiet(Manager):
+        def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
+            return {"HIGH": [2]}
+
+    sink = CountingMetrics()
+    await Quiet(metrics=sink, storage=MemoryStorage()).add_user_activity(1, Activity(1, Love, 1))
+    assert sink.published == 1
