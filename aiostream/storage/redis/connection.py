@@ -8,8 +8,6 @@ client does no network I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -33,7 +31,14 @@ from aiostream.exceptions import (
     StorageUnavailableError,
 )
 
-__all__ = ["ClientOptions", "create_client", "describe_server", "split_cluster_flag", "translate_errors"]
+__all__ = [
+    "ClientOptions",
+    "create_client",
+    "describe_server",
+    "redact",
+    "split_cluster_flag",
+    "translate_error",
+]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -61,8 +66,20 @@ def split_cluster_flag(url: str) -> tuple[str, bool | None]:
         elif value.lower() in _FALSE:
             flag = False
         else:
-            raise ConfigurationError(f"cluster= in a Redis URL must be true or false, got {value!r}")
+            raise ConfigurationError(
+                f"cluster= in a Redis URL must be true or false, got {value!r}"
+            )
     return urlunsplit(parts._replace(query=urlencode(kept))), flag
+
+
+def redact(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
 
 
 class ClientOptions:
@@ -75,11 +92,18 @@ class ClientOptions:
         socket_connect_timeout: Seconds to wait for a connection.
         pool_timeout: Seconds to wait for a free connection (standalone).
         retries: Retries after a connection error or timeout (a short exponential
-            backoff between them). Every write aiostream sends is idempotent, so a
-            retried write never applies twice.
+            backoff between them), standalone servers only: a cluster client follows
+            redis-py's own cluster retry policy. Every write aiostream sends is
+            idempotent, so a retried write never applies twice.
     """
 
-    __slots__ = ("max_connections", "pool_timeout", "retries", "socket_connect_timeout", "socket_timeout")
+    __slots__ = (
+        "max_connections",
+        "pool_timeout",
+        "retries",
+        "socket_connect_timeout",
+        "socket_timeout",
+    )
 
     def __init__(
         self,
@@ -125,7 +149,7 @@ def create_client(
     is_cluster = bool(is_cluster)
     scheme = urlsplit(url).scheme
     if scheme not in {"redis", "rediss", "unix"}:
-        raise ConfigurationError(f"unsupported Redis URL scheme {scheme!r} in {url!r}")
+        raise ConfigurationError(f"unsupported Redis URL scheme {scheme!r} in {redact(url)!r}")
     if is_cluster and scheme == "unix":
         raise ConfigurationError("a Redis Cluster cannot be reached through a unix:// URL")
     settings: dict[str, Any] = {
@@ -146,7 +170,7 @@ def create_client(
             return RedisCluster.from_url(url, **settings), True
         pool = BlockingConnectionPool.from_url(url, timeout=options.pool_timeout, **settings)
     except (ValueError, TypeError, RedisError) as exc:
-        raise ConfigurationError(f"cannot build a Redis client for {url!r}: {exc}") from exc
+        raise ConfigurationError(f"cannot build a Redis client for {redact(url)!r}: {exc}") from exc
     return Redis(connection_pool=pool), False
 
 
@@ -162,35 +186,27 @@ def describe_server(client: Any) -> str:
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
 
-@contextmanager
-def translate_errors(server: str, operation: str) -> Iterator[None]:
-    """Turn redis-py exceptions into aiostream's, naming the server and the operation.
+def translate_error(server: str, operation: str, exc: BaseException) -> Exception | None:
+    """aiostream's exception for a redis-py one (None: not a Redis error, let it through).
 
-    Raises:
-        StorageTimeoutError: the server did not answer in time.
-        StorageUnavailableError: the server is down or refused the connection.
-        StorageError: any other Redis error.
+    Returns:
+        :class:`StorageTimeoutError` when the server did not answer in time,
+        :class:`StorageUnavailableError` when it is down or refused the connection,
+        :class:`StorageError` for any other Redis error; each names the server and the
+        operation. The caller raises it ``from exc``.
     """
-    try:
-        yield
-    except AiostreamError:
-        raise
-    except (RedisTimeoutError, TimeoutError) as exc:
-        raise StorageTimeoutError(
-            f"Redis at {server} did not answer in time ({operation}): {exc}"
-        ) from exc
-    except AuthenticationError as exc:
-        raise StorageError(f"Redis at {server} refused the credentials ({operation}): {exc}") from exc
-    except (RedisConnectionError, ClusterDownError, OSError) as exc:
-        raise StorageUnavailableError(
-            f"Redis at {server} is unavailable ({operation}): {exc}"
-        ) from exc
-    except RedisClusterException as exc:
+    if isinstance(exc, AiostreamError) or not isinstance(exc, Exception):
+        return None
+    where = f"Redis at {server}"
+    if isinstance(exc, RedisTimeoutError | TimeoutError):
+        return StorageTimeoutError(f"{where} did not answer in time ({operation}): {exc}")
+    if isinstance(exc, AuthenticationError):
+        return StorageError(f"{where} refused the credentials ({operation}): {exc}")
+    if isinstance(exc, RedisConnectionError | ClusterDownError | OSError):
+        return StorageUnavailableError(f"{where} is unavailable ({operation}): {exc}")
+    if isinstance(exc, RedisClusterException) and "connect" in str(exc).lower():
         # redis-py reports "no reachable node" with this generic class.
-        if "connect" in str(exc).lower():
-            raise StorageUnavailableError(
-                f"Redis at {server} is unavailable ({operation}): {exc}"
-            ) from exc
-        raise StorageError(f"Redis at {server} failed ({operation}): {exc}") from exc
-    except RedisError as exc:
-        raise StorageError(f"Redis at {server} failed ({operation}): {exc}") from exc
+        return StorageUnavailableError(f"{where} is unavailable ({operation}): {exc}")
+    if isinstance(exc, RedisError):
+        return StorageError(f"{where} failed ({operation}): {exc}")
+    return None

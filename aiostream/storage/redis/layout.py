@@ -11,7 +11,7 @@ key                             type     content
 =============================== ======== ===============================================
 ``{P K}:t``                     zset     timeline: member = 26-hex id, score 0
 ``{P K}:g``                     zset     groups: member = 26-hex group id + group name
-``{P K}:gd``                    hash     group name -> 26-hex group id + payload
+``{P K}:gd``                    hash     group name -> 26-hex id, version, ``|``, payload
 ``{P K}:us`` / ``{P K}:ur``     set      unseen / unread markers: 26-hex group ids
 ``{P act:N}``                   hash     activity storage shard N: 26-hex id -> payload
 =============================== ======== ===============================================
@@ -24,8 +24,9 @@ Why this shape:
   and ``ZRANGEBYLEX`` with ``[``/``(`` bounds gives exact ``activity_id`` filters.
 * A group's zset member starts with its id (ordering, filters) and ends with its name,
   so a range read yields names without another lookup, and trimming knows which
-  ``gd`` fields to drop. ``gd`` values start with the id too, which is what the
-  compare-and-set in :mod:`aiostream.storage.redis.scripts` checks.
+  ``gd`` fields to drop. ``gd`` values start with the id (to find the old member when a
+  group is rewritten) and the decimal version the compare-and-set in
+  :mod:`aiostream.storage.redis.scripts` checks, then ``|`` and the payload.
 * The activity storage is shared by every feed (an activity is stored once, however
   many feeds show it) and split over ``activity_shards`` hashes by the id's low bits,
   so no single key grows without bound and, on a cluster, the shards spread over

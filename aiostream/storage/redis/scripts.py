@@ -1,10 +1,11 @@
 """Lua scripts: the atomic multi-key steps of the Redis layout.
 
-Each script touches only the keys passed in ``KEYS``. The per-feed scripts take keys of
-one feed (one hash tag, so one cluster slot); :data:`ADD_TO_TIMELINES` and
-:data:`REMOVE_FROM_TIMELINES` take any number of timelines and are called with one
-slot's keys on a cluster; :data:`READ_TIMELINE` reads the activity shards too, so it is
-only used on a standalone server, where keys of different slots may meet.
+The per-feed scripts take the keys of one feed (one hash tag, so one cluster slot) and
+touch only those. :data:`ADD_TO_TIMELINES` and :data:`REMOVE_FROM_TIMELINES` take
+many feeds' timelines (on a cluster: one slot's); :data:`STORE_AND_ADD` and
+:data:`READ_TIMELINE` also take activity shards, so they run on standalone servers only,
+where keys of different slots may meet. :data:`TIMELINES_CROSS_SLOT` is the cluster's
+fanout script: sent to one node with keys of many slots that node serves (Redis 7+).
 
 Scripts run with ``EVALSHA``. A ``NOSCRIPT`` reply (server restarted, ``SCRIPT FLUSH``,
 a new cluster node) makes :class:`Script` fall back to ``EVAL``, which also caches the
@@ -34,9 +35,12 @@ __all__ = [
     "READ_GROUPS",
     "READ_TIMELINE",
     "REMOVE_FROM_TIMELINES",
+    "STORE_AND_ADD",
+    "TIMELINES_CROSS_SLOT",
     "TRIM_GROUPS",
     "WRITE_GROUPS",
     "Script",
+    "unsupported_flags",
 ]
 
 UNPACK = 4000
@@ -98,13 +102,42 @@ class Script:
         except NoScriptError:
             return await client.execute_command("EVAL", self.source, len(keys), *keys, *args)
 
-    def queue(self, pipeline: Any, keys: Sequence[str], args: Sequence[Any]) -> None:
-        """Append an ``EVALSHA`` to a pipeline (see the module docstring for NOSCRIPT)."""
-        pipeline.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+    def queue(
+        self, pipeline: Any, keys: Sequence[str], args: Sequence[Any], **options: Any
+    ) -> None:
+        """Append an ``EVALSHA`` to a pipeline (see the module docstring for NOSCRIPT).
+
+        ``options`` go to redis-py (``target_nodes=`` on a cluster pipeline).
+        """
+        pipeline.execute_command("EVALSHA", self.sha, len(keys), *keys, *args, **options)
 
     def __repr__(self) -> str:
         return f"<Script {self.name} {self.sha[:8]}>"
 
+
+STORE_AND_ADD = Script(
+    "store_and_add",
+    _CHUNKED_CALL
+    + """
+-- feed.add on a standalone server: store the activities and add them to the
+-- timelines in one command.
+-- KEYS[1..t]: timelines, then one activity shard per entry (in entry order).
+-- ARGV[1]: max_length (-1: no trim). ARGV[2]: t. ARGV[3..]: id, payload, id, ...
+local maxlen = tonumber(ARGV[1])
+local t = tonumber(ARGV[2])
+local members = {}
+for j = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[t + (j - 1) / 2], ARGV[j], ARGV[j + 1])
+  members[#members + 1] = 0
+  members[#members + 1] = ARGV[j]
+end
+for i = 1, t do
+  chunked('ZADD', KEYS[i], members)
+  if maxlen >= 0 then redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -maxlen - 1) end
+end
+return t
+""",
+)
 
 ADD_TO_TIMELINES = Script(
     "add_to_timelines",
@@ -134,6 +167,46 @@ end
 return #KEYS
 """,
 )
+
+TIMELINES_CROSS_SLOT = Script(
+    "timelines_cross_slot",
+    # Redis 7+, clusters only. Declared keys must share one slot even with this flag,
+    # so the timelines come in ARGV: they may sit in many slots, all served by the node
+    # the call is sent to (the storage groups them so); a key of another node makes the
+    # script fail, and the storage then falls back to one command per feed.
+    "#!lua flags=allow-cross-slot-keys\n"
+    + _CHUNKED_CALL
+    + """
+-- ARGV[1]: 'add' or 'remove'. ARGV[2]: max_length (-1: no trim; add only).
+-- ARGV[3]: n, the number of ids. ARGV[4 .. n+3]: 26-hex ids. ARGV[n+4 ..]: timelines.
+local maxlen = tonumber(ARGV[2])
+local stop = -maxlen - 1
+local n = tonumber(ARGV[3])
+local args = {}
+if ARGV[1] == 'add' then
+  for i = 4, n + 3 do
+    args[#args + 1] = 0
+    args[#args + 1] = ARGV[i]
+  end
+  for i = n + 4, #ARGV do
+    chunked('ZADD', ARGV[i], args)
+    if maxlen >= 0 then redis.call('ZREMRANGEBYRANK', ARGV[i], 0, stop) end
+  end
+else
+  for i = 4, n + 3 do args[#args + 1] = ARGV[i] end
+  for i = n + 4, #ARGV do chunked('ZREM', ARGV[i], args) end
+end
+return #ARGV - n - 3
+""",
+)
+
+
+def unsupported_flags(exc: BaseException) -> bool:
+    """Whether an error says the server cannot run :data:`TIMELINES_CROSS_SLOT`
+    (Redis before 7.0 does not know script flags)."""
+    text = str(exc).lower()
+    return any(word in text for word in ("flag", "shebang", "compiling", "unexpected symbol"))
+
 
 REMOVE_FROM_TIMELINES = Script(
     "remove_from_timelines",
@@ -199,14 +272,16 @@ WRITE_GROUPS = Script(
     + """
 -- KEYS: groups, group data, unseen, unread.
 -- ARGV[1]: track markers ('1'/'0'). ARGV[2]: max_length (-1: no trim).
--- Then per change: name, expected 26-hex id ('' = must not exist), new 26-hex id
--- ('' = delete), new payload.
+-- Then per change: name, expected version ('' = must not exist), new 26-hex id
+-- ('' = delete), new data (version '|' payload).
 -- Compare every group first and write nothing on a mismatch: that is the
 -- compare-and-set concurrent writers of one feed rely on.
+local function version_of(data)
+  if not data then return '' end
+  return string.sub(data, 27, string.find(data, '|', 27, true) - 1)
+end
 for i = 3, #ARGV, 4 do
-  local current = redis.call('HGET', KEYS[2], ARGV[i])
-  local current_id = current and string.sub(current, 1, 26) or ''
-  if current_id ~= ARGV[i + 1] then return 0 end
+  if version_of(redis.call('HGET', KEYS[2], ARGV[i])) ~= ARGV[i + 1] then return 0 end
 end
 local track = ARGV[1] == '1'
 for i = 3, #ARGV, 4 do
@@ -286,6 +361,7 @@ return {redis.call('SCARD', KEYS[1]), redis.call('SCARD', KEYS[2])}
 )
 
 ALL_SCRIPTS = (
+    STORE_AND_ADD,
     ADD_TO_TIMELINES,
     REMOVE_FROM_TIMELINES,
     READ_TIMELINE,
