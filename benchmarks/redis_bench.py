@@ -117,7 +117,8 @@ async def measure(url: str, followers: int) -> dict[str, Any]:
         aggregated = BenchAggregated(0, storage=storage)
         grouped = [
             # One group per verb and day: 1,000 hours make ~42 groups, so a read of 25 is full.
-            Activity(i % 50, Love, i, time=T0 + dt.timedelta(hours=i)) for i in range(1000)
+            Activity(i % 50, Love, i, time=T0 + dt.timedelta(hours=i))
+            for i in range(1000)
         ]
         started = time.perf_counter()
         for activity in grouped:
