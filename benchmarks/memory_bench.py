@@ -59,7 +59,7 @@ async def main() -> None:
     flat_read = await latencies(lambda: feed[:25], 2000)
 
     aggregated = BenchAggregated(0, storage=storage)
-    activities = [Activity(i % 50, Love, i, time=T0 + dt.timedelta(minutes=i)) for i in range(1000)]
+    activities = [Activity(i % 50, Love, i, time=T0 + dt.timedelta(hours=i)) for i in range(1000)]
     started = time.perf_counter()
     for activity in activities:
         await aggregated.add(activity)
