@@ -31,6 +31,7 @@ from aiostream.storage.redis.defaults import close_default_storages, default_sto
 
 __all__ = [
     "RedisAggregatedFeed",
+    "RedisBinding",
     "RedisFeed",
     "RedisNotificationFeed",
     "RedisUserBaseFeed",
@@ -38,10 +39,10 @@ __all__ = [
 ]
 
 
-class RedisFeed(BaseFeed):
-    """A flat feed stored in Redis.
+class RedisBinding:
+    """Mixin binding a feed class to Redis.
 
-    Class attributes (beyond :class:`~aiostream.feeds.base.BaseFeed`'s):
+    Class attributes:
         redis_server: Name of the Redis server holding everything of this feed.
     """
 
@@ -53,27 +54,17 @@ class RedisFeed(BaseFeed):
         return default_storage(cls.redis_server)
 
 
+class RedisFeed(RedisBinding, BaseFeed):
+    """A flat feed stored in Redis."""
+
+
 class RedisUserBaseFeed(UserBaseFeed, RedisFeed):
     """The feed of a user's own activities, in Redis (``max_length`` 10**6)."""
 
 
-class RedisAggregatedFeed(AggregatedFeed):
-    """An aggregated feed stored in Redis (see :class:`RedisFeed` for ``redis_server``)."""
-
-    redis_server: ClassVar[str] = "default"
-
-    @classmethod
-    def default_storage(cls) -> FeedStorage:
-        """The shared storage of ``redis_server`` for the running event loop."""
-        return default_storage(cls.redis_server)
+class RedisAggregatedFeed(RedisBinding, AggregatedFeed):
+    """An aggregated feed stored in Redis."""
 
 
-class RedisNotificationFeed(NotificationFeed):
-    """A notification feed stored in Redis (see :class:`RedisFeed` for ``redis_server``)."""
-
-    redis_server: ClassVar[str] = "default"
-
-    @classmethod
-    def default_storage(cls) -> FeedStorage:
-        """The shared storage of ``redis_server`` for the running event loop."""
-        return default_storage(cls.redis_server)
+class RedisNotificationFeed(RedisBinding, NotificationFeed):
+    """A notification feed stored in Redis."""
