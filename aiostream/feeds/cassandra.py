@@ -1,0 +1,71 @@
+"""Feeds bound to Cassandra: the seed API's ``CassandraFeed`` and friends.
+
+They differ from the backend-free feeds only in :meth:`default_storage`: without a
+``storage=`` argument they use the shared
+:class:`~aiostream.storage.cassandra.CassandraStorage` of the running event loop,
+configured from the environment (``STREAM_CASSANDRA_HOSTS``, ``STREAM_CASSANDRA_PORT``,
+``STREAM_DEFAULT_KEYSPACE``, ``STREAM_CASSANDRA_CONSISTENCY_LEVEL``,
+``CASSANDRA_DRIVER_KWARGS``) or by
+:func:`aiostream.storage.cassandra.defaults.configure`. Flat feeds keep each activity
+denormalized in their rows (one query per page); aggregated and notification feeds keep
+their groups in one partition per feed, changed by lightweight transactions.
+
+Create the tables once with ``python -m aiostream.storage.cassandra create-schema``.
+Importing this module imports the driver; ``import aiostream`` does not.
+
+Example::
+
+    class PinFeed(CassandraFeed):
+        key_format = "feed:normal:%(user_id)s"
+
+    await PinFeed(13).add(activity)           # with STREAM_CASSANDRA_HOSTS set
+    ...
+    await close_default_storages()            # at shutdown
+"""
+
+from __future__ import annotations
+
+from aiostream.feeds.aggregated import AggregatedFeed
+from aiostream.feeds.base import BaseFeed, UserBaseFeed
+from aiostream.feeds.notification import NotificationFeed
+from aiostream.storage.base import FeedStorage
+from aiostream.storage.cassandra.defaults import close_default_storages, default_storage
+
+__all__ = [
+    "CassandraAggregatedFeed",
+    "CassandraFeed",
+    "CassandraNotificationFeed",
+    "CassandraUserBaseFeed",
+    "close_default_storages",
+]
+
+
+class CassandraFeed(BaseFeed):
+    """A flat feed stored in Cassandra (the default storage of the running loop)."""
+
+    @classmethod
+    def default_storage(cls) -> FeedStorage:
+        """The shared Cassandra storage of the running event loop."""
+        return default_storage()
+
+
+class CassandraUserBaseFeed(UserBaseFeed, CassandraFeed):
+    """The feed of a user's own activities, in Cassandra (``max_length`` 10**6)."""
+
+
+class CassandraAggregatedFeed(AggregatedFeed):
+    """An aggregated feed stored in Cassandra."""
+
+    @classmethod
+    def default_storage(cls) -> FeedStorage:
+        """The shared Cassandra storage of the running event loop."""
+        return default_storage()
+
+
+class CassandraNotificationFeed(NotificationFeed):
+    """A notification feed stored in Cassandra."""
+
+    @classmethod
+    def default_storage(cls) -> FeedStorage:
+        """The shared Cassandra storage of the running event loop."""
+        return default_storage()

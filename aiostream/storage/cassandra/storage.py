@@ -1,0 +1,384 @@
+"""``CassandraStorage``: the :class:`~aiostream.storage.base.FeedStorage` on Cassandra.
+
+How each part maps onto the tables of :mod:`aiostream.storage.cassandra.schema`:
+
+* Fanout (``add_to_timelines``) writes every feed with its own single-partition
+  statement (an UNLOGGED batch when several entries go to one feed), many at once but
+  never more than ``max_concurrency`` requests in flight per storage.
+* Reads are one single-partition query with ``LIMIT`` (two when a window starts far
+  from the top: ids first, then the page). CQL has no ``OFFSET``.
+* Trims are exact: read the ids of the newest ``max_length + 1`` entries, then delete
+  everything at or older than the last one with one range tombstone.
+* Aggregated groups change through lightweight transactions on the feed's partition
+  (see :mod:`aiostream.storage.cassandra.groups`), so concurrent writers from any
+  number of processes never lose an update.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, ClassVar
+
+import anyio
+from cassandra.query import UNSET_VALUE
+
+from aiostream.exceptions import ConflictError, ValidationError
+from aiostream.ids import MAX_ID
+from aiostream.query import Query
+from aiostream.storage.base import Entry, GroupChange, GroupRecord
+from aiostream.storage.cassandra.bridge import Row
+from aiostream.storage.cassandra.client import MAX_LIMIT, CassandraClient, chunks
+from aiostream.storage.cassandra.groups import (
+    GroupPlan,
+    Snapshot,
+    plan_clear,
+    plan_trim,
+    plan_write,
+)
+
+__all__ = ["CassandraStorage"]
+
+
+class CassandraStorage(CassandraClient):
+    """Feeds on Apache Cassandra or ScyllaDB, through scylla-driver, from asyncio.
+
+    Nothing connects until the first operation. The keyspace and tables must exist
+    (:func:`~aiostream.storage.cassandra.create_schema`); a missing one raises
+    :class:`~aiostream.exceptions.SchemaError` naming the command that creates it.
+    Arguments are those of :class:`~aiostream.storage.cassandra.client.CassandraClient`
+    (hosts, port, keyspace, consistency, namespace, driver_kwargs, session, ...).
+
+    Example::
+
+        async with CassandraStorage(hosts=["10.0.0.5"], keyspace="feeds") as storage:
+            feed = PinFeed(13, storage=storage)
+            await feed.add(activity)
+    """
+
+    offset_scan_threshold: ClassVar[int] = 100
+    """Windows starting further down than this skip ahead by reading ids only."""
+    trim_count_threshold: ClassVar[int] = 5000
+    """Trims to more entries than this count first (server side) before reading ids."""
+    cas_attempts: ClassVar[int] = 20
+    """Conditional-batch attempts when unrelated writers bump the feed's version."""
+
+    # -- activity storage ------------------------------------------------------------------
+
+    def _extras(self, entry: Entry) -> tuple[Any, ...]:
+        if not self.extra_columns:
+            return ()
+        values = dict(self.column_values(*entry)) if self.column_values else {}
+        unknown = set(values) - set(self.extra_columns)
+        if unknown:
+            raise ValidationError("column_values", f"returned unknown column(s) {sorted(unknown)}")
+        # UNSET leaves a column alone instead of writing a null (a tombstone).
+        return tuple(values.get(c, UNSET_VALUE) for c in self.extra_columns)
+
+    async def store_activities(self, entries: Sequence[Entry]) -> None:
+        rows = [(i, p, *self._extras((i, p))) for i, p in dict(entries).items()]
+        await self._store_rows(rows)
+
+    async def _store_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        cql = self.statements.activity_insert
+
+        async def store(row: tuple[Any, ...]) -> None:
+            await self._run(cql, (self.namespace, *row))
+
+        await self._each(rows, store)
+
+    async def load_activities(self, ids: Sequence[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        cql = self.statements.activity_select
+
+        async def load(activity_id: int) -> None:
+            for row_id, payload in await self._run(cql, (self.namespace, activity_id)):
+                found[row_id] = payload
+
+        await self._each(list(dict.fromkeys(ids)), load)
+        return found
+
+    async def delete_activities(self, ids: Sequence[int]) -> None:
+        cql = self.statements.activity_delete
+
+        async def delete(activity_id: int) -> None:
+            await self._run(cql, (self.namespace, activity_id))
+
+        await self._each(list(dict.fromkeys(ids)), delete)
+
+    # -- flat timelines ----------------------------------------------------------------------
+
+    async def add_to_timelines(
+        self,
+        keys: Sequence[str],
+        entries: Sequence[Entry],
+        *,
+        max_length: int | None,
+        store: bool,
+    ) -> None:
+        # Extra column values are computed once, before any write, so a failing hook
+        # writes nothing.
+        rows = [(i, p, *self._extras((i, p))) for i, p in dict(entries).items()]
+        if not rows or not keys:
+            if store:
+                await self._store_rows(rows)
+            return
+        insert = self.statements.timeline_insert
+        ns = self.namespace
+
+        async def write(key: str) -> None:
+            for chunk in chunks(rows):
+                await self._batch([(insert, (ns, key, *row)) for row in chunk])
+            if max_length is not None:
+                await self.trim_timeline(key, max_length)
+
+        async def fanout() -> None:
+            await self._each(list(dict.fromkeys(keys)), write)
+
+        async def keep() -> None:
+            await self._store_rows(rows)
+
+        await self._all([keep, fanout] if store else [fanout])
+
+    async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
+        cql = self.statements.timeline_delete_ids
+        unique = list(dict.fromkeys(ids))
+
+        async def remove(key: str) -> None:
+            for chunk in chunks(unique):
+                await self._run(cql, (self.namespace, key, list(chunk)))
+
+        if unique:
+            await self._each(list(dict.fromkeys(keys)), remove)
+
+    async def _window(
+        self,
+        reads: Mapping[bool, str],
+        ids: Mapping[bool, str],
+        key: str,
+        start: int,
+        stop: int | None,
+        query: Query,
+    ) -> list[Row]:
+        """Rows ``[start:stop]`` of a feed partition under ``query``.
+
+        CQL has no OFFSET: a window near the top is read in one query and sliced; one
+        further down first reads only the ids it skips, then the page after them.
+        """
+        if query.is_empty or (stop is not None and stop <= start):
+            return []
+        low, high = query.low, query.high
+        if start > self.offset_scan_threshold:
+            skipped = await self._run(
+                ids[query.descending],
+                (self.namespace, key, low, high, min(start, MAX_LIMIT)),
+                all_pages=True,
+            )
+            if len(skipped) < start:
+                return []
+            edge = skipped[-1][0]
+            low, high = (low, edge - 1) if query.descending else (edge + 1, high)
+            if low > high:
+                return []
+            stop = None if stop is None else stop - start
+            start = 0
+        limit = MAX_LIMIT if stop is None else min(stop, MAX_LIMIT)
+        rows = await self._run(
+            reads[query.descending], (self.namespace, key, low, high, limit), all_pages=True
+        )
+        return rows[start:]
+
+    async def read_timeline(
+        self, key: str, start: int, stop: int | None, query: Query
+    ) -> list[Entry]:
+        s = self.statements
+        rows = await self._window(s.timeline_read, s.timeline_ids, key, start, stop, query)
+        return [(activity_id, payload) for activity_id, payload in rows]
+
+    async def count_timeline(self, key: str) -> int:
+        ((count,),) = await self._run(self.statements.timeline_count, (self.namespace, key))
+        return int(count)
+
+    async def trim_timeline(self, key: str, max_length: int) -> None:
+        if max_length > self.trim_count_threshold and await self.count_timeline(key) <= max_length:
+            return  # a long feed (a user feed keeps 10**6) under its limit: no id scan
+        newest = await self._run(
+            self.statements.timeline_ids[True],
+            (self.namespace, key, 0, MAX_ID, min(max_length + 1, MAX_LIMIT)),
+            all_pages=True,
+        )
+        if len(newest) > max_length:
+            # Everything at or older than the (max_length + 1)-th newest id goes, so
+            # exactly max_length entries stay, whatever order they were written in.
+            await self._run(
+                self.statements.timeline_delete_upto, (self.namespace, key, newest[-1][0])
+            )
+
+    async def timeline_index_of(self, key: str, activity_id: int) -> int | None:
+        s, ns = self.statements, self.namespace
+        found: list[Row] = []
+        newer: list[Row] = []
+
+        async def has() -> None:
+            found.extend(await self._run(s.timeline_has, (ns, key, activity_id)))
+
+        async def count() -> None:
+            newer.extend(await self._run(s.timeline_count_newer, (ns, key, activity_id)))
+
+        await self._all([has, count])
+        return int(newer[0][0]) if found else None
+
+    # -- groups ------------------------------------------------------------------------------
+
+    async def _snapshot(self, key: str) -> Snapshot:
+        rows = await self._run(self.statements.groups_snapshot, (self.namespace, key))
+        return Snapshot.from_row(rows[0] if rows else None)
+
+    async def read_groups(
+        self, key: str, start: int, stop: int | None, query: Query, *, markers: bool
+    ) -> list[GroupRecord]:
+        s = self.statements
+        rows = await self._window(s.groups_read, s.groups_ids, key, start, stop, query)
+        records = []
+        for group_id, name, payload, version, unseen, unread in rows:
+            if group_id is None:  # a partition with only static columns
+                continue
+            record = GroupRecord(name, group_id, payload, version)
+            if markers:
+                record = replace(
+                    record, unseen=group_id in (unseen or ()), unread=group_id in (unread or ())
+                )
+            records.append(record)
+        return records
+
+    async def get_groups(self, key: str, groups: Sequence[str]) -> dict[str, GroupRecord]:
+        snapshot = await self._snapshot(key)
+        ids = [snapshot.names[g][0] for g in dict.fromkeys(groups) if g in snapshot.names]
+        if not ids:
+            return {}
+        found: dict[str, GroupRecord] = {}
+        for chunk in chunks(ids):
+            rows = await self._run(
+                self.statements.groups_by_ids, (self.namespace, key, list(chunk))
+            )
+            for names, group_id, name, payload, version in rows:
+                # Only rows the index (read in the same query) still points at: a row
+                # replaced since the snapshot is left out, and the caller's
+                # compare-and-set then fails and retries, as it should.
+                if tuple((names or {}).get(name, ())) == (group_id, version):
+                    found[name] = GroupRecord(name, group_id, payload, version)
+        return found
+
+    async def _commit(
+        self, key: str, snapshot: Snapshot, plan: GroupPlan, *, clear: bool = False
+    ) -> bool:
+        """One conditional batch on the feed's partition; True if it applied."""
+        s, ns = self.statements, self.namespace
+        items: list[tuple[str, Sequence[Any]]] = [
+            (
+                s.groups_cas,
+                (
+                    (snapshot.version or 0) + 1,
+                    plan.names_set,
+                    plan.unseen_add,
+                    plan.unread_add,
+                    ns,
+                    key,
+                    snapshot.version,
+                ),
+            )
+        ]
+        if plan.removes_anything:
+            items.append(
+                (
+                    s.groups_remove,
+                    (plan.names_removed, plan.unseen_remove, plan.unread_remove, ns, key),
+                )
+            )
+        items += [
+            (s.group_insert, (ns, key, group_id, name, payload, version))
+            for group_id, (name, payload, version) in plan.upserts.items()
+        ]
+        if clear:
+            items.append((s.group_delete_all, (ns, key)))
+        else:
+            items += [(s.group_delete, (ns, key, group_id)) for group_id in plan.deletes]
+        rows = await self._batch(items)
+        return bool(rows and rows[0][0])
+
+    async def _backoff(self, attempt: int) -> None:
+        # Jittered, growing: contending writers spread out instead of colliding again.
+        await anyio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
+
+    async def write_groups(
+        self,
+        key: str,
+        changes: Sequence[GroupChange],
+        *,
+        max_length: int | None,
+        track_markers: bool,
+    ) -> bool:
+        if not changes and max_length is None:
+            return True
+        for attempt in range(self.cas_attempts):
+            snapshot = await self._snapshot(key)
+            if not snapshot.matches(changes):
+                return False
+            plan = plan_write(snapshot, changes, max_length=max_length, track_markers=track_markers)
+            if await self._commit(key, snapshot, plan):
+                return True
+            # Someone else wrote this feed since the snapshot. If they touched our groups
+            # the next snapshot says so and we return False; otherwise try again.
+            await self._backoff(attempt)
+        return False
+
+    async def _rewrite(
+        self, key: str, plan_for: Callable[[Snapshot], GroupPlan | None], clear: bool = False
+    ) -> None:
+        for attempt in range(self.cas_attempts):
+            snapshot = await self._snapshot(key)
+            plan = plan_for(snapshot)
+            if plan is None or await self._commit(key, snapshot, plan, clear=clear):
+                return
+            await self._backoff(attempt)
+        raise ConflictError(f"feed {key!r}: {self.cas_attempts} concurrent updates in a row won")
+
+    async def count_groups(self, key: str) -> int:
+        return len((await self._snapshot(key)).names)
+
+    async def trim_groups(self, key: str, max_length: int) -> None:
+        await self._rewrite(key, lambda snapshot: plan_trim(snapshot, max_length))
+
+    async def groups_index_of(self, key: str, group_id: int) -> int | None:
+        ids = (await self._snapshot(key)).ids()
+        if group_id not in ids:
+            return None
+        return sum(1 for i in ids if i > group_id)
+
+    async def mark_groups(
+        self, key: str, ids: Sequence[int] | None, *, seen: bool, read: bool
+    ) -> None:
+        if not (seen or read) or (ids is not None and not ids):
+            return
+        cql = self.statements.groups_mark(seen=seen, read=read, every=ids is None)
+        marked = [] if ids is None else [set(ids)] * (int(seen) + int(read))
+        await self._run(cql, (*marked, self.namespace, key))
+
+    async def count_markers(self, key: str) -> tuple[int, int]:
+        snapshot = await self._snapshot(key)
+        return len(snapshot.unseen), len(snapshot.unread)
+
+    # -- whole feeds -------------------------------------------------------------------------
+
+    async def delete_feeds(self, keys: Sequence[str]) -> None:
+        def clear(snapshot: Snapshot) -> GroupPlan | None:
+            if not (snapshot.names or snapshot.unseen or snapshot.unread):
+                return None
+            return plan_clear(snapshot)
+
+        async def delete(key: str) -> None:
+            await self._run(self.statements.timeline_delete_feed, (self.namespace, key))
+            await self._rewrite(key, clear, clear=True)
+
+        await self._each(list(dict.fromkeys(keys)), delete)
