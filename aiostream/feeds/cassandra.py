@@ -33,6 +33,7 @@ from aiostream.storage.cassandra.defaults import close_default_storages, default
 
 __all__ = [
     "CassandraAggregatedFeed",
+    "CassandraBinding",
     "CassandraFeed",
     "CassandraNotificationFeed",
     "CassandraUserBaseFeed",
@@ -40,32 +41,26 @@ __all__ = [
 ]
 
 
-class CassandraFeed(BaseFeed):
-    """A flat feed stored in Cassandra (the default storage of the running loop)."""
+class CassandraBinding:
+    """Mixin binding a feed class to the shared Cassandra storage of the running loop."""
 
     @classmethod
     def default_storage(cls) -> FeedStorage:
         """The shared Cassandra storage of the running event loop."""
         return default_storage()
+
+
+class CassandraFeed(CassandraBinding, BaseFeed):
+    """A flat feed stored in Cassandra."""
 
 
 class CassandraUserBaseFeed(UserBaseFeed, CassandraFeed):
     """The feed of a user's own activities, in Cassandra (``max_length`` 10**6)."""
 
 
-class CassandraAggregatedFeed(AggregatedFeed):
+class CassandraAggregatedFeed(CassandraBinding, AggregatedFeed):
     """An aggregated feed stored in Cassandra."""
 
-    @classmethod
-    def default_storage(cls) -> FeedStorage:
-        """The shared Cassandra storage of the running event loop."""
-        return default_storage()
 
-
-class CassandraNotificationFeed(NotificationFeed):
+class CassandraNotificationFeed(CassandraBinding, NotificationFeed):
     """A notification feed stored in Cassandra."""
-
-    @classmethod
-    def default_storage(cls) -> FeedStorage:
-        """The shared Cassandra storage of the running event loop."""
-        return default_storage()
