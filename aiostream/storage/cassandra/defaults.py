@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Sequence
 
-from aiostream.query import Query
 from aiostream.settings import Settings
-from aiostream.storage.base import Entry, GroupChange, GroupRecord
 from aiostream.storage.cassandra.storage import CassandraStorage
+from aiostream.storage.loop_bound import LoopBoundStorage
 
 __all__ = [
     "LoopBoundCassandraStorage",
@@ -97,7 +95,7 @@ async def close_default_storages() -> None:
         await storage.aclose()
 
 
-class LoopBoundCassandraStorage:
+class LoopBoundCassandraStorage(LoopBoundStorage):
     """A :class:`~aiostream.storage.base.FeedStorage` that forwards every call to the
     default :class:`CassandraStorage` of the loop the call runs in."""
 
@@ -108,90 +106,8 @@ class LoopBoundCassandraStorage:
     def __repr__(self) -> str:
         return "<LoopBoundCassandraStorage>"
 
-    async def __aenter__(self) -> LoopBoundCassandraStorage:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     async def aclose(self) -> None:
         """Close the running loop's default storage."""
         storage = _storages.pop(asyncio.get_running_loop(), None)
         if storage is not None:
             await storage.aclose()
-
-    async def store_activities(self, entries: Sequence[Entry]) -> None:
-        await self.resolve().store_activities(entries)
-
-    async def load_activities(self, ids: Sequence[int]) -> dict[int, str]:
-        return await self.resolve().load_activities(ids)
-
-    async def delete_activities(self, ids: Sequence[int]) -> None:
-        await self.resolve().delete_activities(ids)
-
-    async def add_to_timelines(
-        self,
-        keys: Sequence[str],
-        entries: Sequence[Entry],
-        *,
-        max_length: int | None,
-        store: bool,
-    ) -> None:
-        await self.resolve().add_to_timelines(keys, entries, max_length=max_length, store=store)
-
-    async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
-        await self.resolve().remove_from_timelines(keys, ids)
-
-    async def read_timeline(
-        self, key: str, start: int, stop: int | None, query: Query
-    ) -> list[Entry]:
-        return await self.resolve().read_timeline(key, start, stop, query)
-
-    async def count_timeline(self, key: str) -> int:
-        return await self.resolve().count_timeline(key)
-
-    async def trim_timeline(self, key: str, max_length: int) -> None:
-        await self.resolve().trim_timeline(key, max_length)
-
-    async def timeline_index_of(self, key: str, activity_id: int) -> int | None:
-        return await self.resolve().timeline_index_of(key, activity_id)
-
-    async def read_groups(
-        self, key: str, start: int, stop: int | None, query: Query, *, markers: bool
-    ) -> list[GroupRecord]:
-        return await self.resolve().read_groups(key, start, stop, query, markers=markers)
-
-    async def get_groups(self, key: str, groups: Sequence[str]) -> dict[str, GroupRecord]:
-        return await self.resolve().get_groups(key, groups)
-
-    async def write_groups(
-        self,
-        key: str,
-        changes: Sequence[GroupChange],
-        *,
-        max_length: int | None,
-        track_markers: bool,
-    ) -> bool:
-        return await self.resolve().write_groups(
-            key, changes, max_length=max_length, track_markers=track_markers
-        )
-
-    async def count_groups(self, key: str) -> int:
-        return await self.resolve().count_groups(key)
-
-    async def trim_groups(self, key: str, max_length: int) -> None:
-        await self.resolve().trim_groups(key, max_length)
-
-    async def groups_index_of(self, key: str, group_id: int) -> int | None:
-        return await self.resolve().groups_index_of(key, group_id)
-
-    async def mark_groups(
-        self, key: str, ids: Sequence[int] | None, *, seen: bool, read: bool
-    ) -> None:
-        await self.resolve().mark_groups(key, ids, seen=seen, read=read)
-
-    async def count_markers(self, key: str) -> tuple[int, int]:
-        return await self.resolve().count_markers(key)
-
-    async def delete_feeds(self, keys: Sequence[str]) -> None:
-        await self.resolve().delete_feeds(keys)
