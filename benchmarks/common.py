@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import platform
 import statistics
 import time
@@ -19,35 +21,56 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def latencies(call: Callable[[], Awaitable[Any]], n: int) -> dict[str, float]:
-    """Run ``call`` ``n`` times one after the other; p50 / p99 in ms and calls per second."""
-    samples = []
-    started = time.perf_counter()
-    for _ in range(n):
-        t = time.perf_counter()
-        await call()
-        samples.append(time.perf_counter() - t)
-    total = time.perf_counter() - started
+def summarize(samples: list[float], seconds: float) -> dict[str, float]:
+    """Calls per second over ``seconds`` of wall time, and p50 / p99 / mean of ``samples`` in ms.
+
+    ``samples`` are the durations of single calls, in seconds.
+    """
     return {
-        "calls": n,
-        "per_second": n / total,
+        "calls": len(samples),
+        "per_second": len(samples) / seconds,
         "p50_ms": percentile(samples, 0.5) * 1000,
         "p99_ms": percentile(samples, 0.99) * 1000,
         "mean_ms": statistics.fmean(samples) * 1000,
     }
 
 
+def median_of(summaries: list[dict[str, float]]) -> dict[str, float]:
+    """Each statistic's median over repeated rounds of :func:`summarize` results."""
+    return {key: statistics.median(s[key] for s in summaries) for key in summaries[0]}
+
+
+async def latencies(
+    call: Callable[[], Awaitable[Any]], n: int, *, concurrency: int = 1
+) -> dict[str, float]:
+    """Run ``call`` ``n`` times from ``concurrency`` tasks at once; see :func:`summarize`.
+
+    Each task makes its calls one after the other, so at most ``concurrency`` are in
+    flight; the rate is over the wall time of the whole run.
+    """
+    samples: list[float] = []
+
+    async def worker(calls: int) -> None:
+        for _ in range(calls):
+            t = time.perf_counter()
+            await call()
+            samples.append(time.perf_counter() - t)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(n // concurrency) for _ in range(concurrency)))
+    return summarize(samples, time.perf_counter() - started)
+
+
 def write_results(name: str, results: dict[str, Any]) -> Path:
     """Write ``results`` (plus machine facts) to ``benchmarks/results/<name>.json``."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"machine": {"python": platform.python_version(), "cpus": _cpus()}, **results}
+    payload = {"machine": machine(), **results}
     path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
     print(json.dumps(results, indent=2, sort_keys=True))
     return path
 
 
-def _cpus() -> int:
-    import os
-
-    return os.cpu_count() or 1
+def machine() -> dict[str, Any]:
+    """Facts about where the numbers were taken (saved beside them)."""
+    return {"python": platform.python_version(), "cpus": os.cpu_count() or 1}

@@ -58,9 +58,11 @@ class BenchManager(Manager):
         return {FanoutPriority.HIGH: range(self.followers)}
 
 
-async def storage_fanout(storage: RedisStorage, followers: int) -> dict[str, float]:
+async def storage_fanout(
+    storage: RedisStorage, followers: int, activity: Activity | None = None
+) -> dict[str, float]:
     """One activity into ``followers`` feeds, straight through the storage."""
-    entries = BenchFeed.serialize_activities([Activity(1, Love, 1, time=T0)])
+    entries = BenchFeed.serialize_activities([activity or Activity(1, Love, 1, time=T0)])
     await storage.store_activities(entries)
     keys = [f"bench:storage:{u}" for u in range(followers)]
     limiter = anyio.CapacityLimiter(IN_FLIGHT)
@@ -81,12 +83,15 @@ async def storage_fanout(storage: RedisStorage, followers: int) -> dict[str, flo
     }
 
 
-async def manager_fanout(storage: RedisStorage, followers: int) -> dict[str, float]:
+async def manager_fanout(
+    storage: RedisStorage, followers: int, activity: Activity | None = None
+) -> dict[str, float]:
     """``Manager.add_user_activity`` end to end (user feed + chunked fanout)."""
     manager = BenchManager(storage=storage)
     manager.followers = followers
+    activity = activity or Activity(1, Love, 2, time=T0)
     started = time.perf_counter()
-    await manager.add_user_activity(-1, Activity(1, Love, 2, time=T0))
+    await manager.add_user_activity(-1, activity)
     seconds = time.perf_counter() - started
     return {
         "followers": followers,
