@@ -21,7 +21,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Self, cast
 
 from aiostream.exceptions import (
     ActivityNotFoundError,
@@ -134,6 +134,30 @@ class Activity:
         self.extra_context: dict[str, Any] = dict(extra_context)
         self.dehydrated = False
 
+    @classmethod
+    def from_storage(
+        cls,
+        actor_id: int,
+        verb: type[Verb],
+        object_id: int,
+        target_id: int | None,
+        time: dt.datetime,
+        extra_context: dict[str, Any],
+    ) -> Self:
+        """Rebuild an activity from trusted stored fields, skipping validation (the read
+        path of every feed). Override it if a subclass sets more state in ``__init__``."""
+        activity = cls.__new__(cls)
+        activity.__dict__.update(
+            actor_id=actor_id,
+            object_id=object_id,
+            target_id=target_id,
+            verb=verb,
+            time=time,
+            extra_context=extra_context,
+            dehydrated=False,
+        )
+        return activity
+
     def __getattr__(self, name: str) -> Any:
         # Only reached when the attribute is missing: actor / object / target were given as ids.
         if name in _LAZY_FIELDS:
@@ -144,9 +168,15 @@ class Activity:
     def serialization_id(self) -> int:
         """Unique, exactly ordered id: the time in microseconds, then a digest of
         actor, verb, object and target (see :mod:`aiostream.ids`)."""
-        return make_id(
-            self.time, f"a|{self.actor_id}|{self.verb.id}|{self.object_id}|{self.target_id}"
-        )
+        fields = (self.time, self.actor_id, self.verb.id, self.object_id, self.target_id)
+        cached = self.__dict__.get("_id_cache")
+        if cached is not None and cached[0] == fields:
+            return cached[1]  # type: ignore[no-any-return]
+        time, actor_id, verb_id, object_id, target_id = fields
+        activity_id = make_id(time, f"a|{actor_id}|{verb_id}|{object_id}|{target_id}")
+        # Cached with the fields it was made from: reassigning a field recomputes it.
+        self.__dict__["_id_cache"] = (fields, activity_id)
+        return activity_id
 
     @property
     def activity_id(self) -> int:

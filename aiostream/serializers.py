@@ -10,8 +10,8 @@ Stored forms (compact JSON arrays, first element the format version):
 
 ``extra_context`` holds JSON values plus datetimes, dates, Decimals and UUIDs, which are
 written as one-key tagged objects (``{"$dt": "..."}`` …). A dict of the user's own that
-has a key starting with ``$`` is wrapped as ``{"$map": {...}}`` so it can never be
-mistaken for a tag. Anything else (sets, tuples, bytes, NaN, non-str keys, objects) is a
+has a key starting with ``$`` is written as ``{"$map": [[key, value], ...]}`` so it can
+never be mistaken for a tag. Anything else (sets, tuples, bytes, NaN, non-str keys, objects) is a
 :class:`~aiostream.exceptions.SerializationError` naming the path of the bad value,
 raised before anything is written. JSON escapes every character, so no value can break
 the format the way ``;`` and ``,`` broke Stream Framework's.
@@ -36,7 +36,6 @@ __all__ = [
     "FORMAT_VERSION",
     "ActivitySerializer",
     "AggregatedActivitySerializer",
-    "decode_value",
     "encode_value",
 ]
 
@@ -81,7 +80,10 @@ def encode_value(value: Any, path: str) -> Any:
                     f"{path}[{key!r}]", f"dict keys must be str, got {type(key).__name__}"
                 )
             out[key] = encode_value(item, f"{path}[{key!r}]")
-        return {"$map": out} if any(k.startswith("$") for k in out) else out
+        if any(k.startswith("$") for k in out):
+            # Pairs, not a dict: a tag is then always a one-key dict made by this encoder.
+            return {"$map": [[k, v] for k, v in out.items()]}
+        return out
     raise SerializationError(
         path,
         f"cannot store a {type(value).__name__}; use str, int, float, bool, None, list, dict, "
@@ -95,22 +97,21 @@ _TAGS: dict[str, Callable[[Any], Any]] = {
     "$date": dt.date.fromisoformat,
     "$dec": Decimal,
     "$uuid": uuid.UUID,
+    "$map": dict,
 }
 
 
-def decode_value(data: Any) -> Any:
-    """Inverse of :func:`encode_value`."""
-    if isinstance(data, list):
-        return [decode_value(v) for v in data]
-    if isinstance(data, dict):
-        if len(data) == 1:
-            ((key, inner),) = data.items()
-            if key == "$map":
-                return {k: decode_value(v) for k, v in inner.items()}
-            if key in _TAGS:
-                return _TAGS[key](inner)
-        return {k: decode_value(v) for k, v in data.items()}
+def _untag(data: dict[str, Any]) -> Any:
+    """``json.loads`` object hook: turn tagged objects back into rich values (bottom-up)."""
+    if len(data) == 1:
+        ((key, inner),) = data.items()
+        convert = _TAGS.get(key)
+        if convert is not None:
+            return convert(inner)
     return data
+
+
+_decode = json.JSONDecoder(object_hook=_untag).decode
 
 
 def _opt_us(value: dt.datetime | None) -> int | None:
@@ -123,7 +124,7 @@ def _opt_dt(value: int | None) -> dt.datetime | None:
 
 def _parse(payload: str | bytes, what: str) -> list[Any]:
     try:
-        data = json.loads(payload)
+        data = _decode(payload.decode() if isinstance(payload, bytes) else payload)
     except ValueError as exc:
         raise SerializationError(what, f"stored payload is not JSON: {payload[:60]!r}") from exc
     if not isinstance(data, list) or not data or data[0] != FORMAT_VERSION:
@@ -168,15 +169,14 @@ class ActivitySerializer(Generic[A]):
     def from_data(self, row: list[Any]) -> A:
         """Inverse of :meth:`to_data`."""
         actor, verb_id, obj, target, time_us, *rest = row
-        activity = self.activity_class(
+        return self.activity_class.from_storage(
             actor,
             self.verbs.get(verb_id),
             obj,
             target,
             us_to_datetime(time_us),
-            decode_value(rest[0]) if rest else None,
+            rest[0] if rest else {},
         )
-        return activity
 
     def dumps(self, activity: A) -> str:
         """Serialize one activity.
