@@ -172,13 +172,14 @@ class Manager:
     async def _publish(self, user_id: Any, activities: list[Activity], *, trim: bool) -> None:
         user_feed = self.get_user_feed(user_id)
         await user_feed.add_many(activities, trim=trim)
-        entries = user_feed.serialize_activities(activities)
         # Follower feeds on another storage need the activity there too: store it once
         # per distinct storage before any follower feed points at it.
         storages = {id(s): s for s in map(self.storage_for, self.feed_classes.values())}
         storages.pop(id(user_feed.storage), None)
-        for storage in storages.values():
-            await storage.store_activities(entries)
+        if storages:
+            entries = user_feed.serialize_activities(activities)
+            for storage in storages.values():
+                await storage.store_activities(entries)
         await self._fan_out(user_id, "add", activities, trim=trim)
 
     async def _fan_out(
