@@ -106,7 +106,11 @@ class AggregatedFeed(BaseFeed):
             ConflictError: lost the compare-and-set ``max_write_attempts`` times.
         """
         activities = list(activities)
-        self.serialize_activities(activities)  # validate before any I/O
+        # Class check now; payloads are serialized (and fully validated) while the changes
+        # are built, which is still before anything is written.
+        check = self.get_activity_serializer().check
+        for activity in activities:
+            check(activity)
         aggregator = self.get_aggregator()
         names = list(aggregator.group_activities(activities))
         for attempt in range(self.max_write_attempts):

@@ -213,3 +213,12 @@ async def test_trim_on_write(make_feed: Any) -> None:
     for i in range(5):
         await feed.add(Activity(1, Pin, i, time=at(i * DAY)))
     assert await feed.count() == 2
+
+
+async def test_unserializable_activity_writes_no_group(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    good = Activity(1, Pin, 1, time=at(0))
+    bad = Activity(2, Love, 2, time=at(0), extra_context={"tags": {"a"}})
+    with pytest.raises(SerializationError, match=r"extra_context\['tags'\]"):
+        await feed.add_many([good, bad])
+    assert await feed.count() == 0
