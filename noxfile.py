@@ -23,11 +23,23 @@ def install(session: nox.Session, *groups: str, extras: str = "") -> None:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
 
+# Extras every test run installs. The two stacks below differ only in redis-py: arq pins
+# redis<6, while `aiostream[redis]` alone must work with the newest redis-py.
+TEST_EXTRAS = ["redis", "cassandra"]
+STACKS = {
+    "newest": TEST_EXTRAS,
+    "arq": [*TEST_EXTRAS, "arq"],
+}
+
+
 @nox.session
-def tests(session: nox.Session) -> None:
-    """The whole suite against memory, Redis, Redis Cluster and Cassandra."""
-    install(session, "test", extras="redis,cassandra")
-    session.run("python", "-m", "pytest", *session.posargs)
+@nox.parametrize("stack", list(STACKS))
+def tests(session: nox.Session, stack: str) -> None:
+    """The whole suite against memory, Redis, Redis Cluster and Cassandra, once on the
+    newest redis-py (without arq) and once on the redis-py that arq allows (with arq)."""
+    install(session, "test", extras=",".join(STACKS[stack]))
+    marks = [] if stack == "arq" else ["-m", "not arq"]
+    session.run("python", "-m", "pytest", *marks, *session.posargs)
 
 
 @nox.session
@@ -41,7 +53,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typing(session: nox.Session) -> None:
     """mypy --strict on the package and the examples."""
-    install(session, "typing", extras="redis,cassandra")
+    install(session, "typing", extras=",".join(STACKS["arq"]))
     session.run("mypy")
 
 

@@ -45,8 +45,13 @@ class Metrics(Protocol):
         """A user activity was removed (before fanout)."""
         return None
 
+    def on_job_retry(self, job: str, attempt: int, error: BaseException) -> None:
+        """Background job ``job`` (its function name) failed its ``attempt``-th try with a
+        transient ``error`` and will run again."""
+        return None
+
     def on_error(self, where: str, error: BaseException) -> None:
-        """An operation failed (``where`` names it)."""
+        """An operation failed (``where`` names it; the error's class is its kind)."""
         return None
 
 
