@@ -1,9 +1,11 @@
 """Fanout work as plain data, and the dispatchers that carry it out.
 
-The Manager cuts a fanout into :class:`FanoutChunk` objects: an operation, a feed by
-its name in ``Manager.feed_classes``, a chunk of follower ids and the serialized
-activities. Nothing in a chunk is a Python object that needs pickle, so the same chunk
-can run in-process (:class:`InProcessDispatcher`, the default) or travel as a job.
+The Manager cuts its work into jobs: :class:`FanoutChunk` (an operation, a feed by its
+name in ``Manager.feed_classes``, a chunk of follower ids and the serialized activities)
+and :class:`FollowChunk` (a user and a chunk of users they follow or unfollow). Nothing
+in a job is a Python object that needs pickle, so the same job can run in-process
+(:class:`InProcessDispatcher`, the default) or travel to workers
+(:class:`aiostream.tasks.ArqDispatcher`).
 """
 
 from __future__ import annotations
@@ -18,13 +20,36 @@ import anyio
 
 from aiostream.exceptions import FanoutError
 
-__all__ = ["Dispatcher", "FanoutChunk", "InProcessDispatcher"]
+__all__ = ["Dispatcher", "FanoutChunk", "FollowChunk", "InProcessDispatcher", "Job"]
 
 Operation = Literal["add", "remove"]
+FollowOperation = Literal["follow", "unfollow"]
+
+
+class _PlainJob:
+    """Shared by the job types: JSON-ready data and a deterministic id."""
+
+    __slots__ = ()
+
+    operation: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+
+    @property
+    def job_id(self) -> str:
+        """Deterministic id: the same work always gets the same id, so enqueueing it
+        twice while the first is still waiting runs it once."""
+        digest = hashlib.blake2b(
+            json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode(),
+            digest_size=16,
+        ).hexdigest()
+        return f"aiostream:{self.operation}:{digest}"
 
 
 @dataclass(frozen=True, slots=True)
-class FanoutChunk:
+class FanoutChunk(_PlainJob):
     """One unit of fanout work: apply ``operation`` of ``activities`` to the ``feed``
     of every user in ``user_ids``.
 
@@ -44,13 +69,6 @@ class FanoutChunk:
     priority: str | None = None
     trim: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data."""
-        data = asdict(self)
-        data["user_ids"] = list(self.user_ids)
-        data["activities"] = list(self.activities)
-        return data
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FanoutChunk:
         """Inverse of :meth:`to_dict`."""
@@ -63,31 +81,48 @@ class FanoutChunk:
             trim=bool(data.get("trim", True)),
         )
 
-    @property
-    def job_id(self) -> str:
-        """Deterministic id: the same work always gets the same id (idempotent enqueue)."""
-        digest = hashlib.blake2b(
-            json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode(),
-            digest_size=16,
-        ).hexdigest()
-        return f"aiostream:{self.operation}:{self.feed}:{digest}"
+
+@dataclass(frozen=True, slots=True)
+class FollowChunk(_PlainJob):
+    """Follow (copy recent activities in) or unfollow (take their activities out):
+    ``user_id``'s feeds and the users in ``target_ids``.
+
+    Attributes:
+        operation: ``"follow"`` or ``"unfollow"``.
+        user_id: The user whose feeds change.
+        target_ids: The users followed or unfollowed (one chunk of them).
+    """
+
+    operation: FollowOperation
+    user_id: int | str
+    target_ids: tuple[int | str, ...]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FollowChunk:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            operation=data["operation"],
+            user_id=data["user_id"],
+            target_ids=tuple(data["target_ids"]),
+        )
 
 
-ChunkRunner = Callable[[FanoutChunk], Awaitable[None]]
+Job = FanoutChunk | FollowChunk
+JobRunner = Callable[[Job], Awaitable[None]]
 
 
 class Dispatcher(Protocol):
-    """Carries out fanout chunks (now, in this process, or later, in workers)."""
+    """Carries out the manager's jobs (now, in this process, or later, in workers)."""
 
-    async def dispatch(self, chunks: Sequence[FanoutChunk], run: ChunkRunner) -> None:
-        """Make sure every chunk gets ``run``; raise if any could not be handed over."""
+    async def dispatch(self, jobs: Sequence[Job], run: JobRunner) -> None:
+        """Make sure every job gets ``run``; raise if any could not be handed over."""
 
 
 class InProcessDispatcher:
-    """Runs chunks concurrently in this process, at most ``max_concurrency`` at a time.
+    """Runs jobs concurrently in this process, at most ``max_concurrency`` at a time.
 
-    Every chunk runs even when some fail; the failures are then raised together as a
-    :class:`~aiostream.exceptions.FanoutError` (each failed chunk is in it, so nothing
+    Every job runs even when some fail; the failures are then raised together as a
+    :class:`~aiostream.exceptions.FanoutError` (each failed job is in it, so nothing
     is reported written that was not).
     """
 
@@ -96,20 +131,20 @@ class InProcessDispatcher:
             raise ValueError("max_concurrency must be at least 1")
         self.max_concurrency = max_concurrency
 
-    async def dispatch(self, chunks: Sequence[FanoutChunk], run: ChunkRunner) -> None:
-        """Run every chunk; raise :class:`FanoutError` listing those that failed."""
-        failures: list[tuple[FanoutChunk, BaseException]] = []
+    async def dispatch(self, jobs: Sequence[Job], run: JobRunner) -> None:
+        """Run every job; raise :class:`FanoutError` listing those that failed."""
+        failures: list[tuple[Job, BaseException]] = []
         limiter = anyio.CapacityLimiter(self.max_concurrency)
 
-        async def one(chunk: FanoutChunk) -> None:
+        async def one(job: Job) -> None:
             async with limiter:
                 try:
-                    await run(chunk)
+                    await run(job)
                 except Exception as exc:
-                    failures.append((chunk, exc))
+                    failures.append((job, exc))
 
         async with anyio.create_task_group() as tg:
-            for chunk in chunks:
-                tg.start_soon(one, chunk)
+            for job in jobs:
+                tg.start_soon(one, job)
         if failures:
             raise FanoutError(failures)

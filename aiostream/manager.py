@@ -28,9 +28,18 @@ import anyio
 
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, ValidationError
-from aiostream.fanout import Dispatcher, FanoutChunk, InProcessDispatcher, Operation
+from aiostream.fanout import (
+    Dispatcher,
+    FanoutChunk,
+    FollowChunk,
+    FollowOperation,
+    InProcessDispatcher,
+    Job,
+    Operation,
+)
 from aiostream.feeds.base import BaseFeed, UserBaseFeed
 from aiostream.metrics import Metrics, noop_metrics, stopwatch
+from aiostream.progress import Progress
 from aiostream.storage.base import FeedStorage
 
 __all__ = ["FanoutPriority", "Manager", "chunked"]
@@ -151,8 +160,12 @@ class Manager:
         activities: Sequence[Activity],
         fanout: bool = True,
         chunk_size: int = 500,
+        progress: bool | None = None,
     ) -> None:
         """Import many past activities of one user (no trimming), ``chunk_size`` at a time.
+
+        Args:
+            progress: Draw a progress bar on stderr (default: only when it is a terminal).
 
         Raises:
             ValidationError: an activity's actor is not ``user_id`` (checked for all first).
@@ -163,11 +176,13 @@ class Manager:
                     f"activities[{index}].actor_id",
                     f"is {activity.actor_id!r}, expected the importing user {user_id!r}",
                 )
-        for chunk in chunked(activities, chunk_size):
-            if fanout:
-                await self._publish(user_id, list(chunk), trim=False)
-            else:
-                await self.get_user_feed(user_id).add_many(chunk, trim=False)
+        with Progress(len(activities), "import", enabled=progress) as bar:
+            for chunk in chunked(activities, chunk_size):
+                if fanout:
+                    await self._publish(user_id, list(chunk), trim=False)
+                else:
+                    await self.get_user_feed(user_id).add_many(chunk, trim=False)
+                bar.advance(len(chunk))
 
     async def _publish(self, user_id: Any, activities: list[Activity], *, trim: bool) -> None:
         user_feed = self.get_user_feed(user_id)
@@ -188,7 +203,7 @@ class Manager:
         followers = await self.follower_ids(user_id)
         chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
         if chunks:
-            await self.dispatcher.dispatch(chunks, self.run_chunk)
+            await self.dispatcher.dispatch(chunks, self.run)
 
     def create_fanout_chunks(
         self,
@@ -205,8 +220,21 @@ class Manager:
                 for user_ids in chunked(ids, self.fanout_chunk_size):
                     yield FanoutChunk(operation, name, user_ids, payloads, priority, trim)
 
+    async def run(self, job: Job) -> None:
+        """Carry out one job (dispatchers and job workers call this).
+
+        A failure is reported to the metrics sink (``on_error``) and raised."""
+        try:
+            if isinstance(job, FanoutChunk):
+                await self.run_chunk(job)
+            else:
+                await self.run_follow(job)
+        except Exception as exc:
+            self.metrics.on_error(f"{job.operation} job", exc)
+            raise
+
     async def run_chunk(self, chunk: FanoutChunk) -> None:
-        """Carry out one chunk (dispatchers and job workers call this)."""
+        """Carry out one fanout chunk."""
         try:
             feed_class = self.feed_classes[chunk.feed]
         except KeyError:
@@ -239,25 +267,43 @@ class Manager:
 
     async def follow_many_users(self, user_id: Any, target_ids: Iterable[Any]) -> None:
         """Copy up to ``follow_activity_limit`` recent activities of each target into
-        every feed of ``user_id`` (idempotent)."""
+        every feed of ``user_id`` (idempotent; through the dispatcher, in chunks of
+        ``fanout_chunk_size`` targets)."""
+        await self._dispatch_follow("follow", user_id, target_ids)
+
+    async def unfollow_many_users(self, user_id: Any, target_ids: Iterable[Any]) -> None:
+        """Remove every activity by one of ``target_ids`` from every feed of ``user_id``."""
+        await self._dispatch_follow("unfollow", user_id, target_ids)
+
+    async def _dispatch_follow(
+        self, operation: FollowOperation, user_id: Any, target_ids: Iterable[Any]
+    ) -> None:
+        jobs = [
+            FollowChunk(operation, user_id, targets)
+            for targets in chunked(target_ids, self.fanout_chunk_size)
+        ]
+        if jobs:
+            await self.dispatcher.dispatch(jobs, self.run)
+
+    async def run_follow(self, job: FollowChunk) -> None:
+        """Carry out one follow or unfollow chunk."""
+        if job.operation == "unfollow":
+            targets = list(job.target_ids)
+            async with anyio.create_task_group() as tg:
+                for feed in self.get_feeds(job.user_id).values():
+                    tg.start_soon(feed.remove_actors, targets)
+            return
         activities: list[Activity] = []
-        for target in target_ids:
+        for target in job.target_ids:
             activities.extend(await self.get_user_feed(target)[: self.follow_activity_limit])
         if not activities:
             return
         async with anyio.create_task_group() as tg:
             for feed_class in self.feed_classes.values():
-                tg.start_soon(self._follow_into, feed_class, user_id, activities)
+                tg.start_soon(self._follow_into, feed_class, job.user_id, activities)
 
     async def _follow_into(
         self, feed_class: type[BaseFeed], user_id: Any, activities: list[Activity]
     ) -> None:
         storage = self.storage_for(feed_class)
         await feed_class.fanout_add([user_id], activities, storage=storage)
-
-    async def unfollow_many_users(self, user_id: Any, target_ids: Iterable[Any]) -> None:
-        """Remove every activity by one of ``target_ids`` from every feed of ``user_id``."""
-        targets = list(target_ids)
-        async with anyio.create_task_group() as tg:
-            for feed in self.get_feeds(user_id).values():
-                tg.start_soon(feed.remove_actors, targets)

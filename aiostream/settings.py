@@ -6,6 +6,7 @@ Environment variables (all optional) keep the Stream Framework names:
 =================================== ==============================================
 ``STREAM_REDIS_URL``                 default Redis server (``redis://127.0.0.1:6379/0``)
 ``STREAM_REDIS_SERVERS``             more named servers: ``name=url,name=url``
+``STREAM_ARQ_REDIS_URL``             Redis of the arq job queues (default: ``STREAM_REDIS_URL``)
 ``STREAM_CASSANDRA_HOSTS``           comma-separated hosts (``localhost``)
 ``STREAM_CASSANDRA_PORT``            CQL port (``9042``)
 ``STREAM_DEFAULT_KEYSPACE``          keyspace (``stream_framework``)
@@ -64,6 +65,7 @@ class Settings:
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_servers: Mapping[str, str] = field(default_factory=dict)
+    arq_redis_url: str | None = None
     cassandra_hosts: tuple[str, ...] = ("localhost",)
     cassandra_port: int = 9042
     cassandra_keyspace: str = "stream_framework"
@@ -106,6 +108,7 @@ class Settings:
         return cls(
             redis_url=env.get("STREAM_REDIS_URL", defaults.redis_url),
             redis_servers=_servers(env.get("STREAM_REDIS_SERVERS")),
+            arq_redis_url=env.get("STREAM_ARQ_REDIS_URL") or None,
             cassandra_hosts=(
                 tuple(h.strip() for h in hosts.split(",") if h.strip())
                 if hosts

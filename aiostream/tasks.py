@@ -1,0 +1,470 @@
+"""Fanout as arq jobs: the dispatcher that enqueues them and the functions workers run.
+
+Install with ``pip install "aiostream-feeds[redis,arq]"`` (arq needs redis-py 5).
+``import aiostream`` never imports this module (nor arq).
+
+In the web process, give the Manager an :class:`ArqDispatcher`; ``add_user_activity``,
+``remove_user_activity``, ``follow_*``, ``unfollow_*`` and ``batch_import`` then store
+the activity in the user's own feed and enqueue the fanout as jobs, one per chunk of
+``fanout_chunk_size`` followers, on one queue per priority::
+
+    dispatcher = await ArqDispatcher.connect("redis://queue:6379/0")
+    manager = PinManager(dispatcher=dispatcher)
+    await manager.add_user_activity(pin.user_id, activity)
+    ...
+    await dispatcher.aclose()
+
+In a worker module, build the worker settings from a function that returns the
+Manager, one class per queue you want to run workers for::
+
+    # myapp/workers.py
+    from aiostream.tasks import HIGH_QUEUE, LOW_QUEUE, worker_settings
+    from myapp.feeds import PinManager
+
+    HighWorker = worker_settings(PinManager, queue=HIGH_QUEUE)
+    LowWorker = worker_settings(PinManager, queue=LOW_QUEUE)
+    WorkerSettings = worker_settings(PinManager)        # the default queue
+
+and run ``arq myapp.workers.HighWorker`` (and so on), as many processes as you like.
+
+Delivery is at least once and exactly once in effect:
+
+* a job's id is derived from its content, so enqueueing the same work twice while it
+  waits runs it once; results are not kept, so the same work enqueued later (say, an
+  activity added again after a removal) runs again;
+* every job is idempotent (activity ids are deterministic, feeds de-duplicate by id), so
+  a job that runs twice (a retry, a worker killed mid-job) leaves every feed as if it
+  had run once;
+* storage errors (:class:`~aiostream.exceptions.StorageUnavailableError`,
+  :class:`~aiostream.exceptions.StorageTimeoutError`,
+  :class:`~aiostream.exceptions.ConflictError`) are retried with exponential backoff up
+  to ``max_tries``; a job that still fails, or fails for any other reason, is recorded
+  with its reason in a Redis hash (:meth:`ArqDispatcher.failed_jobs`) from where it can
+  be put back on its queue (:meth:`ArqDispatcher.requeue_failed`).
+
+Payloads are plain JSON (``FanoutChunk.to_dict()``; user ids and target ids for follow
+jobs), never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol
+
+import anyio
+
+try:
+    from arq import Retry, create_pool
+    from arq.connections import ArqRedis, RedisSettings
+    from arq.worker import func
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "aiostream.tasks needs arq: pip install 'aiostream-feeds[redis,arq]'"
+    ) from exc
+
+from aiostream.exceptions import (
+    ConfigurationError,
+    ConflictError,
+    FanoutError,
+    StorageTimeoutError,
+    StorageUnavailableError,
+)
+from aiostream.fanout import FanoutChunk, FollowChunk, Job
+from aiostream.manager import FanoutPriority, Manager
+from aiostream.settings import Settings
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "HIGH_QUEUE",
+    "LOW_QUEUE",
+    "ArqDispatcher",
+    "FailedJob",
+    "Queues",
+    "fanout_operation",
+    "fanout_operation_high",
+    "fanout_operation_low",
+    "follow_many",
+    "json_deserializer",
+    "json_serializer",
+    "unfollow_many",
+    "worker_settings",
+]
+
+HIGH_QUEUE = "aiostream:high"
+LOW_QUEUE = "aiostream:low"
+DEFAULT_QUEUE = "aiostream:default"
+
+# Errors a later try can get past; anything else (bad payload, unknown feed) fails at once.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    StorageUnavailableError,
+    StorageTimeoutError,
+    ConflictError,
+)
+
+
+def json_serializer(data: Any) -> bytes:
+    """arq job serializer: compact JSON (exceptions in results become their repr)."""
+    return json.dumps(data, separators=(",", ":"), default=repr).encode()
+
+
+def json_deserializer(raw: bytes) -> Any:
+    """arq job deserializer, the inverse of :func:`json_serializer`."""
+    return json.loads(raw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Queues:
+    """Where aiostream's jobs go.
+
+    Attributes:
+        high: Queue of fanout chunks for ``FanoutPriority.HIGH`` followers.
+        low: Queue of fanout chunks for ``FanoutPriority.LOW`` followers.
+        default: Queue of other priorities' chunks and of follow / unfollow jobs.
+        failed: Redis hash of jobs that failed for good, by job id.
+    """
+
+    high: str = HIGH_QUEUE
+    low: str = LOW_QUEUE
+    default: str = DEFAULT_QUEUE
+    failed: str = "aiostream:failed"
+
+    def route(self, job: Job) -> tuple[str, str, tuple[Any, ...]]:
+        """``(function name, queue, arguments)`` a job is enqueued with."""
+        if isinstance(job, FollowChunk):
+            return f"{job.operation}_many", self.default, (job.user_id, list(job.target_ids))
+        if job.priority == FanoutPriority.HIGH:
+            return "fanout_operation_high", self.high, (job.to_dict(),)
+        if job.priority == FanoutPriority.LOW:
+            return "fanout_operation_low", self.low, (job.to_dict(),)
+        return "fanout_operation", self.default, (job.to_dict(),)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailedJob:
+    """A job that failed for good, as recorded by the worker.
+
+    Attributes:
+        job_id: The job's (deterministic) id.
+        function: The arq function name.
+        queue: The queue it ran from.
+        args: Its plain-data arguments.
+        error: ``repr`` of the last exception.
+        error_type: The exception's class name.
+        tries: How many times it ran.
+        failed_at: Unix time of the last failure.
+    """
+
+    job_id: str
+    function: str
+    queue: str
+    args: list[Any]
+    error: str
+    error_type: str
+    tries: int
+    failed_at: float
+
+    def to_json(self) -> str:
+        """The stored form."""
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> FailedJob:
+        """Inverse of :meth:`to_json`."""
+        return cls(**json.loads(raw))
+
+
+class ArqDispatcher:
+    """Hands the Manager's jobs to arq workers through Redis.
+
+    Args:
+        pool: An arq pool (``arq.create_pool``) using :func:`json_serializer` /
+            :func:`json_deserializer`; left open by :meth:`aclose` unless ``own_pool``.
+        queues: Queue names (defaults: ``aiostream:high``, ``aiostream:low``,
+            ``aiostream:default``); workers must use the same.
+        max_in_flight: Enqueue requests sent concurrently.
+        own_pool: Close ``pool`` in :meth:`aclose`.
+
+    Example::
+
+        async with await ArqDispatcher.connect("redis://localhost:6379/0") as dispatcher:
+            manager = PinManager(dispatcher=dispatcher)
+            await manager.add_user_activity(1, activity)
+    """
+
+    def __init__(
+        self,
+        pool: ArqRedis,
+        *,
+        queues: Queues | None = None,
+        max_in_flight: int = 32,
+        own_pool: bool = False,
+    ) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self.pool = pool
+        self.queues = queues or Queues()
+        self.max_in_flight = max_in_flight
+        self._own_pool = own_pool
+
+    @classmethod
+    async def connect(cls, url: str, *, queues: Queues | None = None) -> ArqDispatcher:
+        """A dispatcher with its own pool to the Redis at ``url`` (closed by :meth:`aclose`)."""
+        pool = await create_pool(
+            RedisSettings.from_dsn(url),
+            job_serializer=json_serializer,
+            job_deserializer=json_deserializer,
+        )
+        return cls(pool, queues=queues, own_pool=True)
+
+    async def aclose(self) -> None:
+        """Close the pool if this dispatcher opened it."""
+        if self._own_pool:
+            await self.pool.aclose()
+
+    async def __aenter__(self) -> ArqDispatcher:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def dispatch(self, jobs: Sequence[Job], run: Callable[[Job], Awaitable[None]]) -> None:
+        """Enqueue every job (``run`` is the workers' business).
+
+        A job already waiting under the same id is not enqueued twice.
+
+        Raises:
+            FanoutError: some jobs could not be enqueued (the others were).
+        """
+        failures: list[tuple[Job, BaseException]] = []
+        limiter = anyio.CapacityLimiter(self.max_in_flight)
+
+        async def one(job: Job) -> None:
+            function, queue, args = self.queues.route(job)
+            async with limiter:
+                try:
+                    await self.pool.enqueue_job(
+                        function, *args, _job_id=job.job_id, _queue_name=queue
+                    )
+                except Exception as exc:
+                    failures.append((job, exc))
+
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(one, job)
+        if failures:
+            raise FanoutError(failures)
+
+    async def failed_jobs(self) -> list[FailedJob]:
+        """Jobs that failed for good, oldest first."""
+        raw = await self.pool.hvals(self.queues.failed)
+        return sorted((FailedJob.from_json(r) for r in raw), key=lambda f: f.failed_at)
+
+    async def requeue_failed(self, job_ids: Sequence[str] | None = None) -> int:
+        """Put failed jobs (all, or those in ``job_ids``) back on their queues.
+
+        Returns:
+            How many were enqueued again.
+        """
+        requeued = 0
+        for failed in await self.failed_jobs():
+            if job_ids is not None and failed.job_id not in job_ids:
+                continue
+            await self.pool.enqueue_job(
+                failed.function, *failed.args, _job_id=failed.job_id, _queue_name=failed.queue
+            )
+            await self.pool.hdel(self.queues.failed, failed.job_id)
+            requeued += 1
+        return requeued
+
+
+# -- the worker side --------------------------------------------------------------------------
+
+
+class ManagerFactory(Protocol):
+    """Returns the Manager the worker runs jobs with (a Manager subclass works)."""
+
+    def __call__(self) -> Manager: ...
+
+
+@dataclass(frozen=True)
+class _WorkerState:
+    manager: Manager
+    queues: Queues
+    max_tries: int
+    retry_delay: float
+    max_retry_delay: float
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before try ``attempt + 1``: doubling from ``retry_delay``, capped."""
+        return float(min(self.retry_delay * 2 ** (attempt - 1), self.max_retry_delay))
+
+
+def _state(ctx: Mapping[str, Any]) -> _WorkerState:
+    try:
+        state: _WorkerState = ctx["aiostream"]
+    except KeyError:
+        raise ConfigurationError(
+            "the arq worker was not started with aiostream.tasks.worker_settings(...)"
+        ) from None
+    return state
+
+
+async def _run(ctx: dict[str, Any], function: str, job: Job, args: list[Any]) -> int:
+    state = _state(ctx)
+    attempt = int(ctx.get("job_try", 1))
+    try:
+        await state.manager.run(job)
+    except TRANSIENT_ERRORS as exc:
+        if attempt < state.max_tries:
+            state.manager.metrics.on_job_retry(function, attempt, exc)
+            raise Retry(defer=state.backoff(attempt)) from exc
+        await _record_failure(ctx, state, function, args, exc, attempt)
+        raise
+    except Exception as exc:
+        await _record_failure(ctx, state, function, args, exc, attempt)
+        raise
+    return len(job.user_ids) if isinstance(job, FanoutChunk) else len(job.target_ids)
+
+
+async def _record_failure(
+    ctx: dict[str, Any],
+    state: _WorkerState,
+    function: str,
+    args: list[Any],
+    exc: BaseException,
+    tries: int,
+) -> None:
+    failed = FailedJob(
+        job_id=str(ctx.get("job_id", "")),
+        function=function,
+        queue=_queue_of(state.queues, function),
+        args=args,
+        error=repr(exc),
+        error_type=type(exc).__name__,
+        tries=tries,
+        failed_at=time.time(),
+    )
+    await ctx["redis"].hset(state.queues.failed, failed.job_id, failed.to_json())
+
+
+def _queue_of(queues: Queues, function: str) -> str:
+    return {
+        "fanout_operation_high": queues.high,
+        "fanout_operation_low": queues.low,
+    }.get(function, queues.default)
+
+
+async def fanout_operation(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
+    """Apply one fanout chunk (default queue); returns the number of feeds."""
+    return await _run(ctx, "fanout_operation", FanoutChunk.from_dict(chunk), [chunk])
+
+
+async def fanout_operation_high(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
+    """Apply one fanout chunk of HIGH priority followers; returns the number of feeds."""
+    return await _run(ctx, "fanout_operation_high", FanoutChunk.from_dict(chunk), [chunk])
+
+
+async def fanout_operation_low(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
+    """Apply one fanout chunk of LOW priority followers; returns the number of feeds."""
+    return await _run(ctx, "fanout_operation_low", FanoutChunk.from_dict(chunk), [chunk])
+
+
+async def follow_many(ctx: dict[str, Any], user_id: Any, target_ids: list[Any]) -> int:
+    """Copy the targets' recent activities into ``user_id``'s feeds; returns len(targets)."""
+    job = FollowChunk("follow", user_id, tuple(target_ids))
+    return await _run(ctx, "follow_many", job, [user_id, target_ids])
+
+
+async def unfollow_many(ctx: dict[str, Any], user_id: Any, target_ids: list[Any]) -> int:
+    """Take the targets' activities out of ``user_id``'s feeds; returns len(targets)."""
+    job = FollowChunk("unfollow", user_id, tuple(target_ids))
+    return await _run(ctx, "unfollow_many", job, [user_id, target_ids])
+
+
+FUNCTIONS = (
+    fanout_operation,
+    fanout_operation_high,
+    fanout_operation_low,
+    follow_many,
+    unfollow_many,
+)
+
+
+def _configure_backends(settings: Settings) -> list[Callable[[], Awaitable[None]]]:
+    """Point every storage backend the application imported at ``settings``; return
+    their closers. Backends nobody imported stay unimported (their driver may be absent)."""
+    closers: list[Callable[[], Awaitable[None]]] = []
+    for name in ("aiostream.storage.redis.defaults", "aiostream.storage.cassandra.defaults"):
+        module = sys.modules.get(name)
+        if module is not None:
+            module.configure(settings)
+            closers.append(module.close_default_storages)
+    return closers
+
+
+def worker_settings(
+    make_manager: ManagerFactory,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    settings: Settings | None = None,
+    queues: Queues | None = None,
+    max_tries: int = 5,
+    retry_delay: float = 0.5,
+    max_retry_delay: float = 30.0,
+    **worker_options: Any,
+) -> type:
+    """A settings class for ``arq module.ClassName`` that runs aiostream's jobs from ``queue``.
+
+    At start-up the worker points the storage backends the application imported (Redis,
+    Cassandra) at ``settings`` (default: :meth:`Settings.from_env`, read when this is
+    called) and builds its Manager with ``make_manager()``; at shutdown it closes the
+    storages.
+
+    Args:
+        make_manager: Returns the Manager (a Manager subclass itself works).
+        queue: The queue this worker takes jobs from.
+        settings: Storage settings; the arq Redis is ``settings.arq_redis_url``.
+        queues: Queue names, the same the dispatcher uses.
+        max_tries: Tries per job before it is recorded as failed.
+        retry_delay: Seconds before the second try; doubles each time.
+        max_retry_delay: Cap of the delay between tries.
+        worker_options: More ``arq.Worker`` options (``max_jobs``, ``job_timeout``, ...).
+    """
+    if max_tries < 1:
+        raise ConfigurationError(f"max_tries must be at least 1, got {max_tries!r}")
+    settings = settings or Settings.from_env()
+    queues = queues or Queues()
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        ctx["aiostream_closers"] = _configure_backends(settings)
+        ctx["aiostream"] = _WorkerState(
+            make_manager(), queues, max_tries, retry_delay, max_retry_delay
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        for close in ctx.get("aiostream_closers", ()):
+            await close()
+
+    options: dict[str, Any] = {
+        "functions": [func(f, keep_result=0, max_tries=max_tries) for f in FUNCTIONS],
+        "queue_name": queue,
+        "redis_settings": RedisSettings.from_dsn(settings.arq_redis_url or settings.redis_url),
+        "on_startup": on_startup,
+        "on_shutdown": on_shutdown,
+        "job_serializer": json_serializer,
+        "job_deserializer": json_deserializer,
+        "keep_result": 0,
+        "max_jobs": 32,
+        **worker_options,
+    }
+    return type("WorkerSettings", (), options)
