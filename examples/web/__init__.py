@@ -1,0 +1,15 @@
+"""Two example web services on aiostream: one on Starlette, one on aiohttp.
+
+Both serve the same JSON API and HTML page over one shared core, so the framework
+modules only route:
+
+- :mod:`examples.web.feeds` — feed classes, the Manager, the follow graph (memory);
+- :mod:`examples.web.redis_backend` — the same on Redis;
+- :mod:`examples.web.render` — JSON of activities, aggregated groups and notifications;
+- :mod:`examples.web.service` — configuration, lifespan, the operations;
+- :mod:`examples.web.api` — the endpoints, written once (and ``page.html``);
+- :mod:`examples.web.starlette_app`, :mod:`examples.web.aiohttp_app` — the routing.
+
+Start one with ``python -m examples.web.starlette_app --port 8000`` or
+``python -m examples.web.aiohttp_app --port 8001`` and open ``/users/1``.
+"""

@@ -1,0 +1,344 @@
+"""The HTTP API of the example services, written once for both frameworks.
+
+Each :class:`Route` is a method, a path (``{name}`` placeholders, a syntax Starlette and
+aiohttp share) and a handler taking an :class:`ApiRequest` (path parameters, query
+string, raw body) and returning an :class:`ApiResponse`. The framework modules only turn
+their requests into ``ApiRequest`` and ``ApiResponse`` into theirs.
+
+Endpoints (``{id}`` is a user id, a positive integer):
+
+=============================================== ============================================
+``GET  /``                                       redirects to ``/users/1``
+``GET  /users/{id}``                             the HTML page of a user's feeds
+``GET  /healthz``                                ``{"status": "ok", "backend": "memory"}``
+``GET  /api/users/{id}``                         the user, whom they follow, their followers
+``POST /api/users/{id}/pins``                    pin ``{"board": str, "title": str}`` (201)
+``GET  /api/users/{id}/pins``                    the user's own pins
+``POST /api/users/{id}/following``               follow ``{"target_id": int}``
+``DELETE /api/users/{id}/following/{target_id}`` unfollow
+``GET  /api/users/{id}/feed``                    flat feed: pins of the people followed
+``GET  /api/users/{id}/aggregated``              the same, grouped per verb and day
+``GET  /api/users/{id}/notifications``           notification groups, with the counts
+``GET  /api/users/{id}/notifications/counts``    ``{"unseen_count": n, "unread_count": m}``
+``POST /api/users/{id}/notifications/mark``      ``{"seen": bool, "read": bool, "ids": [...]}``
+=============================================== ============================================
+
+Feed reads take ``?limit=`` (1-100, default 10) and ``?before=<cursor>``; they answer
+``{"items": [...], "next": cursor or null}``. Ids and cursors are strings of digits.
+Errors are ``{"error": {"field": ..., "message": ...}}`` with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiostream import ValidationError
+from aiostream.ids import MAX_ID
+from examples.web.render import activity_json, group_json, notification_json, user_json
+from examples.web.service import FEED_NAMES, FeedService
+
+__all__ = ["ROUTES", "ApiError", "ApiRequest", "ApiResponse", "Route", "dispatch"]
+
+MAX_USER_ID = 2**53 - 1  # the largest integer a JavaScript number holds exactly
+MAX_PAGE = 100
+DEFAULT_PAGE = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """A request, as the handlers see it."""
+
+    path_params: Mapping[str, str]
+    query: Mapping[str, str] = field(default_factory=dict)
+    body: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResponse:
+    """A response, for the framework to send."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200) -> ApiResponse:
+        """A JSON response."""
+        return cls(status, json.dumps(data, ensure_ascii=False).encode())
+
+    @classmethod
+    def html(cls, text: str) -> ApiResponse:
+        """An HTML page."""
+        return cls(200, text.encode(), "text/html; charset=utf-8")
+
+    @classmethod
+    def redirect(cls, location: str) -> ApiResponse:
+        """A 303 redirect."""
+        return cls(303, b"", "text/plain", {"Location": location})
+
+
+class ApiError(Exception):
+    """A 4xx answer naming the offending field.
+
+    Args:
+        status: HTTP status.
+        field: The path parameter, query parameter or body field at fault.
+        message: What is wrong with it.
+    """
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.status = status
+        self.field = field
+        self.message = message
+
+    def response(self) -> ApiResponse:
+        """The JSON error response."""
+        error = {"field": self.field, "message": self.message}
+        return ApiResponse.json({"error": error}, self.status)
+
+
+Handler = Callable[[FeedService, ApiRequest], Awaitable[ApiResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One endpoint: ``method path`` handled by ``handler``."""
+
+    method: str
+    path: str
+    handler: Handler
+
+    @property
+    def name(self) -> str:
+        """The handler's name (route names in both frameworks)."""
+        return self.handler.__name__
+
+
+async def dispatch(service: FeedService, route: Route, request: ApiRequest) -> ApiResponse:
+    """Run ``route``'s handler; bad input becomes a 4xx JSON error naming the field."""
+    try:
+        return await route.handler(service, request)
+    except ApiError as exc:
+        return exc.response()
+    except ValidationError as exc:
+        # aiostream's own checks (e.g. a bad cursor or extra_context) also name the field.
+        message = str(exc).removeprefix(f"{exc.field}: ")
+        return ApiError(400, exc.field, message).response()
+
+
+# -- input ------------------------------------------------------------------------------------
+
+
+def _int(value: object, name: str, *, low: int, high: int) -> int:
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ApiError(400, name, f"expected an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ApiError(400, name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _user_id(request: ApiRequest, name: str = "user_id") -> int:
+    return _int(request.path_params.get(name), name, low=1, high=MAX_USER_ID)
+
+
+def _body(request: ApiRequest) -> dict[str, Any]:
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        raise ApiError(400, "body", "is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body", f"expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _text(data: Mapping[str, Any], name: str, *, required: bool, max_length: int) -> str:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ApiError(400, name, "is required")
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(400, name, f"expected a string, got {type(value).__name__}")
+    value = value.strip()
+    if required and not value:
+        raise ApiError(400, name, "must not be empty")
+    if len(value) > max_length:
+        raise ApiError(400, name, f"at most {max_length} characters, got {len(value)}")
+    return value
+
+
+def _flag(data: Mapping[str, Any], name: str) -> bool:
+    value = data.get(name, False)
+    if not isinstance(value, bool):
+        raise ApiError(400, name, f"expected true or false, got {value!r}")
+    return value
+
+
+def _page_params(request: ApiRequest) -> tuple[int, int | None]:
+    limit = _int(request.query.get("limit", DEFAULT_PAGE), "limit", low=1, high=MAX_PAGE)
+    before = request.query.get("before")
+    if before is None or before == "":
+        return limit, None
+    if not (before.isascii() and before.isdigit()):
+        raise ApiError(400, "before", f"expected a cursor (digits), got {before!r}")
+    return limit, int(before)
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def _page_html() -> str:
+    return Path(__file__).with_name("page.html").read_text(encoding="utf-8")
+
+
+async def index(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Redirect to the page of user 1."""
+    return ApiResponse.redirect("/users/1")
+
+
+async def page(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """The HTML page (static: its script reads the user id from the URL)."""
+    _user_id(request)
+    return ApiResponse.html(_page_html())
+
+
+async def health(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Liveness and the backend in use."""
+    return ApiResponse.json({"status": "ok", "backend": service.backend})
+
+
+async def profile(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """The user, whom they follow and who follows them."""
+    user_id = _user_id(request)
+    following = await service.graph.following(user_id)
+    followers = await service.graph.followers(user_id)
+    return ApiResponse.json(
+        {
+            "user": user_json(user_id),
+            "following": [user_json(u) for u in following],
+            "followers": [user_json(u) for u in followers],
+        }
+    )
+
+
+async def post_pin(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Pin something; it fans out to the followers' feeds."""
+    user_id = _user_id(request)
+    data = _body(request)
+    board = _text(data, "board", required=True, max_length=60)
+    title = _text(data, "title", required=False, max_length=200)
+    pin = await service.post_pin(user_id, board=board, title=title)
+    return ApiResponse.json({"pin": activity_json(pin)}, status=201)
+
+
+async def follow(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Follow ``target_id`` (idempotent: ``changed`` tells whether anything happened)."""
+    user_id = _user_id(request)
+    target_id = _int(_body(request).get("target_id"), "target_id", low=1, high=MAX_USER_ID)
+    if target_id == user_id:
+        raise ApiError(400, "target_id", "a user cannot follow themselves")
+    changed = await service.follow(user_id, target_id)
+    return ApiResponse.json(
+        {
+            "user": user_json(user_id),
+            "target": user_json(target_id),
+            "following": True,
+            "changed": changed,
+        }
+    )
+
+
+async def unfollow(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Unfollow ``target_id``; their pins leave the user's feeds."""
+    user_id = _user_id(request)
+    target_id = _user_id(request, "target_id")
+    changed = await service.unfollow(user_id, target_id)
+    return ApiResponse.json(
+        {
+            "user": user_json(user_id),
+            "target": user_json(target_id),
+            "following": False,
+            "changed": changed,
+        }
+    )
+
+
+async def _read(
+    service: FeedService, request: ApiRequest, name: str, render: Callable[[Any], Any]
+) -> dict[str, Any]:
+    user_id = _user_id(request)
+    limit, before = _page_params(request)
+    items, cursor = await service.page(service.feed(user_id, name), limit=limit, before=before)
+    return {"items": [render(item) for item in items], "next": cursor}
+
+
+async def own_pins(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """The user's own pins, newest first."""
+    return ApiResponse.json(await _read(service, request, FEED_NAMES["pins"], activity_json))
+
+
+async def flat_feed(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Pins of the people the user follows, newest first."""
+    return ApiResponse.json(await _read(service, request, FEED_NAMES["feed"], activity_json))
+
+
+async def aggregated_feed(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """The same pins grouped per verb and day, newest group first."""
+    name = FEED_NAMES["aggregated"]
+    return ApiResponse.json(await _read(service, request, name, group_json))
+
+
+async def notifications(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Notification groups, newest first, with the unseen and unread counts."""
+    name = FEED_NAMES["notifications"]
+    data = await _read(service, request, name, notification_json)
+    data.update(await service.counts(_user_id(request)))
+    return ApiResponse.json(data)
+
+
+async def notification_counts(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """``{"unseen_count": n, "unread_count": m}``."""
+    return ApiResponse.json(await service.counts(_user_id(request)))
+
+
+async def mark_notifications(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Mark groups (``ids``, or all when absent) seen and / or read; the new counts."""
+    user_id = _user_id(request)
+    data = _body(request)
+    seen, read = _flag(data, "seen"), _flag(data, "read")
+    if not (seen or read):
+        raise ApiError(400, "seen", "set seen or read (or both) to true")
+    raw_ids = data.get("ids")
+    ids: list[int] | None = None
+    if raw_ids is not None:
+        if not isinstance(raw_ids, list):
+            raise ApiError(400, "ids", f"expected a list of ids, got {type(raw_ids).__name__}")
+        ids = [_int(i, f"ids[{n}]", low=0, high=MAX_ID) for n, i in enumerate(raw_ids)]
+    return ApiResponse.json(await service.mark(user_id, ids, seen=seen, read=read))
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", index),
+    Route("GET", "/healthz", health),
+    Route("GET", "/users/{user_id}", page),
+    Route("GET", "/api/users/{user_id}", profile),
+    Route("POST", "/api/users/{user_id}/pins", post_pin),
+    Route("GET", "/api/users/{user_id}/pins", own_pins),
+    Route("POST", "/api/users/{user_id}/following", follow),
+    Route("DELETE", "/api/users/{user_id}/following/{target_id}", unfollow),
+    Route("GET", "/api/users/{user_id}/feed", flat_feed),
+    Route("GET", "/api/users/{user_id}/aggregated", aggregated_feed),
+    Route("GET", "/api/users/{user_id}/notifications", notifications),
+    Route("GET", "/api/users/{user_id}/notifications/counts", notification_counts),
+    Route("POST", "/api/users/{user_id}/notifications/mark", mark_notifications),
+)

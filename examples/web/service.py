@@ -1,0 +1,257 @@
+"""The application core shared by both example services: configuration, the lifespan that
+opens and closes aiostream's connections, and the operations behind the endpoints.
+
+Backends:
+
+- in memory (the default): one :class:`~aiostream.MemoryStorage` per application;
+- Redis, when a URL is given (``--redis-url`` or ``AIOSTREAM_REDIS_URL``): the Redis-bound
+  feeds of :mod:`examples.web.redis_backend` on the default storage that
+  :func:`aiostream.storage.redis.configure` points at, closed with
+  :func:`~aiostream.storage.redis.close_default_storages` at shutdown;
+- Redis plus arq workers (``--arq`` or ``AIOSTREAM_ARQ=1``): fanout chunks become arq jobs
+  (see :func:`open_dispatcher`, the one place where the dispatcher is chosen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiostream import (
+    Activity,
+    BaseFeed,
+    ConfigurationError,
+    Follow,
+    MemoryStorage,
+    NotificationFeed,
+    Settings,
+)
+from aiostream.fanout import Dispatcher
+from examples.web.feeds import MemoryGraph, PinManager, PinVerb, SocialGraph
+
+__all__ = [
+    "FEED_NAMES",
+    "Config",
+    "FeedService",
+    "open_dispatcher",
+    "open_service",
+    "parse_args",
+]
+
+#: Feeds the API reads, by the name used in URLs: the Manager's ``feed_classes`` plus
+#: ``"pins"``, the user's own feed.
+FEED_NAMES = {
+    "feed": "normal",
+    "aggregated": "aggregated",
+    "notifications": "notification",
+    "pins": "user",
+}
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """How an example service stores its feeds.
+
+    Args:
+        redis_url: Redis server for feeds and follow graph; None keeps everything in memory.
+        arq: Fan out through arq jobs on that Redis (workers:
+            ``arq examples.web.worker.WorkerSettings``).
+
+    Raises:
+        ConfigurationError: ``arq`` without ``redis_url``.
+
+    Example::
+
+        Config()                                         # in memory
+        Config(redis_url="redis://127.0.0.1:6379/0")     # Redis, in-process fanout
+        Config.from_env()                                # AIOSTREAM_REDIS_URL, AIOSTREAM_ARQ
+    """
+
+    redis_url: str | None = None
+    arq: bool = False
+
+    def __post_init__(self) -> None:
+        if self.arq and not self.redis_url:
+            raise ConfigurationError(
+                "arq mode needs a Redis URL (--redis-url or AIOSTREAM_REDIS_URL)"
+            )
+
+    @property
+    def backend(self) -> str:
+        """``"memory"`` or ``"redis"``."""
+        return "redis" if self.redis_url else "memory"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """From ``AIOSTREAM_REDIS_URL`` (unset or empty: in memory) and ``AIOSTREAM_ARQ``."""
+        env = os.environ if environ is None else environ
+        return cls(
+            redis_url=env.get("AIOSTREAM_REDIS_URL") or None,
+            arq=env.get("AIOSTREAM_ARQ", "").strip().lower() in _TRUE,
+        )
+
+
+class FeedService:
+    """What the endpoints do, independent of the web framework.
+
+    Args:
+        manager: The Manager (its ``graph`` holds who follows whom).
+        backend: ``"memory"`` or ``"redis"`` (reported by ``/healthz``).
+    """
+
+    def __init__(self, manager: PinManager, *, backend: str) -> None:
+        self.manager = manager
+        self.graph: SocialGraph = manager.graph
+        self.backend = backend
+
+    def feed(self, user_id: int, name: str) -> BaseFeed:
+        """The feed of ``user_id``: a name of the Manager's ``feed_classes``, or ``"user"``."""
+        if name == "user":
+            return self.manager.get_user_feed(user_id)
+        feed_class = self.manager.feed_classes[name]
+        return feed_class(user_id, storage=self.manager.storage)
+
+    def notifications(self, user_id: int) -> NotificationFeed:
+        """The notification feed of ``user_id``."""
+        feed = self.feed(user_id, "notification")
+        assert isinstance(feed, NotificationFeed)
+        return feed
+
+    async def post_pin(self, user_id: int, *, board: str, title: str) -> Activity:
+        """Pin something: stored once, written to the user's feed, fanned out to followers."""
+        pin_id = await self.graph.next_pin_id()
+        pin = Activity(user_id, PinVerb, pin_id, extra_context={"board": board, "title": title})
+        await self.manager.add_user_activity(user_id, pin)
+        return pin
+
+    async def follow(self, user_id: int, target_id: int) -> bool:
+        """Follow ``target_id``: backfill their recent pins, notify them. Idempotent;
+        False when ``user_id`` already followed them."""
+        if not await self.graph.follow(user_id, target_id):
+            return False
+        await self.manager.follow_user(user_id, target_id)
+        await self.notifications(target_id).add(Activity(user_id, Follow, target_id))
+        return True
+
+    async def unfollow(self, user_id: int, target_id: int) -> bool:
+        """Unfollow ``target_id`` and remove their pins from every feed of ``user_id``.
+        False when ``user_id`` did not follow them."""
+        if not await self.graph.unfollow(user_id, target_id):
+            return False
+        await self.manager.unfollow_user(user_id, target_id)
+        return True
+
+    @staticmethod
+    async def page(
+        feed: BaseFeed, *, limit: int, before: int | None
+    ) -> tuple[list[Any], str | None]:
+        """Up to ``limit`` items older than the id ``before`` (newest first), and the cursor
+        of the next page (None on the last page).
+
+        Cursors are ids, not offsets: a page stays right while new items arrive on top.
+        """
+        query = feed if before is None else feed.filter(activity_id__lt=before)
+        items = await query[: limit + 1]
+        if len(items) <= limit:
+            return items, None
+        items = items[:limit]
+        return items, str(items[-1].serialization_id)
+
+    async def mark(
+        self, user_id: int, ids: Sequence[int] | None, *, seen: bool, read: bool
+    ) -> dict[str, int]:
+        """Mark notification groups (all when ``ids`` is None) seen / read; the new counts."""
+        feed = self.notifications(user_id)
+        if ids is None:
+            await feed.mark_all(seen=seen, read=read)
+        else:
+            await feed.mark_activities(ids, seen=seen, read=read)
+        return await feed.get_notification_data()
+
+    async def counts(self, user_id: int) -> dict[str, int]:
+        """``{"unseen_count": n, "unread_count": m}``."""
+        return await self.notifications(user_id).get_notification_data()
+
+
+# ---- The one place where the fanout dispatcher is chosen ---------------------------------
+
+
+@asynccontextmanager
+async def open_dispatcher(config: Config) -> AsyncIterator[Dispatcher | None]:
+    """The dispatcher the Manager hands fanout chunks to, closed on exit.
+
+    None (the Manager's in-process dispatcher) unless ``config.arq``; then an arq
+    dispatcher on ``config.redis_url`` (:mod:`aiostream.tasks`).
+
+    Raises:
+        ConfigurationError: arq mode, but ``aiostream.tasks`` (or arq) is not installed.
+    """
+    if not config.arq:
+        yield None
+        return
+    raise ConfigurationError("arq mode is not available yet: aiostream.tasks is missing")
+
+
+# ------------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def open_service(config: Config) -> AsyncIterator[FeedService]:
+    """Open the backend's connections, yield the service, close them on exit.
+
+    Both example applications run this in their lifespan (Starlette ``lifespan=``,
+    aiohttp ``cleanup_ctx``). On Redis it pings the server first, so a wrong URL stops
+    the application at startup rather than at its first request.
+    """
+    if config.redis_url is None:
+        async with open_dispatcher(config) as dispatcher, MemoryStorage() as storage:
+            manager = PinManager(MemoryGraph(), storage=storage, dispatcher=dispatcher)
+            yield FeedService(manager, backend="memory")
+        return
+
+    # Imported here: the in-memory service runs without redis-py installed.
+    from aiostream.storage.redis import close_default_storages, configure, get_default_storage
+    from examples.web.redis_backend import RedisGraph, RedisPinManager
+
+    configure(Settings(redis_url=config.redis_url))
+    try:
+        await get_default_storage().client.ping()
+        async with open_dispatcher(config) as dispatcher:
+            manager = RedisPinManager(RedisGraph(), dispatcher=dispatcher)
+            yield FeedService(manager, backend="redis")
+    finally:
+        await close_default_storages()
+        configure(None)
+
+
+def parse_args(
+    argv: Sequence[str] | None, *, description: str, default_port: int
+) -> tuple[Config, str, int]:
+    """The command line shared by both services: ``--host``, ``--port``, ``--redis-url``,
+    ``--arq`` (the last two default to ``AIOSTREAM_REDIS_URL`` / ``AIOSTREAM_ARQ``)."""
+    env = Config.from_env()
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    parser.add_argument("--port", type=int, default=default_port, help="port to listen on")
+    parser.add_argument(
+        "--redis-url",
+        default=env.redis_url,
+        help="store feeds in this Redis (default: AIOSTREAM_REDIS_URL; unset: in memory)",
+    )
+    parser.add_argument(
+        "--arq",
+        action=argparse.BooleanOptionalAction,
+        default=env.arq,
+        help="fan out through arq jobs (needs --redis-url and a worker; default: AIOSTREAM_ARQ)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        config = Config(redis_url=args.redis_url or None, arq=args.arq)
+    except ConfigurationError as exc:
+        parser.error(str(exc))
+    return config, args.host, args.port
