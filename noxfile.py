@@ -25,7 +25,7 @@ def install(session: nox.Session, *groups: str, extras: str = "") -> None:
 
 # Extras every test run installs. The two stacks below differ only in redis-py: arq pins
 # redis<6, while `aiostream[redis]` alone must work with the newest redis-py.
-TEST_EXTRAS = ["redis", "cassandra"]
+TEST_EXTRAS = ["redis", "cassandra", "statsd", "prometheus", "otel"]
 STACKS = {
     "newest": TEST_EXTRAS,
     "arq": [*TEST_EXTRAS, "arq"],

@@ -26,6 +26,7 @@ from aiostream.activity import Activity, AggregatedActivity
 from aiostream.aggregators import BaseAggregator, RecentVerbAggregator
 from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import BaseFeed, _ids_of, _length, _maybe_await, format_key
+from aiostream.metrics import Metrics
 from aiostream.query import Query
 from aiostream.serializers import AggregatedActivitySerializer
 from aiostream.storage.base import FeedStorage, GroupChange, GroupRecord
@@ -82,7 +83,7 @@ class AggregatedFeed(BaseFeed):
 
     async def _commit(self, changes: Sequence[GroupChange], trim: bool) -> bool:
         max_length = self.max_length if self._should_trim(trim) else None
-        return await self.storage.write_groups(
+        return await self._io.write_groups(
             self.key, changes, max_length=max_length, track_markers=self.track_markers
         )
 
@@ -114,7 +115,7 @@ class AggregatedFeed(BaseFeed):
         aggregator = self.get_aggregator()
         names = list(aggregator.group_activities(activities))
         for attempt in range(self.max_write_attempts):
-            records = await self.storage.get_groups(self.key, names)
+            records = await self._io.get_groups(self.key, names)
             current = [self._load(r) for r in records.values()]
             new, changed, deleted = aggregator.merge(current, activities)
             changes = [self._change(a.group, records.get(a.group), a) for a in new]
@@ -147,9 +148,9 @@ class AggregatedFeed(BaseFeed):
         names = sorted({aggregator.get_group(a) for a in activities if isinstance(a, Activity)})
         for attempt in range(self.max_write_attempts):
             if by_group:
-                records = list((await self.storage.get_groups(self.key, names)).values())
+                records = list((await self._io.get_groups(self.key, names)).values())
             else:
-                records = await self.storage.read_groups(self.key, 0, None, Query(), markers=False)
+                records = await self._io.read_groups(self.key, 0, None, Query(), markers=False)
             changes, updated = self._removal_changes(records, ids)
             if not changes:
                 return []
@@ -193,7 +194,7 @@ class AggregatedFeed(BaseFeed):
             serializer.check(a)
         new = {a.group: None if delete else a for a in aggregated}
         for attempt in range(self.max_write_attempts):
-            records = await self.storage.get_groups(self.key, list(new))
+            records = await self._io.get_groups(self.key, list(new))
             changes = [
                 self._change(g, records.get(g), a)
                 for g, a in new.items()
@@ -213,9 +214,12 @@ class AggregatedFeed(BaseFeed):
         *,
         storage: FeedStorage | None = None,
         trim: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         """Merge ``activities`` into each follower's feed, ``fanout_concurrency`` at once."""
-        await cls._each(user_ids, storage, lambda feed: feed.add_many(activities, trim=trim))
+        await cls._each(
+            user_ids, storage, metrics, lambda feed: feed.add_many(activities, trim=trim)
+        )
 
     @classmethod
     async def fanout_remove(
@@ -224,13 +228,18 @@ class AggregatedFeed(BaseFeed):
         activities: Sequence[Activity],
         *,
         storage: FeedStorage | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Remove ``activities`` from each follower's feed, ``fanout_concurrency`` at once."""
-        await cls._each(user_ids, storage, lambda feed: feed.remove_many(activities))
+        await cls._each(user_ids, storage, metrics, lambda feed: feed.remove_many(activities))
 
     @classmethod
     async def _each(
-        cls, user_ids: Sequence[int | str], storage: FeedStorage | None, op: Any
+        cls,
+        user_ids: Sequence[int | str],
+        storage: FeedStorage | None,
+        metrics: Metrics | None,
+        op: Any,
     ) -> None:
         for user_id in user_ids:
             format_key(cls.key_format, user_id)  # validate every id before writing any feed
@@ -238,7 +247,7 @@ class AggregatedFeed(BaseFeed):
 
         async def run(user_id: int | str) -> None:
             async with limiter:
-                await op(cls(user_id, storage=storage))
+                await op(cls(user_id, storage=storage, metrics=metrics))
 
         async with anyio.create_task_group() as tg:
             for user_id in user_ids:
@@ -247,7 +256,7 @@ class AggregatedFeed(BaseFeed):
     # -- reading -------------------------------------------------------------------------------
 
     async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
-        records = await self.storage.read_groups(
+        records = await self._io.read_groups(
             self.key, start, stop, query, markers=self.track_markers
         )
         return [self._from_record(r) for r in records]
@@ -258,19 +267,19 @@ class AggregatedFeed(BaseFeed):
     async def contains(self, activity: Activity) -> bool:
         """Whether ``activity`` is in its group in this feed."""
         group = self.get_aggregator().get_group(self.get_activity_serializer().check(activity))
-        records = await self.storage.get_groups(self.key, [group])
+        records = await self._io.get_groups(self.key, [group])
         return group in records and self._load(records[group]).contains(activity)
 
     async def count(self) -> int:
         """Number of groups in the feed."""
-        return await self.storage.count_groups(self.key)
+        return await self._io.count_groups(self.key)
 
     async def _position(self, item_id: int) -> int | None:
-        return await self.storage.groups_index_of(self.key, item_id)
+        return await self._io.groups_index_of(self.key, item_id)
 
     async def trim(self, length: int | None = None) -> None:
         """Keep only the newest ``length`` (default ``max_length``) groups."""
-        await self.storage.trim_groups(self.key, _length(length, self.max_length))
+        await self._io.trim_groups(self.key, _length(length, self.max_length))
 
     @staticmethod
     def inner_activities(item: Any) -> list[Activity]:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from aiostream.activity import Activity
 from aiostream.exceptions import ActivityNotFoundError, ValidationError
-from aiostream.metrics import Metrics, noop_metrics, stopwatch
+from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.query import Query, check_slice
 from aiostream.serializers import ActivitySerializer
 from aiostream.storage.base import Entry, FeedStorage
@@ -74,7 +74,8 @@ class hybridmethod(Generic[T]):
 
 
 def _storage_of(target: Any) -> FeedStorage:
-    return target.storage if isinstance(target, BaseFeed) else target.default_storage()
+    storage = target.storage if isinstance(target, BaseFeed) else target.default_storage()
+    return timed_storage(storage, target.metrics)
 
 
 async def _maybe_await(value: Any) -> None:
@@ -92,6 +93,7 @@ class BaseFeed:
     Args:
         user_id: Whose feed (an int or a str; escaped in the key).
         storage: Storage to use instead of the class's default.
+        metrics: Metrics sink to use instead of the class's :attr:`metrics`.
 
     Class attributes:
         key_format: Key template with ``%(user_id)s``.
@@ -99,7 +101,8 @@ class BaseFeed:
         trim_chance: Probability that a write also trims (0.01; 1.0 = always).
         activity_class: Class of the activities stored (subclasses accepted).
         page_size: Page size of ``async for``.
-        metrics: Metrics sink.
+        metrics: Metrics sink of every feed of the class (default: no-op); an instance's
+            ``metrics=`` argument overrides it.
     """
 
     key_format: ClassVar[str] = "feed_%(user_id)s"
@@ -110,13 +113,27 @@ class BaseFeed:
     filtering_supported: ClassVar[bool] = True
     ordering_supported: ClassVar[bool] = True
     page_size: ClassVar[int] = 100
-    metrics: ClassVar[Metrics] = noop_metrics
+    metrics: Metrics = noop_metrics
 
-    def __init__(self, user_id: int | str, *, storage: FeedStorage | None = None) -> None:
+    def __init__(
+        self,
+        user_id: int | str,
+        *,
+        storage: FeedStorage | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.user_id = user_id
         self.key = format_key(self.key_format, user_id)
         self.storage: FeedStorage = storage if storage is not None else self.default_storage()
+        if metrics is not None:
+            self.metrics = metrics
         self._query = Query()
+
+    @property
+    def _io(self) -> FeedStorage:
+        """:attr:`storage` for the feed's own calls: timed when the metrics sink wants
+        storage timings (:func:`~aiostream.metrics.timed_storage`), itself otherwise."""
+        return timed_storage(self.storage, self.metrics)
 
     @classmethod
     def default_storage(cls) -> FeedStorage:
@@ -157,7 +174,7 @@ class BaseFeed:
         if not entries:
             return
         max_length = self.max_length if self._should_trim(trim) else None
-        await self.storage.add_to_timelines([self.key], entries, max_length=max_length, store=True)
+        await self._io.add_to_timelines([self.key], entries, max_length=max_length, store=True)
         self.metrics.on_feed_write(type(self).__name__, len(entries))
         await _maybe_await(self.on_update_feed(new=activities, deleted=[]))
 
@@ -174,7 +191,7 @@ class BaseFeed:
         ids = _ids_of(activities)
         if not ids:
             return
-        await self.storage.remove_from_timelines([self.key], ids)
+        await self._io.remove_from_timelines([self.key], ids)
         self.metrics.on_feed_remove(type(self).__name__, len(ids))
         await _maybe_await(self.on_update_feed(new=[], deleted=ids))
 
@@ -207,18 +224,19 @@ class BaseFeed:
         *,
         storage: FeedStorage | None = None,
         trim: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         """Add ``activities`` to the feeds of all ``user_ids`` in one storage call.
 
         The activities must already be in the activity storage (the Manager stores them
-        once before fanning out).
+        once before fanning out). ``metrics`` (default: the class's) times the storage call.
         """
         entries = cls.serialize_activities(activities)
         keys = [format_key(cls.key_format, u) for u in user_ids]
         if not entries or not keys:
             return
         max_length = cls.max_length if cls._should_trim(trim) else None
-        await (storage or cls.default_storage()).add_to_timelines(
+        await cls._io_for(storage, metrics).add_to_timelines(
             keys, entries, max_length=max_length, store=False
         )
 
@@ -229,12 +247,17 @@ class BaseFeed:
         activities: Sequence[Activity],
         *,
         storage: FeedStorage | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """Remove ``activities`` from the feeds of all ``user_ids`` in one storage call."""
         keys = [format_key(cls.key_format, u) for u in user_ids]
         ids = _ids_of(activities)
         if ids and keys:
-            await (storage or cls.default_storage()).remove_from_timelines(keys, ids)
+            await cls._io_for(storage, metrics).remove_from_timelines(keys, ids)
+
+    @classmethod
+    def _io_for(cls, storage: FeedStorage | None, metrics: Metrics | None) -> FeedStorage:
+        return timed_storage(storage or cls.default_storage(), metrics or cls.metrics)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -254,7 +277,7 @@ class BaseFeed:
         return items
 
     async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
-        entries = await self.storage.read_timeline(self.key, start, stop, query)
+        entries = await self._io.read_timeline(self.key, start, stop, query)
         serializer = self.get_activity_serializer()
         return [serializer.loads(payload) for _, payload in entries]
 
@@ -293,7 +316,7 @@ class BaseFeed:
 
     async def count(self) -> int:
         """Number of entries in the feed (filters do not apply)."""
-        return await self.storage.count_timeline(self.key)
+        return await self._io.count_timeline(self.key)
 
     async def index_of(self, activity: Any) -> int:
         """Position of an item (an activity, a group or an id), 0 being the newest.
@@ -308,17 +331,17 @@ class BaseFeed:
         return index
 
     async def _position(self, item_id: int) -> int | None:
-        return await self.storage.timeline_index_of(self.key, item_id)
+        return await self._io.timeline_index_of(self.key, item_id)
 
     # -- maintenance ---------------------------------------------------------------------------
 
     async def trim(self, length: int | None = None) -> None:
         """Keep only the newest ``length`` (default ``max_length``) entries."""
-        await self.storage.trim_timeline(self.key, _length(length, self.max_length))
+        await self._io.trim_timeline(self.key, _length(length, self.max_length))
 
     async def delete(self) -> None:
         """Delete the whole feed (the activity storage is left alone)."""
-        await self.storage.delete_feeds([self.key])
+        await self._io.delete_feeds([self.key])
 
     async def remove_actors(self, actor_ids: Iterable[int]) -> None:
         """Remove every activity by one of ``actor_ids`` (used by unfollow)."""

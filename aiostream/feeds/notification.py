@@ -53,17 +53,17 @@ class NotificationFeed(AggregatedFeed):
 
     async def count_unseen(self) -> int | None:
         """Groups not seen since their last update (None when not tracked)."""
-        unseen, _ = await self.storage.count_markers(self.key)
+        unseen, _ = await self._io.count_markers(self.key)
         return unseen if self.track_unseen else None
 
     async def count_unread(self) -> int | None:
         """Groups not read since their last update (None when not tracked)."""
-        _, unread = await self.storage.count_markers(self.key)
+        _, unread = await self._io.count_markers(self.key)
         return unread if self.track_unread else None
 
     async def get_notification_data(self) -> dict[str, int]:
         """``{"unseen_count": n, "unread_count": m}`` (the tracked ones), in one call."""
-        unseen, unread = await self.storage.count_markers(self.key)
+        unseen, unread = await self._io.count_markers(self.key)
         data: dict[str, int] = {}
         if self.track_unseen:
             data["unseen_count"] = unseen
@@ -84,9 +84,9 @@ class NotificationFeed(AggregatedFeed):
         read has a new id, so marking the old id leaves the update unseen."""
         ids = _ids_of(activities)
         if ids and (seen or read):
-            await self.storage.mark_groups(self.key, ids, seen=seen, read=read)
+            await self._io.mark_groups(self.key, ids, seen=seen, read=read)
 
     async def mark_all(self, seen: bool = True, read: bool = False) -> None:
         """Mark every group seen and / or read."""
         if seen or read:
-            await self.storage.mark_groups(self.key, None, seen=seen, read=read)
+            await self._io.mark_groups(self.key, None, seen=seen, read=read)
