@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 from aiostream import (
@@ -27,7 +27,7 @@ from aiostream import (
     NotificationFeed,
     RecentRankMixin,
 )
-from aiostream.fanout import Dispatcher
+from aiostream.fanout import Dispatcher, FollowChunk
 from examples.pinterest_demo import AggregatedPinFeed, PinFeed, PinVerb, UserPinFeed
 
 __all__ = [
@@ -161,13 +161,19 @@ class PinManager(Manager):
         not been active for a while in LOW, carried by its own (slower) worker."""
         return {FanoutPriority.HIGH: await self.graph.followers(int(user_id))}
 
-    async def follow_many_users(self, user_id: Any, target_ids: Iterable[Any]) -> None:
-        """Copy the targets' recent pins into ``backfill_feeds`` of ``user_id``."""
+    async def run_follow(self, job: FollowChunk) -> None:
+        """Carry out a follow job (in this process or in an arq worker): copy the targets'
+        recent pins into ``backfill_feeds`` only. Unfollow jobs run as the Manager's."""
+        if job.operation != "follow":
+            await super().run_follow(job)
+            return
         activities: list[Activity] = []
-        for target in target_ids:
+        for target in job.target_ids:
             activities.extend(await self.get_user_feed(target)[: self.follow_activity_limit])
         if not activities:
             return
         for name in self.backfill_feeds:
             feed_class = self.feed_classes[name]
-            await feed_class.fanout_add([user_id], activities, storage=self.storage_for(feed_class))
+            await feed_class.fanout_add(
+                [job.user_id], activities, storage=self.storage_for(feed_class)
+            )

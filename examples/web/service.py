@@ -183,18 +183,21 @@ class FeedService:
 
 @asynccontextmanager
 async def open_dispatcher(config: Config) -> AsyncIterator[Dispatcher | None]:
-    """The dispatcher the Manager hands fanout chunks to, closed on exit.
+    """The dispatcher the Manager hands its jobs to, closed on exit.
 
-    None (the Manager's in-process dispatcher) unless ``config.arq``; then an arq
-    dispatcher on ``config.redis_url`` (:mod:`aiostream.tasks`).
-
-    Raises:
-        ConfigurationError: arq mode, but ``aiostream.tasks`` (or arq) is not installed.
+    None (the Manager's in-process dispatcher) unless ``config.arq``; then an
+    :class:`aiostream.tasks.ArqDispatcher` on ``config.redis_url`` that enqueues on the
+    queue of :mod:`examples.web.worker` (run ``arq examples.web.worker.WorkerSettings``).
     """
-    if not config.arq:
+    if not config.arq or config.redis_url is None:
         yield None
         return
-    raise ConfigurationError("arq mode is not available yet: aiostream.tasks is missing")
+    # Imported here: arq (and its redis-py 5 pin) is needed in arq mode only.
+    from aiostream.tasks import ArqDispatcher
+    from examples.web.worker import QUEUES
+
+    async with await ArqDispatcher.connect(config.redis_url, queues=QUEUES) as dispatcher:
+        yield dispatcher
 
 
 # ------------------------------------------------------------------------------------------
