@@ -1,0 +1,126 @@
+"""Fixtures for the example web services: each framework served over real HTTP on a free
+loopback port (in this event loop), on memory or on the session's private redis-server.
+
+``serve(framework, config)`` runs the Starlette app under uvicorn or the aiohttp app
+under ``aiohttp.test_utils.TestServer``; the tests talk to both through one httpx client,
+so one test body checks that the two services behave the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from examples.web.service import Config
+from tests.backends.redis import BACKENDS as REDIS_BACKENDS
+
+# The arq-mode tests need arq (the "arq" stack of `nox -s tests`, with redis-py 5).
+collect_ignore_glob = [] if importlib.util.find_spec("arq") else ["test_arq*.py"]
+
+FRAMEWORKS = ["starlette", "aiohttp"]
+BACKENDS = [
+    pytest.param("memory", marks=pytest.mark.memory),
+    pytest.param("redis", marks=pytest.mark.redis),
+]
+# Each Redis test gets a database of its own on the session's private server.
+_databases = itertools.cycle(range(1, 16))
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the item, for fixtures that act on failure."""
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
+
+
+def failed(node: pytest.Item) -> bool:
+    """Whether the test's setup or call phase failed (read in fixture teardown)."""
+    reports = node.stash.get(REPORTS, {})
+    return any(r.failed for r in reports.values())
+
+
+@pytest.fixture(params=FRAMEWORKS)
+def framework(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def fresh_redis_database(servers: Any) -> str:
+    """URL of an emptied database of the session's private redis-server (never a server
+    the suite did not start)."""
+    from redis.asyncio import Redis
+
+    handle = servers.get(REDIS_BACKENDS["redis"])
+    url = f"redis://{handle.host}:{handle.port}/{next(_databases)}"
+    client = Redis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+async def config(request: pytest.FixtureRequest, servers: Any) -> Config:
+    """In memory, or on a fresh database of the private redis-server."""
+    if request.param == "memory":
+        return Config()
+    return Config(redis_url=await fresh_redis_database(servers))
+
+
+@asynccontextmanager
+async def serve(framework: str, config: Config) -> AsyncIterator[str]:
+    """Serve the example app of ``framework`` on a free 127.0.0.1 port; yield its base URL.
+
+    The lifespan runs as in production: startup before the first request, shutdown (which
+    closes aiostream's connections) on exit.
+    """
+    if framework == "starlette":
+        import uvicorn
+
+        from examples.web.starlette_app import create_app
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+            server = uvicorn.Server(
+                uvicorn.Config(create_app(config), lifespan="on", log_level="warning", ws="none")
+            )
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            try:
+                while not server.started:
+                    if task.done():
+                        await task
+                        raise RuntimeError("uvicorn stopped during startup")
+                    await asyncio.sleep(0.01)
+                yield f"http://127.0.0.1:{port}"
+            finally:
+                server.should_exit = True
+                await task
+    else:
+        from aiohttp.test_utils import TestServer
+
+        from examples.web.aiohttp_app import create_app as create_aiohttp_app
+
+        test_server = TestServer(create_aiohttp_app(config), host="127.0.0.1")
+        await test_server.start_server()
+        try:
+            yield str(test_server.make_url("")).rstrip("/")
+        finally:
+            await test_server.close()
+
+
+@pytest.fixture
+async def client(framework: str, config: Config) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client on the example service of ``framework`` (real HTTP)."""
+    async with serve(framework, config) as url, httpx.AsyncClient(base_url=url) as http:
+        yield http
