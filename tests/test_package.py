@@ -23,7 +23,31 @@ def test_import_does_not_pull_backends_or_do_io() -> None:
         "def refuse(*a, **k): raise AssertionError('network I/O at import')\n"
         "socket.socket.connect = refuse\n"
         "import aiostream, aiostream.feeds, aiostream.manager, aiostream.settings\n"
-        "bad = [m for m in ('redis', 'cassandra', 'arq') if m in sys.modules]\n"
+        "import aiostream.metrics\n"
+        "aiostream.Settings.from_env({}).metrics()\n"
+        "backends = ('redis', 'cassandra', 'arq', 'statsd', 'prometheus_client', 'opentelemetry')\n"
+        "bad = [m for m in sys.modules if m.partition('.')[0] in backends]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("module", "library"),
+    [
+        ("aiostream.metrics.statsd", "statsd"),
+        ("aiostream.metrics.prometheus", "prometheus_client"),
+        ("aiostream.metrics.otel", "opentelemetry"),
+    ],
+)
+def test_each_metrics_sink_imports_only_its_own_library(module: str, library: str) -> None:
+    code = (
+        "import sys\n"
+        f"import {module}\n"
+        "others = {'statsd', 'prometheus_client', 'opentelemetry'}"
+        f" - {{{library!r}}}\n"
+        "assert " + repr(library) + " in sys.modules\n"
+        "bad = [m for m in sys.modules if m.partition('.')[0] in others]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -69,6 +69,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from aiostream.exceptions import ConfigurationError
@@ -92,6 +93,25 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )  # fmt: skip
 """Default histogram bucket bounds, in seconds, of the Prometheus and OpenTelemetry sinks:
 from half a millisecond (a memory read, a Redis round trip) to ten seconds (a slow chunk)."""
+
+
+def _bucket_bounds(owner: str, buckets: Any) -> tuple[float, ...]:
+    """``buckets`` as increasing floats (:data:`LATENCY_BUCKETS` for None).
+
+    Raises:
+        ConfigurationError: not a non-empty, increasing sequence of numbers.
+    """
+    if buckets is None:
+        return LATENCY_BUCKETS
+    try:
+        bounds = tuple(float(b) for b in buckets)
+    except (TypeError, ValueError):
+        bounds = ()
+    if not bounds or any(a >= b for a, b in pairwise(bounds)):
+        raise ConfigurationError(
+            f"{owner} buckets: expected increasing numbers (seconds), got {buckets!r}"
+        )
+    return bounds
 
 
 @runtime_checkable

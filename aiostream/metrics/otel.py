@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 from aiostream import __version__
 from aiostream.exceptions import ConfigurationError
-from aiostream.metrics import LATENCY_BUCKETS, Metrics
+from aiostream.metrics import Metrics, _bucket_bounds
 
 try:
     from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, get_meter
@@ -58,7 +58,7 @@ class OpenTelemetryMetrics(Metrics):
             are meant for milliseconds). Views configured in the SDK take precedence.
 
     Raises:
-        ConfigurationError: ``namespace`` is not a str or ``buckets`` not numbers.
+        ConfigurationError: ``namespace`` is not a str or ``buckets`` not increasing numbers.
 
     Example::
 
@@ -77,12 +77,7 @@ class OpenTelemetryMetrics(Metrics):
             raise ConfigurationError(
                 f"OpenTelemetryMetrics namespace: expected a non-empty str, got {namespace!r}"
             )
-        try:
-            bounds = [float(b) for b in (LATENCY_BUCKETS if buckets is None else buckets)]
-        except (TypeError, ValueError) as exc:
-            raise ConfigurationError(
-                f"OpenTelemetryMetrics buckets: expected numbers, got {buckets!r}"
-            ) from exc
+        bounds = _bucket_bounds("OpenTelemetryMetrics", buckets)
         self.namespace = namespace
         self.meter: Meter = get_meter("aiostream", __version__, meter_provider=meter_provider)
         ns = namespace

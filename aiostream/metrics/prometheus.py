@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiostream.exceptions import ConfigurationError
-from aiostream.metrics import LATENCY_BUCKETS, Metrics
+from aiostream.metrics import Metrics, _bucket_bounds
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
@@ -56,7 +56,7 @@ class PrometheusMetrics(Metrics):
 
     Raises:
         ConfigurationError: the registry already holds these series, or the namespace or
-            buckets are invalid.
+            buckets are invalid (the message names which).
 
     Example::
 
@@ -77,9 +77,9 @@ class PrometheusMetrics(Metrics):
                 f"PrometheusMetrics namespace: expected a str, got {type(namespace).__name__}"
             )
         self.namespace = namespace
+        bounds = _bucket_bounds("PrometheusMetrics", buckets)
         self._registered: list[Counter | Histogram] = []
         try:
-            bounds = tuple(LATENCY_BUCKETS if buckets is None else buckets)
             self.feed_reads = self._counter(
                 "feed_reads", "Items (activities or groups) returned by feed reads.", "feed"
             )
@@ -109,13 +109,12 @@ class PrometheusMetrics(Metrics):
                 "job_retries", "Background job retries.", "job_name", "kind"
             )
             self.errors = self._counter("errors", "Failed operations.", "where", "kind")
-        except (TypeError, ValueError) as exc:
+        except ValueError as exc:
             for collector in self._registered:  # leave the registry as it was
                 self.registry.unregister(collector)
             raise ConfigurationError(
-                f"PrometheusMetrics(namespace={namespace!r}, buckets={buckets!r}) cannot "
-                f"register its series in {self.registry!r}: {exc} (build one sink per "
-                "registry and namespace)"
+                f"PrometheusMetrics(namespace={namespace!r}) cannot register its series in "
+                f"{self.registry!r}: {exc} (build one sink per registry and namespace)"
             ) from exc
 
     def _counter(self, name: str, documentation: str, *labels: str) -> Counter:
