@@ -65,6 +65,16 @@ def demo(session: nox.Session) -> None:
 
 
 @nox.session
+def serve(session: nox.Session) -> None:
+    """An example web service: ``nox -s serve -- starlette --port 8000`` (or ``aiohttp``;
+    add ``--redis-url redis://...`` for Redis, and ``--arq`` for arq workers)."""
+    install(session, "examples", extras="redis,arq")
+    args = list(session.posargs)
+    framework = args.pop(0) if args and args[0] in ("starlette", "aiohttp") else "starlette"
+    session.run("python", "-m", f"examples.web.{framework}_app", *args)
+
+
+@nox.session
 def benchmarks(session: nox.Session) -> None:
     """Benchmarks against real servers; results land in benchmarks/results/."""
     install(session, "test", extras="redis,cassandra")
