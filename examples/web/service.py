@@ -60,7 +60,7 @@ class Config:
     Args:
         redis_url: Redis server for feeds and follow graph; None keeps everything in memory.
         arq: Fan out through arq jobs on that Redis (workers:
-            ``arq examples.web.worker.WorkerSettings``).
+            ``python -m arq examples.web.worker.WorkerSettings``).
 
     Raises:
         ConfigurationError: ``arq`` without ``redis_url``.
@@ -187,7 +187,7 @@ async def open_dispatcher(config: Config) -> AsyncIterator[Dispatcher | None]:
 
     None (the Manager's in-process dispatcher) unless ``config.arq``; then an
     :class:`aiostream.tasks.ArqDispatcher` on ``config.redis_url`` that enqueues on the
-    queue of :mod:`examples.web.worker` (run ``arq examples.web.worker.WorkerSettings``).
+    queue of :mod:`examples.web.worker` (run ``python -m arq examples.web.worker.WorkerSettings``).
     """
     if not config.arq or config.redis_url is None:
         yield None

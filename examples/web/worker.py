@@ -4,7 +4,7 @@ With ``--arq`` (or ``AIOSTREAM_ARQ=1``) the services enqueue every fanout chunk 
 follow / unfollow job on Redis instead of running them in the web process; a worker
 runs them::
 
-    AIOSTREAM_REDIS_URL=redis://127.0.0.1:6379/0 arq examples.web.worker.WorkerSettings
+    AIOSTREAM_REDIS_URL=redis://127.0.0.1:6379/0 python -m arq examples.web.worker.WorkerSettings
 
 (start as many as you like). The worker rebuilds the services' Manager
 (:func:`make_manager`) and uses the same Redis for feeds and queue. Every job of this
