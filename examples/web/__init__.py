@@ -8,7 +8,8 @@ modules only route:
 - :mod:`examples.web.render` — JSON of activities, aggregated groups and notifications;
 - :mod:`examples.web.service` — configuration, lifespan, the operations;
 - :mod:`examples.web.api` — the endpoints, written once (and ``page.html``);
-- :mod:`examples.web.starlette_app`, :mod:`examples.web.aiohttp_app` — the routing.
+- :mod:`examples.web.starlette_app`, :mod:`examples.web.aiohttp_app` — the routing;
+- :mod:`examples.web.worker` — arq workers for arq mode.
 
 Start one with ``python -m examples.web.starlette_app --port 8000`` or
 ``python -m examples.web.aiohttp_app --port 8001`` and open ``/users/1``.
