@@ -229,8 +229,6 @@ class TimedStorage:
 
 
 def _reports_storage(metrics: Metrics) -> bool:
-    if metrics is noop_metrics:
-        return False
     # A sink that keeps the protocol's no-op for both storage hooks would discard
     # everything the wrapper measures: skip the wrapper and its cost.
     cls = type(metrics)
@@ -243,7 +241,7 @@ def _reports_storage(metrics: Metrics) -> bool:
 def timed_storage(storage: FeedStorage, metrics: Metrics) -> FeedStorage:
     """``storage`` itself when ``metrics`` discards storage timings and errors (the
     no-op default), else a :class:`TimedStorage` reporting to ``metrics``."""
-    if not _reports_storage(metrics):
+    if metrics is noop_metrics or not _reports_storage(metrics):
         return storage
     return cast("FeedStorage", TimedStorage(storage, metrics))
 
