@@ -1,0 +1,319 @@
+"""Fanout through arq: real workers (burst mode, in this event loop) on the real Redis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import pytest
+from arq.worker import Worker, create_worker
+from redis.asyncio import Redis
+
+from aiostream import FanoutPriority
+from aiostream.exceptions import ConfigurationError, StorageUnavailableError
+from aiostream.fanout import FanoutChunk
+from aiostream.metrics import NoopMetrics
+from aiostream.settings import Settings
+from aiostream.storage.base import FeedStorage
+from aiostream.storage.redis import RedisStorage
+from aiostream.tasks import (
+    DEFAULT_QUEUE,
+    HIGH_QUEUE,
+    LOW_QUEUE,
+    ArqDispatcher,
+    Queues,
+    json_serializer,
+    worker_settings,
+)
+from tests.arq.app import AppAggregatedFeed, AppFeed, AppManager, AppNotificationFeed
+from tests.helpers import make_activities
+
+pytestmark = pytest.mark.anyio
+
+FOLLOWERS = {
+    FanoutPriority.HIGH: [10, 11, 12, 13, 14],
+    FanoutPriority.LOW: [20, 21],
+    "other": [30],
+}
+ALL_FOLLOWERS = [u for ids in FOLLOWERS.values() for u in ids]
+
+
+@pytest.fixture(autouse=True)
+def followers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(AppManager, "followers", {1: FOLLOWERS, 2: {}})
+    monkeypatch.setattr(AppManager, "fanout_chunk_size", 2)
+
+
+async def run_burst(url: str, queue: str, make_manager: Any = AppManager, **options: Any) -> Worker:
+    """Run a burst worker on ``queue`` until the queue is empty."""
+    settings_cls = worker_settings(
+        make_manager,
+        queue=queue,
+        settings=Settings(redis_url=url),
+        retry_delay=0.01,
+        **{"poll_delay": 0.01, **options},
+    )
+    worker = create_worker(settings_cls, burst=True, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    return worker
+
+
+async def run_all_queues(url: str, **options: Any) -> None:
+    for queue in (HIGH_QUEUE, LOW_QUEUE, DEFAULT_QUEUE):
+        await run_burst(url, queue, **options)
+
+
+async def queue_lengths(url: str) -> dict[str, int]:
+    client = Redis.from_url(url)
+    try:
+        return {q: await client.zcard(q) for q in (HIGH_QUEUE, LOW_QUEUE, DEFAULT_QUEUE)}
+    finally:
+        await client.aclose()
+
+
+async def test_chunks_go_to_their_priority_queue_as_json(
+    dispatcher: ArqDispatcher, app_storage: str
+) -> None:
+    manager = AppManager(dispatcher=dispatcher)
+    (activity,) = make_activities(1)
+    await manager.add_user_activity(1, activity)
+    # 3 feed classes x (HIGH: 3 chunks, LOW: 1, other: 1)
+    assert await queue_lengths(app_storage) == {HIGH_QUEUE: 9, LOW_QUEUE: 3, DEFAULT_QUEUE: 3}
+    client = Redis.from_url(app_storage)
+    try:
+        (job_id,) = await client.zrange(LOW_QUEUE, 0, 0)
+        stored = json.loads(await client.get(b"arq:job:" + job_id))
+    finally:
+        await client.aclose()
+    assert stored["f"] == "fanout_operation_low"
+    chunk = FanoutChunk.from_dict(stored["a"][0])
+    assert chunk.user_ids == (20, 21) and chunk.priority == "LOW"
+    assert chunk.job_id == job_id.decode()
+    # Nothing reached the followers yet; the user's own feed has it already.
+    assert await AppFeed(10).count() == 0
+    assert await manager.get_user_feed(1)[:] == [activity]
+
+
+async def test_enqueueing_the_same_work_twice_queues_it_once(
+    dispatcher: ArqDispatcher, app_storage: str
+) -> None:
+    manager = AppManager(dispatcher=dispatcher)
+    (activity,) = make_activities(1)
+    await manager.add_user_activity(1, activity)
+    await manager.add_user_activity(1, activity)
+    assert await queue_lengths(app_storage) == {HIGH_QUEUE: 9, LOW_QUEUE: 3, DEFAULT_QUEUE: 3}
+
+
+async def test_workers_fan_out_to_every_feed(dispatcher: ArqDispatcher, app_storage: str) -> None:
+    manager = AppManager(dispatcher=dispatcher)
+    first, second = make_activities(2)
+    await manager.add_user_activity(1, first)
+    await manager.add_user_activity(1, second)
+    await run_all_queues(app_storage)
+    assert await queue_lengths(app_storage) == {HIGH_QUEUE: 0, LOW_QUEUE: 0, DEFAULT_QUEUE: 0}
+    for user in ALL_FOLLOWERS:
+        assert await AppFeed(user)[:] == [second, first]
+        (group,) = await AppAggregatedFeed(user)[:]
+        assert group.activities == [first, second]
+        notifications = await AppNotificationFeed(user)[:]
+        assert {a for n in notifications for a in n.activities} == {first, second}
+        assert await AppNotificationFeed(user).count_unseen() == len(notifications)
+    assert await dispatcher.failed_jobs() == []
+
+    await manager.remove_user_activity(1, first)
+    await run_all_queues(app_storage)
+    for user in ALL_FOLLOWERS:
+        assert await AppFeed(user)[:] == [second]
+        (group,) = await AppAggregatedFeed(user)[:]
+        assert group.activities == [second]
+
+
+async def test_a_job_run_twice_changes_nothing_more(
+    dispatcher: ArqDispatcher, app_storage: str
+) -> None:
+    manager = AppManager(dispatcher=dispatcher)
+    (activity,) = make_activities(1)
+    await manager.add_user_activity(1, activity)
+    await run_all_queues(app_storage)
+    await AppNotificationFeed(10).mark_all(seen=True, read=True)
+
+    # The same jobs again (results are not kept, so the same ids enqueue again), as
+    # after a retry or a duplicate delivery.
+    await manager.add_user_activity(1, activity)
+    assert sum((await queue_lengths(app_storage)).values()) == 15
+    await run_all_queues(app_storage)
+
+    assert await AppFeed(10)[:] == [activity]
+    (group,) = await AppAggregatedFeed(10)[:]
+    assert group.activity_count == 1 and group.activities == [activity]
+    notifications = AppNotificationFeed(10)
+    assert await notifications.get_notification_data() == {
+        "unseen_count": 0,
+        "unread_count": 0,
+    }
+    (note,) = await notifications[:]
+    assert note.activity_count == 1 and note.is_seen() and note.is_read()
+    assert await AppNotificationFeed(11).count_unseen() == 1
+
+
+async def test_follow_and_unfollow_run_as_jobs(dispatcher: ArqDispatcher, app_storage: str) -> None:
+    manager = AppManager(dispatcher=dispatcher)
+    activities = make_activities(3, actor=2)
+    for activity in activities:
+        await manager.add_user_activity(2, activity)  # user 2 has no followers yet
+    await manager.follow_user(99, 2)
+    assert await AppFeed(99).count() == 0
+    assert await queue_lengths(app_storage) == {HIGH_QUEUE: 0, LOW_QUEUE: 0, DEFAULT_QUEUE: 1}
+    await run_burst(app_storage, DEFAULT_QUEUE)
+    assert await AppFeed(99)[:] == activities[::-1]
+
+    await manager.unfollow_user(99, 2)
+    await run_burst(app_storage, DEFAULT_QUEUE)
+    assert await AppFeed(99).count() == 0
+    assert await AppAggregatedFeed(99).count() == 0
+
+
+class RecordingMetrics(NoopMetrics):
+    def __init__(self) -> None:
+        self.retries: list[tuple[str, int, str]] = []
+        self.errors: list[tuple[str, str]] = []
+
+    def on_job_retry(self, job: str, attempt: int, error: BaseException) -> None:
+        self.retries.append((job, attempt, type(error).__name__))
+
+    def on_error(self, where: str, error: BaseException) -> None:
+        self.errors.append((where, type(error).__name__))
+
+
+class FlakyStorage:
+    """The real Redis storage, except that the first ``failures`` timeline writes raise
+    the error a stopped server would."""
+
+    def __init__(self, inner: FeedStorage, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def add_to_timelines(self, *args: Any, **kwargs: Any) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StorageUnavailableError("redis://flaky: connection refused")
+        await self.inner.add_to_timelines(*args, **kwargs)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[AsyncExitStack]:
+    async with AsyncExitStack() as opened:
+        yield opened
+
+
+class FlakyManager(AppManager):
+    feed_classes: Any = {"normal": AppFeed}
+
+
+async def test_storage_errors_are_retried_with_backoff(
+    dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
+) -> None:
+    metrics = RecordingMetrics()
+    storage = FlakyStorage(await stack.enter_async_context(RedisStorage.from_url(app_storage)), 2)
+
+    def make_manager() -> AppManager:
+        return FlakyManager(storage=storage, metrics=metrics)  # type: ignore[arg-type]
+
+    (activity,) = make_activities(1)
+    await FlakyManager(dispatcher=dispatcher).add_user_activity(2, activity)
+    await dispatcher.dispatch(
+        [FanoutChunk("add", "normal", (40, 41), (AppFeed.serialize_activities([activity])[0][1],))],
+        run=AppManager().run,
+    )
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, make_manager)
+    assert metrics.retries == [("fanout_operation", 1, "StorageUnavailableError")] + [
+        ("fanout_operation", 2, "StorageUnavailableError")
+    ]
+    assert worker.jobs_retried == 2 and worker.jobs_complete == 1 and worker.jobs_failed == 0
+    assert await AppFeed(40)[:] == [activity]
+    assert await AppFeed(41)[:] == [activity]
+    assert await dispatcher.failed_jobs() == []
+
+
+async def test_a_job_that_keeps_failing_is_recorded_and_can_be_requeued(
+    dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
+) -> None:
+    metrics = RecordingMetrics()
+    storage = FlakyStorage(await stack.enter_async_context(RedisStorage.from_url(app_storage)), 100)
+
+    def make_manager() -> AppManager:
+        return FlakyManager(storage=storage, metrics=metrics)  # type: ignore[arg-type]
+
+    (activity,) = make_activities(1)
+    await FlakyManager(dispatcher=dispatcher).add_user_activity(2, activity)  # stores it
+    payload = AppFeed.serialize_activities([activity])[0][1]
+    chunk = FanoutChunk("add", "normal", (50,), (payload,))
+    await dispatcher.dispatch([chunk], run=AppManager().run)
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, make_manager, max_tries=3)
+    assert worker.jobs_failed == 1 and worker.jobs_retried == 2
+
+    (failed,) = await dispatcher.failed_jobs()
+    assert failed.job_id == chunk.job_id
+    assert failed.function == "fanout_operation" and failed.queue == DEFAULT_QUEUE
+    assert failed.error_type == "StorageUnavailableError" and "connection refused" in failed.error
+    assert failed.tries == 3
+    assert FanoutChunk.from_dict(failed.args[0]) == chunk
+    assert [a for _, a, _ in metrics.retries] == [1, 2]
+    assert metrics.errors == [("add job", "StorageUnavailableError")] * 3
+    assert await AppFeed(50).count() == 0
+
+    # The storage recovers; the operator puts the job back.
+    storage.failures = 0
+    assert await dispatcher.requeue_failed() == 1
+    assert await dispatcher.failed_jobs() == []
+    await run_burst(app_storage, DEFAULT_QUEUE, make_manager, max_tries=3)
+    assert await AppFeed(50)[:] == [activity]
+
+
+async def test_a_job_for_an_unknown_feed_fails_at_once(
+    dispatcher: ArqDispatcher, app_storage: str
+) -> None:
+    chunk = FanoutChunk("add", "no-such-feed", (60,), ("{}",), priority="LOW")
+    await dispatcher.dispatch([chunk], run=AppManager().run)
+    worker = await run_burst(app_storage, LOW_QUEUE)
+    assert worker.jobs_failed == 1 and worker.jobs_retried == 0
+    (failed,) = await dispatcher.failed_jobs()
+    assert failed.tries == 1 and failed.queue == LOW_QUEUE
+    assert failed.error_type == ConfigurationError.__name__
+    assert "no-such-feed" in failed.error
+
+
+async def test_custom_queue_names(app_storage: str) -> None:
+    queues = Queues(high="app:hi", low="app:lo", default="app:def", failed="app:failed")
+    async with await ArqDispatcher.connect(app_storage, queues=queues) as dispatcher:
+        (activity,) = make_activities(1)
+        await AppManager(dispatcher=dispatcher).add_user_activity(1, activity)
+        client = Redis.from_url(app_storage)
+        try:
+            assert [await client.zcard(q) for q in ("app:hi", "app:lo", "app:def")] == [9, 3, 3]
+        finally:
+            await client.aclose()
+        for queue in ("app:hi", "app:lo", "app:def"):
+            await run_burst(app_storage, queue, queues=queues)
+    assert await AppFeed(30)[:] == [activity]
+
+
+def test_payloads_are_plain_json() -> None:
+    (activity,) = make_activities(1)
+    chunk = FanoutChunk("add", "normal", (1, "u2"), ("{}",), "HIGH")
+    raw = json_serializer({"a": [chunk.to_dict()], "r": ValueError("x")})
+    assert json.loads(raw) == {"a": [chunk.to_dict()], "r": "ValueError('x')"}
+    assert activity  # the activity itself travels serialized, as a string in the chunk
+
+
+def test_worker_settings_reject_bad_max_tries() -> None:
+    with pytest.raises(ConfigurationError, match="max_tries"):
+        worker_settings(AppManager, max_tries=0)
