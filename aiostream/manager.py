@@ -22,7 +22,7 @@ import enum
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import anyio
 
@@ -288,7 +288,8 @@ class Manager:
     async def run_follow(self, job: FollowChunk) -> None:
         """Carry out one follow or unfollow chunk."""
         if job.operation == "unfollow":
-            targets = list(job.target_ids)
+            # Actor ids are ints in the activity model; a job carries them as given.
+            targets = cast(list[int], list(job.target_ids))
             async with anyio.create_task_group() as tg:
                 for feed in self.get_feeds(job.user_id).values():
                     tg.start_soon(feed.remove_actors, targets)

@@ -266,7 +266,7 @@ class ArqDispatcher:
 
     async def failed_jobs(self) -> list[FailedJob]:
         """Jobs that failed for good, oldest first."""
-        raw = await self.pool.hvals(self.queues.failed)
+        raw: list[bytes] = await self.pool.hvals(self.queues.failed)  # type: ignore[misc]
         return sorted((FailedJob.from_json(r) for r in raw), key=lambda f: f.failed_at)
 
     async def requeue_failed(self, job_ids: Sequence[str] | None = None) -> int:
@@ -282,7 +282,7 @@ class ArqDispatcher:
             await self.pool.enqueue_job(
                 failed.function, *failed.args, _job_id=failed.job_id, _queue_name=failed.queue
             )
-            await self.pool.hdel(self.queues.failed, failed.job_id)
+            await self.pool.hdel(self.queues.failed, failed.job_id)  # type: ignore[misc]
             requeued += 1
         return requeued
 

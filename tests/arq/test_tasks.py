@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from arq.worker import Worker, create_worker
@@ -215,7 +215,7 @@ async def stack() -> AsyncIterator[AsyncExitStack]:
 
 
 class FlakyManager(AppManager):
-    feed_classes: Any = {"normal": AppFeed}
+    feed_classes: ClassVar[dict[str, Any]] = {"normal": AppFeed}
 
 
 async def test_storage_errors_are_retried_with_backoff(
