@@ -9,7 +9,7 @@ with a bound on requests in flight, and translating driver errors.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Self, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -21,7 +21,7 @@ from cassandra.query import BatchStatement, BatchType, SimpleStatement, tuple_fa
 
 from aiostream.exceptions import ConfigurationError
 from aiostream.settings import Settings
-from aiostream.storage.cassandra import bridge
+from aiostream.storage.cassandra import bridge, pipeline
 from aiostream.storage.cassandra.schema import (
     check_schema,
     create_schema_command,
@@ -303,6 +303,48 @@ class CassandraClient:
         for cql, params in items:
             batch.add(await self._prepare(session, cql), params)
         return await self._send(session, batch)
+
+    async def _take_slots(self, wanted: int) -> int:
+        """Take one slot (waiting for it) and up to ``wanted - 1`` more that are free."""
+        await self._slots.acquire()
+        taken = 1
+        while taken < wanted:
+            try:
+                self._slots.acquire_nowait()
+            except anyio.WouldBlock:
+                break
+            taken += 1
+        return taken
+
+    async def _send_many(
+        self,
+        session: Any,
+        statements: Iterable[pipeline.Statement],
+        count: int,
+        rows: list[bridge.Row] | None = None,
+    ) -> None:
+        """Run ``count`` statements pipelined on the driver's thread (see
+        :mod:`~aiostream.storage.cassandra.pipeline`), within ``max_concurrency``.
+
+        The window is every slot free now, up to ``count``, and at least one: whatever
+        else this storage runs meanwhile keeps its share of the limit.
+        """
+        if count <= 0:
+            return
+        taken = await self._take_slots(min(count, self.max_concurrency))
+        try:
+            await pipeline.execute_many(
+                session, statements, window=taken, profile=self._profile, rows=rows
+            )
+        except Exception as exc:
+            error = self._error(exc)
+            if error is not exc:
+                for note in getattr(exc, "__notes__", ()):
+                    error.add_note(note)  # how many statements failed
+            raise error from exc
+        finally:
+            for _ in range(taken):
+                self._slots.release()
 
     async def execute_cql(
         self, cql: str, params: Sequence[Any] = (), *, prepare: bool = True

@@ -17,12 +17,12 @@ How each part maps onto the tables of :mod:`aiostream.storage.cassandra.schema`:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
 import anyio
-from cassandra.query import UNSET_VALUE
+from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
 
 from aiostream.exceptions import ConflictError, ValidationError
 from aiostream.ids import MAX_ID
@@ -37,6 +37,7 @@ from aiostream.storage.cassandra.groups import (
     plan_trim,
     plan_write,
 )
+from aiostream.storage.cassandra.pipeline import Statement
 
 __all__ = ["CassandraStorage"]
 
@@ -81,31 +82,47 @@ class CassandraStorage(CassandraClient):
         await self._store_rows(rows)
 
     async def _store_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        cql = self.statements.activity_insert
-
-        async def store(row: tuple[Any, ...]) -> None:
-            await self._run(cql, (self.namespace, *row))
-
-        await self._each(rows, store)
+        if len(rows) <= 1:
+            for row in rows:
+                await self._run(self.statements.activity_insert, (self.namespace, *row))
+            return
+        session = await self._ready()
+        insert = await self._prepare(session, self.statements.activity_insert)
+        ns = self.namespace
+        await self._send_many(session, ((insert, (ns, *row)) for row in rows), len(rows))
 
     async def load_activities(self, ids: Sequence[int]) -> dict[int, str]:
-        found: dict[int, str] = {}
-        cql = self.statements.activity_select
-
-        async def load(activity_id: int) -> None:
-            for row_id, payload in await self._run(cql, (self.namespace, activity_id)):
-                found[row_id] = payload
-
-        await self._each(list(dict.fromkeys(ids)), load)
-        return found
+        unique = list(dict.fromkeys(ids))
+        cql, ns = self.statements.activity_select, self.namespace
+        if len(unique) <= 1:
+            rows = [row for i in unique for row in await self._run(cql, (ns, i))]
+        else:
+            session = await self._ready()
+            select = await self._prepare(session, cql)
+            rows = []
+            await self._send_many(session, ((select, (ns, i)) for i in unique), len(unique), rows)
+        return dict(rows)
 
     async def delete_activities(self, ids: Sequence[int]) -> None:
-        cql = self.statements.activity_delete
+        unique = dict.fromkeys(ids)
+        ns = self.namespace
+        await self._write_each(
+            self.statements.activity_delete, ((ns, i) for i in unique), len(unique)
+        )
 
-        async def delete(activity_id: int) -> None:
-            await self._run(cql, (self.namespace, activity_id))
+    async def _write_each(self, cql: str, params: Iterable[Sequence[Any]], count: int) -> None:
+        """One prepared statement, once per item of ``params`` (``count`` of them).
 
-        await self._each(list(dict.fromkeys(ids)), delete)
+        More than one go through the pipeline, which takes ``params`` lazily from the
+        driver's thread: a fanout's 100,000 parameter tuples are never built on the loop.
+        """
+        if count <= 1:
+            for values in params:
+                await self._run(cql, values)
+            return
+        session = await self._ready()
+        prepared = await self._prepare(session, cql)
+        await self._send_many(session, ((prepared, values) for values in params), count)
 
     # -- flat timelines ----------------------------------------------------------------------
 
@@ -124,17 +141,29 @@ class CassandraStorage(CassandraClient):
             if store:
                 await self._store_rows(rows)
             return
-        insert = self.statements.timeline_insert
+        unique = list(dict.fromkeys(keys))
+        batches = chunks(rows)
+        session = await self._ready()
+        insert = await self._prepare(session, self.statements.timeline_insert)
         ns = self.namespace
 
-        async def write(key: str) -> None:
-            for chunk in chunks(rows):
-                await self._batch([(insert, (ns, key, *row)) for row in chunk])
-            if max_length is not None:
-                await self.trim_timeline(key, max_length)
+        def statements() -> Iterator[Statement]:
+            # Taken lazily by the driver's I/O thread: nothing is bound on the loop.
+            for key in unique:
+                for batch in batches:
+                    if len(batch) == 1:
+                        yield insert, (ns, key, *batch[0])
+                    else:  # several entries for one feed: one partition, one batch
+                        statement = BatchStatement(batch_type=BatchType.UNLOGGED)
+                        for row in batch:
+                            statement.add(insert, (ns, key, *row))
+                        yield statement, None
 
         async def fanout() -> None:
-            await self._each(list(dict.fromkeys(keys)), write)
+            await self._send_many(session, statements(), len(unique) * len(batches))
+            if max_length is not None:
+                # Only after every write succeeded: a failed fanout trims nothing.
+                await self._each(unique, lambda key: self.trim_timeline(key, max_length))
 
         async def keep() -> None:
             await self._store_rows(rows)
@@ -142,15 +171,14 @@ class CassandraStorage(CassandraClient):
         await self._all([keep, fanout] if store else [fanout])
 
     async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
-        cql = self.statements.timeline_delete_ids
-        unique = list(dict.fromkeys(ids))
-
-        async def remove(key: str) -> None:
-            for chunk in chunks(unique):
-                await self._run(cql, (self.namespace, key, list(chunk)))
-
+        ns, unique, feeds = self.namespace, list(dict.fromkeys(ids)), dict.fromkeys(keys)
         if unique:
-            await self._each(list(dict.fromkeys(keys)), remove)
+            groups = chunks(unique)
+            await self._write_each(
+                self.statements.timeline_delete_ids,
+                ((ns, key, list(group)) for key in feeds for group in groups),
+                len(feeds) * len(groups),
+            )
 
     async def _window(
         self,
