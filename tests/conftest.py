@@ -26,7 +26,7 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 # The arq tests need arq, which pins redis-py 5: they run in the "arq" stack of
 # `nox -s tests`; the "newest" stack (without arq) deselects them with -m "not arq".
-collect_ignore_glob = [] if importlib.util.find_spec("arq") else ["arq/*"]
+collect_ignore = [] if importlib.util.find_spec("arq") else ["arq"]
 
 
 @pytest.fixture(scope="session")

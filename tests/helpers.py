@@ -15,19 +15,15 @@ from aiostream import (
     RecentVerbAggregator,
     UserBaseFeed,
     Verb,
-    register,
 )
+from examples.pinterest_demo import PinVerb
 
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 
 
-class Pin(Verb):
-    id = 5
-    infinitive = "pin"
-    past_tense = "pinned"
-
-
-register(Pin)
+# The demo's verb (id 5, "pin"): one class per id in a process, and the example services
+# under test use the demo's.
+Pin = PinVerb
 
 
 def at(seconds: float) -> dt.datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -317,3 +318,29 @@ def test_payloads_are_plain_json() -> None:
 def test_worker_settings_reject_bad_max_tries() -> None:
     with pytest.raises(ConfigurationError, match="max_tries"):
         worker_settings(AppManager, max_tries=0)
+
+
+async def test_the_per_queue_worker_example(
+    dispatcher: ArqDispatcher, app_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The example reads STREAM_REDIS_URL when its worker classes are built, as `arq` would.
+    monkeypatch.setenv("STREAM_REDIS_URL", app_storage)
+    example = importlib.reload(importlib.import_module("examples.fanout_workers"))
+    monkeypatch.setattr(example, "FOLLOWER_COUNT", 300)
+    manager = example.FollowerManager(dispatcher=dispatcher)
+    (activity,) = make_activities(1)
+    await manager.add_user_activity(1, activity)
+    assert await queue_lengths(app_storage) == {HIGH_QUEUE: 2, LOW_QUEUE: 6, DEFAULT_QUEUE: 0}
+    for settings_cls in (example.HighWorker, example.LowWorker, example.DefaultWorker):
+        worker = create_worker(settings_cls, burst=True, handle_signals=False, poll_delay=0.01)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+    assert await queue_lengths(app_storage) == {HIGH_QUEUE: 0, LOW_QUEUE: 0, DEFAULT_QUEUE: 0}
+    followers = manager.get_user_follower_ids(1)
+    assert len(followers[FanoutPriority.HIGH]) == 30 and len(followers[FanoutPriority.LOW]) == 270
+    for user in (*followers[FanoutPriority.HIGH], *followers[FanoutPriority.LOW]):
+        assert await example.PinFeed(user)[:] == [activity]
+    (group,) = await example.PinAggregatedFeed(1_000_300)[:]
+    assert group.activities == [activity]
