@@ -38,7 +38,7 @@ from aiostream.fanout import (
     Operation,
 )
 from aiostream.feeds.base import BaseFeed, UserBaseFeed
-from aiostream.metrics import Metrics, noop_metrics, stopwatch
+from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.progress import Progress
 from aiostream.storage.base import FeedStorage
 
@@ -91,6 +91,8 @@ class Manager:
         self.storage = storage
         self.dispatcher: Dispatcher = dispatcher or InProcessDispatcher()
         self.metrics: Metrics = metrics or noop_metrics
+        # Given to the feeds only when set, so a feed class's own sink is kept otherwise.
+        self._feed_metrics = metrics
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -115,11 +117,14 @@ class Manager:
 
     def get_feeds(self, user_id: Any) -> dict[str, BaseFeed]:
         """``{name: feed}`` of ``user_id`` for every feed class."""
-        return {name: cls(user_id, storage=self.storage) for name, cls in self.feed_classes.items()}
+        return {
+            name: cls(user_id, storage=self.storage, metrics=self._feed_metrics)
+            for name, cls in self.feed_classes.items()
+        }
 
     def get_user_feed(self, user_id: Any) -> BaseFeed:
         """The feed of the user's own activities."""
-        return self.user_feed_class(user_id, storage=self.storage)
+        return self.user_feed_class(user_id, storage=self.storage, metrics=self._feed_metrics)
 
     def storage_for(self, feed_class: type[BaseFeed]) -> FeedStorage:
         """Storage the manager uses for ``feed_class``."""
@@ -194,7 +199,7 @@ class Manager:
         if storages:
             entries = user_feed.serialize_activities(activities)
             for storage in storages.values():
-                await storage.store_activities(entries)
+                await timed_storage(storage, self.metrics).store_activities(entries)
         await self._fan_out(user_id, "add", activities, trim=trim)
 
     async def _fan_out(
@@ -230,7 +235,8 @@ class Manager:
             else:
                 await self.run_follow(job)
         except Exception as exc:
-            self.metrics.on_error(f"{job.operation} job", exc)
+            where = f"fanout.{job.operation}" if isinstance(job, FanoutChunk) else job.operation
+            self.metrics.on_error(where, exc)
             raise
 
     async def run_chunk(self, chunk: FanoutChunk) -> None:
@@ -247,10 +253,16 @@ class Manager:
         with stopwatch() as elapsed:
             if chunk.operation == "add":
                 await feed_class.fanout_add(
-                    chunk.user_ids, activities, storage=storage, trim=chunk.trim
+                    chunk.user_ids,
+                    activities,
+                    storage=storage,
+                    trim=chunk.trim,
+                    metrics=self._feed_metrics,
                 )
             else:
-                await feed_class.fanout_remove(chunk.user_ids, activities, storage=storage)
+                await feed_class.fanout_remove(
+                    chunk.user_ids, activities, storage=storage, metrics=self._feed_metrics
+                )
         self.metrics.on_fanout(
             feed_class.__name__, chunk.operation, len(chunk.user_ids), elapsed[0]
         )
@@ -307,4 +319,6 @@ class Manager:
         self, feed_class: type[BaseFeed], user_id: Any, activities: list[Activity]
     ) -> None:
         storage = self.storage_for(feed_class)
-        await feed_class.fanout_add([user_id], activities, storage=storage)
+        await feed_class.fanout_add(
+            [user_id], activities, storage=storage, metrics=self._feed_metrics
+        )

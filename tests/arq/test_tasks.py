@@ -268,7 +268,11 @@ async def test_a_job_that_keeps_failing_is_recorded_and_can_be_requeued(
     assert failed.tries == 3
     assert FanoutChunk.from_dict(failed.args[0]) == chunk
     assert [a for _, a, _ in metrics.retries] == [1, 2]
-    assert metrics.errors == [("add job", "StorageUnavailableError")] * 3
+    # Each try: the storage call fails, then the job does.
+    assert metrics.errors == [
+        ("storage.add_to_timelines", "StorageUnavailableError"),
+        ("fanout.add", "StorageUnavailableError"),
+    ] * 3
     assert await AppFeed(50).count() == 0
 
     # The storage recovers; the operator puts the job back.
