@@ -14,7 +14,7 @@ future, resolved once when every statement has settled.
 
 Errors are kept per statement. The first failure stops the sending of new statements;
 those in flight are waited for; then the first failure is raised, with a note counting
-what failed and what was never sent. Success means every statement succeeded.
+what failed out of what was tried. Success means every statement succeeded.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class _Pipeline:
         self._stopped = False  # a failure, or the awaiting task gave up: send no more
         self._settled = False  # nothing in flight and nothing more to send: reported
         self.in_flight = 0
-        self.sent = 0
+        self.taken = 0  # statements taken from the iterator (only the pumper writes it)
         self.failures: list[BaseException] = []
 
     def stop(self) -> None:
@@ -107,13 +107,13 @@ class _Pipeline:
                     self._stopped = True
                     self.failures.append(exc)
                 continue
+            self.taken += 1
             self._send(statement, parameters)
         self._report()
 
     def _send(self, statement: Any, parameters: Sequence[Any] | None) -> None:
         try:
             response = self._session.execute_async(statement, parameters, **self._kwargs)
-            self.sent += 1  # only the pumping thread writes it
             # May run a callback right here (the driver failed the request at once):
             # it only counts, since this thread is the one pumping.
             response.add_callbacks(
@@ -203,9 +203,9 @@ async def execute_many(
 
     Raises:
         BaseException: the first failure, as the driver raised it (callers translate
-            it), after every request in flight has settled; a note says how many
-            statements failed and how many were never sent. Nothing is reported as
-            written unless every statement succeeded.
+            it), after every request in flight has settled; a note says how many of
+            the statements tried failed. Nothing is reported as written unless every
+            statement succeeded.
     """
     loop = asyncio.get_running_loop()
     future: asyncio.Future[None] = loop.create_future()
@@ -221,8 +221,8 @@ async def execute_many(
     if pipeline.failures:
         first = pipeline.failures[0]
         first.add_note(
-            f"{len(pipeline.failures)} of {pipeline.sent} statements sent failed; "
-            "no statement after the first failure was sent"
+            f"{len(pipeline.failures)} of the {pipeline.taken} statements tried failed; "
+            "none was tried once a failure was seen"
         )
         raise first
-    return pipeline.sent
+    return pipeline.taken
