@@ -61,6 +61,9 @@ import anyio
 try:
     from arq import Retry, create_pool
     from arq.connections import ArqRedis, RedisSettings
+    from arq.constants import job_key_prefix, result_key_prefix
+    from arq.jobs import serialize_job
+    from arq.utils import timestamp_ms
     from arq.worker import func
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -178,6 +181,23 @@ class FailedJob:
         return cls(**json.loads(raw))
 
 
+# KEYS: the queue, then each job's job key and result key; ARGV: enqueue time (the
+# score), expiry in ms, then each job's id and serialized data. The same checks and
+# writes as arq's enqueue_job, for a whole batch in one call.
+_ENQUEUE = """
+local added = 0
+for i = 3, #ARGV, 2 do
+    local n = i - 1
+    if redis.call('EXISTS', KEYS[n], KEYS[n + 1]) == 0 then
+        redis.call('PSETEX', KEYS[n], ARGV[2], ARGV[i + 1])
+        redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+        added = added + 1
+    end
+end
+return added
+"""
+
+
 class ArqDispatcher:
     """Hands the Manager's jobs to arq workers through Redis.
 
@@ -187,6 +207,7 @@ class ArqDispatcher:
         queues: Queue names (defaults: ``aiostream:high``, ``aiostream:low``,
             ``aiostream:default``); workers must use the same.
         max_in_flight: Enqueue requests sent concurrently.
+        batch_size: Jobs enqueued by one request.
         own_pool: Close ``pool`` in :meth:`aclose`.
 
     Example::
@@ -201,15 +222,18 @@ class ArqDispatcher:
         pool: ArqRedis,
         *,
         queues: Queues | None = None,
-        max_in_flight: int = 32,
+        max_in_flight: int = 8,
+        batch_size: int = 200,
         own_pool: bool = False,
     ) -> None:
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+        if max_in_flight < 1 or batch_size < 1:
+            raise ValueError("max_in_flight and batch_size must be at least 1")
         self.pool = pool
         self.queues = queues or Queues()
         self.max_in_flight = max_in_flight
+        self.batch_size = batch_size
         self._own_pool = own_pool
+        self._script = pool.register_script(_ENQUEUE)
 
     @classmethod
     async def connect(cls, url: str, *, queues: Queues | None = None) -> ArqDispatcher:
@@ -240,29 +264,53 @@ class ArqDispatcher:
     async def dispatch(self, jobs: Sequence[Job], run: Callable[[Job], Awaitable[None]]) -> None:
         """Enqueue every job (``run`` is the workers' business).
 
-        A job already waiting under the same id is not enqueued twice.
+        A job already waiting under the same id is not enqueued twice. Jobs go in
+        batches of ``batch_size``, one script call each: per job it does what
+        ``ArqRedis.enqueue_job`` does (skip an id that is queued or has a result, else
+        store the job and queue it), so workers cannot tell the difference, without
+        enqueue_job's three round trips per job.
 
         Raises:
-            FanoutError: some jobs could not be enqueued (the others were).
+            FanoutError: some batches could not be enqueued (the others were).
         """
+        by_queue: dict[str, list[tuple[str, bytes]]] = {}
+        enqueued_at = timestamp_ms()
+        for job in jobs:
+            function, queue, args = self.queues.route(job)
+            data = serialize_job(function, args, {}, None, enqueued_at, serializer=json_serializer)
+            by_queue.setdefault(queue, []).append((job.job_id, data))
+        batches = [
+            (queue, entries[i : i + self.batch_size])
+            for queue, entries in by_queue.items()
+            for i in range(0, len(entries), self.batch_size)
+        ]
+        ids = {job.job_id: job for job in jobs}
         failures: list[tuple[Job, BaseException]] = []
         limiter = anyio.CapacityLimiter(self.max_in_flight)
 
-        async def one(job: Job) -> None:
-            function, queue, args = self.queues.route(job)
+        async def one(queue: str, batch: list[tuple[str, bytes]]) -> None:
             async with limiter:
                 try:
-                    await self.pool.enqueue_job(
-                        function, *args, _job_id=job.job_id, _queue_name=queue
-                    )
+                    await self._enqueue_batch(queue, batch, enqueued_at)
                 except Exception as exc:
-                    failures.append((job, exc))
+                    failures.extend((ids[job_id], exc) for job_id, _ in batch)
 
         async with anyio.create_task_group() as tg:
-            for job in jobs:
-                tg.start_soon(one, job)
+            for queue, batch in batches:
+                tg.start_soon(one, queue, batch)
         if failures:
             raise FanoutError(failures)
+
+    async def _enqueue_batch(
+        self, queue: str, batch: list[tuple[str, bytes]], enqueued_at: int
+    ) -> int:
+        keys = [queue]
+        argv: list[Any] = [enqueued_at, self.pool.expires_extra_ms]
+        for job_id, data in batch:
+            keys += [job_key_prefix + job_id, result_key_prefix + job_id]
+            argv += [job_id, data]
+        added: int = await self._script(keys=keys, args=argv, client=self.pool)
+        return added
 
     async def failed_jobs(self) -> list[FailedJob]:
         """Jobs that failed for good, oldest first."""

@@ -269,10 +269,14 @@ async def test_a_job_that_keeps_failing_is_recorded_and_can_be_requeued(
     assert FanoutChunk.from_dict(failed.args[0]) == chunk
     assert [a for _, a, _ in metrics.retries] == [1, 2]
     # Each try: the storage call fails, then the job does.
-    assert metrics.errors == [
-        ("storage.add_to_timelines", "StorageUnavailableError"),
-        ("fanout.add", "StorageUnavailableError"),
-    ] * 3
+    assert (
+        metrics.errors
+        == [
+            ("storage.add_to_timelines", "StorageUnavailableError"),
+            ("fanout.add", "StorageUnavailableError"),
+        ]
+        * 3
+    )
     assert await AppFeed(50).count() == 0
 
     # The storage recovers; the operator puts the job back.
@@ -348,3 +352,29 @@ async def test_the_per_queue_worker_example(
         assert await example.PinFeed(user)[:] == [activity]
     (group,) = await example.PinAggregatedFeed(1_000_300)[:]
     assert group.activities == [activity]
+
+
+async def test_bulk_enqueue_matches_arq_enqueue_job(
+    dispatcher: ArqDispatcher, app_storage: str
+) -> None:
+    first = FanoutChunk("add", "normal", (70,), ("{}",), priority="HIGH")
+    second = FanoutChunk("add", "normal", (71,), ("{}",), priority="HIGH")
+    # A job arq itself enqueued under the same id is left alone (same dedupe rule).
+    function, queue, args = dispatcher.queues.route(first)
+    assert await dispatcher.pool.enqueue_job(
+        function, *args, _job_id=first.job_id, _queue_name=queue
+    )
+    await dispatcher.dispatch([first, second], run=AppManager().run)
+    client = Redis.from_url(app_storage)
+    try:
+        assert sorted(await client.zrange(HIGH_QUEUE, 0, -1)) == sorted(
+            [first.job_id.encode(), second.job_id.encode()]
+        )
+        ours = json.loads(await client.get(f"arq:job:{second.job_id}"))
+        arqs = json.loads(await client.get(f"arq:job:{first.job_id}"))
+        assert ours.keys() == arqs.keys() and ours["f"] == arqs["f"] == "fanout_operation_high"
+        # Expiry as arq's: a day from now.
+        ttl = await client.pttl(f"arq:job:{second.job_id}")
+        assert 86_000_000 < ttl <= 86_400_000
+    finally:
+        await client.aclose()

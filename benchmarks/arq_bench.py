@@ -1,0 +1,143 @@
+"""Fanout through arq: one activity to 100,000 followers with one and two worker processes.
+
+Starts a private redis-server, then for each chunk size (100, 1,000, 10,000 followers per
+job) and each number of worker processes (1, 2; ``python -m arq
+benchmarks.arq_app.WorkerSettings``, started before the clock starts):
+
+* **end to end**: from ``Manager.add_user_activity`` (store, enqueue every chunk) until
+  arq's queue is empty (a job leaves it only when it finished), as feed writes/s;
+* **enqueue cost**: ``add_user_activity`` with no worker running, per chunk.
+
+Results go to ``benchmarks/results/arq.json``.
+``python -m benchmarks.arq_bench [--followers N] [--chunks 100,1000,10000] [--workers 1,2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from aiostream import Activity
+from aiostream.settings import Settings
+from aiostream.storage.redis import close_default_storages, configure
+from aiostream.tasks import HIGH_QUEUE, ArqDispatcher
+from benchmarks.arq_app import BenchFeed, BenchManager, PinVerb
+from benchmarks.common import write_results
+from tests.servers import start_redis
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_workers(url: str, count: int) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "STREAM_REDIS_URL": url, "PYTHONPATH": str(ROOT)}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "arq", "benchmarks.arq_app.WorkerSettings"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(count)
+    ]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.wait(timeout=30)
+
+
+async def wait_until_idle(client: Redis) -> None:
+    """Until the queue is empty: arq removes a job from it when the job has finished."""
+    async with asyncio.timeout(600):
+        while await client.zcard(HIGH_QUEUE):  # noqa: ASYNC110 - state of other processes
+            await asyncio.sleep(0.002)
+
+
+async def publish(dispatcher: ArqDispatcher, n: int) -> float:
+    """Seconds ``add_user_activity`` of a fresh activity took (store + enqueue)."""
+    activity = Activity(1, PinVerb, n, time=dt.datetime.now(dt.UTC))
+    started = time.perf_counter()
+    await BenchManager(dispatcher=dispatcher).add_user_activity(1, activity)
+    return time.perf_counter() - started
+
+
+async def run(url: str, followers: int, chunks: list[int], workers: list[int]) -> dict[str, Any]:
+    configure(Settings(redis_url=url))
+    BenchManager.followers = list(range(10, 10 + followers))
+    client = Redis.from_url(url)
+    results: dict[str, Any] = {"followers": followers, "end_to_end": [], "enqueue": []}
+    serial = 0
+    try:
+        async with await ArqDispatcher.connect(url) as dispatcher:
+            for chunk in chunks:
+                BenchManager.fanout_chunk_size = chunk
+                jobs = -(-followers // chunk)
+                serial += 1
+                seconds = await publish(dispatcher, serial)
+                results["enqueue"].append(
+                    {"chunk_size": chunk, "jobs": jobs, "ms_per_job": seconds * 1000 / jobs}
+                )
+                print(f"enqueue chunk={chunk}: {seconds * 1000 / jobs:.3f} ms per job", flush=True)
+                await client.delete(HIGH_QUEUE)
+                await client.delete(*[k async for k in client.scan_iter("arq:job:*")] or ["-"])
+                for count in workers:
+                    procs = start_workers(url, count)
+                    try:
+                        await asyncio.sleep(3)  # imports and first poll
+                        serial += 1
+                        started = time.perf_counter()
+                        enqueue = await publish(dispatcher, serial)
+                        await wait_until_idle(client)
+                        total = time.perf_counter() - started
+                    finally:
+                        stop_workers(procs)
+                    last = await BenchFeed(10 + followers - 1)[:1]
+                    if [a.object_id for a in last] != [serial]:
+                        raise RuntimeError(f"the last follower lacks activity {serial}")
+                    row = {
+                        "chunk_size": chunk,
+                        "workers": count,
+                        "seconds": total,
+                        "enqueue_seconds": enqueue,
+                        "writes_per_second": followers / total,
+                    }
+                    results["end_to_end"].append(row)
+                    print(
+                        f"chunk={chunk} workers={count}: {followers / total:,.0f} writes/s, "
+                        f"last feed after {total:.2f} s",
+                        flush=True,
+                    )
+    finally:
+        await client.aclose()
+        await close_default_storages()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="aiostream fanout through arq workers")
+    parser.add_argument("--followers", type=int, default=100_000)
+    parser.add_argument("--chunks", default="100,1000,10000")
+    parser.add_argument("--workers", default="1,2")
+    args = parser.parse_args()
+    chunks = [int(c) for c in args.chunks.split(",")]
+    workers = [int(w) for w in args.workers.split(",")]
+    with tempfile.TemporaryDirectory() as workdir, start_redis(Path(workdir)) as server:
+        results = asyncio.run(run(server.url, args.followers, chunks, workers))
+    write_results("arq", results)
+
+
+if __name__ == "__main__":
+    main()
