@@ -275,16 +275,18 @@ class ArqDispatcher:
         """
         by_queue: dict[str, list[tuple[str, bytes]]] = {}
         enqueued_at = timestamp_ms()
+        ids: dict[str, Job] = {}
         for job in jobs:
             function, queue, args = self.queues.route(job)
             data = serialize_job(function, args, {}, None, enqueued_at, serializer=json_serializer)
-            by_queue.setdefault(queue, []).append((job.job_id, data))
+            job_id = job.job_id
+            ids[job_id] = job
+            by_queue.setdefault(queue, []).append((job_id, data))
         batches = [
             (queue, entries[i : i + self.batch_size])
             for queue, entries in by_queue.items()
             for i in range(0, len(entries), self.batch_size)
         ]
-        ids = {job.job_id: job for job in jobs}
         failures: list[tuple[Job, BaseException]] = []
         limiter = anyio.CapacityLimiter(self.max_in_flight)
 
