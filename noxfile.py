@@ -79,3 +79,10 @@ def benchmarks(session: nox.Session) -> None:
     """Benchmarks against real servers; results land in benchmarks/results/."""
     install(session, "test", extras="redis,cassandra")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def benchmarks_arq(session: nox.Session) -> None:
+    """Fanout through arq worker processes (arq pins redis-py 5, hence its own session)."""
+    install(session, "test", extras=",".join(STACKS["arq"]))
+    session.run("python", "-m", "benchmarks", "arq", *session.posargs)
