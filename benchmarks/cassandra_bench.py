@@ -15,14 +15,22 @@ and measures:
   (each a read plus a lightweight transaction);
 * ``node_start_seconds``: launch to "CQL port ready".
 
+``--rounds N`` (3 by default) repeats the fanout, the driver baseline and the reads N
+times, the fanout and the baseline taking turns at going first; the figures reported are
+medians over the rounds, and ``fanout_vs_driver`` is the median of each round's ratio.
+``--feeds`` changes the 100,000.
+
 Everything runs on one machine: the JVM, the driver's I/O thread and the event loop
-share its cores, so absolute numbers say more about this machine than about Cassandra.
+share its cores (and, on a shared machine, other people's work does too), so absolute
+numbers say more about this machine than about Cassandra: compare within one run.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import itertools
+import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -34,7 +42,7 @@ import anyio.to_thread
 
 from aiostream import Activity, BaseFeed, Love, NotificationFeed
 from aiostream.storage.cassandra import CassandraStorage, create_schema
-from benchmarks.common import latencies, write_results
+from benchmarks.common import latencies, median_of, write_results
 from tests.servers import start_cassandra
 
 FEEDS = 100_000
@@ -91,14 +99,16 @@ async def fanout(storage: CassandraStorage, feeds: int, tag: str) -> dict[str, f
     }
 
 
-async def driver_baseline(storage: CassandraStorage, feeds: int) -> dict[str, float]:
+async def driver_baseline(
+    storage: CassandraStorage, feeds: int, tag: str = "driver"
+) -> dict[str, float]:
     """The same inserts through ``execute_concurrent_with_args`` in a worker thread."""
     from cassandra.concurrent import execute_concurrent_with_args
 
     session = await storage.get_session()
     prepared = await anyio.to_thread.run_sync(session.prepare, storage.statements.timeline_insert)
     (entry,) = BenchFeed.serialize_activities([Activity(1, Love, 2, time=T0)])
-    params = [("driver", f"bench:driver:{i}", *entry) for i in range(feeds)]
+    params = [("driver", f"bench:{tag}:{i}", *entry) for i in range(feeds)]
 
     def run() -> None:
         results = execute_concurrent_with_args(
@@ -145,21 +155,45 @@ async def notification_adds(storage: CassandraStorage, n: int = 300) -> dict[str
     return {"adds": n, "per_second": n / seconds, "mean_ms": seconds / n * 1000}
 
 
-async def main(workdir: Path) -> None:
+async def main(workdir: Path, rounds: int = 3, feeds: int = FEEDS) -> None:
     server = start_cassandra(workdir)
     try:
         results: dict[str, Any] = {
             "node_start_seconds": server.startup_seconds,
             "cassandra_version": server.version,
+            "rounds": rounds,
         }
         async with CassandraStorage(
             hosts=[server.host], port=server.port, keyspace="bench"
         ) as storage:
             await create_schema(storage)
             await fanout(storage, 2_000, "warmup")
-            results["fanout_100k"] = await fanout(storage, FEEDS, "main")
-            results["driver_execute_concurrent_100k"] = await driver_baseline(storage, FEEDS)
-            results["flat_read_25"] = await concurrent_reads(storage)
+            await driver_baseline(storage, 2_000, "warmup")
+            runs: dict[str, list[dict[str, Any]]] = {"fanout": [], "driver": [], "reads": []}
+            for n in range(rounds):
+                turns = [
+                    ("fanout", lambda n=n: fanout(storage, feeds, f"main{n}")),
+                    ("driver", lambda n=n: driver_baseline(storage, feeds, f"driver{n}")),
+                ]
+                for name, run in turns[:: 1 if n % 2 == 0 else -1]:
+                    runs[name].append(await run())
+                runs["reads"].append(await concurrent_reads(storage))
+                print(round_line(n, runs), flush=True)
+            ratios = [
+                a["feed_writes_per_second"] / d["feed_writes_per_second"]
+                for a, d in zip(runs["fanout"], runs["driver"], strict=True)
+            ]
+            results["fanout_100k"] = median_of(runs["fanout"])
+            results["driver_execute_concurrent_100k"] = median_of(runs["driver"])
+            results["fanout_vs_driver"] = {
+                "ratio_median": statistics.median(ratios),
+                "ratios": ratios,
+                "fanout_writes_per_second": [r["feed_writes_per_second"] for r in runs["fanout"]],
+                "driver_writes_per_second": [r["feed_writes_per_second"] for r in runs["driver"]],
+                "fanout_stall_ms": [r["longest_loop_stall_ms"] for r in runs["fanout"]],
+                "driver_stall_ms": [r["longest_loop_stall_ms"] for r in runs["driver"]],
+            }
+            results["flat_read_25"] = median_of(runs["reads"])
             results["notification_adds"] = await notification_adds(storage)
         results["fanout_concurrency"] = []
         for concurrency in SWEEP:
@@ -177,6 +211,21 @@ async def main(workdir: Path) -> None:
         server.stop()
 
 
+def round_line(n: int, runs: dict[str, list[dict[str, Any]]]) -> str:
+    a, d, r = runs["fanout"][-1], runs["driver"][-1], runs["reads"][-1]
+    return (
+        f"round {n + 1}: fanout {a['feed_writes_per_second']:,.0f}/s "
+        f"(stall {a['longest_loop_stall_ms']:.0f} ms), driver {d['feed_writes_per_second']:,.0f}/s "
+        f"(stall {d['longest_loop_stall_ms']:.0f} ms), ratio "
+        f"{a['feed_writes_per_second'] / d['feed_writes_per_second']:.2f}; reads "
+        f"{r['per_second']:,.0f}/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms"
+    )
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
+    parser.add_argument("--feeds", type=int, default=FEEDS, help="feeds per fanout")
+    args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="aiostream-cassandra-bench-") as tmp:
-        anyio.run(main, Path(tmp))
+        anyio.run(main, Path(tmp), args.rounds, args.feeds)

@@ -23,7 +23,9 @@ How it behaves, and why:
   :class:`~aiostream.exceptions.SchemaError` with the command that creates it.
 * **Never blocking the loop**: requests go through ``execute_async`` and come back with
   ``call_soon_threadsafe``; connecting, preparing and shutting down run in worker
-  threads. Fanout keeps at most ``max_concurrency`` (128) requests in flight.
+  threads. Fanout keeps at most ``max_concurrency`` (128) requests in flight, pipelined
+  on the driver's I/O thread (:mod:`~aiostream.storage.cassandra.pipeline`): the loop
+  hears back once per call, not once per feed.
 * **Exact trims**: the newest ``max_length`` stay, whatever the write order (one
   range tombstone per trim).
 * **Aggregated and notification feeds** change through lightweight transactions on

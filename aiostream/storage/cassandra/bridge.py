@@ -3,9 +3,11 @@
 scylla-driver has no awaitable API. ``Session.execute_async`` returns a
 ``ResponseFuture`` that completes on the driver's own I/O thread (the libev reactor), so
 :func:`execute` hands each result to the event loop with ``call_soon_threadsafe``.
-The loop never blocks on the driver: paging continues from the driver's callback
-thread, and everything that does block (``Cluster.connect``, ``Session.prepare``,
-``Cluster.shutdown``) runs in a worker thread through :func:`run_blocking`.
+Many statements at once go through :mod:`~aiostream.storage.cassandra.pipeline`
+instead, which crosses to the loop once per call. The loop never blocks on the driver:
+paging continues from the driver's callback thread, and everything that does block
+(``Cluster.connect``, ``Session.prepare``, ``Cluster.shutdown``) runs in a worker thread
+through :func:`run_blocking`.
 """
 
 from __future__ import annotations

@@ -362,8 +362,9 @@ class CassandraClient:
     async def _each(self, items: Sequence[T], func: Callable[[T], Awaitable[None]]) -> None:
         """``func`` on every item, ``max_concurrency`` at a time; the first error wins.
 
-        A fixed pool of workers pulls from one iterator, so a 100,000-feed fanout costs
-        ``max_concurrency`` tasks, not 100,000.
+        For work that needs the loop between requests (trims, group rewrites); plain
+        statements go through :meth:`_send_many`. A fixed pool of workers pulls from one
+        iterator, so 100,000 items cost ``max_concurrency`` tasks, not 100,000.
         """
         if len(items) <= 1:
             for item in items:

@@ -4,7 +4,9 @@ How each part maps onto the tables of :mod:`aiostream.storage.cassandra.schema`:
 
 * Fanout (``add_to_timelines``) writes every feed with its own single-partition
   statement (an UNLOGGED batch when several entries go to one feed), many at once but
-  never more than ``max_concurrency`` requests in flight per storage.
+  never more than ``max_concurrency`` requests in flight per storage, pipelined on the
+  driver's I/O thread (:mod:`~aiostream.storage.cassandra.pipeline`). Trims, when asked
+  for, run after every write succeeded.
 * Reads are one single-partition query with ``LIMIT`` (two when a window starts far
   from the top: ids first, then the page). CQL has no ``OFFSET``.
 * Trims are exact: read the ids of the newest ``max_length + 1`` entries, then delete
