@@ -44,6 +44,16 @@ from aiostream.storage.cassandra.pipeline import Statement
 __all__ = ["CassandraStorage"]
 
 
+def unique(keys: Iterable[str]) -> Iterator[str]:
+    """``keys`` without repeats, lazily (a fanout's 100,000 keys are deduplicated by the
+    driver's thread as it goes, not on the event loop up front)."""
+    seen: set[str] = set()
+    for key in keys:
+        if key not in seen:
+            seen.add(key)
+            yield key
+
+
 class CassandraStorage(CassandraClient):
     """Feeds on Apache Cassandra or ScyllaDB, through scylla-driver, from asyncio.
 
@@ -143,7 +153,7 @@ class CassandraStorage(CassandraClient):
             if store:
                 await self._store_rows(rows)
             return
-        unique = list(dict.fromkeys(keys))
+        feeds = list(keys)  # a snapshot; deduplicated by the driver's thread, not here
         batches = chunks(rows)
         session = await self._ready()
         insert = await self._prepare(session, self.statements.timeline_insert)
@@ -151,7 +161,7 @@ class CassandraStorage(CassandraClient):
 
         def statements() -> Iterator[Statement]:
             # Taken lazily by the driver's I/O thread: nothing is bound on the loop.
-            for key in unique:
+            for key in unique(feeds):
                 for batch in batches:
                     if len(batch) == 1:
                         yield insert, (ns, key, *batch[0])
@@ -162,10 +172,13 @@ class CassandraStorage(CassandraClient):
                         yield statement, None
 
         async def fanout() -> None:
-            await self._send_many(session, statements(), len(unique) * len(batches))
+            # len(feeds) counts duplicates: an upper bound, used to size the window.
+            await self._send_many(session, statements(), len(feeds) * len(batches))
             if max_length is not None:
                 # Only after every write succeeded: a failed fanout trims nothing.
-                await self._each(unique, lambda key: self.trim_timeline(key, max_length))
+                await self._each(
+                    list(unique(feeds)), lambda key: self.trim_timeline(key, max_length)
+                )
 
         async def keep() -> None:
             await self._store_rows(rows)
@@ -173,12 +186,12 @@ class CassandraStorage(CassandraClient):
         await self._all([keep, fanout] if store else [fanout])
 
     async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
-        ns, unique, feeds = self.namespace, list(dict.fromkeys(ids)), dict.fromkeys(keys)
-        if unique:
-            groups = chunks(unique)
+        ns, ids, feeds = self.namespace, list(dict.fromkeys(ids)), list(keys)
+        if ids:
+            groups = chunks(ids)
             await self._write_each(
                 self.statements.timeline_delete_ids,
-                ((ns, key, list(group)) for key in feeds for group in groups),
+                ((ns, key, list(group)) for key in unique(feeds) for group in groups),
                 len(feeds) * len(groups),
             )
 
