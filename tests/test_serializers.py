@@ -131,3 +131,104 @@ def test_any_supported_extra_context_round_trips(extra: dict[str, Any]) -> None:
     back = serializer.loads(serializer.dumps(Activity(1, Love, 2, time=T0, extra_context=extra)))
     assert back.extra_context == extra
     assert repr(back.extra_context) == repr(extra)  # same types, same precision
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=8), json_values, max_size=3), max_size=6))
+def test_a_page_decodes_as_each_payload_does(extras: list[dict[str, Any]]) -> None:
+    serializer = ActivitySerializer(Activity)
+    originals = [Activity(i, Love, 2, time=at(i), extra_context=e) for i, e in enumerate(extras)]
+    payloads = [serializer.dumps(a) for a in originals]
+    page = serializer.loads_many(payloads)
+    assert page == [serializer.loads(p) for p in payloads] == originals
+    assert [repr(a.extra_context) for a in page] == [repr(e) for e in extras]
+    assert [a.time for a in page] == [a.time for a in originals]
+    assert serializer.loads_many([p.encode() for p in payloads]) == originals
+
+
+def test_a_bad_payload_in_a_page_gets_its_own_error() -> None:
+    serializer = ActivitySerializer(Activity)
+    good = serializer.dumps(Activity(1, Love, 2, time=T0))
+    for bad, error in (
+        ("[2,1,3,4,null,0]", SerializationError),
+        ("[1,1,999,2,null,0]", UnknownVerbError),
+        ("[1,1,3", SerializationError),
+        ("[1,1,3,2,null,0],[1,1,3,2,null,0]", SerializationError),
+        ('"x', SerializationError),
+    ):
+        with pytest.raises(error) as alone:
+            serializer.loads(bad)
+        with pytest.raises(error) as in_page:
+            serializer.loads_many([good, bad, good])
+        assert str(in_page.value) == str(alone.value)
+
+
+class Tagged(Activity):
+    """Keeps state of its own, rebuilt by its from_storage."""
+
+    @classmethod
+    def from_storage(cls, *args: Any) -> Tagged:
+        activity = super().from_storage(*args)
+        activity.rebuilt = True  # type: ignore[attr-defined]
+        return activity
+
+
+def test_an_overridden_from_storage_is_called() -> None:
+    serializer = ActivitySerializer(Tagged)
+    original = Tagged(1, Love, 2, time=T0)
+    payloads = [serializer.dumps(original)] * 3
+    assert all(a.rebuilt for a in serializer.loads_many(payloads))  # type: ignore[attr-defined]
+    assert serializer.loads(payloads[0]).rebuilt  # type: ignore[attr-defined]
+    groups = AggregatedActivitySerializer(AggregatedActivity, serializer)
+    group = groups.loads(groups.dumps(AggregatedActivity("g", [original])))
+    assert group.activities[0].rebuilt  # type: ignore[attr-defined]
+
+
+def test_group_format() -> None:
+    """Version 2: JSON but for the activity separators, then the activity ids."""
+    serializer = AggregatedActivitySerializer(AggregatedActivity, ActivitySerializer(Activity))
+    name = 'a,"]]\x1f\x1e|[2,'
+    extra = {"s": "\x1f\x1e,]]", "d": dt.date(2024, 1, 2)}
+    group = AggregatedActivity(
+        name, [Activity(i, Love, 3, time=at(i), extra_context=extra) for i in range(3)]
+    )
+    payload = serializer.dumps(group)
+    body, separator, ids = payload.partition("\x1e")
+    assert separator and body.startswith('[2,"a,\\"]]\\u001f\\u001e|[2,",')
+    assert body.count("\x1f") == 2
+    assert ids == "".join(f"{a.serialization_id:026x}" for a in group.activities)
+    data = json.loads(body.replace("\x1f", ","))
+    assert data[:7] == [
+        2,
+        name,
+        *(int(t.timestamp()) * 10**6 for t in (at(0), at(2))),
+        None,
+        None,
+        0,
+    ]
+    assert serializer.loads(payload) == group
+    assert serializer.loads(payload).activities[0].extra_context == extra
+
+
+def test_group_format_1_is_still_read() -> None:
+    serializer = AggregatedActivitySerializer(AggregatedActivity, ActivitySerializer(Activity))
+    t0, t1 = (int(at(i).timestamp()) * 10**6 for i in (0, 1))
+    payload = (
+        f'[1,"3-2024-05-01",{t0},{t1},null,{t1},4,'
+        f'[[7,3,42,null,{t0}],[8,3,42,9,{t1},{{"k":{{"$date":"2024-01-02"}}}}]]]'
+    )
+    group = serializer.loads(payload)
+    assert group.group == "3-2024-05-01"
+    assert (group.created_at, group.updated_at, group.seen_at, group.read_at) == (
+        at(0),
+        at(1),
+        None,
+        at(1),
+    )
+    assert group.minimized_activities == 4
+    assert [(a.actor_id, a.target_id, a.extra_context) for a in group.activities] == [
+        (7, None, {}),
+        (8, 9, {"k": dt.date(2024, 1, 2)}),
+    ]
+    for bad in ("[2,1]", '[2,"g",0,0,null,null,0,[[1,3,2,null,0]]]\x1e' + "0" * 25):
+        with pytest.raises(SerializationError):
+            serializer.loads(bad)

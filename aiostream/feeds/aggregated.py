@@ -28,10 +28,13 @@ from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import BaseFeed, _ids_of, _length, _maybe_await, format_key
 from aiostream.metrics import Metrics
 from aiostream.query import Query
-from aiostream.serializers import AggregatedActivitySerializer
-from aiostream.storage.base import FeedStorage, GroupChange, GroupRecord
+from aiostream.serializers import ActivitySerializer, AggregatedActivitySerializer
+from aiostream.storage.base import FeedStorage, GroupChange, GroupMerge, GroupRecord
 
 __all__ = ["AggregatedFeed"]
+
+# What AggregatedActivity.append does, which storages that merge groups themselves apply.
+_MERGE_RULES = ("append", "copy", "contains", "activity_ids", "serialization_id")
 
 
 class AggregatedFeed(BaseFeed):
@@ -106,14 +109,39 @@ class AggregatedFeed(BaseFeed):
             SerializationError: an activity is of the wrong class or cannot be stored.
             ConflictError: lost the compare-and-set ``max_write_attempts`` times.
         """
-        activities = list(activities)
+        return await self._add_many(list(activities), trim, results=True)
+
+    async def add(self, activity: Activity) -> None:
+        """Add one activity (see :meth:`add_many`)."""
+        if (
+            type(self).add_many is AggregatedFeed.add_many
+            and type(self).on_update_feed is BaseFeed.on_update_feed
+        ):
+            # Nothing looks at the groups add_many returns: skip rebuilding them.
+            await self._add_many([activity], True, results=False)
+        else:
+            await self.add_many([activity])
+
+    async def _add_many(
+        self, activities: list[Activity], trim: bool, *, results: bool
+    ) -> list[AggregatedActivity]:
         # Class check now; payloads are serialized (and fully validated) while the changes
         # are built, which is still before anything is written.
         check = self.get_activity_serializer().check
         for activity in activities:
             check(activity)
         aggregator = self.get_aggregator()
-        names = list(aggregator.group_activities(activities))
+        grouped = aggregator.group_activities(activities)
+        merged = await self._merge_in_storage(aggregator, grouped, trim, results)
+        if merged is not None:
+            written, groups = merged
+            if not written:
+                return []
+            result = aggregator.rank(groups)
+            self.metrics.on_feed_write(type(self).__name__, len(activities))
+            await _maybe_await(self.on_update_feed(new=result, deleted=[]))
+            return result
+        names = list(grouped)
         for attempt in range(self.max_write_attempts):
             records = await self._io.get_groups(self.key, names)
             current = [self._load(r) for r in records.values()]
@@ -130,6 +158,65 @@ class AggregatedFeed(BaseFeed):
         self.metrics.on_feed_write(type(self).__name__, len(activities))
         await _maybe_await(self.on_update_feed(new=result, deleted=deleted))
         return result
+
+    async def _merge_in_storage(
+        self,
+        aggregator: BaseAggregator,
+        grouped: dict[str, AggregatedActivity],
+        trim: bool,
+        results: bool,
+    ) -> tuple[int, list[AggregatedActivity]] | None:
+        """Let the storage merge the new activities into their groups, in one step, when
+        it can (:class:`~aiostream.storage.base.GroupMergeStorage`) and the merge rules
+        are the stock ones it implements.
+
+        Returns:
+            How many groups were written, and the new groups then (when ``results``) the
+            changed ones; None when the storage cannot merge (the caller reads and
+            writes back instead).
+        """
+        merge_groups = getattr(self._io, "merge_groups", None)
+        if merge_groups is None or not self._stock_merge(aggregator):
+            return None
+        serializer = self.get_aggregated_serializer()
+        merges = []
+        for name, incoming in grouped.items():
+            parts = serializer.merge_parts(incoming)
+            record = GroupRecord(name, incoming.serialization_id, parts.payload)
+            merges.append(GroupMerge(name, parts.header, record, parts.items))
+        written = await merge_groups(
+            self.key,
+            merges,
+            cap=self.aggregated_activity_class.max_aggregated_activities_length,
+            max_length=self.max_length if self._should_trim(trim) else None,
+            track_markers=self.track_markers,
+        )
+        if written is None:
+            return None
+        # New groups are stored as built here; changed ones are read back from what was
+        # written (only when someone wants them).
+        groups = [grouped[record.group] for created, record in written if created]
+        if results:
+            groups += [self._load(record) for created, record in written if not created]
+        return len(written), groups
+
+    def _stock_merge(self, aggregator: BaseAggregator) -> bool:
+        """Whether grouping and merging follow the stock rules a storage can apply
+        itself (no override of what decides them, stock serializers)."""
+        group_class = self.aggregated_activity_class
+        serializer = self.get_aggregated_serializer()
+        return (
+            type(aggregator).merge is BaseAggregator.merge
+            and type(aggregator).group_activities is BaseAggregator.group_activities
+            and all(
+                getattr(group_class, name) is getattr(AggregatedActivity, name)
+                for name in _MERGE_RULES
+            )
+            and type(group_class.max_aggregated_activities_length) is int
+            and group_class.max_aggregated_activities_length >= 0
+            and type(serializer) is AggregatedActivitySerializer
+            and type(serializer.activity_serializer) is ActivitySerializer
+        )
 
     async def remove_many(  # type: ignore[override]
         self, activities: Iterable[Activity | int]

@@ -278,8 +278,7 @@ class BaseFeed:
 
     async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
         entries = await self._io.read_timeline(self.key, start, stop, query)
-        serializer = self.get_activity_serializer()
-        return [serializer.loads(payload) for _, payload in entries]
+        return self.get_activity_serializer().loads_many([payload for _, payload in entries])
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         """Every item, page by page (``page_size``), keyed on ids so writes in between

@@ -30,7 +30,14 @@ from typing import Protocol, runtime_checkable
 
 from aiostream.query import Query
 
-__all__ = ["Entry", "FeedStorage", "GroupChange", "GroupRecord"]
+__all__ = [
+    "Entry",
+    "FeedStorage",
+    "GroupChange",
+    "GroupMerge",
+    "GroupMergeStorage",
+    "GroupRecord",
+]
 
 Entry = tuple[int, str]
 """``(activity id, payload)``."""
@@ -72,6 +79,64 @@ class GroupChange:
     group: str
     expected_version: int | None
     new: GroupRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMerge:
+    """Activities to merge into one group, or the group to create (see
+    :class:`GroupMergeStorage`).
+
+    Attributes:
+        group: Group key.
+        header: What every stored payload of the group starts with
+            (:func:`aiostream.serializers.group_header`); a stored payload that does not
+            is in a format the storage cannot merge into.
+        record: The record to store when the group does not exist yet (version 1).
+        activities: ``(activity id, time in microseconds, stored activity)`` of the
+            activities to merge, in id order.
+    """
+
+    group: str
+    header: str
+    record: GroupRecord
+    activities: Sequence[tuple[int, int, str]]
+
+
+@runtime_checkable
+class GroupMergeStorage(Protocol):
+    """A storage that merges activities into stored groups itself (optional).
+
+    Aggregated feeds use it, when their aggregator and group class keep the stock
+    merge rules, instead of reading the groups and writing them back with
+    :meth:`FeedStorage.write_groups`: one atomic step instead of a read and a
+    compare-and-set. The result must be exactly what that read-modify-write would
+    store (the behaviour suite and the concurrency tests compare the two).
+    """
+
+    async def merge_groups(
+        self,
+        key: str,
+        merges: Sequence[GroupMerge],
+        *,
+        cap: int,
+        max_length: int | None,
+        track_markers: bool,
+    ) -> list[tuple[bool, GroupRecord]] | None:
+        """Merge each :class:`GroupMerge` atomically, as ``AggregatedActivity.append``
+        of its activities (in order) to the stored group would, keeping ``cap``
+        activities per group; create the groups that do not exist.
+
+        A group that gains nothing (every activity already in it) is left as it is.
+        Written groups get the next version and, with ``track_markers``, become unseen
+        and unread under their new id (as with ``write_groups``); with ``max_length``
+        the feed is then trimmed, unless nothing changed.
+
+        Returns:
+            ``(created, record)`` for each group written, in ``merges`` order; ``None``,
+            having written nothing, when a stored group is in a format the storage
+            cannot merge into (the caller then merges it itself).
+        """
+        ...
 
 
 @runtime_checkable

@@ -45,6 +45,7 @@ __all__ = [
     "SHARD_MASK",
     "FeedKeys",
     "activity_shard_keys",
+    "activity_shard_opening",
     "check_prefix",
     "group_bounds",
     "hex_id",
@@ -94,7 +95,12 @@ def shard_of(activity_id: int, shards: int) -> int:
 
 def activity_shard_keys(prefix: str, shards: int) -> list[str]:
     """Names of the activity storage shards, by shard number."""
-    return [f"{{{prefix}act:{n}}}" for n in range(shards)]
+    return [f"{activity_shard_opening(prefix)}{n}}}" for n in range(shards)]
+
+
+def activity_shard_opening(prefix: str) -> str:
+    """The name of every activity storage shard up to its number (it ends with ``}``)."""
+    return f"{{{prefix}act:"
 
 
 class FeedKeys:

@@ -13,7 +13,12 @@ The key layout is described in :mod:`aiostream.storage.redis.layout`, the script
 * ``read_timeline``: one script on a standalone server (range + payloads). On a
   cluster the activity shards live in other slots: the range, then the ``HMGET`` s
   pipelined.
-* group operations: one script each over the feed's keys (one slot), atomic.
+* ``read_timeline`` / ``read_groups`` on a standalone server, while other reads are in
+  flight: queued, and sent with the reads queued in the same event-loop step in one
+  pipeline (:mod:`aiostream.storage.redis.batching`).
+* group operations: one script each over the feed's keys (one slot), atomic. An
+  aggregated add is one of them (``merge_groups``): the server merges the activities
+  into the stored groups, no read and compare-and-set.
 * activity storage: one ``HSET`` / ``HMGET`` / ``HDEL`` per shard touched, pipelined.
 
 Every method raises :class:`~aiostream.exceptions.StorageUnavailableError` (server down
@@ -38,8 +43,9 @@ from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
 from aiostream.settings import Settings
-from aiostream.storage.base import Entry, GroupChange, GroupRecord
+from aiostream.storage.base import Entry, GroupChange, GroupMerge, GroupRecord
 from aiostream.storage.redis import scripts
+from aiostream.storage.redis.batching import ReadBatcher
 from aiostream.storage.redis.connection import (
     ClientOptions,
     create_client,
@@ -49,6 +55,7 @@ from aiostream.storage.redis.connection import (
 from aiostream.storage.redis.layout import (
     FeedKeys,
     activity_shard_keys,
+    activity_shard_opening,
     check_prefix,
     group_bounds,
     hex_id,
@@ -64,6 +71,10 @@ _ID_WIDTH = 26
 def _text(value: str | bytes) -> str:
     # Injected clients may or may not decode replies; ours do.
     return value if isinstance(value, str) else value.decode()
+
+
+def _hex_to_int(hexed: str) -> int:
+    return int(hexed, 16)
 
 
 def _group_record(name: str, data: str, unseen: bool = False, unread: bool = False) -> GroupRecord:
@@ -213,12 +224,16 @@ class RedisStorage:
         self.server = describe_server(client)
         self._tag = "{" + self.prefix
         self._shard_keys = activity_shard_keys(self.prefix, activity_shards)
+        self._shard_opening = activity_shard_opening(self.prefix)
         self._closed = False
         self._cluster_pending = self.cluster
         # Whether the cluster runs scripts over several slots of one node (Redis 7+);
         # None until the first fanout tells.
         self._cross_slot: bool | None = None
         self._init_lock: asyncio.Lock | None = None
+        # Concurrent page reads share round trips (standalone: a cluster pipeline
+        # splits by node and would gain little).
+        self._reads = None if self.cluster else ReadBatcher(client)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> RedisStorage:
@@ -579,13 +594,23 @@ class RedisStorage:
         count = -1 if stop is None else stop - start
         timeline = self._tag + key + "}:t"
         async with self._op("read_timeline"):
-            if not self.cluster:
-                reply = await scripts.READ_TIMELINE(
-                    self._c,
-                    [timeline, *self._shard_keys],
-                    [low, high, start, count, "1" if query.descending else "0"],
+            if self._reads is not None:
+                reply = await self._reads.call(
+                    scripts.READ_TIMELINE,
+                    [timeline],
+                    [
+                        low,
+                        high,
+                        start,
+                        count,
+                        "1" if query.descending else "0",
+                        self._shard_opening,
+                        self.activity_shards,
+                    ],
                 )
-                return [(int(reply[i], 16), _text(reply[i + 1])) for i in range(0, len(reply), 2)]
+                if reply and not isinstance(reply[0], str):
+                    reply = [_text(item) for item in reply]
+                return list(zip(map(_hex_to_int, reply[::2]), reply[1::2], strict=True))
             if query.descending:
                 members = await self._c.execute_command(
                     "ZREVRANGEBYLEX", timeline, high, low, "LIMIT", start, count
@@ -631,8 +656,12 @@ class RedisStorage:
         low, high = group_bounds(query)
         count = -1 if stop is None else stop - start
         args = [low, high, start, count, "1" if query.descending else "0", "1" if markers else "0"]
+        keys = self._feed(key).group_keys
         async with self._op("read_groups"):
-            reply = await scripts.READ_GROUPS(self._c, self._feed(key).group_keys, args)
+            if self._reads is not None:
+                reply = await self._reads.call(scripts.READ_GROUPS, keys, args)
+            else:
+                reply = await scripts.READ_GROUPS(self._c, keys, args)
         step = 4 if markers else 2
         records = []
         for i in range(0, len(reply), step):
@@ -695,6 +724,51 @@ class RedisStorage:
         async with self._op("write_groups"):
             written = await scripts.WRITE_GROUPS(self._c, self._feed(key).group_keys, args)
         return bool(written)
+
+    async def merge_groups(
+        self,
+        key: str,
+        merges: Sequence[GroupMerge],
+        *,
+        cap: int,
+        max_length: int | None,
+        track_markers: bool,
+    ) -> list[tuple[bool, GroupRecord]] | None:
+        """Merge activities into the feed's groups in one script: an aggregated add is
+        one round trip (see :class:`~aiostream.storage.base.GroupMergeStorage`).
+
+        Returns:
+            ``(created, record)`` of each group written; None, having written nothing,
+            when a stored group is in another format than the script's.
+
+        Raises:
+            ValidationError: an id outside ``0..2**104-1``, a negative ``cap`` or
+                ``max_length``, or a record filed under another group.
+            StorageError: Redis failed (the script is atomic: all or nothing).
+        """
+        trim = _check_length("max_length", max_length)
+        keep = _check_length("cap", cap)
+        args: list[Any] = ["1" if track_markers else "0", trim, keep]
+        for merge in merges:
+            record = merge.record
+            if record.group != merge.group:
+                raise ValidationError(
+                    "merges", f"record of group {record.group!r} filed under {merge.group!r}"
+                )
+            args += (merge.group, merge.header, hex_id(record.id), record.payload)
+            args.append(len(merge.activities))
+            for activity_id, time_us, payload in merge.activities:
+                args += (hex_id(activity_id), int(time_us), payload)
+        if not merges:
+            return []
+        async with self._op("merge_groups"):
+            reply = await scripts.MERGE_GROUPS(self._c, self._feed(key).group_keys, args)
+        if int(reply[0]) < 0:
+            return None
+        return [
+            (bool(int(reply[i])), _group_record(_text(reply[i + 1]), _text(reply[i + 2])))
+            for i in range(1, len(reply), 3)
+        ]
 
     async def count_groups(self, key: str) -> int:
         """Number of groups in the feed (``ZCARD``)."""

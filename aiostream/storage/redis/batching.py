@@ -1,0 +1,103 @@
+"""Read scripts that many tasks call at once travel together, in one pipeline.
+
+Under concurrency most of the cost of a read is redis-py's, per command: taking a
+connection from the pool, arming timeouts, one ``send`` and one wake-up per reply.
+:class:`ReadBatcher` lets a read that starts while another is in flight wait for the
+end of the current event-loop step instead, then sends every read queued by then in
+one non-transactional pipeline (one connection, one ``send``) and hands each caller its
+own reply or its own error. A read with nothing else in flight is sent at once, as a
+plain call, so a lone caller pays nothing for this.
+
+Only idempotent reads go through it: a pipeline that fails on the connection is sent
+again by redis-py's retry policy, and its error reaches every caller of the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import NoScriptError
+
+from aiostream.storage.redis.scripts import Script
+
+__all__ = ["ReadBatcher"]
+
+_Call = tuple[Script, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
+
+
+class ReadBatcher:
+    """Coalesces concurrent script calls on one client (see the module docstring).
+
+    Args:
+        client: A standalone ``redis.asyncio.Redis`` (its pool is shared by the
+            direct calls and the batches).
+    """
+
+    __slots__ = ("_client", "_in_flight", "_queued", "_tasks")
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._in_flight = 0
+        self._queued: list[_Call] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def call(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """``script(client, keys, args)``, sent alone or with the reads queued with it."""
+        if not self._in_flight and not self._queued:
+            self._in_flight += 1
+            try:
+                return await script(self._client, keys, args)
+            finally:
+                self._in_flight -= 1
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._queued:
+            loop.call_soon(self._flush)
+        self._queued.append((script, keys, args, future))
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._queued = self._queued, []
+        task = asyncio.get_running_loop().create_task(self._send(batch))
+        # The loop keeps only a weak reference to a task.
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[_Call]) -> None:
+        self._in_flight += 1
+        try:
+            if len(batch) == 1:
+                script, keys, args, future = batch[0]
+                replies: list[Any] = [await _settle(script(self._client, keys, args))]
+            else:
+                pipe = self._client.pipeline(transaction=False)
+                for script, keys, args, _ in batch:
+                    script.queue(pipe, keys, args)
+                replies = list(await pipe.execute(raise_on_error=False))
+        except Exception as exc:  # the connection failed: every caller gets the error
+            for *_, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        finally:
+            self._in_flight -= 1
+        for (script, keys, args, future), reply in zip(batch, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                # The server lost its scripts: this call loads it again (EVAL).
+                reply = await _settle(script(self._client, keys, args))
+            if future.done():  # its caller was cancelled
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+
+async def _settle(call: Any) -> Any:
+    """The reply of ``call``, or the error it raised."""
+    try:
+        return await call
+    except Exception as exc:
+        return exc

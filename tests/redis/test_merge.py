@@ -1,0 +1,226 @@
+"""Aggregated adds merged on the server (``MERGE_GROUPS``) store exactly what the
+read-modify-write of the other backends stores, and fall back to it when they must."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+from typing import Any, ClassVar
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aiostream import (
+    Activity,
+    AggregatedActivity,
+    AggregatedFeed,
+    Love,
+    NotificationActivity,
+    NotificationFeed,
+)
+from aiostream.aggregators import BaseAggregator
+from aiostream.ids import datetime_to_us
+from aiostream.query import Query
+from aiostream.storage.base import GroupChange, GroupMerge, GroupRecord
+from aiostream.storage.memory import MemoryStorage
+from aiostream.storage.redis import RedisStorage
+from tests.helpers import T0, Pin
+from tests.redis.conftest import StorageOpener
+from tests.redis.test_scripts import snapshot
+
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+# Group names with every character the stored format relies on.
+AWKWARD = ',"]]|[2,\x1f\x1e\\'
+
+
+class Awkward(BaseAggregator):
+    def get_group(self, activity: Activity) -> str:
+        return f"{activity.verb.id}{AWKWARD}{activity.object_id % 2}"
+
+
+class SmallNotification(NotificationActivity):
+    max_aggregated_activities_length = 3
+
+
+class SmallGroup(AggregatedActivity):
+    max_aggregated_activities_length = 2
+
+
+class MergedNotifications(NotificationFeed):
+    key_format = "merge:notify:%(user_id)s"
+    aggregator_class = Awkward
+    aggregated_activity_class = SmallNotification
+    max_length = 3
+    trim_chance: ClassVar[float] = 1.0
+
+
+class MergedAggregated(AggregatedFeed):
+    key_format = "merge:aggregated:%(user_id)s"
+    aggregated_activity_class = SmallGroup
+    max_length = 100
+
+
+def activity(actor: int, obj: int, seconds: int, tag: str = "") -> Activity:
+    extra = {"note": f"{tag}\x1f]],\x1e"} if tag else None
+    verb = Love if actor % 3 else Pin
+    return Activity(actor, verb, obj, time=T0 + dt.timedelta(hours=seconds), extra_context=extra)
+
+
+activities = st.builds(
+    activity,
+    st.integers(0, 5),
+    st.integers(0, 3),
+    st.integers(0, 60),
+    st.sampled_from(["", "x", 'q"{"$dt":1}']),
+)
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.lists(activities, min_size=1, max_size=5)),
+        st.tuples(st.just("add_one"), activities),
+        st.tuples(st.just("remove"), st.lists(activities, min_size=1, max_size=2)),
+        st.tuples(st.just("mark_all"), st.booleans()),
+    ),
+    min_size=1,
+    max_size=10,
+)
+users = itertools.count()
+
+
+async def records(storage: Any, key: str) -> list[GroupRecord]:
+    return list(await storage.read_groups(key, 0, None, Query(), markers=True))
+
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize("feed_class", [MergedNotifications, MergedAggregated])
+@SETTINGS
+@given(ops=operations)
+def test_server_merge_stores_what_the_read_modify_write_stores(
+    open_storage: StorageOpener, feed_class: type[AggregatedFeed], ops: list[tuple[str, Any]]
+) -> None:
+    async def run() -> None:
+        user = next(users)
+        async with open_storage() as storage:
+            feed, oracle = (
+                feed_class(user, storage=storage),
+                feed_class(user, storage=MemoryStorage()),
+            )
+            for op, arg in ops:
+                if op == "add":
+                    assert await feed.add_many(arg) == await oracle.add_many(arg)
+                elif op == "add_one":
+                    await feed.add(arg)
+                    await oracle.add(arg)
+                elif op == "remove":
+                    assert await feed.remove_many(arg) == await oracle.remove_many(arg)
+                elif isinstance(feed, NotificationFeed):
+                    await feed.mark_all(seen=arg, read=not arg)
+                    await oracle.mark_all(seen=arg, read=not arg)  # type: ignore[attr-defined]
+                assert await records(storage, feed.key) == await records(oracle.storage, feed.key)
+            assert await feed[:] == await oracle[:]
+
+    anyio.run(run)
+
+
+async def test_adds_are_one_script_call(storage: RedisStorage, monkeypatch: Any) -> None:
+    feed = MergedNotifications(1, storage=storage)
+    await feed.add(activity(1, 1, 0))
+
+    async def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an aggregated add read or compare-and-set the groups")
+
+    monkeypatch.setattr(storage, "get_groups", forbidden)
+    monkeypatch.setattr(storage, "write_groups", forbidden)
+    await feed.add(activity(2, 1, 1))
+    await feed.add_many([activity(4, 2, 2), activity(5, 1, 3)])
+    (group,) = [g for g in await feed[:] if g.group.endswith("1")]
+    assert group.actor_ids == [1, 2, 5]
+
+
+class ByActorMerge(BaseAggregator):
+    """Its own merge rules: the storage cannot apply them."""
+
+    def get_group(self, activity: Activity) -> str:
+        return str(activity.actor_id)
+
+    def merge(self, aggregated: Any, activities: Any) -> Any:
+        new, changed, deleted = super().merge(aggregated, activities)
+        return new, changed, deleted
+
+
+class CustomMergeFeed(AggregatedFeed):
+    key_format = "merge:custom:%(user_id)s"
+    aggregator_class = ByActorMerge
+
+
+async def test_custom_merge_rules_read_and_write_back(
+    storage: RedisStorage, monkeypatch: Any
+) -> None:
+    async def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("merged on the server with custom merge rules")
+
+    monkeypatch.setattr(storage, "merge_groups", forbidden)
+    feed = CustomMergeFeed(1, storage=storage)
+    await feed.add(activity(1, 1, 0))
+    await feed.add(activity(1, 2, 1))
+    assert [len(g) for g in await feed[:]] == [2]
+
+
+def version_1(group: AggregatedActivity) -> str:
+    """``group`` in the first stored format (before activity ids were stored with it)."""
+
+    def us(value: dt.datetime | None) -> int | None:
+        return None if value is None else datetime_to_us(value)
+
+    rows = [
+        [a.actor_id, a.verb.id, a.object_id, a.target_id, datetime_to_us(a.time)]
+        + ([a.extra_context] if a.extra_context else [])
+        for a in group.activities
+    ]
+    data = [1, group.group, us(group.created_at), us(group.updated_at), None, None]
+    return json.dumps([*data, group.minimized_activities, rows], separators=(",", ":"))
+
+
+async def test_groups_in_the_first_format_are_read_and_merged(
+    storage: RedisStorage, raw: Any, prefix: str
+) -> None:
+    feed, oracle = (
+        MergedAggregated(1, storage=storage),
+        MergedAggregated(1, storage=MemoryStorage()),
+    )
+    old = SmallGroup("3-2024-05-01", [activity(1, 1, 0, "x"), activity(2, 2, 1)])
+    record = GroupRecord(old.group, old.serialization_id, version_1(old), 1)
+    for target in (storage, oracle.storage):
+        assert await target.write_groups(
+            feed.key, [GroupChange(old.group, None, record)], max_length=None, track_markers=False
+        )
+    assert await feed[:] == await oracle[:] == [old]
+
+    # The script will not touch it, and writes nothing...
+    merge = GroupMerge(old.group, '[2,"3-2024-05-01",', record, [])
+    before = await snapshot(raw, prefix)
+    assert (
+        await storage.merge_groups(feed.key, [merge], cap=2, max_length=1, track_markers=True)
+        is None
+    )
+    assert await snapshot(raw, prefix) == before
+
+    # ...so the feed reads it, merges and writes it back, in the current format.
+    newer = activity(4, 3, 2)
+    assert await feed.add_many([newer]) == await oracle.add_many([newer])
+    (stored,) = await records(storage, feed.key)
+    assert stored == (await records(oracle.storage, feed.key))[0]
+    assert stored.payload.startswith("[2,")
+    assert stored.version == 2
+    await feed.add(activity(5, 3, 3))
+    await oracle.add(activity(5, 3, 3))
+    assert await records(storage, feed.key) == await records(oracle.storage, feed.key)
