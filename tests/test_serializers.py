@@ -232,3 +232,35 @@ def test_group_format_1_is_still_read() -> None:
     for bad in ("[2,1]", '[2,"g",0,0,null,null,0,[[1,3,2,null,0]]]\x1e' + "0" * 25):
         with pytest.raises(SerializationError):
             serializer.loads(bad)
+
+
+def test_a_page_of_groups_decodes_as_each_payload_does() -> None:
+    serializer = AggregatedActivitySerializer(CustomAggregated, ActivitySerializer(CustomActivity))
+    groups = []
+    for g in range(4):
+        group = CustomAggregated(f"g,{g}\x1f")
+        for i in range(g * 7):
+            extra = {"n": i, "when": at(i)} if i % 2 else {}
+            group.append(CustomActivity(i, Love, g, time=at(i), extra_context=extra))
+        group.update_seen_at()
+        if group.activities:
+            groups.append(group)
+    payloads = [serializer.dumps(g) for g in groups]
+    page = serializer.loads_many(payloads)
+    assert page == [serializer.loads(p) for p in payloads] == groups
+    assert all(type(g) is CustomAggregated for g in page)
+    assert [g.seen_at for g in page] == [g.seen_at for g in groups]
+    assert [[a.extra_context for a in g.activities] for g in page] == [
+        [a.extra_context for a in g.activities] for g in groups
+    ]
+    # Format 1 among them, bytes, and a broken one with its own error.
+    legacy = '[1,"old",0,0,null,null,0,[[1,3,2,null,0,{"k":1}]]]'
+    mixed = serializer.loads_many([payloads[0], legacy, payloads[1].encode()])
+    assert mixed[0] == groups[0] and mixed[2] == groups[1]
+    assert mixed[1].group == "old" and mixed[1].activities[0].extra_context == {"k": 1}
+    broken = payloads[1][:-1]  # one id digit short
+    with pytest.raises(SerializationError, match="malformed") as alone:
+        serializer.loads(broken)
+    with pytest.raises(SerializationError) as in_page:
+        serializer.loads_many([payloads[0], broken])
+    assert str(in_page.value) == str(alone.value)

@@ -346,10 +346,13 @@ class AggregatedFeed(BaseFeed):
         records = await self._io.read_groups(
             self.key, start, stop, query, markers=self.track_markers
         )
-        return [self._from_record(r) for r in records]
+        groups = self.get_aggregated_serializer().loads_many([r.payload for r in records])
+        for group, record in zip(groups, records, strict=True):
+            self._loaded(group, record)
+        return groups
 
-    def _from_record(self, record: GroupRecord) -> AggregatedActivity:
-        return self._load(record)
+    def _loaded(self, aggregated: AggregatedActivity, record: GroupRecord) -> None:
+        """Hook: ``aggregated`` was just read from ``record`` (does nothing here)."""
 
     async def contains(self, activity: Activity) -> bool:
         """Whether ``activity`` is in its group in this feed."""

@@ -44,12 +44,10 @@ class NotificationFeed(AggregatedFeed):
     track_unread: ClassVar[bool] = True
     track_markers: ClassVar[bool] = True
 
-    def _from_record(self, record: GroupRecord) -> AggregatedActivity:
-        aggregated = self._load(record)
+    def _loaded(self, aggregated: AggregatedActivity, record: GroupRecord) -> None:
         if isinstance(aggregated, NotificationActivity):
             aggregated.marked_seen = not record.unseen
             aggregated.marked_read = not record.unread
-        return aggregated
 
     async def count_unseen(self) -> int | None:
         """Groups not seen since their last update (None when not tracked)."""

@@ -225,13 +225,16 @@ READ_TIMELINE = Script(
     "read_timeline",
     _RANGE_FUNCTION
     + """
--- KEYS[1]: timeline. ARGV: min, max, offset, count, descending, then the activity
--- shards' names: the text before the shard number, and the number of shards.
+-- KEYS[1]: timeline. ARGV[1]: min, max, offset, count, descending and the number of
+-- activity shards, separated by spaces; ARGV[2]: the shards' name up to their number.
 -- Returns id, payload, id, payload, ... leaving out ids whose payload is gone.
--- Standalone servers only: the shards live in other slots. They are named, not passed
--- as KEYS: 16 more arguments cost more to send than the whole read costs the server.
-local ids = range(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
-local shard_prefix, shards = ARGV[6], tonumber(ARGV[7])
+-- Standalone servers only: the shards live in other slots. The hot read of every page:
+-- each argument costs the client more to send than the server to parse, so the shards
+-- are named here rather than passed as KEYS, and the numbers travel as one argument.
+local min, max, offset, count, descending, shards = string.match(
+  ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+local ids = range(KEYS[1], min, max, offset, count, descending)
+local shard_prefix, shards = ARGV[2], tonumber(shards)
 local out = {}
 for _, id in ipairs(ids) do
   local shard = shard_prefix .. (tonumber(string.sub(id, -6), 16) % shards) .. '}'

@@ -73,10 +73,6 @@ def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
-def _hex_to_int(hexed: str) -> int:
-    return int(hexed, 16)
-
-
 def _group_record(name: str, data: str, unseen: bool = False, unread: bool = False) -> GroupRecord:
     """Decode a ``gd`` value: 26-hex id, decimal version, ``|``, payload."""
     bar = data.index("|", _ID_WIDTH)
@@ -595,22 +591,16 @@ class RedisStorage:
         timeline = self._tag + key + "}:t"
         async with self._op("read_timeline"):
             if self._reads is not None:
+                # (bounds are "-", "+" or a bracket and hex digits: never a space)
+                numbers = (
+                    f"{low} {high} {start} {count} {int(query.descending)} {self.activity_shards}"
+                )
                 reply = await self._reads.call(
-                    scripts.READ_TIMELINE,
-                    [timeline],
-                    [
-                        low,
-                        high,
-                        start,
-                        count,
-                        "1" if query.descending else "0",
-                        self._shard_opening,
-                        self.activity_shards,
-                    ],
+                    scripts.READ_TIMELINE, [timeline], [numbers, self._shard_opening]
                 )
                 if reply and not isinstance(reply[0], str):
                     reply = [_text(item) for item in reply]
-                return list(zip(map(_hex_to_int, reply[::2]), reply[1::2], strict=True))
+                return [(int(h, 16), p) for h, p in zip(reply[::2], reply[1::2], strict=True)]
             if query.descending:
                 members = await self._c.execute_command(
                     "ZREVRANGEBYLEX", timeline, high, low, "LIMIT", start, count
