@@ -18,7 +18,7 @@ from aiostream import (
     StorageError,
     StorageUnavailableError,
 )
-from aiostream.storage.redis import RedisStorage
+from aiostream.storage.redis import RedisStorage, scripts
 from tests.helpers import T0
 from tests.redis.conftest import KINDS
 from tests.servers import start_redis
@@ -104,12 +104,44 @@ async def test_concurrent_reads_share_a_pipeline_and_get_their_own_pages(
     assert 1 <= spy.count < len(reads) // 4
 
 
+async def test_concurrent_timeline_pages_are_one_script_call(
+    storage: RedisStorage, monkeypatch: Any
+) -> None:
+    expected = await fill(storage)
+    flat = [f for f in expected if isinstance(f, Flat)] * 3
+    calls: list[Any] = []
+    execute = storage.client.execute_command
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[:3])
+        return await execute(*args, **kwargs)
+
+    monkeypatch.setattr(storage.client, "execute_command", spy)
+    PipelineSpy(storage, monkeypatch)
+    reads = [lambda f=f, n=n: f[: 1 + n % 5] for n, f in enumerate(flat)]
+    assert await read_at_once(reads) == [expected[f][: 1 + n % 5] for n, f in enumerate(flat)]
+    # The first read goes alone; the others, queued meanwhile, in one READ_TIMELINES.
+    assert calls == [
+        ("EVALSHA", scripts.READ_TIMELINE.sha, 1),
+        ("EVALSHA", scripts.READ_TIMELINES.sha, len(flat) - 1),
+    ]
+
+
 async def test_an_error_reaches_only_its_caller(storage: RedisStorage) -> None:
     expected = await fill(storage)
     broken = Flat("broken", storage=storage)
     await storage.client.set(storage._tag + broken.key + "}:t", "not a sorted set")
+    # Pages only (one READ_TIMELINES), then pages and groups (a pipeline).
+    flat = [f for f in expected if isinstance(f, Flat)]
+    reads: list[Any] = [lambda f=f: f[:10] for f in flat]
+    reads.insert(3, lambda: broken[:10])
+    results = await read_at_once(reads)
+    failure = results.pop(3)
+    assert isinstance(failure, StorageError)
+    assert "WRONGTYPE" in str(failure)
+    assert results == [expected[f][:10] for f in flat]
     feeds = list(expected)
-    reads: list[Any] = [lambda f=f: f[:10] for f in feeds]
+    reads = [lambda f=f: f[:10] for f in feeds]
     reads.insert(3, lambda: broken[:10])
     results = await read_at_once(reads)
     failure = results.pop(3)
@@ -118,10 +150,11 @@ async def test_an_error_reaches_only_its_caller(storage: RedisStorage) -> None:
     assert results == [expected[f][:10] for f in feeds]
 
 
-async def test_reads_after_the_server_lost_its_scripts(storage: RedisStorage) -> None:
+@pytest.mark.parametrize("mixed", [True, False], ids=["pipeline", "one-script"])
+async def test_reads_after_the_server_lost_its_scripts(storage: RedisStorage, mixed: bool) -> None:
     expected = await fill(storage)
     await storage.client.execute_command("SCRIPT", "FLUSH")
-    feeds = list(expected) * 2
+    feeds = [f for f in expected if mixed or isinstance(f, Flat)] * 2
     assert await read_at_once([lambda f=f: f[:5] for f in feeds]) == [
         expected[f][:5] for f in feeds
     ]

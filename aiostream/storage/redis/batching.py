@@ -1,15 +1,20 @@
-"""Read scripts that many tasks call at once travel together, in one pipeline.
+"""Read scripts that many tasks call at once travel together, in one round trip.
 
 Under concurrency most of the cost of a read is redis-py's, per command: taking a
-connection from the pool, arming timeouts, one ``send`` and one wake-up per reply.
-:class:`ReadBatcher` lets a read that starts while another is in flight wait for the
-end of the current event-loop step instead, then sends every read queued by then in
-one non-transactional pipeline (one connection, one ``send``) and hands each caller its
-own reply or its own error. A read with nothing else in flight is sent at once, as a
-plain call, so a lone caller pays nothing for this.
+connection from the pool, arming timeouts, packing arguments, one ``send`` and one
+wake-up per reply. :class:`ReadBatcher` lets a read that starts while another is in
+flight wait for the end of the current event-loop step instead, then sends every read
+queued by then at once and hands each caller its own reply or its own error:
 
-Only idempotent reads go through it: a pipeline that fails on the connection is sent
-again by redis-py's retry policy, and its error reaches every caller of the batch.
+* page reads of timelines (:data:`~aiostream.storage.redis.scripts.READ_TIMELINE`)
+  become one :data:`~aiostream.storage.redis.scripts.READ_TIMELINES` call, which reads
+  them all in one script (a failed read fails only its caller);
+* other reads go in the same non-transactional pipeline, one command each.
+
+A read with nothing else in flight is sent at once, as a plain call, so a lone caller
+pays nothing for this. Only idempotent reads go through it: a pipeline that fails on the
+connection is sent again by redis-py's retry policy, and its error reaches every caller
+of the batch.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from aiostream.storage.redis import scripts
 from aiostream.storage.redis.scripts import Script
 
 __all__ = ["ReadBatcher"]
@@ -44,7 +50,11 @@ class ReadBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """``script(client, keys, args)``, sent alone or with the reads queued with it."""
+        """``script(client, keys, args)``, sent alone or with the reads queued with it.
+
+        :data:`~aiostream.storage.redis.scripts.READ_TIMELINE` calls must pass
+        ``[timeline]`` and ``[numbers, opening]``, the same ``opening`` for all.
+        """
         if not self._in_flight and not self._queued:
             self._in_flight += 1
             try:
@@ -66,33 +76,56 @@ class ReadBatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _send(self, batch: list[_Call]) -> None:
+        pages = [call for call in batch if call[0] is scripts.READ_TIMELINE]
+        merge = len(pages) > 1
+        # (script, keys, args, the calls it answers)
+        commands: list[tuple[Script, Sequence[str], Sequence[Any], list[_Call]]] = [
+            (call[0], call[1], call[2], [call])
+            for call in batch
+            if not (merge and call[0] is scripts.READ_TIMELINE)
+        ]
+        if merge:
+            timelines = [keys[0] for _, keys, _, _ in pages]
+            numbers = [args[0] for _, _, args, _ in pages]
+            opening = pages[0][2][1]
+            commands.append((scripts.READ_TIMELINES, timelines, [opening, *numbers], pages))
         self._in_flight += 1
         try:
-            if len(batch) == 1:
-                script, keys, args, future = batch[0]
+            if len(commands) == 1:
+                script, keys, args, _ = commands[0]
                 replies: list[Any] = [await _settle(script(self._client, keys, args))]
             else:
                 pipe = self._client.pipeline(transaction=False)
-                for script, keys, args, _ in batch:
+                for script, keys, args, _ in commands:
                     script.queue(pipe, keys, args)
                 replies = list(await pipe.execute(raise_on_error=False))
         except Exception as exc:  # the connection failed: every caller gets the error
             for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+                _resolve(future, exc)
             return
         finally:
             self._in_flight -= 1
-        for (script, keys, args, future), reply in zip(batch, replies, strict=True):
+        for (script, keys, args, calls), reply in zip(commands, replies, strict=True):
             if isinstance(reply, NoScriptError):
                 # The server lost its scripts: this call loads it again (EVAL).
                 reply = await _settle(script(self._client, keys, args))
-            if future.done():  # its caller was cancelled
-                continue
-            if isinstance(reply, Exception):
-                future.set_exception(reply)
+            if len(calls) == 1:
+                _resolve(calls[0][3], reply)
+            elif isinstance(reply, Exception):
+                for call in calls:
+                    _resolve(call[3], reply)
             else:
-                future.set_result(reply)
+                for call, page in zip(calls, reply, strict=True):
+                    _resolve(call[3], page)
+
+
+def _resolve(future: asyncio.Future[Any], reply: Any) -> None:
+    if future.done():  # its caller was cancelled
+        return
+    if isinstance(reply, Exception):
+        future.set_exception(reply)
+    else:
+        future.set_result(reply)
 
 
 async def _settle(call: Any) -> Any:

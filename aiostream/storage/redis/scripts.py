@@ -35,6 +35,7 @@ __all__ = [
     "MERGE_GROUPS",
     "READ_GROUPS",
     "READ_TIMELINE",
+    "READ_TIMELINES",
     "REMOVE_FROM_TIMELINES",
     "STORE_AND_ADD",
     "TIMELINES_CROSS_SLOT",
@@ -221,30 +222,64 @@ return #KEYS
 """,
 )
 
-READ_TIMELINE = Script(
-    "read_timeline",
+# A page of a timeline with its payloads, for READ_TIMELINE and READ_TIMELINES.
+# numbers: min, max, offset, count, descending and the number of activity shards,
+# separated by spaces; opening: the shards' name up to their number. Returns id,
+# payload, id, payload, ... leaving out ids whose payload is gone. The shards are named
+# here rather than passed as KEYS, and the numbers travel as one argument: on this, the
+# hot read of every page, each argument costs the client more to send than the server
+# to parse. Standalone servers only: the shards live in other slots.
+_READ_TIMELINE_FUNCTION = (
     _RANGE_FUNCTION
     + """
--- KEYS[1]: timeline. ARGV[1]: min, max, offset, count, descending and the number of
--- activity shards, separated by spaces; ARGV[2]: the shards' name up to their number.
--- Returns id, payload, id, payload, ... leaving out ids whose payload is gone.
--- Standalone servers only: the shards live in other slots. The hot read of every page:
--- each argument costs the client more to send than the server to parse, so the shards
--- are named here rather than passed as KEYS, and the numbers travel as one argument.
-local min, max, offset, count, descending, shards = string.match(
-  ARGV[1], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-local ids = range(KEYS[1], min, max, offset, count, descending)
-local shard_prefix, shards = ARGV[2], tonumber(shards)
-local out = {}
-for _, id in ipairs(ids) do
-  local shard = shard_prefix .. (tonumber(string.sub(id, -6), 16) % shards) .. '}'
-  local payload = redis.call('HGET', shard, id)
-  if payload then
-    out[#out + 1] = id
-    out[#out + 1] = payload
+local function read_timeline(key, numbers, opening)
+  local min, max, offset, count, descending, shards = string.match(
+    numbers, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local ids = range(key, min, max, offset, count, descending)
+  shards = tonumber(shards)
+  local out = {}
+  for _, id in ipairs(ids) do
+    local shard = opening .. (tonumber(string.sub(id, -6), 16) % shards) .. '}'
+    local payload = redis.call('HGET', shard, id)
+    if payload then
+      out[#out + 1] = id
+      out[#out + 1] = payload
+    end
+  end
+  return out
+end
+"""
+)
+
+READ_TIMELINE = Script(
+    "read_timeline",
+    _READ_TIMELINE_FUNCTION
+    + """
+-- KEYS[1]: timeline. ARGV[1]: numbers, ARGV[2]: opening (see read_timeline).
+return read_timeline(KEYS[1], ARGV[1], ARGV[2])
+""",
+)
+
+READ_TIMELINES = Script(
+    "read_timelines",
+    _READ_TIMELINE_FUNCTION
+    + """
+-- Many READ_TIMELINE calls in one (pages read at once by many tasks: see
+-- aiostream.storage.redis.batching). KEYS: timelines. ARGV[1]: opening, ARGV[1 + k]:
+-- numbers of KEYS[k]. Returns one reply per timeline, an error reply for a read that
+-- failed (the others are not affected).
+local pages = {}
+for k = 1, #KEYS do
+  local ok, page = pcall(read_timeline, KEYS[k], ARGV[k + 1], ARGV[1])
+  if ok then
+    pages[k] = page
+  elseif type(page) == 'table' and page.err then
+    pages[k] = page
+  else
+    pages[k] = {err = tostring(page)}
   end
 end
-return out
+return pages
 """,
 )
 
@@ -510,6 +545,7 @@ ALL_SCRIPTS = (
     ADD_TO_TIMELINES,
     REMOVE_FROM_TIMELINES,
     READ_TIMELINE,
+    READ_TIMELINES,
     READ_GROUPS,
     WRITE_GROUPS,
     MERGE_GROUPS,
