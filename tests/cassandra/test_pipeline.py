@@ -18,7 +18,9 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
+from cassandra import OperationTimedOut
 
+from aiostream.storage.cassandra import pipeline as pipeline_module
 from aiostream.storage.cassandra.pipeline import execute_many
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cassandra]
@@ -71,6 +73,25 @@ class FakeResponse:
             func(value, *args)
 
 
+class FakeClock:
+    """Stands in for ``time`` in the pipeline module: deadlines follow the test, not the
+    wall clock."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class FakeTimer:
+    def __init__(self, due: float, callback: Callable[[], None]) -> None:
+        self.due, self.callback, self.cancelled = due, callback, False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
 class FakeSession:
     """Records what is sent; a reactor thread completes requests in random order.
 
@@ -80,6 +101,8 @@ class FakeSession:
         inline: Complete every request before ``execute_async`` returns.
         timer: Offer ``cluster.connection_class.create_timer`` (the libev path).
         hold: Keep requests in flight until :meth:`release` (for cancellation).
+        lost: Indexes of statements whose requests never get an answer.
+        driver_timeout: Give responses the driver's ``_on_timeout`` handler.
     """
 
     def __init__(
@@ -90,8 +113,15 @@ class FakeSession:
         inline: bool = False,
         timer: bool = True,
         hold: bool = False,
+        lost: frozenset[int] = frozenset(),
+        driver_timeout: bool = False,
     ) -> None:
         self.fail_at, self.raise_at, self.inline = fail_at, raise_at, inline
+        self.lost, self.driver_timeout = lost, driver_timeout
+        self.timeouts: list[Any] = []  # the ``timeout`` argument of each request
+        self.clock = FakeClock()
+        self._timers: list[FakeTimer] = []
+        self.only_lost_left = threading.Event()  # every answered request has completed
         self.sent: list[Any] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -112,8 +142,15 @@ class FakeSession:
 
             class ConnectionClass:
                 @staticmethod
-                def create_timer(timeout: float, callback: Callable[[], None]) -> None:
-                    session._work.put(callback)
+                def create_timer(delay: float, callback: Callable[[], None]) -> FakeTimer:
+                    # ``callback`` runs on the reactor thread once the fake clock says so.
+                    timer = FakeTimer(session.clock.now + delay, callback)
+                    if delay <= 0:
+                        session._work.put(callback)
+                    else:
+                        with session._lock:
+                            session._timers.append(timer)
+                    return timer
 
             self.cluster = type("Cluster", (), {"connection_class": ConnectionClass})()
         self._thread = threading.Thread(target=self._reactor, name="fake-reactor", daemon=True)
@@ -125,6 +162,9 @@ class FakeSession:
         if index == self.raise_at:
             raise Boom(f"cannot send {index}")
         response = FakeResponse()
+        self.timeouts.append(kwargs.get("timeout", "unset"))
+        if self.driver_timeout:
+            response._on_timeout = lambda: response.complete(False, Boom(f"{index} timed out"))  # type: ignore[attr-defined]
         with self._lock:
             self.sent.append(index)
             if self._failure_delivered:
@@ -133,6 +173,8 @@ class FakeSession:
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         if self.inline:
             self._finish(response, index)
+        elif index in self.lost:
+            pass
         else:
             with self._lock:
                 self._pending.append((response, index))
@@ -146,6 +188,8 @@ class FakeSession:
                 self._failure_delivered = True
             if not self.in_flight:
                 self.idle.set()
+            if self.lost and self.in_flight == len(self.lost) and self.lost <= set(self.sent):
+                self.only_lost_left.set()
         if index == self.fail_at:
             response.complete(False, Boom(f"statement {index} failed"))
         else:
@@ -165,6 +209,15 @@ class FakeSession:
 
     def release(self) -> None:
         self._released.set()
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake clock on; timers now due run on the reactor thread."""
+        with self._lock:
+            self.clock.now += seconds
+            due = [t for t in self._timers if t.due <= self.clock.now and not t.cancelled]
+            self._timers = [t for t in self._timers if t not in due]
+        for timer in due:
+            self._work.put(timer.callback)
 
     def close(self) -> None:
         self._released.set()
@@ -263,3 +316,57 @@ async def test_cancelling_stops_sending() -> None:
     finally:
         session.close()
     assert len(session.sent) == 50  # completions after the cancel sent nothing new
+
+
+@pytest.mark.parametrize("driver_timeout", [False, True], ids=["own-error", "driver-handler"])
+async def test_requests_without_an_answer_time_out(
+    driver_timeout: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One watchdog timer, not a driver timer per request, times out what is stuck."""
+    session = FakeSession(lost=frozenset({30, 31}), driver_timeout=driver_timeout)
+    monkeypatch.setattr(pipeline_module, "time", session.clock)
+    outcome: list[BaseException] = []
+
+    async def run() -> None:
+        try:
+            await execute_many(session, numbered(2000), window=16, request_timeout=5.0)
+        except (Boom, OperationTimedOut) as exc:
+            outcome.append(exc)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            # Everything else was answered; the two lost requests hold the call open.
+            await anyio.to_thread.run_sync(session.only_lost_left.wait)
+            assert not outcome
+            session.advance(4.9)  # not yet
+            session.advance(0.2)  # past their deadline: the watchdog times them out
+    finally:
+        session.close()
+    (error,) = outcome
+    if driver_timeout:  # the driver's own handler failed the requests
+        assert isinstance(error, Boom)
+        assert "timed out" in str(error)
+    else:
+        assert isinstance(error, OperationTimedOut)
+    assert any("2 of the 2000" in note for note in error.__notes__)
+    assert set(session.timeouts) == {None}  # no request carried a driver timer
+
+
+async def test_without_a_reactor_timer_the_driver_times_requests_out() -> None:
+    session = FakeSession(timer=False)
+    try:
+        await execute_many(session, numbered(100), window=8, request_timeout=2.5)
+    finally:
+        session.close()
+    assert set(session.timeouts) == {2.5}
+
+
+async def test_a_watched_pipeline_that_succeeds_reports_once() -> None:
+    session = FakeSession()
+    try:
+        assert await execute_many(session, numbered(3000), window=64, request_timeout=30) == 3000
+    finally:
+        session.close()
+    assert sorted(session.sent) == list(range(3000))
+    assert set(session.timeouts) == {None}

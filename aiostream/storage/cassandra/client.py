@@ -334,7 +334,12 @@ class CassandraClient:
         taken = await self._take_slots(min(count, self.max_concurrency))
         try:
             await pipeline.execute_many(
-                session, statements, window=taken, profile=self._profile, rows=rows
+                session,
+                statements,
+                window=taken,
+                profile=self._profile,
+                request_timeout=self.request_timeout,
+                rows=rows,
             )
         except Exception as exc:
             error = self._error(exc)

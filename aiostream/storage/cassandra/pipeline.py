@@ -12,6 +12,14 @@ next one. The first requests are sent from the driver's I/O thread too (through 
 zero-delay reactor timer), so the event loop does no driver work at all: it awaits one
 future, resolved once when every statement has settled.
 
+Timeouts are watched by the pipeline, not by the driver: a driver-side timeout costs a
+reactor timer per request (an object, a heap entry and a wakeup of the reactor), which
+measured a third of the CPU of a fanout write. One watchdog timer per call instead
+wakes at the deadline of the oldest request in flight and times out every request past
+its deadline the way the driver's own timer would (``ResponseFuture._on_timeout``:
+the stream is orphaned, the request fails with ``OperationTimedOut``). Each request
+still times out ``timeout`` seconds after it was sent.
+
 Errors are kept per statement. The first failure stops the sending of new statements;
 those in flight are waited for; then the first failure is raised, with a note counting
 what failed out of what was tried. Success means every statement succeeded.
@@ -22,8 +30,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
+
+from cassandra import OperationTimedOut
 
 from aiostream.storage.cassandra.bridge import Row
 
@@ -50,6 +61,8 @@ class _Pipeline:
         rows: list[Row] | None,
         loop: asyncio.AbstractEventLoop,
         future: asyncio.Future[None],
+        timeout: float | None,
+        create_timer: Callable[[float, Callable[[], None]], Any] | None,
     ) -> None:
         self._session = session
         self._statements = statements
@@ -66,6 +79,31 @@ class _Pipeline:
         self.in_flight = 0
         self.taken = 0  # statements taken from the iterator (only the pumper writes it)
         self.failures: list[BaseException] = []
+        # With a reactor timer to use, the pipeline watches deadlines itself: requests
+        # go out without a driver timer, and ``_started`` (send order, so the oldest
+        # first) says when each one in flight was sent.
+        self._timeout = timeout if create_timer is not None else None
+        self._create_timer = create_timer
+        self._started: dict[Any, float] = {}
+        self._watchdog: Any = None
+        if self._timeout is not None:
+            kwargs["timeout"] = None  # no per-request driver timer
+        elif timeout is not None:
+            kwargs["timeout"] = timeout
+
+    def start(self) -> None:
+        """Arm the watchdog and send the first window (on the driver's thread if it can).
+
+        Never raises (a reactor timer's callback that raises is called again).
+        """
+        if self._timeout is not None:
+            try:
+                self._arm(self._timeout)
+            except Exception as exc:  # pragma: no cover - the reactor is shutting down
+                with self._lock:
+                    self._stopped = True
+                    self.failures.append(exc)
+        self.pump()
 
     def stop(self) -> None:
         """Send nothing more (the requests in flight still complete)."""
@@ -92,6 +130,7 @@ class _Pipeline:
                     if self.in_flight or not (self._stopped or self._exhausted):
                         return
                     self._settled = True
+                    watchdog, self._watchdog = self._watchdog, None
                     break
                 self.in_flight += 1
             try:
@@ -109,18 +148,26 @@ class _Pipeline:
                 continue
             self.taken += 1
             self._send(statement, parameters)
+        if watchdog is not None:
+            with contextlib.suppress(Exception):
+                watchdog.cancel()
+        self._statements = iter(())  # a cancelled timer may hold us a while: hold little
         self._report()
 
     def _send(self, statement: Any, parameters: Sequence[Any] | None) -> None:
+        response = None
         try:
             response = self._session.execute_async(statement, parameters, **self._kwargs)
+            if self._timeout is not None:
+                with self._lock:
+                    self._started[response] = time.monotonic()
             # May run a callback right here (the driver failed the request at once):
             # it only counts, since this thread is the one pumping.
             response.add_callbacks(
                 self._on_page, self._on_error, callback_args=(response,), errback_args=(response,)
             )
         except BaseException as exc:
-            self._done(exc)
+            self._done(exc, response)
 
     def _on_page(self, page: Sequence[Row] | None, response: Any) -> None:
         try:
@@ -135,23 +182,78 @@ class _Pipeline:
             # hold the GIL, and so stall the event loop, for tens of milliseconds.
             response.clear_callbacks()
             response._timer = None  # private, already cancelled by the driver
-            self._done(None)
+            self._done(None, response)
         except BaseException as exc:
-            self._done(exc)
+            self._done(exc, response)
         self.pump()
 
     def _on_error(self, exc: BaseException, response: Any) -> None:
         with contextlib.suppress(BaseException):
             response.clear_callbacks()
-        self._done(exc)
+        self._done(exc, response)
         self.pump()
 
-    def _done(self, failure: BaseException | None) -> None:
+    def _done(self, failure: BaseException | None, response: Any = None) -> None:
         with self._lock:
+            watched = self._timeout is not None and response is not None
+            if watched and self._started.pop(response, None) is None:
+                return  # timed out by the watchdog already, and counted then
             self.in_flight -= 1
             if failure is not None:
                 self._stopped = True
                 self.failures.append(failure)
+
+    # -- timeouts --------------------------------------------------------------------------
+
+    def _arm(self, delay: float) -> None:
+        assert self._create_timer is not None
+        self._watchdog = self._create_timer(max(delay, 0.001), self._watch)
+
+    def _watch(self) -> None:
+        """The watchdog timer (driver's thread): time out what is past its deadline.
+
+        Never raises: the driver's timer loop would call it again and again.
+        """
+        assert self._timeout is not None
+        try:
+            now = time.monotonic()
+            expired: list[Any] = []
+            next_check = self._timeout
+            with self._lock:
+                if self._settled:
+                    return
+                for response, sent in self._started.items():
+                    if sent + self._timeout > now:
+                        next_check = sent + self._timeout - now  # the oldest left
+                        break
+                    expired.append(response)
+            for response in expired:
+                self._time_out(response)
+            with self._lock:
+                if self._settled:
+                    return
+            self._arm(next_check)
+        except BaseException as exc:  # pragma: no cover - a driver bug; fail the call
+            with self._lock:
+                self._stopped = True
+                self.failures.append(exc)
+
+    def _time_out(self, response: Any) -> None:
+        handler = getattr(response, "_on_timeout", None)
+        if handler is not None:
+            try:
+                # What the driver's own timer calls: the stream id is orphaned (a late
+                # answer cannot be mistaken for another request's) and the request
+                # fails with OperationTimedOut, through our errback.
+                handler()
+                return
+            except Exception:  # pragma: no cover - fall back to failing it ourselves
+                pass
+        with contextlib.suppress(Exception):
+            response.clear_callbacks()
+        host = getattr(response, "coordinator_host", None)
+        self._done(OperationTimedOut(f"no answer in {self._timeout}s", host), response)
+        self.pump()
 
     def _report(self) -> None:
         # The one crossing to the event loop of the whole call.
@@ -164,17 +266,21 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _start_on_driver_thread(session: Any, pipeline: _Pipeline) -> bool:
-    """Have the driver's I/O thread send the first window (False: no way to)."""
+def _reactor_timer(session: Any) -> Callable[[float, Callable[[], None]], Any] | None:
+    """The reactor's ``create_timer(delay, callback)``, if its connection class has one.
+
+    Its callbacks run on the driver's I/O thread (libev), or on the reactor's own thread
+    or loop for other reactors.
+    """
     connection_class = getattr(getattr(session, "cluster", None), "connection_class", None)
     create_timer = getattr(connection_class, "create_timer", None)
     if create_timer is None:
-        return False
-    try:
-        create_timer(0, pipeline.pump)
-    except NotImplementedError:
-        return False
-    return True
+        return None
+    from cassandra.connection import Connection
+
+    if getattr(create_timer, "__func__", None) is Connection.create_timer.__func__:
+        return None  # the base class's: NotImplementedError
+    return create_timer  # type: ignore[no-any-return]
 
 
 async def execute_many(
@@ -183,6 +289,7 @@ async def execute_many(
     *,
     window: int,
     profile: Any = None,
+    request_timeout: float | None = None,
     rows: list[Row] | None = None,
 ) -> int:
     """Run every statement, at most ``window`` at a time, pipelined off the event loop.
@@ -195,6 +302,8 @@ async def execute_many(
             I/O thread; building them must be cheap and must not touch the event loop.
         window: Requests in flight at most (at least 1).
         profile: Execution profile (name or object) of every request.
+        request_timeout: Seconds each request may take (``None``: the profile's,
+            watched by the driver).
         rows: Where to collect the rows of every statement (all pages), in completion
             order; ``None`` for writes.
 
@@ -210,10 +319,23 @@ async def execute_many(
     loop = asyncio.get_running_loop()
     future: asyncio.Future[None] = loop.create_future()
     kwargs: dict[str, Any] = {} if profile is None else {"execution_profile": profile}
-    pipeline = _Pipeline(session, iter(statements), max(1, window), kwargs, rows, loop, future)
+    create_timer = _reactor_timer(session)
+    pipeline = _Pipeline(
+        session,
+        iter(statements),
+        max(1, window),
+        kwargs,
+        rows,
+        loop,
+        future,
+        request_timeout,
+        create_timer,
+    )
     try:
-        if not _start_on_driver_thread(session, pipeline):
-            pipeline.pump()
+        if create_timer is None:
+            pipeline.start()  # no reactor timer: the loop sends the first window
+        else:
+            create_timer(0, pipeline.start)
         await future
     except BaseException:
         pipeline.stop()  # cancelled: send nothing more; what is in flight completes
