@@ -28,6 +28,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from aiostream import Activity
+from aiostream.progress import Progress
 from aiostream.settings import Settings
 from aiostream.storage.redis import close_default_storages, configure
 from aiostream.tasks import HIGH_QUEUE, ArqDispatcher
@@ -59,11 +60,15 @@ def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
         worker.wait(timeout=30)
 
 
-async def wait_until_idle(client: Redis) -> None:
-    """Until the queue is empty: arq removes a job from it when the job has finished."""
-    async with asyncio.timeout(600):
-        while await client.zcard(HIGH_QUEUE):  # noqa: ASYNC110 - state of other processes
-            await asyncio.sleep(0.002)
+async def wait_until_idle(client: Redis, jobs: int) -> None:
+    """Until the queue is empty: arq removes a job from it when the job has finished.
+    A progress bar shows the jobs done on a terminal."""
+    with Progress(jobs, "arq jobs") as bar:
+        async with asyncio.timeout(600):
+            while left := await client.zcard(HIGH_QUEUE):  # noqa: ASYNC110 - other processes
+                bar.advance(max(0, jobs - left - bar.done))
+                await asyncio.sleep(0.002)
+        bar.advance(jobs - bar.done)
 
 
 async def publish(dispatcher: ArqDispatcher, n: int) -> float:
@@ -100,7 +105,7 @@ async def run(url: str, followers: int, chunks: list[int], workers: list[int]) -
                         serial += 1
                         started = time.perf_counter()
                         enqueue = await publish(dispatcher, serial)
-                        await wait_until_idle(client)
+                        await wait_until_idle(client, jobs)
                         total = time.perf_counter() - started
                     finally:
                         stop_workers(procs)

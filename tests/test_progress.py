@@ -1,0 +1,60 @@
+"""The progress bar draws on a terminal and stays silent anywhere else."""
+
+from __future__ import annotations
+
+import io
+from typing import ClassVar
+
+import pytest
+
+from aiostream import Manager
+from aiostream.progress import Progress
+from aiostream.storage.memory import MemoryStorage
+from tests.helpers import TestFeed, TestUserFeed, make_activities
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_draws_on_a_terminal() -> None:
+    stream = Terminal()
+    with Progress(3, "fanout", stream=stream) as bar:
+        for _ in range(3):
+            bar.advance()
+    out = stream.getvalue()
+    assert "\rfanout" in out and "3/3" in out and "#" * 30 in out
+    assert out.endswith("\n")
+
+
+def test_silent_when_not_a_terminal() -> None:
+    stream = io.StringIO()
+    with Progress(3, "fanout", stream=stream) as bar:
+        bar.advance(3)
+    assert stream.getvalue() == ""
+    assert bar.done == 3
+
+
+class ImportManager(Manager):
+    feed_classes: ClassVar[dict[str, type[TestFeed]]] = {"normal": TestFeed}
+    user_feed_class = TestUserFeed
+
+    def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
+        return {"HIGH": [7]}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("progress", [True, None])
+async def test_batch_import_progress(
+    progress: bool | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with MemoryStorage() as storage:
+        manager = ImportManager(storage=storage)
+        await manager.batch_import(1, make_activities(5), chunk_size=2, progress=progress)
+        assert await manager.get_feeds(7)["normal"].count() == 5
+    err = capsys.readouterr().err
+    if progress:
+        assert "import" in err and "5/5" in err
+    else:  # pytest's captured stderr is not a terminal
+        assert err == ""
