@@ -65,7 +65,7 @@ async def wait_until_idle(client: Redis, jobs: int) -> None:
     A progress bar shows the jobs done on a terminal."""
     with Progress(jobs, "arq jobs") as bar:
         async with asyncio.timeout(600):
-            while left := await client.zcard(HIGH_QUEUE):  # noqa: ASYNC110 - other processes
+            while left := await client.zcard(HIGH_QUEUE):
                 bar.advance(max(0, jobs - left - bar.done))
                 await asyncio.sleep(0.002)
         bar.advance(jobs - bar.done)
