@@ -17,7 +17,10 @@ and measures:
 
 ``--rounds N`` (3 by default) repeats the fanout, the driver baseline and the reads N
 times, the fanout and the baseline taking turns at going first; the figures reported are
-medians over the rounds, and ``fanout_vs_driver`` is the median of each round's ratio.
+medians over the rounds, and ``fanout_vs_driver`` is the median of each round's ratio,
+of writes per second and of CPU time per write (``cpu_us_per_write``: the process's
+CPU time, all threads, per feed written; on a busy shared machine it says more than
+wall time about what each path costs).
 ``--feeds`` changes the 100,000.
 
 Everything runs on one machine: the JVM, the driver's I/O thread and the event loop
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
+import resource
 import statistics
 import tempfile
 import time
@@ -61,8 +65,15 @@ class BenchNotifications(NotificationFeed):
     trim_chance = 0.0
 
 
-async def with_stall_probe(work: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
-    """Run ``work`` next to a 1 ms ticker; return (seconds, longest gap between ticks)."""
+def cpu_seconds() -> float:
+    """CPU time of this process so far, every thread counted (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def with_stall_probe(work: Callable[[], Awaitable[Any]]) -> tuple[float, float, float]:
+    """Run ``work`` next to a 1 ms ticker; return (seconds, longest gap between ticks,
+    CPU seconds of the process meanwhile)."""
     ticks: list[float] = []
     done = anyio.Event()
 
@@ -74,20 +85,20 @@ async def with_stall_probe(work: Callable[[], Awaitable[Any]]) -> tuple[float, f
     async with anyio.create_task_group() as tg:
         tg.start_soon(ticker)
         await anyio.sleep(0.05)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds()
         await work()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         done.set()
     during = [t for t in ticks if t >= started - 0.002]
     stall = max((b - a for a, b in itertools.pairwise(during)), default=seconds)
-    return seconds, stall
+    return seconds, stall, cpu
 
 
 async def fanout(storage: CassandraStorage, feeds: int, tag: str) -> dict[str, float]:
     activity = Activity(1, Love, 1, time=T0, extra_context={"tag": tag})
     entries = BenchFeed.serialize_activities([activity])
     keys = [f"bench:{tag}:{i}" for i in range(feeds)]
-    seconds, stall = await with_stall_probe(
+    seconds, stall, cpu = await with_stall_probe(
         lambda: storage.add_to_timelines(keys, entries, max_length=None, store=True)
     )
     return {
@@ -96,6 +107,7 @@ async def fanout(storage: CassandraStorage, feeds: int, tag: str) -> dict[str, f
         "seconds": seconds,
         "feed_writes_per_second": feeds / seconds,
         "longest_loop_stall_ms": stall * 1000,
+        "cpu_us_per_write": cpu / feeds * 1e6,
     }
 
 
@@ -118,13 +130,14 @@ async def driver_baseline(
             if not ok:
                 raise result
 
-    seconds, stall = await with_stall_probe(lambda: anyio.to_thread.run_sync(run))
+    seconds, stall, cpu = await with_stall_probe(lambda: anyio.to_thread.run_sync(run))
     return {
         "feeds": feeds,
         "concurrency": storage.max_concurrency,
         "seconds": seconds,
         "feed_writes_per_second": feeds / seconds,
         "longest_loop_stall_ms": stall * 1000,
+        "cpu_us_per_write": cpu / feeds * 1e6,
     }
 
 
@@ -185,9 +198,15 @@ async def main(workdir: Path, rounds: int = 3, feeds: int = FEEDS) -> None:
             ]
             results["fanout_100k"] = median_of(runs["fanout"])
             results["driver_execute_concurrent_100k"] = median_of(runs["driver"])
+            cpu_ratios = [
+                d["cpu_us_per_write"] / a["cpu_us_per_write"]
+                for a, d in zip(runs["fanout"], runs["driver"], strict=True)
+            ]
             results["fanout_vs_driver"] = {
                 "ratio_median": statistics.median(ratios),
                 "ratios": ratios,
+                "cpu_ratio_median": statistics.median(cpu_ratios),
+                "cpu_ratios": cpu_ratios,
                 "fanout_writes_per_second": [r["feed_writes_per_second"] for r in runs["fanout"]],
                 "driver_writes_per_second": [r["feed_writes_per_second"] for r in runs["driver"]],
                 "fanout_stall_ms": [r["longest_loop_stall_ms"] for r in runs["fanout"]],
@@ -215,8 +234,9 @@ def round_line(n: int, runs: dict[str, list[dict[str, Any]]]) -> str:
     a, d, r = runs["fanout"][-1], runs["driver"][-1], runs["reads"][-1]
     return (
         f"round {n + 1}: fanout {a['feed_writes_per_second']:,.0f}/s "
-        f"(stall {a['longest_loop_stall_ms']:.0f} ms), driver {d['feed_writes_per_second']:,.0f}/s "
-        f"(stall {d['longest_loop_stall_ms']:.0f} ms), ratio "
+        f"(stall {a['longest_loop_stall_ms']:.0f} ms, {a['cpu_us_per_write']:.0f} us CPU), "
+        f"driver {d['feed_writes_per_second']:,.0f}/s "
+        f"(stall {d['longest_loop_stall_ms']:.0f} ms, {d['cpu_us_per_write']:.0f} us CPU), ratio "
         f"{a['feed_writes_per_second'] / d['feed_writes_per_second']:.2f}; reads "
         f"{r['per_second']:,.0f}/s p50 {r['p50_ms']:.1f} ms p99 {r['p99_ms']:.1f} ms"
     )
