@@ -255,35 +255,39 @@ class ActivitySerializer(Generic[A]):
             return [self.from_data(row) for row in rows]
         new = cls.__new__
         get_verb = self.verbs.get
+        verbs: dict[Any, Any] = {}
         epoch, microsecond = _EPOCH, _MICROSECOND
         activities: list[A] = []
         append = activities.append
+        skip = 1 if versioned else 0
+        full = 6 + skip  # with extra_context
         for row in rows:
+            if versioned and (type(row) is not list or not row or row[0] != FORMAT_VERSION):
+                _check_version(row, "activity")
             size = len(row)
-            if versioned:
-                if type(row) is not list or not row or row[0] != FORMAT_VERSION:
-                    _check_version(row, "activity")
-                if size == 6:
-                    _, actor, verb_id, obj, target, time_us = row
-                    extra: Any = {}
-                elif size == 7:
+            if size == full:
+                if skip:
                     _, actor, verb_id, obj, target, time_us, extra = row
                 else:
-                    raise ValueError(f"an activity has 6 or 7 fields, got {size}")
-            elif size == 5:
-                actor, verb_id, obj, target, time_us = row
+                    actor, verb_id, obj, target, time_us, extra = row
+            elif size == full - 1:
+                if skip:
+                    _, actor, verb_id, obj, target, time_us = row
+                else:
+                    actor, verb_id, obj, target, time_us = row
                 extra = {}
-            elif size == 6:
-                actor, verb_id, obj, target, time_us, extra = row
             else:
-                raise ValueError(f"an embedded activity has 5 or 6 fields, got {size}")
+                raise ValueError(f"an activity has {full - 1} or {full} fields, got {size}")
+            verb = verbs.get(verb_id)
+            if verb is None:
+                verb = verbs[verb_id] = get_verb(verb_id)
             activity = new(cls)
             # What from_storage sets, in one dict.
             activity.__dict__ = {
                 "actor_id": actor,
                 "object_id": obj,
                 "target_id": target,
-                "verb": get_verb(verb_id),
+                "verb": verb,
                 "time": epoch + microsecond * time_us,
                 "extra_context": extra,
                 "dehydrated": False,

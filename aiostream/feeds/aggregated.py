@@ -3,7 +3,9 @@
 Each group is stored once per feed, keyed by the aggregator's group key, so a group never
 appears twice however old it is. Adding activities is a read-modify-write of the groups
 they fall into, committed with a compare-and-set: concurrent writers on one feed (many
-tasks, many workers) retry instead of overwriting each other.
+tasks, many workers) retry instead of overwriting each other. A storage that can merge
+activities into stored groups itself (Redis) does so in one atomic step instead, unless
+the aggregator or the group class change the stock merge rules.
 
 Example::
 
@@ -116,6 +118,8 @@ class AggregatedFeed(BaseFeed):
         if (
             type(self).add_many is AggregatedFeed.add_many
             and type(self).on_update_feed is BaseFeed.on_update_feed
+            and "add_many" not in vars(self)
+            and "on_update_feed" not in vars(self)
         ):
             # Nothing looks at the groups add_many returns: skip rebuilding them.
             await self._add_many([activity], True, results=False)
@@ -176,9 +180,9 @@ class AggregatedFeed(BaseFeed):
             writes back instead).
         """
         merge_groups = getattr(self._io, "merge_groups", None)
-        if merge_groups is None or not self._stock_merge(aggregator):
-            return None
         serializer = self.get_aggregated_serializer()
+        if merge_groups is None or not self._stock_merge(aggregator, serializer):
+            return None
         merges = []
         for name, incoming in grouped.items():
             parts = serializer.merge_parts(incoming)
@@ -200,11 +204,14 @@ class AggregatedFeed(BaseFeed):
             groups += [self._load(record) for created, record in written if not created]
         return len(written), groups
 
-    def _stock_merge(self, aggregator: BaseAggregator) -> bool:
+    def _stock_merge(
+        self,
+        aggregator: BaseAggregator,
+        serializer: AggregatedActivitySerializer[AggregatedActivity, Activity],
+    ) -> bool:
         """Whether grouping and merging follow the stock rules a storage can apply
         itself (no override of what decides them, stock serializers)."""
         group_class = self.aggregated_activity_class
-        serializer = self.get_aggregated_serializer()
         return (
             type(aggregator).merge is BaseAggregator.merge
             and type(aggregator).group_activities is BaseAggregator.group_activities
