@@ -193,3 +193,17 @@ async def test_a_failed_batch_fails_each_caller(tmp_path: Path) -> None:
             assert all(isinstance(r, StorageUnavailableError) for r in results), results
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("shards", [1, 3, 8, 16, 20])
+async def test_pages_with_any_number_of_shards(handle: Any, prefix: str, shards: int) -> None:
+    async with RedisStorage.from_url(handle.url, prefix=prefix, activity_shards=shards) as storage:
+        feeds = [Flat(user, storage=storage) for user in range(1, 5)]
+        expected = {}
+        for feed in feeds:
+            batch = activities(feed.user_id, 40)  # type: ignore[arg-type]
+            await feed.add_many(batch)
+            expected[feed] = sorted(batch, reverse=True)
+        assert [await f[:30] for f in feeds] == [expected[f][:30] for f in feeds]
+        pages = await read_at_once([lambda f=f: f[:30] for f in feeds * 3])
+        assert pages == [expected[f][:30] for f in feeds * 3]

@@ -237,13 +237,28 @@ local function read_timeline(key, numbers, opening)
     numbers, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
   local ids = range(key, min, max, offset, count, descending)
   shards = tonumber(shards)
-  local out = {}
+  -- With 16 shards (or 8, 4, 2, 1) the shard is the last hex digit (modulo the count):
+  -- read from its byte, it costs a fraction of parsing six digits.
+  local by_last_digit = 16 % shards == 0
+  local names, out, n = {}, {}, 0
   for _, id in ipairs(ids) do
-    local shard = opening .. (tonumber(string.sub(id, -6), 16) % shards) .. '}'
-    local payload = redis.call('HGET', shard, id)
+    local shard
+    if by_last_digit then
+      local b = string.byte(id, -1)
+      shard = (b < 58 and b - 48 or b - 87) % shards
+    else
+      shard = tonumber(string.sub(id, -6), 16) % shards
+    end
+    local name = names[shard]
+    if not name then
+      name = opening .. shard .. '}'
+      names[shard] = name
+    end
+    local payload = redis.call('HGET', name, id)
     if payload then
-      out[#out + 1] = id
-      out[#out + 1] = payload
+      out[n + 1] = id
+      out[n + 2] = payload
+      n = n + 2
     end
   end
   return out
