@@ -147,15 +147,14 @@ class Activity:
         """Rebuild an activity from trusted stored fields, skipping validation (the read
         path of every feed). Override it if a subclass sets more state in ``__init__``."""
         activity = cls.__new__(cls)
-        activity.__dict__.update(
-            actor_id=actor_id,
-            object_id=object_id,
-            target_id=target_id,
-            verb=verb,
-            time=time,
-            extra_context=extra_context,
-            dehydrated=False,
-        )
+        # Set one by one, in __init__'s order: the values stay inline in the object.
+        activity.actor_id = actor_id
+        activity.object_id = object_id
+        activity.target_id = target_id
+        activity.verb = verb
+        activity.time = time
+        activity.extra_context = extra_context
+        activity.dehydrated = False
         return activity
 
     def __getattr__(self, name: str) -> Any:

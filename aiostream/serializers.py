@@ -282,16 +282,17 @@ class ActivitySerializer(Generic[A]):
             if verb is None:
                 verb = verbs[verb_id] = get_verb(verb_id)
             activity = new(cls)
-            # What from_storage sets, in one dict.
-            activity.__dict__ = {
-                "actor_id": actor,
-                "object_id": obj,
-                "target_id": target,
-                "verb": verb,
-                "time": epoch + microsecond * time_us,
-                "extra_context": extra,
-                "dehydrated": False,
-            }
+            # What from_storage sets, in the order __init__ sets it. Stored one by one
+            # (not as an assigned __dict__) the values stay inline in the object: one
+            # object fewer per activity for the garbage collector to track, whose passes
+            # are a good part of the cost of reading a page of groups.
+            activity.actor_id = actor
+            activity.object_id = obj
+            activity.target_id = target
+            activity.verb = verb
+            activity.time = epoch + microsecond * time_us
+            activity.extra_context = extra
+            activity.dehydrated = False
             append(activity)
         return activities
 
