@@ -18,7 +18,7 @@ measured a third of the CPU of a fanout write. One watchdog timer per call inste
 wakes at the deadline of the oldest request in flight and times out every request past
 its deadline the way the driver's own timer would (``ResponseFuture._on_timeout``:
 the stream is orphaned, the request fails with ``OperationTimedOut``). Each request
-still times out ``timeout`` seconds after it was sent.
+still times out ``request_timeout`` seconds after it was sent.
 
 Errors are kept per statement. The first failure stops the sending of new statements;
 those in flight are waited for; then the first failure is raised, with a note counting
@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from cassandra import OperationTimedOut
+from cassandra.connection import Connection
 
 from aiostream.storage.cassandra.bridge import Row
 
@@ -207,7 +208,13 @@ class _Pipeline:
 
     def _arm(self, delay: float) -> None:
         assert self._create_timer is not None
-        self._watchdog = self._create_timer(max(delay, 0.001), self._watch)
+        timer = self._create_timer(max(delay, 0.001), self._watch)
+        with self._lock:
+            if not self._settled:
+                self._watchdog = timer
+                return
+        with contextlib.suppress(Exception):
+            timer.cancel()  # settled meanwhile (another reactor thread): not needed
 
     def _watch(self) -> None:
         """The watchdog timer (driver's thread): time out what is past its deadline.
@@ -276,8 +283,6 @@ def _reactor_timer(session: Any) -> Callable[[float, Callable[[], None]], Any] |
     create_timer = getattr(connection_class, "create_timer", None)
     if create_timer is None:
         return None
-    from cassandra.connection import Connection
-
     if getattr(create_timer, "__func__", None) is Connection.create_timer.__func__:
         return None  # the base class's: NotImplementedError
     return create_timer  # type: ignore[no-any-return]
