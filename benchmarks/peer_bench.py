@@ -675,12 +675,17 @@ NOTES = (
     "1% chance. Every run writes fresh feeds.",
     "Flat reads: `feed[:25]` with the activities hydrated from the activity storage, on a "
     "feed filled by the single adds. Concurrency 50 is 50 asyncio tasks on one connection "
-    "pool for aiostream; Stream Framework is synchronous, so it runs one thread and 50 "
+    "pool for aiostream (reads that start while others are in flight are sent together, in "
+    "one script call); Stream Framework is synchronous, so it runs one thread and 50 "
     "threads, and the better of the two is the comparison.",
+    "aiostream's reads return complete objects: each activity's actor, verb, object, "
+    "target, time (a datetime) and `extra_context` (a dict), and every activity of each "
+    "group, are decoded before the call returns; nothing is decoded lazily.",
     "Single adds on Stream Framework store the activity and then add it, as its "
     "`Manager.add_user_activity` does (its aggregated add hydrates the groups it merges "
     "into, so the activity must be stored first); aiostream's `feed.add` does both in one "
-    "call.",
+    "call. Stream Framework's aggregated add reads the groups, merges and writes them back; "
+    "aiostream's is one script that merges on the server.",
     "Memory: measured first, on the empty server: 10,000 activities stored, then 1,000 "
     "timelines of 100 entries; bytes from `used_memory` before and after each step (less "
     "client buffers and script caches, from `MEMORY STATS`), and from "
