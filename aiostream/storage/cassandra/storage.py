@@ -24,9 +24,11 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 import anyio
+from cassandra import WriteTimeout
+from cassandra.policies import WriteType
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
 
-from aiostream.exceptions import ConflictError, ValidationError
+from aiostream.exceptions import ConflictError, StorageTimeoutError, ValidationError
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
 from aiostream.storage.base import Entry, GroupChange, GroupRecord
@@ -347,7 +349,15 @@ class CassandraStorage(CassandraClient):
             items.append((s.group_delete_all, (ns, key)))
         else:
             items += [(s.group_delete, (ns, key, group_id)) for group_id in plan.deletes]
-        rows = await self._batch(items)
+        try:
+            rows = await self._batch(items)
+        except StorageTimeoutError as exc:
+            if _is_cas_timeout(exc.__cause__):
+                # Paxos timed out: the batch may or may not apply. Report "not applied";
+                # the caller's next snapshot (whose version check the pending round
+                # settles first) shows which, and re-merging is idempotent.
+                return False
+            raise
         return bool(rows and rows[0][0])
 
     async def _backoff(self, attempt: int) -> None:
@@ -425,3 +435,8 @@ class CassandraStorage(CassandraClient):
             await self._rewrite(key, clear, clear=True)
 
         await self._each(list(dict.fromkeys(keys)), delete)
+
+
+def _is_cas_timeout(cause: BaseException | None) -> bool:
+    """Whether the driver error is a lightweight transaction's write timeout."""
+    return isinstance(cause, WriteTimeout) and getattr(cause, "write_type", None) == WriteType.CAS
