@@ -72,12 +72,15 @@ class Manager:
         user_feed_class: Feed of the user's own activities.
         fanout_chunk_size: Followers per chunk (100).
         follow_activity_limit: Activities copied when following someone (5000).
+        follow_feeds: Names in ``feed_classes`` that following copies activities into
+            (None: all of them; e.g. leave a notification feed out).
     """
 
     feed_classes: ClassVar[Mapping[str, type[BaseFeed]]] = {"normal": BaseFeed}
     user_feed_class: ClassVar[type[BaseFeed]] = UserBaseFeed
     fanout_chunk_size: ClassVar[int] = 100
     follow_activity_limit: ClassVar[int] = 5000
+    follow_feeds: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -311,9 +314,10 @@ class Manager:
             activities.extend(await self.get_user_feed(target)[: self.follow_activity_limit])
         if not activities:
             return
+        names = self.feed_classes if self.follow_feeds is None else self.follow_feeds
         async with anyio.create_task_group() as tg:
-            for feed_class in self.feed_classes.values():
-                tg.start_soon(self._follow_into, feed_class, job.user_id, activities)
+            for name in names:
+                tg.start_soon(self._follow_into, self.feed_classes[name], job.user_id, activities)
 
     async def _follow_into(
         self, feed_class: type[BaseFeed], user_id: Any, activities: list[Activity]

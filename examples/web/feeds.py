@@ -27,7 +27,7 @@ from aiostream import (
     NotificationFeed,
     RecentRankMixin,
 )
-from aiostream.fanout import Dispatcher, FollowChunk
+from aiostream.fanout import Dispatcher
 from examples.pinterest_demo import AggregatedPinFeed, PinFeed, PinVerb, UserPinFeed
 
 __all__ = [
@@ -126,7 +126,7 @@ class PinManager(Manager):
         dispatcher: Runs fanout chunks (default: in-process).
 
     Class attributes:
-        backfill_feeds: Feeds that get the recent pins of someone you start following;
+        follow_feeds: Feeds that get the recent pins of someone you start following;
             the notification feed is left out, so a follow does not bring a pile of old
             pins into it as unseen notifications.
 
@@ -144,7 +144,7 @@ class PinManager(Manager):
     }
     user_feed_class: ClassVar[type[BaseFeed]] = UserPinFeed
     follow_activity_limit: ClassVar[int] = 100
-    backfill_feeds: ClassVar[tuple[str, ...]] = ("normal", "aggregated")
+    follow_feeds: ClassVar[tuple[str, ...] | None] = ("normal", "aggregated")
 
     def __init__(
         self,
@@ -160,20 +160,3 @@ class PinManager(Manager):
         """Every follower is HIGH priority here: a real service would put users who have
         not been active for a while in LOW, carried by its own (slower) worker."""
         return {FanoutPriority.HIGH: await self.graph.followers(int(user_id))}
-
-    async def run_follow(self, job: FollowChunk) -> None:
-        """Carry out a follow job (in this process or in an arq worker): copy the targets'
-        recent pins into ``backfill_feeds`` only. Unfollow jobs run as the Manager's."""
-        if job.operation != "follow":
-            await super().run_follow(job)
-            return
-        activities: list[Activity] = []
-        for target in job.target_ids:
-            activities.extend(await self.get_user_feed(target)[: self.follow_activity_limit])
-        if not activities:
-            return
-        for name in self.backfill_feeds:
-            feed_class = self.feed_classes[name]
-            await feed_class.fanout_add(
-                [job.user_id], activities, storage=self.storage_for(feed_class)
-            )

@@ -159,6 +159,17 @@ async def test_follow_respects_limit(manager: PinManager, monkeypatch: pytest.Mo
     assert await manager.get_feeds(60)["normal"].count() == 3
 
 
+async def test_follow_feeds_chooses_the_feeds_followed_into(
+    manager: PinManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(PinManager, "follow_feeds", ("normal",))
+    await manager.batch_import(2, make_activities(2, actor=2), fanout=False)
+    await manager.follow_user(61, 2)
+    feeds = manager.get_feeds(61)
+    assert await feeds["normal"].count() == 2
+    assert await feeds["aggregated"].count() == 0
+
+
 async def test_batch_import(manager: PinManager) -> None:
     activities = make_activities(7)
     await manager.batch_import(1, activities, chunk_size=3)
