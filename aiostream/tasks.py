@@ -350,6 +350,7 @@ class ManagerFactory(Protocol):
 class _WorkerState:
     manager: Manager
     queues: Queues
+    queue: str  # the one this worker takes jobs from, so the failed jobs' queue
     max_tries: int
     retry_delay: float
     max_retry_delay: float
@@ -374,13 +375,10 @@ async def _run(ctx: dict[str, Any], function: str, job: Job, args: list[Any]) ->
     attempt = int(ctx.get("job_try", 1))
     try:
         await state.manager.run(job)
-    except TRANSIENT_ERRORS as exc:
-        if attempt < state.max_tries:
+    except Exception as exc:
+        if isinstance(exc, TRANSIENT_ERRORS) and attempt < state.max_tries:
             state.manager.metrics.on_job_retry(function, attempt, exc)
             raise Retry(defer=state.backoff(attempt)) from exc
-        await _record_failure(ctx, state, function, args, exc, attempt)
-        raise
-    except Exception as exc:
         await _record_failure(ctx, state, function, args, exc, attempt)
         raise
     return len(job.user_ids) if isinstance(job, FanoutChunk) else len(job.target_ids)
@@ -397,7 +395,7 @@ async def _record_failure(
     failed = FailedJob(
         job_id=str(ctx.get("job_id", "")),
         function=function,
-        queue=_queue_of(state.queues, function),
+        queue=state.queue,
         args=args,
         error=repr(exc),
         error_type=type(exc).__name__,
@@ -405,13 +403,6 @@ async def _record_failure(
         failed_at=time.time(),
     )
     await ctx["redis"].hset(state.queues.failed, failed.job_id, failed.to_json())
-
-
-def _queue_of(queues: Queues, function: str) -> str:
-    return {
-        "fanout_operation_high": queues.high,
-        "fanout_operation_low": queues.low,
-    }.get(function, queues.default)
 
 
 async def fanout_operation(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
@@ -499,7 +490,7 @@ def worker_settings(
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["aiostream_closers"] = _configure_backends(settings)
         ctx["aiostream"] = _WorkerState(
-            make_manager(), queues, max_tries, retry_delay, max_retry_delay
+            make_manager(), queues, queue, max_tries, retry_delay, max_retry_delay
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
