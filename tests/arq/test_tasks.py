@@ -6,13 +6,14 @@ import importlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import pytest
 from arq.worker import Worker, create_worker
 from redis.asyncio import Redis
 
-from aiostream import FanoutPriority
+from aiostream import Activity, FanoutPriority
 from aiostream.exceptions import ConfigurationError, StorageUnavailableError
 from aiostream.fanout import FanoutChunk
 from aiostream.metrics import NoopMetrics
@@ -219,22 +220,41 @@ class FlakyManager(AppManager):
     feed_classes: ClassVar[dict[str, Any]] = {"normal": AppFeed}
 
 
+@dataclass
+class FlakyFanout:
+    """A fanout chunk waiting on the default queue, for workers whose storage fails."""
+
+    storage: FlakyStorage
+    metrics: RecordingMetrics
+    activity: Activity
+    chunk: FanoutChunk
+
+    def make_manager(self) -> AppManager:
+        return FlakyManager(storage=self.storage, metrics=self.metrics)  # type: ignore[arg-type]
+
+
+async def enqueue_flaky_fanout(
+    dispatcher: ArqDispatcher,
+    app_storage: str,
+    stack: AsyncExitStack,
+    failures: int,
+    user_ids: tuple[int, ...],
+) -> FlakyFanout:
+    inner = await stack.enter_async_context(RedisStorage.from_url(app_storage))
+    (activity,) = make_activities(1)
+    await FlakyManager(dispatcher=dispatcher).add_user_activity(2, activity)  # stores it
+    payload = AppFeed.serialize_activities([activity])[0][1]
+    chunk = FanoutChunk("add", "normal", user_ids, (payload,))
+    await dispatcher.dispatch([chunk], run=AppManager().run)
+    return FlakyFanout(FlakyStorage(inner, failures), RecordingMetrics(), activity, chunk)
+
+
 async def test_storage_errors_are_retried_with_backoff(
     dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
 ) -> None:
-    metrics = RecordingMetrics()
-    storage = FlakyStorage(await stack.enter_async_context(RedisStorage.from_url(app_storage)), 2)
-
-    def make_manager() -> AppManager:
-        return FlakyManager(storage=storage, metrics=metrics)  # type: ignore[arg-type]
-
-    (activity,) = make_activities(1)
-    await FlakyManager(dispatcher=dispatcher).add_user_activity(2, activity)
-    await dispatcher.dispatch(
-        [FanoutChunk("add", "normal", (40, 41), (AppFeed.serialize_activities([activity])[0][1],))],
-        run=AppManager().run,
-    )
-    worker = await run_burst(app_storage, DEFAULT_QUEUE, make_manager)
+    flaky = await enqueue_flaky_fanout(dispatcher, app_storage, stack, 2, (40, 41))
+    metrics, activity = flaky.metrics, flaky.activity
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, flaky.make_manager)
     assert metrics.retries == [("fanout_operation", 1, "StorageUnavailableError")] + [
         ("fanout_operation", 2, "StorageUnavailableError")
     ]
@@ -247,17 +267,9 @@ async def test_storage_errors_are_retried_with_backoff(
 async def test_a_job_that_keeps_failing_is_recorded_and_can_be_requeued(
     dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
 ) -> None:
-    metrics = RecordingMetrics()
-    storage = FlakyStorage(await stack.enter_async_context(RedisStorage.from_url(app_storage)), 100)
-
-    def make_manager() -> AppManager:
-        return FlakyManager(storage=storage, metrics=metrics)  # type: ignore[arg-type]
-
-    (activity,) = make_activities(1)
-    await FlakyManager(dispatcher=dispatcher).add_user_activity(2, activity)  # stores it
-    payload = AppFeed.serialize_activities([activity])[0][1]
-    chunk = FanoutChunk("add", "normal", (50,), (payload,))
-    await dispatcher.dispatch([chunk], run=AppManager().run)
+    flaky = await enqueue_flaky_fanout(dispatcher, app_storage, stack, 100, (50,))
+    storage, metrics, activity, chunk = flaky.storage, flaky.metrics, flaky.activity, flaky.chunk
+    make_manager = flaky.make_manager
     worker = await run_burst(app_storage, DEFAULT_QUEUE, make_manager, max_tries=3)
     assert worker.jobs_failed == 1 and worker.jobs_retried == 2
 
