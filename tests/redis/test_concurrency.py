@@ -65,18 +65,29 @@ async def open_many(stack: AsyncExitStack, open_storage: StorageOpener) -> list[
     return [await stack.enter_async_context(open_storage()) for _ in range(TASKS)]
 
 
-async def test_notification_feed_adds_and_marks(open_storage: StorageOpener) -> None:
-    oracle = ConcurrentNotifications(7, storage=MemoryStorage())
-    async with AsyncExitStack() as stack:
-        storages = await open_many(stack, open_storage)
-        feeds = [ConcurrentNotifications(7, storage=s) for s in storages]
-        key = feeds[0].key
+async def add_concurrently(
+    stack: AsyncExitStack, open_storage: StorageOpener, feed_class: type[Any], user_id: int
+) -> tuple[list[RedisStorage], list[Any], Any]:
+    """50 clients, each with its own storage, add their batch to one feed at once; the
+    memory oracle adds the same batches one after the other. Returns the storages, the
+    clients' feeds and the oracle, after checking the stored records match."""
+    oracle = feed_class(user_id, storage=MemoryStorage())
+    storages = await open_many(stack, open_storage)
+    feeds = [feed_class(user_id, storage=s) for s in storages]
+    await run_concurrently([lambda f=f, i=i: f.add_many(batch(i)) for i, f in enumerate(feeds)])
+    for i in range(TASKS):
+        await oracle.add_many(batch(i))
+    assert await records(storages[0], feeds[0].key) == await records(oracle.storage, feeds[0].key)
+    return storages, feeds, oracle
 
+
+async def test_notification_feed_adds_and_marks(open_storage: StorageOpener) -> None:
+    async with AsyncExitStack() as stack:
         # Phase 1: 50 clients add at once; groups receive from ~5 writers each.
-        await run_concurrently([lambda f=f, i=i: f.add_many(batch(i)) for i, f in enumerate(feeds)])
-        for i in range(TASKS):
-            await oracle.add_many(batch(i))
-        assert await records(storages[0], key) == await records(oracle.storage, key)
+        storages, feeds, oracle = await add_concurrently(
+            stack, open_storage, ConcurrentNotifications, 7
+        )
+        key = feeds[0].key
         assert await feeds[0].count() == await oracle.count() == 10
 
         # Phase 2: 50 clients mark at once (marks only clear markers: they commute).
@@ -136,17 +147,12 @@ async def test_notification_feed_adds_and_marks(open_storage: StorageOpener) -> 
 
 
 async def test_aggregated_feed_adds_and_removes(open_storage: StorageOpener) -> None:
-    oracle = ConcurrentAggregated(3, storage=MemoryStorage())
     async with AsyncExitStack() as stack:
-        storages = await open_many(stack, open_storage)
-        feeds = [ConcurrentAggregated(3, storage=s) for s in storages]
-        key = feeds[0].key
-
         # RecentVerbAggregator: two groups (one per verb), ~25 writers each.
-        await run_concurrently([lambda f=f, i=i: f.add_many(batch(i)) for i, f in enumerate(feeds)])
-        for i in range(TASKS):
-            await oracle.add_many(batch(i))
-        assert await records(storages[0], key) == await records(oracle.storage, key)
+        storages, feeds, oracle = await add_concurrently(
+            stack, open_storage, ConcurrentAggregated, 3
+        )
+        key = feeds[0].key
 
         # Removing distinct activities commutes as well.
         doomed = [batch(i)[0] for i in range(TASKS)][-30:]
