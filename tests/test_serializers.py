@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +13,29 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiostream import Activity, AggregatedActivity, Love, SerializationError, UnknownVerbError
+from aiostream import (
+    Activity,
+    AggregatedActivity,
+    Love,
+    SerializationError,
+    UnknownVerbError,
+    serializers,
+)
 from aiostream.serializers import ActivitySerializer, AggregatedActivitySerializer
 from tests.helpers import T0, CustomActivity, CustomAggregated, at
+
+
+@pytest.fixture(autouse=True, scope="module", params=["orjson", "stdlib"])
+def json_reader(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs with each JSON reader: orjson (the ``speedups`` extra, which
+    the test environment installs) and the standard library's (a bare install, and the
+    fallback for what orjson cannot read)."""
+    assert serializers._compiled_loads is not None, "the test environment lacks orjson"
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "stdlib":
+            patch.setattr(serializers, "_compiled_loads", None)
+        yield request.param
+
 
 RICH = {
     "s": 'a;b,c;;d\n"}]',
