@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from anyio.lowlevel import checkpoint
 
@@ -177,7 +177,7 @@ class MemoryStorage:
         if not markers:
             return records
         return [
-            replace(r, unseen=r.id in state.unseen, unread=r.id in state.unread) for r in records
+            r._replace(unseen=r.id in state.unseen, unread=r.id in state.unread) for r in records
         ]
 
     async def get_groups(self, key: str, groups: Sequence[str]) -> dict[str, GroupRecord]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, ClassVar
 
 import anyio
@@ -289,12 +288,11 @@ class CassandraStorage(CassandraClient):
         for group_id, name, payload, version, unseen, unread in rows:
             if group_id is None:  # a partition with only static columns
                 continue
-            record = GroupRecord(name, group_id, payload, version)
             if markers:
-                record = replace(
-                    record, unseen=group_id in (unseen or ()), unread=group_id in (unread or ())
-                )
-            records.append(record)
+                unseen_now, unread_now = group_id in (unseen or ()), group_id in (unread or ())
+            else:
+                unseen_now = unread_now = False
+            records.append(GroupRecord(name, group_id, payload, version, unseen_now, unread_now))
         return records
 
     async def get_groups(self, key: str, groups: Sequence[str]) -> dict[str, GroupRecord]:
