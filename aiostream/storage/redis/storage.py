@@ -66,6 +66,8 @@ from aiostream.storage.redis.layout import (
 __all__ = ["RedisStorage"]
 
 _ID_WIDTH = 26
+# RedisStorage's connection settings default to ClientOptions' own (one place for them).
+_DEFAULTS = ClientOptions()
 
 
 def _text(value: str | bytes) -> str:
@@ -174,11 +176,11 @@ class RedisStorage:
         activity_shards: int = 16,
         cluster: bool | None = None,
         chunk_size: int = 1000,
-        max_connections: int = 64,
-        socket_timeout: float | None = 5.0,
-        socket_connect_timeout: float | None = 2.0,
-        pool_timeout: float | None = 10.0,
-        retries: int = 2,
+        max_connections: int = _DEFAULTS.max_connections,
+        socket_timeout: float | None = _DEFAULTS.socket_timeout,
+        socket_connect_timeout: float | None = _DEFAULTS.socket_connect_timeout,
+        pool_timeout: float | None = _DEFAULTS.pool_timeout,
+        retries: int = _DEFAULTS.retries,
         **client_kwargs: Any,
     ) -> None:
         if client is not None and (url is not None or client_kwargs):
