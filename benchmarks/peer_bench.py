@@ -11,7 +11,8 @@ to machine.
    ``redis-benchmark`` ZADD on random keys (pipeline 64, one client) as the ceiling.
 2. ``feed[:25]`` hydrated on a flat feed: concurrency 1 and 50 (50 asyncio tasks; Stream
    Framework is synchronous: one thread, and 50 threads).
-3. Aggregated feed: 1,000 single adds an hour apart (42 groups), then reads of 25 groups.
+3. Aggregated feed: 1,000 single adds an hour apart (42 groups), then reads of 25 groups
+   (concurrency 1 and 50).
 4. Redis memory per timeline entry and per stored activity (``used_memory`` deltas and
    ``MEMORY USAGE``), measured first, on the empty server.
 
@@ -592,6 +593,22 @@ def table(results: dict[str, Any]) -> list[dict[str, Any]]:
             aio_read[f"{q}_ms"],
             unit=" ms",
         )
+    sf_many, aio_many = sf_agg[f"read_c{CONCURRENCY}"], aio_agg[f"read_c{CONCURRENCY}"]
+    add(
+        f"aggregated feed: read 25 groups, concurrency {CONCURRENCY} (reads/s)",
+        sf_many["per_second"],
+        aio_many["per_second"],
+        higher_is_better=True,
+        sf_note=f"{CONCURRENCY} threads",
+    )
+    for q in ("p50", "p99"):
+        add(
+            f"aggregated feed: read 25 groups, concurrency {CONCURRENCY}, {q}",
+            sf_many[f"{q}_ms"],
+            aio_many[f"{q}_ms"],
+            unit=" ms",
+            sf_note=f"{CONCURRENCY} threads",
+        )
 
     mem = results["memory"]
     sf_mem, aio_mem = mem["stream_framework"], mem["aiostream"]
@@ -770,7 +787,7 @@ def measure(
             spacing_us=HOUR_US,
             adds=1000,
             calls=1000,
-            concurrencies=(1,),
+            concurrencies=(1, CONCURRENCY),
             repeat=options.repeat,
         )
         return results
