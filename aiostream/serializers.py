@@ -39,10 +39,18 @@ from aiostream.exceptions import AiostreamError, SerializationError
 from aiostream.ids import ID_KEY_WIDTH, datetime_to_us, id_to_key, us_to_datetime
 from aiostream.verbs import VerbRegistry, default_registry
 
-try:  # the ``speedups`` extra (also in ``redis`` and ``cassandra``): a compiled JSON reader
-    from orjson import loads as _compiled_loads
-except ImportError:  # pragma: no cover - exercised by the tests that hide orjson
-    _compiled_loads = None
+
+def _find_compiled_loads() -> Callable[[str], Any] | None:
+    """orjson's ``loads`` (the ``speedups`` extra, also in ``redis`` and ``cassandra``),
+    or None when it is not installed."""
+    try:
+        from orjson import loads
+    except ImportError:
+        return None
+    return loads
+
+
+_compiled_loads = _find_compiled_loads()
 
 __all__ = [
     "FORMAT_VERSION",
