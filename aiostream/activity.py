@@ -38,11 +38,26 @@ __all__ = [
     "AggregatedActivity",
     "DehydratedActivity",
     "NotificationActivity",
+    "group_key",
     "utcnow",
 ]
 
 MAX_AGGREGATED_ACTIVITIES_LENGTH = 15
 _LAZY_FIELDS = ("actor", "object", "target")
+
+
+def group_key(group: object) -> str:
+    """A group key as stored: a str, or an int (as Stream Framework's aggregators may
+    return) in its decimal form.
+
+    Raises:
+        ValidationError: any other type.
+    """
+    if isinstance(group, str):
+        return group
+    if isinstance(group, int) and not isinstance(group, bool):
+        return str(group)
+    raise ValidationError("group", f"expected a str or an int, got {type(group).__name__}")
 
 
 def utcnow() -> dt.datetime:
@@ -269,14 +284,12 @@ class AggregatedActivity:
 
     def __init__(
         self,
-        group: str,
+        group: str | int,
         activities: Iterable[Activity] | None = None,
         created_at: dt.datetime | None = None,
         updated_at: dt.datetime | None = None,
     ) -> None:
-        if not isinstance(group, str):
-            raise ValidationError("group", f"expected a str, got {type(group).__name__}")
-        self.group = group
+        self.group = group_key(group)
         self.activities: list[Activity] = []
         self.created_at = to_utc(created_at) if created_at is not None else None
         self.updated_at = to_utc(updated_at) if updated_at is not None else None

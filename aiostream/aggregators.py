@@ -16,7 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 
-from aiostream.activity import Activity, AggregatedActivity, NotificationActivity
+from aiostream.activity import Activity, AggregatedActivity, NotificationActivity, group_key
 from aiostream.exceptions import DuplicateActivityError
 
 __all__ = [
@@ -46,8 +46,12 @@ class BaseAggregator(ABC):
         self.activity_class = activity_class
 
     @abstractmethod
-    def get_group(self, activity: Activity) -> str:
-        """The group key of ``activity``."""
+    def get_group(self, activity: Activity) -> str | int:
+        """The group key of ``activity`` (a str; an int is taken as its decimal form)."""
+
+    def group_of(self, activity: Activity) -> str:
+        """:meth:`get_group` as the str the group is stored under (what feeds call)."""
+        return group_key(self.get_group(activity))
 
     def rank(self, aggregated: Sequence[AggregatedActivity]) -> list[AggregatedActivity]:
         """Order groups for display; newest update first by default."""
@@ -57,7 +61,7 @@ class BaseAggregator(ABC):
         """Group ``activities`` (oldest first inside each group); duplicates are skipped."""
         groups: dict[str, AggregatedActivity] = {}
         for activity in sorted(activities, key=lambda a: a.serialization_id):
-            group = self.get_group(activity)
+            group = self.group_of(activity)
             if group not in groups:
                 groups[group] = self.aggregated_activity_class(group)
             try:
@@ -76,8 +80,9 @@ class BaseAggregator(ABC):
         """Merge new ``activities`` into the existing groups ``aggregated``.
 
         Returns:
-            ``(new, changed, deleted)``: groups that did not exist, ``(before, after)``
-            pairs for groups that gained activities, and groups to delete (always empty
+            ``(new, changed, deleted)``: groups that did not exist (ranked, as
+            :meth:`aggregate` ranks them), ``(before, after)`` pairs for groups that gained
+            activities (in the rank of ``after``), and groups to delete (always empty
             here; subclasses may use it).
         """
         current = {a.group: a for a in aggregated}
@@ -99,7 +104,9 @@ class BaseAggregator(ABC):
                 before.minimized_activities,
             ):
                 changed.append((before, after))
-        return new, changed, []
+        ranked = {id(a): i for i, a in enumerate(self.rank([after for _, after in changed]))}
+        changed.sort(key=lambda pair: ranked[id(pair[1])])
+        return self.rank(new), changed, []
 
 
 class RecentRankMixin:

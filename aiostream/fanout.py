@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 
 import anyio
 
-from aiostream.exceptions import FanoutError
+from aiostream.exceptions import ConfigurationError, FanoutError
 
 __all__ = ["Dispatcher", "FanoutChunk", "FollowChunk", "InProcessDispatcher", "Job"]
 
@@ -130,8 +130,10 @@ class InProcessDispatcher:
     """
 
     def __init__(self, max_concurrency: int = 8) -> None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int):
+            raise ConfigurationError(f"max_concurrency must be an int, got {max_concurrency!r}")
         if max_concurrency < 1:
-            raise ValueError("max_concurrency must be at least 1")
+            raise ConfigurationError(f"max_concurrency must be at least 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency
 
     async def dispatch(self, jobs: Sequence[Job], run: JobRunner) -> None:

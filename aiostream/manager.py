@@ -37,12 +37,12 @@ from aiostream.fanout import (
     Job,
     Operation,
 )
-from aiostream.feeds.base import BaseFeed, UserBaseFeed
+from aiostream.feeds.base import BaseFeed, UserBaseFeed, check_user_id
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.progress import Progress
 from aiostream.storage.base import FeedStorage
 
-__all__ = ["FanoutPriority", "Manager", "chunked"]
+__all__ = ["FanoutPriority", "Manager", "check_followers", "chunked"]
 
 
 class FanoutPriority(enum.StrEnum):
@@ -57,6 +57,39 @@ def chunked(items: Iterable[Any], size: int) -> Iterable[tuple[Any, ...]]:
     iterator = iter(items)
     while chunk := tuple(islice(iterator, size)):
         yield chunk
+
+
+def check_followers(result: object) -> dict[str | None, list[Any]]:
+    """Validate what ``get_user_follower_ids`` returned: ``{priority: ids}``.
+
+    Raises:
+        ValidationError: naming ``get_user_follower_ids`` (and the priority and position
+            of a bad id).
+    """
+    field = "get_user_follower_ids"
+    if not isinstance(result, Mapping):
+        raise ValidationError(
+            field, f"must return a mapping of priority to ids, got {type(result).__name__}"
+        )
+    followers: dict[str | None, list[Any]] = {}
+    for priority, ids in result.items():
+        key = None if priority is None else str(priority)
+        where = f"{field}()[{key!r}]"
+        # A str is iterable too: "23" would otherwise fan out to users 2 and 3.
+        if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
+            raise ValidationError(
+                where, f"expected a collection of user ids, got {type(ids).__name__}"
+            )
+        ids = list(ids)
+        for index, follower in enumerate(ids):
+            check_user_id(follower, f"{where}[{index}]")
+        followers[key] = ids
+    return followers
+
+
+def _check_positive(name: str, value: object, *, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an int of at least {minimum}, got {value!r}")
 
 
 class Manager:
@@ -91,6 +124,16 @@ class Manager:
     ) -> None:
         if not self.feed_classes:
             raise ConfigurationError("Manager.feed_classes must name at least one feed class")
+        _check_positive(f"{type(self).__name__}.fanout_chunk_size", self.fanout_chunk_size)
+        _check_positive(
+            f"{type(self).__name__}.follow_activity_limit", self.follow_activity_limit, minimum=0
+        )
+        names = self.follow_feeds if self.follow_feeds is not None else ()
+        unknown = [name for name in names if name not in self.feed_classes]
+        if unknown:
+            raise ConfigurationError(
+                f"{type(self).__name__}.follow_feeds names {unknown!r}, not in feed_classes"
+            )
         self.storage = storage
         self.dispatcher: Dispatcher = dispatcher or InProcessDispatcher()
         self.metrics: Metrics = metrics or noop_metrics
@@ -105,16 +148,19 @@ class Manager:
         raise NotImplementedError("subclass Manager and implement get_user_follower_ids")
 
     async def follower_ids(self, user_id: Any) -> dict[str | None, list[Any]]:
-        """Await :meth:`get_user_follower_ids` if needed and validate its result."""
-        result = self.get_user_follower_ids(user_id)
+        """Await :meth:`get_user_follower_ids` if needed and validate its whole result.
+
+        Called by keyword (``user_id=``), as Stream Framework calls it.
+
+        Raises:
+            ValidationError: not a mapping of priority to a collection of ids, or an id
+                that is not an int or a non-empty str (the field names the priority and
+                the position), checked for every id before anything is written.
+        """
+        result = self.get_user_follower_ids(user_id=user_id)
         if inspect.isawaitable(result):
             result = await result
-        if not isinstance(result, Mapping):
-            raise ValidationError(
-                "get_user_follower_ids",
-                f"must return a mapping of priority to ids, got {type(result).__name__}",
-            )
-        return {(None if k is None else str(k)): list(v) for k, v in result.items()}
+        return check_followers(result)
 
     # -- feeds -----------------------------------------------------------------------------------
 
@@ -149,8 +195,9 @@ class Manager:
         """Remove ``activity`` from the user's feed and from every follower's feeds.
 
         The stored activity stays (feeds elsewhere may still point at it)."""
+        chunks = await self._fanout_chunks(user_id, "remove", [activity], trim=False)
         await self.get_user_feed(user_id).remove(activity)
-        await self._fan_out(user_id, "remove", [activity], trim=False)
+        await self._dispatch(chunks)
         self.metrics.on_activity_removed()
 
     async def update_user_activity(self, activity: Activity) -> None:
@@ -178,6 +225,8 @@ class Manager:
         Raises:
             ValidationError: an activity's actor is not ``user_id`` (checked for all first).
         """
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValidationError("chunk_size", f"expected a positive int, got {chunk_size!r}")
         for index, activity in enumerate(activities):
             if activity.actor_id != user_id:
                 raise ValidationError(
@@ -194,6 +243,8 @@ class Manager:
 
     async def _publish(self, user_id: Any, activities: list[Activity], *, trim: bool) -> None:
         user_feed = self.get_user_feed(user_id)
+        # Everything is checked before the first write: the activities, the follower ids.
+        chunks = await self._fanout_chunks(user_id, "add", activities, trim=trim)
         await user_feed.add_many(activities, trim=trim)
         # Follower feeds on another storage need the activity there too: store it once
         # per distinct storage before any follower feed points at it.
@@ -203,15 +254,17 @@ class Manager:
             entries = user_feed.serialize_activities(activities)
             for storage in storages.values():
                 await timed_storage(storage, self.metrics).store_activities(entries)
-        await self._fan_out(user_id, "add", activities, trim=trim)
+        await self._dispatch(chunks)
 
-    async def _fan_out(
+    async def _fanout_chunks(
         self, user_id: Any, operation: Operation, activities: list[Activity], *, trim: bool
-    ) -> None:
+    ) -> list[FanoutChunk]:
         followers = await self.follower_ids(user_id)
-        chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
-        if chunks:
-            await self.dispatcher.dispatch(chunks, self.run)
+        return list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
+
+    async def _dispatch(self, jobs: Sequence[Job]) -> None:
+        if jobs:
+            await self.dispatcher.dispatch(jobs, self.run)
 
     def create_fanout_chunks(
         self,
@@ -293,12 +346,17 @@ class Manager:
     async def _dispatch_follow(
         self, operation: FollowOperation, user_id: Any, target_ids: Iterable[Any]
     ) -> None:
+        check_user_id(user_id)
+        targets = list(target_ids) if not isinstance(target_ids, str | bytes) else None
+        if targets is None:
+            raise ValidationError("target_ids", "expected a collection of user ids, got a str")
+        for index, target in enumerate(targets):
+            check_user_id(target, f"target_ids[{index}]")
         jobs = [
-            FollowChunk(operation, user_id, targets)
-            for targets in chunked(target_ids, self.fanout_chunk_size)
+            FollowChunk(operation, user_id, chunk)
+            for chunk in chunked(targets, self.fanout_chunk_size)
         ]
-        if jobs:
-            await self.dispatcher.dispatch(jobs, self.run)
+        await self._dispatch(jobs)
 
     async def run_follow(self, job: FollowChunk) -> None:
         """Carry out one follow or unfollow chunk."""

@@ -239,7 +239,7 @@ class AggregatedFeed(BaseFeed):
             return []
         aggregator = self.get_aggregator()
         by_group = all(isinstance(a, Activity) for a in activities)
-        names = sorted({aggregator.get_group(a) for a in activities if isinstance(a, Activity)})
+        names = sorted({aggregator.group_of(a) for a in activities if isinstance(a, Activity)})
         for attempt in range(self.max_write_attempts):
             if by_group:
                 records = list((await self._io.get_groups(self.key, names)).values())
@@ -363,7 +363,7 @@ class AggregatedFeed(BaseFeed):
 
     async def contains(self, activity: Activity) -> bool:
         """Whether ``activity`` is in its group in this feed."""
-        group = self.get_aggregator().get_group(self.get_activity_serializer().check(activity))
+        group = self.get_aggregator().group_of(self.get_activity_serializer().check(activity))
         records = await self._io.get_groups(self.key, [group])
         return group in records and self._load(records[group]).contains(activity)
 

@@ -20,7 +20,7 @@ import functools
 import inspect
 import random
 import re
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from aiostream.activity import Activity
@@ -32,12 +32,26 @@ from aiostream.storage.base import Entry, FeedStorage
 from aiostream.storage.memory import default_memory_storage
 from aiostream.verbs import VerbRegistry, default_registry
 
-__all__ = ["BaseFeed", "UserBaseFeed", "format_key", "hybridmethod"]
+__all__ = ["BaseFeed", "UserBaseFeed", "check_user_id", "format_key", "hybridmethod"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound="BaseFeed")
 
 _UNSAFE_KEY_CHARS = re.compile(r"[%:{}\s\x00-\x1f\x7f]")
+
+
+def check_user_id(user_id: object, field: str = "user_id") -> str:
+    """The text of a feed owner's id, which must be an int or a non-empty str.
+
+    Raises:
+        ValidationError: naming ``field``, for any other value (``None``, a bool, ``""``).
+    """
+    if isinstance(user_id, bool) or not isinstance(user_id, int | str):
+        raise ValidationError(field, f"expected an int or a str, got {type(user_id).__name__}")
+    text = str(user_id)
+    if not text:
+        raise ValidationError(field, "must not be empty")
+    return text
 
 
 def format_key(key_format: str, user_id: object) -> str:
@@ -49,11 +63,7 @@ def format_key(key_format: str, user_id: object) -> str:
     Raises:
         ValidationError: ``user_id`` is not an int or a str (or is empty / a bool).
     """
-    if isinstance(user_id, bool) or not isinstance(user_id, int | str):
-        raise ValidationError("user_id", f"expected an int or a str, got {type(user_id).__name__}")
-    text = str(user_id)
-    if not text:
-        raise ValidationError("user_id", "must not be empty")
+    text = check_user_id(user_id)
     safe = _UNSAFE_KEY_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
     return key_format % {"user_id": safe}
 
@@ -279,6 +289,21 @@ class BaseFeed:
     async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
         entries = await self._io.read_timeline(self.key, start, stop, query)
         return self.get_activity_serializer().loads_many([payload for _, payload in entries])
+
+    def __iter__(self) -> Iterator[Any]:
+        """Refused: a feed is read with ``await``; without this, ``for`` would fall back
+        to ``__getitem__`` with ints and never end."""
+        raise TypeError(
+            f"{type(self).__name__} is not iterable: use `async for item in feed` "
+            "or `await feed[:n]`"
+        )
+
+    def __contains__(self, item: object) -> bool:
+        """Refused for the same reason as :meth:`__iter__` (membership needs I/O)."""
+        raise TypeError(
+            f"`in` does not work on {type(self).__name__}: use `await feed.index_of(item)` "
+            "(or `await feed.contains(activity)` on aggregated feeds)"
+        )
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         """Every item, page by page (``page_size``), keyed on ids so writes in between

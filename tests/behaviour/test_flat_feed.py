@@ -320,3 +320,15 @@ async def test_feeds_are_isolated(make_feed: Any) -> None:
     assert await two.count() == 0
     await two.delete()
     assert await one.count() == 2
+
+
+async def test_plain_iteration_and_membership_are_refused(make_feed: Any) -> None:
+    # Without __iter__, `for` falls back to __getitem__(0), (1), ... and never ends.
+    feed = make_feed(TestFeed)
+    (activity,) = make_activities(1)
+    await feed.add(activity)
+    with pytest.raises(TypeError, match="async for"):
+        iter(feed)
+    with pytest.raises(TypeError, match="index_of"):
+        _ = activity in feed
+    assert [a async for a in feed] == [activity]
