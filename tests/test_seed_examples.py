@@ -1,7 +1,9 @@
-"""Every example of the seed documentation, with ``await`` added and nothing else changed.
+"""Every example of the Stream Framework documentation, with ``await`` added and nothing
+else changed.
 
 These run on the default storage (in memory). The server backends run the same API in
-the behaviour suite.
+the behaviour suite. The examples call ``datetime.utcnow()``, deprecated since Python 3.12;
+its warning (an error under ``filterwarnings = error``) is ignored here and only here.
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from aiostream import (
 from aiostream.storage import memory
 from tests.helpers import Pin as PinVerb
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.filterwarnings(r"ignore:datetime\.datetime\.utcnow\(\) is deprecated"),
+]
 
 
 @pytest.fixture(autouse=True)
