@@ -37,7 +37,8 @@ from aiostream.fanout import (
     Job,
     Operation,
 )
-from aiostream.feeds.base import BaseFeed, UserBaseFeed, check_user_id
+from aiostream.feeds.base import BaseFeed, UserBaseFeed, check_user_id, format_key
+from aiostream.leases import lease
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.progress import Progress
 from aiostream.storage.base import FeedStorage
@@ -107,6 +108,8 @@ class Manager:
         follow_activity_limit: Activities copied when following someone (5000).
         follow_feeds: Names in ``feed_classes`` that following copies activities into
             (None: all of them; e.g. leave a notification feed out).
+        follow_lease_ttl: Seconds a follow / unfollow holder that died blocks the next
+            one for that user (30; see :mod:`aiostream.leases`).
     """
 
     feed_classes: ClassVar[Mapping[str, type[BaseFeed]]] = {"normal": BaseFeed}
@@ -114,6 +117,7 @@ class Manager:
     fanout_chunk_size: ClassVar[int] = 100
     follow_activity_limit: ClassVar[int] = 5000
     follow_feeds: ClassVar[tuple[str, ...] | None] = None
+    follow_lease_ttl: ClassVar[float] = 30.0
 
     def __init__(
         self,
@@ -359,7 +363,19 @@ class Manager:
         await self._dispatch(jobs)
 
     async def run_follow(self, job: FollowChunk) -> None:
-        """Carry out one follow or unfollow chunk."""
+        """Carry out one follow or unfollow chunk, holding the user's follow lease.
+
+        Follows and unfollows of one user run one at a time, wherever they run (the
+        lease lives in the user feed's storage), so every feed of the user ends in the
+        state of the same last operation.
+        """
+        lease_name = format_key("follow:%(user_id)s", job.user_id)
+        storage = timed_storage(self.storage_for(self.user_feed_class), self.metrics)
+        async with lease(storage, lease_name, ttl=self.follow_lease_ttl):
+            await self.apply_follow(job)
+
+    async def apply_follow(self, job: FollowChunk) -> None:
+        """The work of :meth:`run_follow`, done while its lease is held."""
         if job.operation == "unfollow":
             # Actor ids are ints in the activity model; a job carries them as given.
             targets = cast(list[int], list(job.target_ids))

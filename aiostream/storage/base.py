@@ -253,6 +253,21 @@ class FeedStorage(Protocol):
         """``(unseen, unread)`` group counts of the feed."""
         ...
 
+    # -- leases (see :mod:`aiostream.leases`) ------------------------------------------------
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Take the lease ``name`` for ``owner``, expiring in ``ttl`` seconds, unless
+        someone holds it (atomically). Returns whether it was taken."""
+        ...
+
+    async def renew_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Make ``owner``'s lease on ``name`` expire ``ttl`` seconds from now, if
+        ``owner`` still holds it (atomically). Returns whether it did."""
+        ...
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Give the lease ``name`` back, if ``owner`` still holds it (atomically)."""
+
     # -- whole feeds and lifecycle -----------------------------------------------------------
 
     async def delete_feeds(self, keys: Sequence[str]) -> None:

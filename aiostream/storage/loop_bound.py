@@ -109,3 +109,12 @@ class LoopBoundStorage(ABC):
 
     async def delete_feeds(self, keys: Sequence[str]) -> None:
         await self.resolve().delete_feeds(keys)
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        return await self.resolve().acquire_lease(name, owner, ttl)
+
+    async def renew_lease(self, name: str, owner: str, ttl: float) -> bool:
+        return await self.resolve().renew_lease(name, owner, ttl)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self.resolve().release_lease(name, owner)

@@ -10,6 +10,7 @@ awaits, which makes it atomic.
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -85,6 +86,7 @@ class MemoryStorage:
         self.activities: dict[int, str] = {}
         self.timelines: dict[str, list[int]] = {}
         self.groups: dict[str, _Groups] = {}
+        self.leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expiry)
 
     async def __aenter__(self) -> MemoryStorage:
         return self
@@ -255,6 +257,33 @@ class MemoryStorage:
         for key in keys:
             self.timelines.pop(key, None)
             self.groups.pop(key, None)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def _lease_holder(self, name: str) -> str | None:
+        held = self.leases.get(name)
+        if held is None or held[1] <= time.monotonic():
+            return None
+        return held[0]
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        await checkpoint()
+        if self._lease_holder(name) is not None:
+            return False
+        self.leases[name] = (owner, time.monotonic() + ttl)
+        return True
+
+    async def renew_lease(self, name: str, owner: str, ttl: float) -> bool:
+        await checkpoint()
+        if self._lease_holder(name) != owner:
+            return False
+        self.leases[name] = (owner, time.monotonic() + ttl)
+        return True
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await checkpoint()
+        if self._lease_holder(name) == owner:
+            del self.leases[name]
 
 
 _default: MemoryStorage | None = None

@@ -54,7 +54,8 @@ __all__ = [
 TIMELINE = "timeline"
 ACTIVITIES = "activities"
 GROUPS = "groups"
-TABLES = (TIMELINE, ACTIVITIES, GROUPS)
+LEASES = "leases"
+TABLES = (TIMELINE, ACTIVITIES, GROUPS, LEASES)
 
 # Columns aiostream owns, per table; extra columns must not reuse these names.
 BASE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -146,7 +147,7 @@ def _replication_cql(replication: Mapping[str, Any]) -> str:
 
 
 def table_ddl(keyspace: str) -> dict[str, str]:
-    """``CREATE TABLE IF NOT EXISTS`` statements of the three tables."""
+    """``CREATE TABLE IF NOT EXISTS`` statements of the tables."""
     ks = quote(keyspace)
     return {
         TIMELINE: (
@@ -168,6 +169,11 @@ def table_ddl(keyspace: str) -> dict[str, str]:
             "unseen set<varint> STATIC, unread set<varint> STATIC, "
             "PRIMARY KEY ((namespace, feed), group_id)"
             ") WITH CLUSTERING ORDER BY (group_id DESC)"
+        ),
+        # One row per held lease, written by lightweight transactions, expiring by TTL.
+        LEASES: (
+            f"CREATE TABLE IF NOT EXISTS {ks}.{LEASES} ("
+            "namespace text, name text, owner text, PRIMARY KEY ((namespace, name)))"
         ),
     }
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from aiostream.storage.cassandra.schema import ACTIVITIES, GROUPS, TIMELINE, quote
+from aiostream.storage.cassandra.schema import ACTIVITIES, GROUPS, LEASES, TIMELINE, quote
 
 __all__ = ["Statements"]
 
@@ -172,3 +172,23 @@ class Statements:
         columns = [c for c, flag in (("unseen", seen), ("unread", read)) if flag]
         sets = ", ".join(f"{c} = null" if every else f"{c} = {c} - ?" for c in columns)
         return f"UPDATE {self._table(GROUPS)} SET {sets} WHERE {_PK} IF version != null"
+
+    # -- leases -------------------------------------------------------------------------------
+
+    @cached_property
+    def lease_acquire(self) -> str:
+        return (
+            f"INSERT INTO {self._table(LEASES)} (namespace, name, owner) VALUES (?, ?, ?) "
+            "IF NOT EXISTS USING TTL ?"
+        )
+
+    @cached_property
+    def lease_renew(self) -> str:
+        return (
+            f"UPDATE {self._table(LEASES)} USING TTL ? SET owner = ? "
+            "WHERE namespace = ? AND name = ? IF owner = ?"
+        )
+
+    @cached_property
+    def lease_release(self) -> str:
+        return f"DELETE FROM {self._table(LEASES)} WHERE namespace = ? AND name = ? IF owner = ?"

@@ -18,6 +18,7 @@ How each part maps onto the tables of :mod:`aiostream.storage.cassandra.schema`:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -433,6 +434,34 @@ class CassandraStorage(CassandraClient):
             await self._rewrite(key, clear, clear=True)
 
         await self._each(list(dict.fromkeys(keys)), delete)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    async def _lease_cas(self, cql: str, params: Sequence[Any]) -> bool:
+        try:
+            rows = await self._run(cql, params)
+        except StorageTimeoutError as exc:
+            if _is_cas_timeout(exc.__cause__):
+                # Undecided; the lease's TTL settles it. Callers try again.
+                return False
+            raise
+        return bool(rows and rows[0][0])
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        s = self.statements
+        return await self._lease_cas(s.lease_acquire, (self.namespace, name, owner, _ttl_s(ttl)))
+
+    async def renew_lease(self, name: str, owner: str, ttl: float) -> bool:
+        params = (_ttl_s(ttl), owner, self.namespace, name, owner)
+        return await self._lease_cas(self.statements.lease_renew, params)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._lease_cas(self.statements.lease_release, (self.namespace, name, owner))
+
+
+def _ttl_s(ttl: float) -> int:
+    # CQL TTLs are whole seconds; rounding up never lets a lease lapse early.
+    return max(1, math.ceil(ttl))
 
 
 def _is_cas_timeout(cause: BaseException | None) -> bool:

@@ -36,7 +36,9 @@ __all__ = [
     "READ_GROUPS",
     "READ_TIMELINE",
     "READ_TIMELINES",
+    "RELEASE_LEASE",
     "REMOVE_FROM_TIMELINES",
+    "RENEW_LEASE",
     "STORE_AND_ADD",
     "TIMELINES_CROSS_SLOT",
     "TRIM_GROUPS",
@@ -555,6 +557,25 @@ return {redis.call('SCARD', KEYS[1]), redis.call('SCARD', KEYS[2])}
 """,
 )
 
+RENEW_LEASE = Script(
+    "renew_lease",
+    """
+-- KEYS[1]: the lease. ARGV[1]: owner, ARGV[2]: ttl in ms. 1 if the owner held it.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+""",
+)
+
+RELEASE_LEASE = Script(
+    "release_lease",
+    """
+-- KEYS[1]: the lease. ARGV[1]: owner. Deleted only if the owner still holds it.
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+""",
+)
+
 ALL_SCRIPTS = (
     STORE_AND_ADD,
     ADD_TO_TIMELINES,
@@ -568,4 +589,6 @@ ALL_SCRIPTS = (
     GROUP_INDEX,
     MARK_GROUPS,
     COUNT_MARKERS,
+    RENEW_LEASE,
+    RELEASE_LEASE,
 )

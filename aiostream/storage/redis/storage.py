@@ -106,6 +106,10 @@ def _check_length(name: str, value: int | None) -> int:
     return value
 
 
+def _ttl_ms(ttl: float) -> int:
+    return max(1, round(ttl * 1000))
+
+
 class _Operation:
     """``async with storage._op(name)``: readies a cluster client, translates errors."""
 
@@ -803,6 +807,32 @@ class RedisStorage:
         async with self._op("count_markers"):
             unseen, unread = await scripts.COUNT_MARKERS(self._c, [feed.unseen, feed.unread], [])
         return int(unseen), int(unread)
+
+    # -- leases ------------------------------------------------------------------------------
+
+    def _lease_key(self, name: str) -> str:
+        return f"{self._tag}lease:{name}}}"
+
+    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """``SET NX PX``: taken only if nobody holds it."""
+        async with self._op("acquire_lease"):
+            taken = await self._c.execute_command(
+                "SET", self._lease_key(name), owner, "NX", "PX", _ttl_ms(ttl)
+            )
+        return bool(taken)
+
+    async def renew_lease(self, name: str, owner: str, ttl: float) -> bool:
+        """Extend the expiry if ``owner`` still holds it (one script)."""
+        async with self._op("renew_lease"):
+            renewed = await scripts.RENEW_LEASE(
+                self._c, [self._lease_key(name)], [owner, _ttl_ms(ttl)]
+            )
+        return bool(int(renewed))
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        """Delete it if ``owner`` still holds it (one script)."""
+        async with self._op("release_lease"):
+            await scripts.RELEASE_LEASE(self._c, [self._lease_key(name)], [owner])
 
     # -- whole feeds -------------------------------------------------------------------------
 
