@@ -15,7 +15,7 @@ Everything aiostream raises on purpose derives from :class:`AiostreamError`::
     │   ├── StorageTimeoutError       server did not answer in time (names it)
     │   ├── SchemaError               keyspace / table missing (says which command creates it)
     │   └── ConflictError             optimistic update retried too often under contention
-    └── FanoutError                   some fanout chunks failed (carries them)
+    └── FanoutError                   several parts of a fanout failed (carries each error)
 
 ``ActivityNotFound`` and ``DuplicateActivityException`` are aliases kept because the
 Stream Framework API names them.
@@ -95,16 +95,23 @@ class ConflictError(StorageError):
 
 
 class FanoutError(AiostreamError):
-    """Some fanout chunks failed; the others were written.
+    """Several parts of a fanout failed: chunks of a dispatch, or the follower feeds or
+    feed classes of one chunk or follow written concurrently.
 
     Args:
-        failures: ``(chunk, exception)`` pairs for every chunk that failed.
+        failures: ``(part, exception)`` pairs for every part that failed (the part is
+            a job for a dispatcher, a follower id or a feed otherwise).
     """
 
     def __init__(self, failures: Sequence[tuple[Any, BaseException]]) -> None:
         self.failures = list(failures)
         first = self.failures[0][1] if self.failures else None
-        super().__init__(f"{len(self.failures)} fanout chunk(s) failed; first error: {first!r}")
+        super().__init__(f"{len(self.failures)} fanout part(s) failed; first error: {first!r}")
+
+    @property
+    def errors(self) -> list[BaseException]:
+        """The exceptions of :attr:`failures`, in order."""
+        return [error for _, error in self.failures]
 
 
 # Names from the Stream Framework API.

@@ -24,9 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any, ClassVar, cast
 
-import anyio
-
 from aiostream.activity import Activity
+from aiostream.concurrency import run_each
 from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.fanout import (
     Dispatcher,
@@ -379,9 +378,8 @@ class Manager:
         if job.operation == "unfollow":
             # Actor ids are ints in the activity model; a job carries them as given.
             targets = cast(list[int], list(job.target_ids))
-            async with anyio.create_task_group() as tg:
-                for feed in self.get_feeds(job.user_id).values():
-                    tg.start_soon(feed.remove_actors, targets)
+            feeds = self.get_feeds(job.user_id).values()
+            await run_each(feeds, lambda feed: feed.remove_actors(targets))
             return
         activities: list[Activity] = []
         for target in job.target_ids:
@@ -389,9 +387,10 @@ class Manager:
         if not activities:
             return
         names = self.feed_classes if self.follow_feeds is None else self.follow_feeds
-        async with anyio.create_task_group() as tg:
-            for name in names:
-                tg.start_soon(self._follow_into, self.feed_classes[name], job.user_id, activities)
+        await run_each(
+            names,
+            lambda name: self._follow_into(self.feed_classes[name], job.user_id, activities),
+        )
 
     async def _follow_into(
         self, feed_class: type[BaseFeed], user_id: Any, activities: list[Activity]

@@ -26,6 +26,7 @@ import anyio
 
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.aggregators import BaseAggregator, RecentVerbAggregator
+from aiostream.concurrency import run_each
 from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import BaseFeed, _ids_of, _length, _maybe_await, format_key
 from aiostream.metrics import Metrics
@@ -310,7 +311,12 @@ class AggregatedFeed(BaseFeed):
         trim: bool = True,
         metrics: Metrics | None = None,
     ) -> None:
-        """Merge ``activities`` into each follower's feed, ``fanout_concurrency`` at once."""
+        """Merge ``activities`` into each follower's feed, ``fanout_concurrency`` at once.
+
+        Raises:
+            StorageError: a feed's write failed (the others still running are stopped).
+            FanoutError: several feeds' writes failed at once (holds each error).
+        """
         await cls._each(
             user_ids, storage, metrics, lambda feed: feed.add_many(activities, trim=trim)
         )
@@ -324,7 +330,8 @@ class AggregatedFeed(BaseFeed):
         storage: FeedStorage | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        """Remove ``activities`` from each follower's feed, ``fanout_concurrency`` at once."""
+        """Remove ``activities`` from each follower's feed, ``fanout_concurrency`` at once
+        (errors as in :meth:`fanout_add`)."""
         await cls._each(user_ids, storage, metrics, lambda feed: feed.remove_many(activities))
 
     @classmethod
@@ -337,15 +344,11 @@ class AggregatedFeed(BaseFeed):
     ) -> None:
         for user_id in user_ids:
             format_key(cls.key_format, user_id)  # validate every id before writing any feed
-        limiter = anyio.CapacityLimiter(cls.fanout_concurrency)
-
-        async def run(user_id: int | str) -> None:
-            async with limiter:
-                await op(cls(user_id, storage=storage, metrics=metrics))
-
-        async with anyio.create_task_group() as tg:
-            for user_id in user_ids:
-                tg.start_soon(run, user_id)
+        await run_each(
+            user_ids,
+            lambda user_id: op(cls(user_id, storage=storage, metrics=metrics)),
+            limit=cls.fanout_concurrency,
+        )
 
     # -- reading -------------------------------------------------------------------------------
 
