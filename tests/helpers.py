@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
+
+import anyio
 
 from aiostream import (
     Activity,
@@ -81,3 +84,41 @@ class CustomFeed(TestFeed):
 class CustomAggregatedFeed(TestAggregatedFeed):
     activity_class: ClassVar[type[Activity]] = CustomActivity
     aggregated_activity_class: ClassVar[type[AggregatedActivity]] = CustomAggregated
+
+
+FeedOf = Callable[[Any], Any]
+
+
+async def feeds_not_holding_once(
+    users: Iterable[Any],
+    activity: Activity,
+    *,
+    flat: FeedOf,
+    aggregated: FeedOf,
+    notification: FeedOf,
+    concurrency: int = 32,
+) -> list[str]:
+    """What is wrong with the users' feeds after ``activity`` was fanned out to them:
+    empty when each flat feed is ``[activity]``, each aggregated and notification feed
+    one group of exactly that activity, and each notification feed has 1 unseen."""
+    problems: list[str] = []
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def check(user: Any) -> None:
+        async with limiter:
+            items = await flat(user)[:]
+            groups = await aggregated(user)[:]
+            notifications = notification(user)
+            notes = await notifications[:]
+            unseen = await notifications.count_unseen()
+        if items != [activity]:
+            problems.append(f"flat feed of {user}: {items}")
+        if [(g.activities, g.activity_count) for g in groups] != [([activity], 1)]:
+            problems.append(f"aggregated feed of {user}: {groups}")
+        if [(n.activities, n.activity_count) for n in notes] != [([activity], 1)] or unseen != 1:
+            problems.append(f"notification feed of {user}: {notes}, unseen {unseen}")
+
+    async with anyio.create_task_group() as tg:
+        for user in users:
+            tg.start_soon(check, user)
+    return problems

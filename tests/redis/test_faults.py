@@ -1,4 +1,5 @@
-"""Real failures of a private redis-server: stopped, frozen, unreachable.
+"""Real failures of a private redis-server: stopped, frozen, unreachable, killed in the
+middle of a fanout and restarted.
 
 Every server here is started for the test and stopped by its PID at the end.
 """
@@ -9,14 +10,31 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from aiostream import StorageTimeoutError, StorageUnavailableError
+from aiostream import (
+    FanoutError,
+    FanoutPriority,
+    Manager,
+    StorageError,
+    StorageTimeoutError,
+    StorageUnavailableError,
+)
+from aiostream.metrics import NoopMetrics
 from aiostream.query import Query
 from aiostream.storage.redis import RedisStorage
+from tests.helpers import (
+    TestAggregatedFeed,
+    TestFeed,
+    TestNotificationFeed,
+    TestUserFeed,
+    feeds_not_holding_once,
+    make_activities,
+)
 from tests.servers import RedisServer, free_port, start_redis
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -80,3 +98,90 @@ async def test_frozen_server_times_out(private_redis: RedisServer) -> None:
             os.kill(private_redis.pid, signal.SIGCONT)
         # The server answers again: the storage recovers without being rebuilt.
         assert await storage.count_timeline("f") in (0, 1)
+
+
+async def test_aggregated_and_notification_fanout_into_a_stopped_server_raise_its_error(
+    private_redis: RedisServer,
+) -> None:
+    where = f"{private_redis.host}:{private_redis.port}"
+    (activity,) = make_activities(1)
+    async with RedisStorage.from_url(private_redis.url, retries=0) as storage:
+        await TestAggregatedFeed.fanout_add([10], [activity], storage=storage)
+        await TestNotificationFeed.fanout_add([10], [activity], storage=storage)
+        private_redis.stop()
+        for feed_class in (TestAggregatedFeed, TestNotificationFeed):
+            with pytest.raises(StorageUnavailableError, match=where) as caught:
+                await feed_class.fanout_add([11], [activity], storage=storage)
+            assert isinstance(caught.value.__cause__, RedisConnectionError)
+            with pytest.raises(StorageUnavailableError, match=where):
+                await feed_class.fanout_remove([10], [activity], storage=storage)
+
+
+def leaves(error: BaseException) -> list[BaseException]:
+    """The errors a FanoutError holds (nested ones too), or the error itself."""
+    if isinstance(error, FanoutError):
+        return [leaf for inner in error.errors for leaf in leaves(inner)]
+    return [error]
+
+
+# -- the server killed in the middle of a fanout ------------------------------------------
+
+FOLLOWERS = list(range(1_000, 3_000))
+
+
+class ThreeFeedManager(Manager):
+    feed_classes: ClassVar[dict[str, Any]] = {
+        "normal": TestFeed,
+        "aggregated": TestAggregatedFeed,
+        "notification": TestNotificationFeed,
+    }
+    user_feed_class = TestUserFeed
+    fanout_chunk_size = 100
+
+    def get_user_follower_ids(self, user_id: Any) -> dict[str, list[int]]:
+        return {FanoutPriority.HIGH: FOLLOWERS}
+
+
+class KillAfterFirstChunk(NoopMetrics):
+    """Kills the server (SIGKILL) as soon as one fanout chunk was written."""
+
+    def __init__(self, server: RedisServer) -> None:
+        self.server = server
+        self.killed = False
+
+    def on_fanout(self, feed: str, operation: str, feeds: int, seconds: float) -> None:
+        if not self.killed:
+            self.killed = True
+            self.server.kill()
+
+
+async def test_fanout_interrupted_by_a_killed_server_is_completed_by_a_retry(
+    tmp_path: Path,
+) -> None:
+    server = start_redis(tmp_path / "aof", persistent=True)
+    try:
+        (activity,) = make_activities(1)
+        metrics = KillAfterFirstChunk(server)
+        async with RedisStorage.from_url(server.url) as storage:
+            manager = ThreeFeedManager(storage=storage, metrics=metrics)
+            with pytest.raises(FanoutError) as caught:
+                await manager.add_user_activity(1, activity)
+            chunks = 3 * len(FOLLOWERS) // 100
+            assert metrics.killed
+            assert 0 < len(caught.value.failures) < chunks
+            assert all(isinstance(e, StorageError) for e in leaves(caught.value))
+
+            server.restart()  # same port, the AOF replayed
+            await manager.add_user_activity(1, activity)  # the caller's retry
+
+            assert await manager.get_user_feed(1)[:] == [activity]
+            problems = await feeds_not_holding_once(
+                FOLLOWERS,
+                activity,
+                flat=lambda user: TestFeed(user, storage=storage),
+                aggregated=lambda user: TestAggregatedFeed(user, storage=storage),
+                notification=lambda user: TestNotificationFeed(user, storage=storage),
+            )
+        assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
+    finally:
+        server.stop()

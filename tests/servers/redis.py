@@ -2,7 +2,9 @@
 
 The binaries come from Debian's ``redis-server`` package (which pulls in
 ``redis-tools`` for ``redis-cli``); they are installed on demand when we are
-root. Servers bind 127.0.0.1 only, on free ports, with persistence off.
+root. Servers bind 127.0.0.1 only, on free ports, with persistence off unless
+asked for (``start_redis(..., persistent=True)``: an AOF fsynced on every write,
+so a server killed and restarted on its port keeps every acknowledged write).
 """
 
 from __future__ import annotations
@@ -101,8 +103,11 @@ def _wait_ping(host: str, port: int, proc: ManagedProcess, timeout: float) -> No
         time.sleep(0.05)
 
 
-def _spawn(server: str, workdir: Path, port: int, extra: list[str]) -> ManagedProcess:
+def _spawn(
+    server: str, workdir: Path, port: int, extra: list[str], *, persistent: bool = False
+) -> ManagedProcess:
     workdir.mkdir(parents=True, exist_ok=True)
+    aof = ["yes", "--appendfsync", "always"] if persistent else ["no"]
     argv = [
         server,
         "--port",
@@ -112,7 +117,7 @@ def _spawn(server: str, workdir: Path, port: int, extra: list[str]) -> ManagedPr
         "--save",
         "",
         "--appendonly",
-        "no",
+        *aof,
         "--dir",
         str(workdir),
         "--daemonize",
@@ -130,7 +135,11 @@ def _spawn(server: str, workdir: Path, port: int, extra: list[str]) -> ManagedPr
 
 @dataclass
 class RedisServer:
-    """A standalone redis-server; ``stop()`` ends it by PID (idempotent)."""
+    """A standalone redis-server; ``stop()`` ends it by PID (idempotent).
+
+    ``kill()`` (SIGKILL) and ``restart()`` (on the same port and data directory) are
+    for fault tests; ``pid`` is the current process's.
+    """
 
     host: str
     port: int
@@ -138,9 +147,29 @@ class RedisServer:
     pid: int
     log_path: Path
     _proc: ManagedProcess = field(repr=False, compare=False)
+    _workdir: Path | None = field(default=None, repr=False, compare=False)
+    _persistent: bool = field(default=False, repr=False, compare=False)
 
     def stop(self) -> None:
         self._proc.stop()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would; waits until the process is gone."""
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.popen.kill()
+        self._proc.popen.wait(timeout=30)
+        self._proc.stop()  # reaped already: only forgets it
+
+    def restart(self, timeout: float = 30.0) -> None:
+        """Stop the server if it still runs, then start it again on the same port with
+        the same data directory (a persistent server reloads its AOF), and wait for PING."""
+        if self._workdir is None:
+            raise RuntimeError("restart() needs a server started by start_redis()")
+        self._proc.stop()
+        server, _ = ensure_redis_binaries()
+        self._proc = _spawn(server, self._workdir, self.port, [], persistent=self._persistent)
+        self.pid = self._proc.pid
+        _wait_ping(self.host, self.port, self._proc, timeout)
 
     def is_running(self) -> bool:
         return self._proc.is_running()
@@ -152,14 +181,26 @@ class RedisServer:
         self.stop()
 
 
-def start_redis(workdir: Path, *, port: int | None = None, timeout: float = 30.0) -> RedisServer:
-    """Start a standalone redis-server on a free loopback port and wait for PING."""
+def start_redis(
+    workdir: Path, *, port: int | None = None, timeout: float = 30.0, persistent: bool = False
+) -> RedisServer:
+    """Start a standalone redis-server on a free loopback port and wait for PING.
+
+    ``persistent``: append-only file on, fsynced on every write (for restart tests).
+    """
     server, _ = ensure_redis_binaries()
     port = port or free_port()
-    proc = _spawn(server, workdir, port, [])
+    proc = _spawn(server, workdir, port, [], persistent=persistent)
     _wait_ping(LOOPBACK, port, proc, timeout)
     return RedisServer(
-        LOOPBACK, port, f"redis://{LOOPBACK}:{port}/0", proc.pid, proc.log_path, proc
+        LOOPBACK,
+        port,
+        f"redis://{LOOPBACK}:{port}/0",
+        proc.pid,
+        proc.log_path,
+        proc,
+        workdir,
+        persistent,
     )
 
 
