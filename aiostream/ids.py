@@ -21,9 +21,14 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
+from aiostream.exceptions import ValidationError
+
 __all__ = [
     "ID_KEY_WIDTH",
     "MAX_ID",
+    "MAX_TIME",
+    "MIN_TIME",
+    "check_time",
     "datetime_to_us",
     "id_to_key",
     "id_to_time",
@@ -43,6 +48,11 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Multiplying is exact, and much cheaper than the timedelta constructor.
 _MICROSECOND = dt.timedelta(microseconds=1)
 
+MIN_TIME = _EPOCH
+"""The earliest time an id can encode: 1970-01-01 00:00 UTC."""
+MAX_TIME = _EPOCH + _MICROSECOND * MAX_TIME_US
+"""The latest time an id can encode: 2112-09-17 23:53:47.370495 UTC."""
+
 
 def to_utc(value: dt.datetime) -> dt.datetime:
     """Return ``value`` as an aware UTC datetime.
@@ -53,6 +63,31 @@ def to_utc(value: dt.datetime) -> dt.datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         return value.replace(tzinfo=dt.UTC)
     return value.astimezone(dt.UTC)
+
+
+def check_time(value: dt.datetime, field: str = "time") -> dt.datetime:
+    """``value`` as an aware UTC datetime (see :func:`to_utc`), if ids can encode it.
+
+    Raises:
+        ValidationError: naming ``field``, when ``value`` is before :data:`MIN_TIME` or
+            after :data:`MAX_TIME` (or so far out that it has no UTC datetime at all, as
+            ``datetime(1, 1, 1, tzinfo=+01:00)``).
+    """
+    try:
+        utc = to_utc(value)
+    except OverflowError:  # its UTC time is before year 1 or after year 9999
+        raise _out_of_range(value, field) from None
+    if not MIN_TIME <= utc <= MAX_TIME:
+        raise _out_of_range(value, field)
+    return utc
+
+
+def _out_of_range(value: dt.datetime, field: str) -> ValidationError:
+    return ValidationError(
+        field,
+        f"{value.isoformat()} is outside {MIN_TIME.isoformat()} .. {MAX_TIME.isoformat()}, "
+        "the times activity ids can encode (1970 to 2112)",
+    )
 
 
 def datetime_to_us(value: dt.datetime) -> int:
@@ -70,11 +105,14 @@ def make_id(time: dt.datetime, discriminator: str) -> int:
     """Build an id from a time and a string that tells apart things of the same instant.
 
     Raises:
-        ValueError: ``time`` is before 1970 or after the year 2112.
+        ValidationError: ``time`` is before 1970 or after 2112 (see :func:`check_time`).
     """
-    us = datetime_to_us(time)
+    try:
+        us = datetime_to_us(time)
+    except OverflowError:
+        raise _out_of_range(time, "time") from None
     if not 0 <= us <= MAX_TIME_US:
-        raise ValueError(f"time {time.isoformat()} is outside 1970..2112, which ids can encode")
+        raise _out_of_range(time, "time")
     digest = hashlib.blake2b(discriminator.encode(), digest_size=7).digest()
     return (us << DIGEST_BITS) | (int.from_bytes(digest, "big") >> (56 - DIGEST_BITS))
 

@@ -285,3 +285,124 @@ def test_a_page_of_groups_decodes_as_each_payload_does() -> None:
     with pytest.raises(SerializationError) as in_page:
         serializer.loads_many([payloads[0], broken])
     assert str(in_page.value) == str(alone.value)
+
+
+WIDE_INTS = [2**64 + 7, -(2**63) - 1, 10**30]
+
+
+def test_ints_beyond_64_bits_round_trip_exactly(json_reader: str) -> None:
+    """orjson reads ints outside -2**63 .. 2**64 - 1 as floats: those go to the stdlib."""
+    serializer = ActivitySerializer(Activity)
+    originals = [
+        Activity(
+            n,
+            Love,
+            n + 1,
+            target=-n,
+            time=at(i),
+            extra_context={"n": n, "l": [n, {"deep": n}], "s": "plain"},
+        )
+        for i, n in enumerate(WIDE_INTS)
+    ]
+    payloads = [serializer.dumps(a) for a in originals]
+    groups = AggregatedActivitySerializer(AggregatedActivity, serializer)
+    group_payloads = [
+        groups.dumps(AggregatedActivity(f"g{n}", [a]))
+        for n, a in zip(WIDE_INTS, originals, strict=True)
+    ]
+    read_back = [
+        [serializer.loads(p) for p in payloads],
+        serializer.loads_many(payloads),
+        [g.activities[0] for g in groups.loads_many(group_payloads)],
+        [groups.loads(p).activities[0] for p in group_payloads],
+    ]
+    for activities in read_back:
+        for n, back, original in zip(WIDE_INTS, activities, originals, strict=True):
+            fields = (back.actor_id, back.object_id, back.target_id)
+            assert fields == (n, n + 1, -n)
+            assert [type(f) for f in fields] == [int, int, int]
+            assert repr(back.extra_context) == repr(original.extra_context)
+            assert back.serialization_id == original.serialization_id
+
+
+def test_a_run_of_digits_in_a_string_still_reads_exactly(json_reader: str) -> None:
+    serializer = ActivitySerializer(Activity)
+    extra = {"phone": "0" * 40, "n": 12, "f": 0.5}
+    original = Activity(1, Love, 2, time=T0, extra_context=extra)
+    back = serializer.loads_many([serializer.dumps(original)] * 2)
+    assert [repr(a.extra_context) for a in back] == [repr(extra)] * 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        ({"x": "\ud800"}, r"extra_context\['x'\]"),
+        ({"x": ["ok", "a\udfffb"]}, r"extra_context\['x'\]\[1\]"),
+        ({"x": {"k": {"\udc80": 1}}}, r"extra_context\['x'\]\['k'\]\['\\udc80'\]"),
+        ({"\ud83d": 1}, r"extra_context\['\\ud83d'\]"),
+        ({"x": {"$dt": "\ud800"}}, r"extra_context\['x'\]\['\$dt'\]"),
+    ],
+)
+def test_lone_surrogates_are_refused_naming_their_path(extra: dict[str, Any], path: str) -> None:
+    with pytest.raises(SerializationError, match=f"^{path}: .*surrogate"):
+        ActivitySerializer(Activity).dumps(Activity(1, Love, 2, time=T0, extra_context=extra))
+
+
+def test_astral_characters_and_paired_surrogates_are_fine(json_reader: str) -> None:
+    serializer = ActivitySerializer(Activity)
+    extra = {
+        "🐢": "a\U0001f422b\u200f\x00",
+        "paired": "\ud83d\udc22".encode("utf-16", "surrogatepass").decode("utf-16"),
+    }
+    back = serializer.loads(serializer.dumps(Activity(1, Love, 2, time=T0, extra_context=extra)))
+    assert back.extra_context == extra
+
+
+def nested(depth: int, *, dollar: bool = False) -> Any:
+    """``depth`` nested containers: lists, or one-key dicts whose key starts with ``$``."""
+    value: Any = "leaf"
+    for i in range(depth):
+        value = {f"${i}": value} if dollar else [value]
+    return value
+
+
+@pytest.mark.parametrize("dollar", [False, True], ids=["lists", "dollar-dicts"])
+def test_nesting_up_to_the_limit_round_trips(json_reader: str, dollar: bool) -> None:
+    serializer = ActivitySerializer(Activity)
+    extra = {"x": nested(serializers.MAX_NESTING, dollar=dollar)}
+    payload = serializer.dumps(Activity(1, Love, 2, time=T0, extra_context=extra))
+    assert serializer.loads(payload).extra_context == extra
+    assert [a.extra_context for a in serializer.loads_many([payload] * 2)] == [extra] * 2
+    groups = AggregatedActivitySerializer(AggregatedActivity, serializer)
+    group = AggregatedActivity("g", [serializer.loads(payload)])
+    assert groups.loads(groups.dumps(group)).activities[0].extra_context == extra
+
+
+@pytest.mark.parametrize("depth", [serializers.MAX_NESTING + 1, 1_200, 50_000])
+def test_deeper_nesting_is_a_serialization_error(depth: int) -> None:
+    extra = {"x": nested(depth)}
+    with pytest.raises(
+        SerializationError, match=r"^extra_context\['x'\](\[0\])*: .*deeper than 100"
+    ):
+        ActivitySerializer(Activity).dumps(Activity(1, Love, 2, time=T0, extra_context=extra))
+
+
+def test_reading_deeply_nested_json_never_recurses_out(json_reader: str) -> None:
+    """Payloads nested past any limit (written by hand, or by another writer)."""
+    serializer = ActivitySerializer(Activity)
+    deep = "[" * 100_000 + "]" * 100_000
+    payload = f'[1,1,{Love.id},2,null,0,{{"x":{deep}}}]'
+    with pytest.raises(SerializationError, match="not JSON"):
+        serializer.loads(payload)
+    with pytest.raises(SerializationError, match="not JSON"):
+        serializer.loads_many([payload, payload])
+    groups = AggregatedActivitySerializer(AggregatedActivity, serializer)
+    with pytest.raises(SerializationError, match="not JSON"):
+        groups.loads(f'[2,"g",0,0,null,null,0,[{payload[3:]}]]\x1e' + "0" * 26)
+
+
+def test_ints_python_cannot_write_as_text_are_refused() -> None:
+    with pytest.raises(SerializationError, match=r"^extra_context\['x'\]\[0\]: .*digits"):
+        ActivitySerializer(Activity).dumps(
+            Activity(1, Love, 2, time=T0, extra_context={"x": [10**5000]})
+        )
