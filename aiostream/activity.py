@@ -29,7 +29,8 @@ from aiostream.exceptions import (
     UnknownVerbError,
     ValidationError,
 )
-from aiostream.ids import make_id, to_utc
+from aiostream.ids import check_time, make_id, to_utc
+from aiostream.text import lone_surrogate, unwritable_int
 from aiostream.verbs import Verb, VerbRegistry, default_registry
 
 __all__ = [
@@ -51,11 +52,18 @@ def group_key(group: object) -> str:
     return) in its decimal form.
 
     Raises:
-        ValidationError: any other type.
+        ValidationError: any other type, or a str holding a lone surrogate (which no
+            storage can hold).
     """
     if isinstance(group, str):
+        problem = lone_surrogate(group)
+        if problem is not None:
+            raise ValidationError("group", problem)
         return group
     if isinstance(group, int) and not isinstance(group, bool):
+        problem = unwritable_int(group)
+        if problem is not None:
+            raise ValidationError("group", problem)
         return str(group)
     raise ValidationError("group", f"expected a str or an int, got {type(group).__name__}")
 
@@ -74,13 +82,20 @@ def _object_id(field: str, value: Any, *, required: bool) -> tuple[int | None, A
     if isinstance(value, bool):
         raise ValidationError(field, "expected an int id or an object with an int .id, got bool")
     if isinstance(value, int):
-        return value, None
+        return _checked_id(field, value), None
     ident = getattr(value, "id", None)
     if isinstance(ident, int) and not isinstance(ident, bool):
-        return ident, value
+        return _checked_id(field, ident), value
     raise ValidationError(
         field, f"expected an int id or an object with an int .id, got {type(value).__name__}"
     )
+
+
+def _checked_id(field: str, value: int) -> int:
+    problem = unwritable_int(value)
+    if problem is not None:
+        raise ValidationError(field, problem)
+    return value
 
 
 def _resolve_verb(verb: Any, verbs: VerbRegistry) -> type[Verb]:
@@ -105,12 +120,14 @@ class Activity:
         verb: A registered :class:`~aiostream.verbs.Verb` subclass (or its int id).
         object: Int id of the object, or an object with an int ``id``.
         target: Optional int id / object (e.g. the board a pin was added to).
-        time: When it happened. Naive datetimes are taken as UTC; the stored time is
-            always an aware UTC datetime. Defaults to now.
+        time: When it happened, from 1970 to 2112 (:data:`~aiostream.ids.MIN_TIME` ..
+            :data:`~aiostream.ids.MAX_TIME`, the times ids can encode). Naive datetimes are
+            taken as UTC; the stored time is always an aware UTC datetime. Defaults to now.
         extra_context: JSON-compatible dict (plus datetimes, dates, Decimals, UUIDs).
 
     Raises:
-        ValidationError: a required field is missing or of the wrong type.
+        ValidationError: a required field is missing or of the wrong type, or ``time`` is
+            out of range.
         UnknownVerbError: the verb is not registered.
     """
 
@@ -139,7 +156,7 @@ class Activity:
             time = utcnow()
         elif not isinstance(time, dt.datetime):
             raise ValidationError("time", f"expected a datetime, got {type(time).__name__}")
-        self.time: dt.datetime = to_utc(time)
+        self.time: dt.datetime = check_time(time)
         if extra_context is None:
             extra_context = {}
         elif not isinstance(extra_context, Mapping):

@@ -22,7 +22,7 @@ from aiostream import (
     get_verb_by_id,
     register,
 )
-from aiostream.ids import MAX_ID, id_to_key, id_to_time, key_to_id
+from aiostream.ids import MAX_ID, MAX_TIME, MIN_TIME, id_to_key, id_to_time, key_to_id
 from aiostream.verbs import VerbRegistry
 from tests.helpers import T0, Pin, at
 
@@ -209,3 +209,81 @@ def test_notification_activity_markers_override() -> None:
     group.marked_seen = True
     assert group.is_seen()
     assert group.serialization_id != NotificationActivity("h", group.activities).serialization_id
+
+
+ONE_US = dt.timedelta(microseconds=1)
+
+
+def tz(**offset: float) -> dt.timezone:
+    return dt.timezone(dt.timedelta(**offset))
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        MIN_TIME,
+        MIN_TIME.replace(tzinfo=None),
+        MIN_TIME.astimezone(tz(hours=5, minutes=30)),
+        MAX_TIME,
+        MAX_TIME.astimezone(tz(hours=-13, minutes=-7, seconds=-5, microseconds=-3)),
+    ],
+    ids=["min", "min-naive", "min-odd-offset", "max", "max-odd-offset"],
+)
+def test_times_at_the_edges_of_the_range_are_accepted(time: dt.datetime) -> None:
+    activity = Activity(1, Love, 2, time=time)
+    assert activity.time.utcoffset() == dt.timedelta(0)
+    assert id_to_time(activity.serialization_id) == activity.time
+
+
+@pytest.mark.parametrize(
+    "time",
+    [
+        MIN_TIME - ONE_US,
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999_999),
+        dt.datetime(1970, 1, 1, 0, 59, tzinfo=tz(hours=1)),
+        MAX_TIME + ONE_US,
+        dt.datetime(2113, 1, 1),
+        dt.datetime(1, 1, 1, tzinfo=tz(hours=1)),  # no UTC datetime: OverflowError before
+        dt.datetime(9999, 12, 31, 23, tzinfo=tz(hours=-2)),
+        dt.datetime.min,
+        dt.datetime.max,
+    ],
+    ids=[
+        "min-1us",
+        "1969",
+        "1970-at-+01",
+        "max+1us",
+        "2113",
+        "year-1-at-+01",
+        "9999-at--02",
+        "datetime.min",
+        "datetime.max",
+    ],
+)
+def test_times_out_of_range_are_a_validation_error_naming_time(time: dt.datetime) -> None:
+    with pytest.raises(ValidationError, match=r"^time: .*1970") as raised:
+        Activity(1, Love, 2, time=time)
+    assert raised.value.field == "time"
+
+
+def test_a_time_set_out_of_range_later_fails_as_a_validation_error() -> None:
+    activity = Activity(1, Love, 2, time=T0)
+    for time in (dt.datetime(1, 1, 1, tzinfo=tz(hours=1)), dt.datetime(1969, 1, 1)):
+        activity.time = time
+        with pytest.raises(ValidationError, match=r"^time: "):
+            _ = activity.serialization_id
+
+
+def test_group_names_with_lone_surrogates_are_refused() -> None:
+    with pytest.raises(ValidationError, match=r"^group: .*surrogate"):
+        AggregatedActivity("g\ud800")
+    assert AggregatedActivity("g\U0001f422\u200f\x00").group == "g\U0001f422\u200f\x00"
+
+
+@pytest.mark.parametrize("field", ["actor", "object", "target"])
+def test_ids_too_wide_to_write_as_text_are_refused(field: str) -> None:
+    fields: dict[str, Any] = {"actor": 1, "object": 2, "target": None, field: 10**5000}
+    with pytest.raises(ValidationError, match=f"^{field}: .*digits"):
+        Activity(fields["actor"], Love, fields["object"], fields["target"], time=T0)
+    wide = 2**5000  # 1,506 digits: fine
+    assert Activity(wide, Love, -wide, time=T0).actor_id == wide

@@ -314,9 +314,13 @@ class AggregatedFeed(BaseFeed):
         """Merge ``activities`` into each follower's feed, ``fanout_concurrency`` at once.
 
         Raises:
+            SerializationError: an activity cannot be stored (before any feed is written).
             StorageError: a feed's write failed (the others still running are stopped).
             FanoutError: several feeds' writes failed at once (holds each error).
         """
+        # Each feed would refuse a bad activity before writing, but all at once, as a
+        # FanoutError: validate once first.
+        cls.serialize_activities(activities)
         await cls._each(
             user_ids, storage, metrics, lambda feed: feed.add_many(activities, trim=trim)
         )
@@ -333,6 +337,49 @@ class AggregatedFeed(BaseFeed):
         """Remove ``activities`` from each follower's feed, ``fanout_concurrency`` at once
         (errors as in :meth:`fanout_add`)."""
         await cls._each(user_ids, storage, metrics, lambda feed: feed.remove_many(activities))
+
+    @classmethod
+    async def fanout_update(
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        *,
+        storage: FeedStorage | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """Replace the copies of ``activities`` the groups of each follower's feed embed,
+        where a group holds them: nothing is added, and a group keeps its id, place,
+        counts and seen / read markers. One storage call for the chunk
+        (:meth:`~aiostream.storage.base.FeedStorage.update_groups`, compare-and-set);
+        idempotent.
+
+        The activities keep their ids (an update changes ``extra_context`` only), and
+        their group is found by the aggregator's group key of the new version: the
+        Manager refuses updates that would change it.
+        """
+        if not activities or not user_ids:
+            return
+        keys = [format_key(cls.key_format, u) for u in user_ids]
+        feed = cls(user_ids[0], storage=storage, metrics=metrics)
+        check = cls.get_activity_serializer().check
+        new = {check(a).serialization_id: a for a in activities}
+        aggregator = feed.get_aggregator()
+        groups = sorted({aggregator.group_of(a) for a in new.values()})
+        serializer = cls.get_aggregated_serializer()
+        for activity in new.values():
+            serializer.activity_serializer.dumps(activity)  # storable, before any write
+
+        def rewrite(key: str, record: GroupRecord) -> str | None:
+            aggregated = serializer.loads(record.payload)
+            held = aggregated.activities
+            hits = [i for i, a in enumerate(held) if a.serialization_id in new]
+            if not hits:
+                return None
+            for i in hits:
+                held[i] = new[held[i].serialization_id]
+            return serializer.dumps(aggregated)
+
+        await feed._io.update_groups(keys, groups, rewrite, max_attempts=cls.max_write_attempts)
 
     @classmethod
     async def _each(

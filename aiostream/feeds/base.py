@@ -30,6 +30,7 @@ from aiostream.query import Query, check_slice
 from aiostream.serializers import ActivitySerializer
 from aiostream.storage.base import Entry, FeedStorage
 from aiostream.storage.memory import default_memory_storage
+from aiostream.text import lone_surrogate, unwritable_int
 from aiostream.verbs import VerbRegistry, default_registry
 
 __all__ = ["BaseFeed", "UserBaseFeed", "check_user_id", "format_key", "hybridmethod"]
@@ -44,10 +45,15 @@ def check_user_id(user_id: object, field: str = "user_id") -> str:
     """The text of a feed owner's id, which must be an int or a non-empty str.
 
     Raises:
-        ValidationError: naming ``field``, for any other value (``None``, a bool, ``""``).
+        ValidationError: naming ``field``, for any other value (``None``, a bool, ``""``),
+            a str holding a lone surrogate or an int too wide to write in decimal (see
+            :mod:`aiostream.text`).
     """
     if isinstance(user_id, bool) or not isinstance(user_id, int | str):
         raise ValidationError(field, f"expected an int or a str, got {type(user_id).__name__}")
+    problem = lone_surrogate(user_id) if isinstance(user_id, str) else unwritable_int(user_id)
+    if problem is not None:
+        raise ValidationError(field, problem)
     text = str(user_id)
     if not text:
         raise ValidationError(field, "must not be empty")
@@ -99,6 +105,13 @@ class BaseFeed:
     Subclass it and set class attributes; bind it to a backend by subclassing a backend
     feed (``RedisFeed``, ``CassandraFeed``) or by passing ``storage=``. Without either it
     uses the process-wide in-memory storage.
+
+    The feed holds activity ids and shows the activity storage's payloads, so an update
+    of a stored activity shows at once, and an activity deleted from the activity storage
+    (:meth:`remove_activity`) is never shown: reads pass over it, a page of n holds n
+    activities whenever n remain, ``async for`` yields every one, and the entries a read
+    passes over are removed from the feed. :meth:`count` counts entries, those of deleted
+    activities included until a read passes over them.
 
     Args:
         user_id: Whose feed (an int or a str; escaped in the key).
@@ -221,7 +234,12 @@ class BaseFeed:
 
     @hybridmethod
     async def remove_activity(target: Any, activity: Activity | int) -> None:
-        """Delete one activity (or id) from the activity storage."""
+        """Delete one activity (or id) from the activity storage.
+
+        Flat feeds stop showing it at once, on every backend (their entries go when a
+        read passes over them); aggregated and notification groups keep the copy they
+        embed (remove it from them with ``remove`` or ``Manager.remove_user_activity``).
+        """
         await _storage_of(target).delete_activities(_ids_of([activity]))
 
     # -- batch path (fanout) -------------------------------------------------------------------
@@ -266,6 +284,24 @@ class BaseFeed:
             await cls._io_for(storage, metrics).remove_from_timelines(keys, ids)
 
     @classmethod
+    async def fanout_update(
+        cls,
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        *,
+        storage: FeedStorage | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        """Make the feeds of ``user_ids`` show the stored payload of ``activities``
+        where they hold them, and add them nowhere else.
+
+        Nothing to write for flat feeds: they read the activity storage, which the
+        Manager has updated. Aggregated feeds rewrite the copies their groups embed.
+        """
+        for user_id in user_ids:
+            format_key(cls.key_format, user_id)  # the same checks as the other fanouts
+
+    @classmethod
     def _io_for(cls, storage: FeedStorage | None, metrics: Metrics | None) -> FeedStorage:
         return timed_storage(storage or cls.default_storage(), metrics or cls.metrics)
 
@@ -307,7 +343,7 @@ class BaseFeed:
 
     async def __aiter__(self) -> AsyncIterator[Any]:
         """Every item, page by page (``page_size``), keyed on ids so writes in between
-        neither repeat nor skip items."""
+        neither repeat nor skip items (every live activity: see the class docstring)."""
         query = self._query
         while True:
             page = await self._read(0, self.page_size, query)
@@ -339,7 +375,11 @@ class BaseFeed:
         return clone
 
     async def count(self) -> int:
-        """Number of entries in the feed (filters do not apply)."""
+        """Number of entries in the feed (filters do not apply).
+
+        Entries of activities deleted from the activity storage count until a read
+        passes over them (reads never show them, and remove the ones they pass over).
+        """
         return await self._io.count_timeline(self.key)
 
     async def index_of(self, activity: Any) -> int:
