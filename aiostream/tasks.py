@@ -37,10 +37,17 @@ Delivery is at least once and exactly once in effect:
   had run once;
 * storage errors (:class:`~aiostream.exceptions.StorageUnavailableError`,
   :class:`~aiostream.exceptions.StorageTimeoutError`,
-  :class:`~aiostream.exceptions.ConflictError`) are retried with exponential backoff up
-  to ``max_tries``; a job that still fails, or fails for any other reason, is recorded
-  with its reason in a Redis hash (:meth:`ArqDispatcher.failed_jobs`) from where it can
-  be put back on its queue (:meth:`ArqDispatcher.requeue_failed`).
+  :class:`~aiostream.exceptions.ConflictError`, or a
+  :class:`~aiostream.exceptions.FanoutError` holding only those) are retried with
+  exponential backoff up to ``max_tries``;
+* a job ends with its effect or with a record in a Redis hash
+  (:meth:`ArqDispatcher.failed_jobs`), whatever ended it: another error, its tries used
+  up (by errors, or by runs that never finished because their worker was killed),
+  ``job_timeout``, or a cancellation (the record of a job that arq runs again, as after
+  a worker stopped, is removed when a later try succeeds). From there a job can be put
+  back on its queue (:meth:`ArqDispatcher.requeue_failed`);
+* workers retry their commands to the queue Redis for ``queue_outage`` seconds, so
+  they ride out its restart.
 
 Payloads are plain JSON (``FanoutChunk.to_dict()``; user ids and target ids for follow
 jobs), never pickle.
@@ -48,7 +55,11 @@ jobs), never pickle.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import datetime as dt
 import json
+import math
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -63,8 +74,12 @@ try:
     from arq.connections import ArqRedis, RedisSettings
     from arq.constants import job_key_prefix, result_key_prefix
     from arq.jobs import serialize_job
-    from arq.utils import timestamp_ms
-    from arq.worker import func
+    from arq.utils import timestamp_ms, to_seconds
+    from arq.worker import JobExecutionFailed, func
+    from redis.asyncio.retry import Retry as RedisRetry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "aiostream.tasks needs arq: pip install 'aiostream-feeds[redis,arq]'"
@@ -92,6 +107,7 @@ __all__ = [
     "fanout_operation_high",
     "fanout_operation_low",
     "follow_many",
+    "is_transient",
     "json_deserializer",
     "json_serializer",
     "unfollow_many",
@@ -108,6 +124,14 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     StorageTimeoutError,
     ConflictError,
 )
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a later try can get past ``error``: one of :data:`TRANSIENT_ERRORS`, or a
+    :class:`FanoutError` (a fanout whose parts failed at once) holding only such errors."""
+    if isinstance(error, FanoutError):
+        return bool(error.failures) and all(is_transient(e) for e in error.errors)
+    return isinstance(error, TRANSIENT_ERRORS)
 
 
 def json_serializer(data: Any) -> bytes:
@@ -149,7 +173,7 @@ class Queues:
 
 @dataclass(frozen=True, kw_only=True)
 class FailedJob:
-    """A job that failed for good, as recorded by the worker.
+    """A job that ended without its effect, as recorded by the worker.
 
     Attributes:
         job_id: The job's (deterministic) id.
@@ -160,6 +184,11 @@ class FailedJob:
         error_type: The exception's class name.
         tries: How many times it ran.
         failed_at: Unix time of the last failure.
+        reason: What ended it: ``"error"`` (an error a retry cannot get past),
+            ``"tries exhausted"`` (a transient error on its last try, or ``max_tries``
+            runs that never finished, their worker killed or stopped), ``"timeout"``
+            (it outlasted ``job_timeout``) or ``"cancelled"`` (stopped by its worker
+            or aborted; a job arq runs again loses this record when it succeeds).
     """
 
     job_id: str
@@ -170,6 +199,7 @@ class FailedJob:
     error_type: str
     tries: int
     failed_at: float
+    reason: str = "error"
 
     def to_json(self) -> str:
         """The stored form."""
@@ -354,6 +384,7 @@ class _WorkerState:
     max_tries: int
     retry_delay: float
     max_retry_delay: float
+    job_timeout: float
 
     def backoff(self, attempt: int) -> float:
         """Seconds before try ``attempt + 1``: doubling from ``retry_delay``, capped."""
@@ -373,14 +404,39 @@ def _state(ctx: Mapping[str, Any]) -> _WorkerState:
 async def _run(ctx: dict[str, Any], function: str, job: Job, args: list[Any]) -> int:
     state = _state(ctx)
     attempt = int(ctx.get("job_try", 1))
+    if attempt > state.max_tries:
+        # Every try so far ended without a word from us: its worker was killed or
+        # stopped mid-job. arq would drop the job here; we record it instead.
+        error = JobExecutionFailed(
+            f"max {state.max_tries} tries exceeded; the last one never finished "
+            "(its worker was killed or stopped)"
+        )
+        await _record_failure(ctx, state, function, args, error, attempt - 1, "tries exhausted")
+        raise error
     try:
-        await state.manager.run(job)
+        with anyio.move_on_after(state.job_timeout) as deadline:
+            await state.manager.run(job)
     except Exception as exc:
-        if isinstance(exc, TRANSIENT_ERRORS) and attempt < state.max_tries:
+        transient = is_transient(exc)
+        if transient and attempt < state.max_tries:
             state.manager.metrics.on_job_retry(function, attempt, exc)
             raise Retry(defer=state.backoff(attempt)) from exc
-        await _record_failure(ctx, state, function, args, exc, attempt)
+        reason = "tries exhausted" if transient else "error"
+        await _record_failure(ctx, state, function, args, exc, attempt, reason)
         raise
+    except asyncio.CancelledError as exc:
+        # The worker is stopping, or arq aborted the job: record it before letting the
+        # cancellation through (arq runs it again after a stop; then the record goes).
+        await _record_failure(ctx, state, function, args, exc, attempt, "cancelled")
+        raise
+    if deadline.cancelled_caught:
+        timeout = TimeoutError(
+            f"{function} did not finish within job_timeout ({state.job_timeout:g} s)"
+        )
+        await _record_failure(ctx, state, function, args, timeout, attempt, "timeout")
+        raise timeout
+    if attempt > 1:  # an earlier try may have left a record ("cancelled")
+        await _uncancellable(ctx["redis"].hdel(state.queues.failed, str(ctx.get("job_id", ""))))
     return len(job.user_ids) if isinstance(job, FanoutChunk) else len(job.target_ids)
 
 
@@ -391,6 +447,7 @@ async def _record_failure(
     args: list[Any],
     exc: BaseException,
     tries: int,
+    reason: str,
 ) -> None:
     failed = FailedJob(
         job_id=str(ctx.get("job_id", "")),
@@ -401,8 +458,25 @@ async def _record_failure(
         error_type=type(exc).__name__,
         tries=tries,
         failed_at=time.time(),
+        reason=reason,
     )
-    await ctx["redis"].hset(state.queues.failed, failed.job_id, failed.to_json())
+    await _uncancellable(ctx["redis"].hset(state.queues.failed, failed.job_id, failed.to_json()))
+
+
+async def _uncancellable(write: Awaitable[Any]) -> None:
+    """Await ``write`` to its end even when this task is cancelled meanwhile (arq cancels
+    jobs with plain ``Task.cancel()``, which an anyio shield does not hold off), then let
+    the cancellation through."""
+    task = asyncio.ensure_future(write)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    task.result()
+    if cancelled is not None:
+        raise cancelled
 
 
 async def fanout_operation(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
@@ -453,6 +527,20 @@ def _configure_backends(settings: Settings) -> list[Callable[[], Awaitable[None]
     return closers
 
 
+# arq's own timeout, for a job ours did not stop (it only cancels), comes this much later.
+_ARQ_TIMEOUT_GRACE = 2.0
+
+
+def _queue_retry(outage: float) -> RedisRetry:
+    """Retries of a queue Redis command: 0.1 s doubling to 1 s, for ``outage`` seconds."""
+    backoff = ExponentialBackoff(cap=1.0, base=0.05)
+    retries, waited = 0, 0.0
+    while waited < outage:
+        retries += 1
+        waited += backoff.compute(retries)
+    return RedisRetry(backoff, retries)
+
+
 def worker_settings(
     make_manager: ManagerFactory,
     *,
@@ -462,6 +550,8 @@ def worker_settings(
     max_tries: int = 5,
     retry_delay: float = 0.5,
     max_retry_delay: float = 30.0,
+    job_timeout: float | dt.timedelta = 300,
+    queue_outage: float = 60.0,
     **worker_options: Any,
 ) -> type:
     """A settings class for ``arq module.ClassName`` that runs aiostream's jobs from ``queue``.
@@ -476,31 +566,51 @@ def worker_settings(
         queue: The queue this worker takes jobs from.
         settings: Storage settings; the arq Redis is ``settings.arq_redis_url``.
         queues: Queue names, the same the dispatcher uses.
-        max_tries: Tries per job before it is recorded as failed.
+        max_tries: Tries per job before it is recorded as failed. A try whose worker
+            was killed counts; aiostream counts them itself (arq's own limit is set out
+            of reach, so that no job is dropped without a record).
         retry_delay: Seconds before the second try; doubles each time.
         max_retry_delay: Cap of the delay between tries.
+        job_timeout: Seconds a job may run (arq's default, 300); one that outlasts it is
+            stopped and recorded with reason ``"timeout"``, not retried.
+        queue_outage: Seconds the worker retries a failing command to the queue Redis
+            (and its first connection) before giving up and exiting, so that it rides
+            out a restart of that server.
         worker_options: More ``arq.Worker`` options (``max_jobs`` 32, ``poll_delay``
-            0.01 s, ``job_timeout``, ...).
+            0.01 s, ...); a ``redis_settings`` given here replaces the retrying ones.
     """
     if max_tries < 1:
         raise ConfigurationError(f"max_tries must be at least 1, got {max_tries!r}")
+    timeout = to_seconds(job_timeout)
+    if timeout is None or timeout <= 0:
+        raise ConfigurationError(f"job_timeout must be positive, got {job_timeout!r}")
     settings = settings or Settings.from_env()
     queues = queues or Queues()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         ctx["aiostream_closers"] = _configure_backends(settings)
         ctx["aiostream"] = _WorkerState(
-            make_manager(), queues, queue, max_tries, retry_delay, max_retry_delay
+            make_manager(), queues, queue, max_tries, retry_delay, max_retry_delay, timeout
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         for close in ctx.get("aiostream_closers", ()):
             await close()
 
+    redis_settings = dataclasses.replace(
+        RedisSettings.from_dsn(settings.arq_redis_url or settings.redis_url),
+        conn_retries=math.ceil(queue_outage),
+        conn_retry_delay=1,
+        retry=_queue_retry(queue_outage),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+    )
     options: dict[str, Any] = {
-        "functions": [func(f, keep_result=0, max_tries=max_tries) for f in FUNCTIONS],
+        # _run enforces max_tries (arq would drop a job past its limit unrecorded) and
+        # job_timeout (so that it knows a timeout from a cancellation).
+        "functions": [func(f, keep_result=0, max_tries=sys.maxsize) for f in FUNCTIONS],
+        "job_timeout": timeout + _ARQ_TIMEOUT_GRACE,
         "queue_name": queue,
-        "redis_settings": RedisSettings.from_dsn(settings.arq_redis_url or settings.redis_url),
+        "redis_settings": redis_settings,
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
         "job_serializer": json_serializer,

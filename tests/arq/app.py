@@ -53,7 +53,7 @@ class AppManager(Manager):
 
 
 # What the subprocess workers run: HIGH priority chunks, a short job timeout so that a
-# killed worker's jobs become runnable again soon (arq: timeout + 10 s).
+# killed worker's jobs become runnable again soon (arq: timeout + 2 s grace + 10 s).
 WorkerSettings = worker_settings(
     AppManager, queue=HIGH_QUEUE, job_timeout=5, poll_delay=0.05, retry_delay=0.05
 )

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
+import signal
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import anyio
 import pytest
+from arq.constants import retry_key_prefix
 from arq.worker import Worker, create_worker
 from redis.asyncio import Redis
 
 from aiostream import Activity, FanoutPriority
-from aiostream.exceptions import ConfigurationError, StorageUnavailableError
+from aiostream.exceptions import (
+    ConfigurationError,
+    FanoutError,
+    StorageTimeoutError,
+    StorageUnavailableError,
+)
 from aiostream.fanout import FanoutChunk
 from aiostream.metrics import NoopMetrics
 from aiostream.settings import Settings
@@ -193,21 +202,33 @@ class RecordingMetrics(NoopMetrics):
 
 
 class FlakyStorage:
-    """The real Redis storage, except that the first ``failures`` timeline writes raise
-    the error a stopped server would."""
+    """The real Redis storage, except that the first ``failures`` writes (timeline
+    writes, group merges and group writes) raise the error a stopped server would, and
+    that while ``hanging`` is set they never return, as on a frozen server."""
+
+    WRITES = ("add_to_timelines", "merge_groups", "write_groups")
 
     def __init__(self, inner: FeedStorage, failures: int) -> None:
         self.inner = inner
         self.failures = failures
+        self.hanging = False
+        self.hung = anyio.Event()  # set when a write hangs
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        attribute = getattr(self.inner, name)
+        if name not in self.WRITES:
+            return attribute
 
-    async def add_to_timelines(self, *args: Any, **kwargs: Any) -> None:
-        if self.failures > 0:
-            self.failures -= 1
-            raise StorageUnavailableError("redis://flaky: connection refused")
-        await self.inner.add_to_timelines(*args, **kwargs)
+        async def write(*args: Any, **kwargs: Any) -> Any:
+            if self.hanging:
+                self.hung.set()
+                await anyio.sleep_forever()
+            if self.failures > 0:
+                self.failures -= 1
+                raise StorageUnavailableError("redis://flaky: connection refused")
+            return await attribute(*args, **kwargs)
+
+        return write
 
 
 @pytest.fixture
@@ -277,7 +298,7 @@ async def test_a_job_that_keeps_failing_is_recorded_and_can_be_requeued(
     assert failed.job_id == chunk.job_id
     assert failed.function == "fanout_operation" and failed.queue == DEFAULT_QUEUE
     assert failed.error_type == "StorageUnavailableError" and "connection refused" in failed.error
-    assert failed.tries == 3
+    assert failed.tries == 3 and failed.reason == "tries exhausted"
     assert FanoutChunk.from_dict(failed.args[0]) == chunk
     assert [a for _, a, _ in metrics.retries] == [1, 2]
     # Each try: the storage call fails, then the job does.
@@ -299,6 +320,153 @@ async def test_a_job_that_keeps_failing_is_recorded_and_can_be_requeued(
     assert await AppFeed(50)[:] == [activity]
 
 
+class GroupFeedsManager(AppManager):
+    feed_classes: ClassVar[dict[str, Any]] = {
+        "aggregated": AppAggregatedFeed,
+        "notification": AppNotificationFeed,
+    }
+
+
+async def test_aggregated_and_notification_storage_errors_are_retried(
+    dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
+) -> None:
+    inner = await stack.enter_async_context(RedisStorage.from_url(app_storage))
+    (activity,) = make_activities(1)
+    await GroupFeedsManager(dispatcher=dispatcher).add_user_activity(2, activity)  # stores it
+    users = (40, 41, 42)
+    chunks = [
+        FanoutChunk("add", name, users, (feed.serialize_activities([activity])[0][1],))
+        for name, feed in GroupFeedsManager.feed_classes.items()
+    ]
+    await dispatcher.dispatch(chunks, run=AppManager().run)
+    storage, metrics = FlakyStorage(inner, failures=4), RecordingMetrics()
+
+    def make_manager() -> AppManager:
+        return GroupFeedsManager(storage=storage, metrics=metrics)  # type: ignore[arg-type]
+
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, make_manager)
+    assert worker.jobs_failed == 0 and worker.jobs_complete == 2 and worker.jobs_retried >= 2
+    assert {kind for _, _, kind in metrics.retries} <= {"StorageUnavailableError", "FanoutError"}
+    assert await dispatcher.failed_jobs() == []
+    for user in users:
+        (group,) = await AppAggregatedFeed(user)[:]
+        assert group.activities == [activity]
+        assert await AppNotificationFeed(user).count_unseen() == 1
+
+
+class RaisingManager(FlakyManager):
+    """Raises ``errors`` (one per try, in order) before applying a chunk."""
+
+    def __init__(self, errors: list[BaseException], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.errors = errors
+
+    async def run_chunk(self, chunk: FanoutChunk) -> None:
+        if self.errors:
+            raise self.errors.pop(0)
+        await super().run_chunk(chunk)
+
+
+async def test_a_fanout_error_of_transient_errors_is_retried(
+    dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
+) -> None:
+    flaky = await enqueue_flaky_fanout(dispatcher, app_storage, stack, 0, (43,))
+    several = FanoutError([(1, StorageUnavailableError("a")), (2, StorageTimeoutError("b"))])
+    nested = FanoutError([(3, several), (4, StorageUnavailableError("c"))])
+    manager = RaisingManager([several, nested], metrics=flaky.metrics)
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, lambda: manager)
+    assert worker.jobs_retried == 2 and worker.jobs_complete == 1 and worker.jobs_failed == 0
+    assert [kind for _, _, kind in flaky.metrics.retries] == ["FanoutError", "FanoutError"]
+    assert await AppFeed(43)[:] == [flaky.activity]
+    assert await dispatcher.failed_jobs() == []
+
+
+async def test_a_fanout_error_holding_a_lasting_error_fails_at_once(
+    dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
+) -> None:
+    flaky = await enqueue_flaky_fanout(dispatcher, app_storage, stack, 0, (44,))
+    mixed = FanoutError([(1, StorageUnavailableError("a")), (2, ConfigurationError("bad"))])
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, lambda: RaisingManager([mixed]))
+    assert worker.jobs_failed == 1 and worker.jobs_retried == 0
+    (failed,) = await dispatcher.failed_jobs()
+    assert failed.job_id == flaky.chunk.job_id and failed.tries == 1
+    assert failed.error_type == "FanoutError" and failed.reason == "error"
+
+
+async def test_a_job_that_outlasts_job_timeout_is_recorded_and_can_be_requeued(
+    dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
+) -> None:
+    flaky = await enqueue_flaky_fanout(dispatcher, app_storage, stack, 0, (45,))
+    flaky.storage.hanging = True  # the storage never answers: only job_timeout ends the job
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, flaky.make_manager, job_timeout=0.2)
+    assert worker.jobs_failed == 1 and worker.jobs_retried == 0
+    (failed,) = await dispatcher.failed_jobs()
+    assert failed.job_id == flaky.chunk.job_id and failed.reason == "timeout"
+    assert failed.error_type == "TimeoutError" and "job_timeout" in failed.error
+    assert failed.tries == 1 and failed.queue == DEFAULT_QUEUE
+    assert await AppFeed(45).count() == 0
+
+    flaky.storage.hanging = False
+    assert await dispatcher.requeue_failed() == 1
+    await run_burst(app_storage, DEFAULT_QUEUE, flaky.make_manager, job_timeout=0.2)
+    assert await AppFeed(45)[:] == [flaky.activity]
+    assert await dispatcher.failed_jobs() == []
+
+
+async def test_a_job_cancelled_by_a_stopping_worker_is_recorded_until_it_runs_again(
+    dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
+) -> None:
+    flaky = await enqueue_flaky_fanout(dispatcher, app_storage, stack, 0, (46,))
+    flaky.storage.hanging = True
+    settings_cls = worker_settings(
+        flaky.make_manager, settings=Settings(redis_url=app_storage), poll_delay=0.01
+    )
+    worker = create_worker(settings_cls, burst=True, handle_signals=False)
+    running = asyncio.ensure_future(worker.async_run())
+    try:
+        with anyio.fail_after(30):  # a hang, not a speed check
+            await flaky.storage.hung.wait()
+        worker.handle_sig(signal.SIGTERM)  # what arq does on SIGTERM: cancel running jobs
+        with pytest.raises(asyncio.CancelledError):
+            await running
+    finally:
+        await worker.close()
+    (failed,) = await dispatcher.failed_jobs()
+    assert failed.job_id == flaky.chunk.job_id and failed.reason == "cancelled"
+    assert failed.error_type == "CancelledError" and failed.tries == 1
+    assert (await queue_lengths(app_storage))[DEFAULT_QUEUE] == 1  # arq runs it again
+
+    flaky.storage.hanging = False
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, flaky.make_manager)
+    assert worker.jobs_complete == 1
+    assert await AppFeed(46)[:] == [flaky.activity]
+    assert await dispatcher.failed_jobs() == []  # its effect is there: the record is gone
+
+
+async def test_a_job_whose_tries_all_ended_unfinished_is_recorded_not_dropped(
+    dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
+) -> None:
+    flaky = await enqueue_flaky_fanout(dispatcher, app_storage, stack, 0, (47,))
+    # As arq finds a job whose 3 tries each lost their worker (killed, or stopped):
+    # arq itself would drop it, "max 3 retries exceeded", without running anything.
+    client = Redis.from_url(app_storage)
+    try:
+        await client.set(retry_key_prefix + flaky.chunk.job_id, 3)
+    finally:
+        await client.aclose()
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, flaky.make_manager, max_tries=3)
+    assert worker.jobs_failed == 1
+    (failed,) = await dispatcher.failed_jobs()
+    assert failed.job_id == flaky.chunk.job_id and failed.reason == "tries exhausted"
+    assert failed.tries == 3 and "max 3 tries" in failed.error
+    assert await AppFeed(47).count() == 0
+
+    assert await dispatcher.requeue_failed() == 1
+    await run_burst(app_storage, DEFAULT_QUEUE, flaky.make_manager, max_tries=3)
+    assert await AppFeed(47)[:] == [flaky.activity]
+    assert await dispatcher.failed_jobs() == []
+
+
 async def test_a_job_for_an_unknown_feed_fails_at_once(
     dispatcher: ArqDispatcher, app_storage: str
 ) -> None:
@@ -307,7 +475,7 @@ async def test_a_job_for_an_unknown_feed_fails_at_once(
     worker = await run_burst(app_storage, LOW_QUEUE)
     assert worker.jobs_failed == 1 and worker.jobs_retried == 0
     (failed,) = await dispatcher.failed_jobs()
-    assert failed.tries == 1 and failed.queue == LOW_QUEUE
+    assert failed.tries == 1 and failed.queue == LOW_QUEUE and failed.reason == "error"
     assert failed.error_type == ConfigurationError.__name__
     assert "no-such-feed" in failed.error
 
