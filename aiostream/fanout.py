@@ -22,7 +22,7 @@ from aiostream.exceptions import ConfigurationError, FanoutError
 
 __all__ = ["Dispatcher", "FanoutChunk", "FollowChunk", "InProcessDispatcher", "Job"]
 
-Operation = Literal["add", "remove"]
+Operation = Literal["add", "remove", "update"]
 FollowOperation = Literal["follow", "unfollow"]
 
 
@@ -57,7 +57,8 @@ class FanoutChunk(_PlainJob):
     of every user in ``user_ids``.
 
     Attributes:
-        operation: ``"add"`` or ``"remove"``.
+        operation: ``"add"``, ``"remove"`` or ``"update"`` (replace the copies of
+            activities the feeds hold; add them nowhere).
         feed: Name of the feed class in the manager's ``feed_classes``.
         user_ids: Follower ids of this chunk.
         activities: Serialized activities (the feed class's activity format).

@@ -36,6 +36,7 @@ from aiostream.fanout import (
     Job,
     Operation,
 )
+from aiostream.feeds.aggregated import AggregatedFeed
 from aiostream.feeds.base import BaseFeed, UserBaseFeed, check_user_id, format_key
 from aiostream.leases import lease
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
@@ -50,6 +51,13 @@ class FanoutPriority(enum.StrEnum):
 
     HIGH = "HIGH"
     LOW = "LOW"
+
+
+def _holds_copies(feed_class: type[BaseFeed]) -> bool:
+    """Whether an update must reach the feeds of ``feed_class`` (flat feeds show the
+    stored payload; a class can override ``fanout_update`` to keep copies of its own)."""
+    update = getattr(feed_class.fanout_update, "__func__", None)
+    return update is not getattr(BaseFeed.fanout_update, "__func__", None)
 
 
 def chunked(items: Iterable[Any], size: int) -> Iterable[tuple[Any, ...]]:
@@ -204,13 +212,86 @@ class Manager:
         self.metrics.on_activity_removed()
 
     async def update_user_activity(self, activity: Activity) -> None:
-        """Re-publish ``activity`` (same id): its stored payload is overwritten."""
+        """Update a published activity everywhere it is shown (see
+        :meth:`update_user_activities`)."""
         await self.update_user_activities([activity])
 
     async def update_user_activities(self, activities: Iterable[Activity]) -> None:
-        """Re-publish each activity under its actor; idempotent for feeds holding it."""
-        for activity in activities:
-            await self.add_user_activity(activity.actor_id, activity)
+        """Update published activities: store each new version, then replace the copies
+        the feeds of its actor's followers hold.
+
+        An update changes ``extra_context`` only: actor, verb, object, target and time
+        make the id, and an activity that differs in one of them is another activity.
+        The new version overwrites the stored payload under the same id, which flat
+        feeds show; an ``"update"`` fanout then replaces the copy each aggregated and
+        notification group embeds, where a feed holds it, keeping the group's id, place,
+        counts and seen / read markers. Nothing is added anywhere: a feed that removed
+        the activity does not get it back. Idempotent (a retried job changes nothing).
+
+        Raises:
+            ValidationError: naming ``activity`` (``activities[i]`` for several) when no
+                stored activity has its id (never published, or another field than
+                ``extra_context`` changed), or ``extra_context`` when the new version
+                falls into another group of an aggregated feed; every activity is
+                checked before anything is written.
+            SerializationError: an activity cannot be stored.
+            FanoutError: some chunks failed (the rest were written; updating again is
+                safe).
+        """
+        activities = list(activities)
+        if not activities:
+            return
+        user_class = self.user_feed_class
+        entries = user_class.serialize_activities(activities)
+        user_storage = timed_storage(self.storage_for(user_class), self.metrics)
+        stored = await user_storage.load_activities([i for i, _ in entries])
+        serializer = user_class.get_activity_serializer()
+        by_actor: dict[Any, list[Activity]] = {}
+        for index, ((activity_id, _), activity) in enumerate(zip(entries, activities, strict=True)):
+            field = "activity" if len(activities) == 1 else f"activities[{index}]"
+            if activity_id not in stored:
+                raise ValidationError(
+                    field,
+                    f"no stored activity has id {activity_id}: it was never published, or "
+                    "its actor, verb, object, target or time changed (they make the id; an "
+                    "update changes extra_context only)",
+                )
+            self._check_groups(activity, serializer.loads(stored[activity_id]))
+            by_actor.setdefault(activity.actor_id, []).append(activity)
+        # Flat feeds read the activity storage: only feeds holding copies need a job.
+        chunks = [
+            chunk
+            for actor, updated in by_actor.items()
+            for chunk in await self._fanout_chunks(actor, "update", updated, trim=False)
+            if _holds_copies(self.feed_classes[chunk.feed])
+        ]
+        storages = {id(s): s for s in map(self.storage_for, self.feed_classes.values())}
+        storages[id(self.storage_for(user_class))] = self.storage_for(user_class)
+        for storage in storages.values():
+            await timed_storage(storage, self.metrics).store_activities(entries)
+        for actor, updated in by_actor.items():
+            await user_class.fanout_update(
+                [actor],
+                updated,
+                storage=self.storage_for(user_class),
+                metrics=self._feed_metrics,
+            )
+        await self._dispatch(chunks)
+
+    def _check_groups(self, activity: Activity, original: Activity) -> None:
+        """Refuse an update that moves ``activity`` to another group of an aggregated
+        feed (the feeds find the copy to replace by its group)."""
+        for name, feed in self.get_feeds(activity.actor_id).items():
+            if not isinstance(feed, AggregatedFeed):
+                continue
+            aggregator = feed.get_aggregator()
+            before, after = aggregator.group_of(original), aggregator.group_of(activity)
+            if before != after:
+                raise ValidationError(
+                    "extra_context",
+                    f"the update moves the activity from group {before!r} to {after!r} of "
+                    f"feed {name!r}; remove the activity and publish the new one instead",
+                )
 
     async def batch_import(
         self,
@@ -318,10 +399,24 @@ class Manager:
                     trim=chunk.trim,
                     metrics=self._feed_metrics,
                 )
-            else:
+            elif chunk.operation == "update":
+                # The stored version, not the job's: a retried or late job never puts an
+                # older version back.
+                ids = [a.serialization_id for a in activities]
+                current = await timed_storage(storage, self.metrics).load_activities(ids)
+                activities = [
+                    serializer.loads(current[i]) if i in current else a
+                    for i, a in zip(ids, activities, strict=True)
+                ]
+                await feed_class.fanout_update(
+                    chunk.user_ids, activities, storage=storage, metrics=self._feed_metrics
+                )
+            elif chunk.operation == "remove":
                 await feed_class.fanout_remove(
                     chunk.user_ids, activities, storage=storage, metrics=self._feed_metrics
                 )
+            else:
+                raise ValidationError("operation", f"unknown fanout operation {chunk.operation!r}")
         self.metrics.on_fanout(
             feed_class.__name__, chunk.operation, len(chunk.user_ids), elapsed[0]
         )

@@ -13,9 +13,17 @@ The methods take many keys or many items at once so each backend can batch its o
 
 * :meth:`FeedStorage.add_to_timelines` writes a set of activities into a whole chunk of
   follower feeds, trimming each, in one call: the fanout path;
-* :meth:`FeedStorage.read_timeline` returns a page *with payloads*: one round trip;
+* :meth:`FeedStorage.read_timeline` returns a page *with payloads*: one round trip (on
+  Cassandra: the page, then its activities);
 * :meth:`FeedStorage.write_groups` is a compare-and-set over several groups of one feed,
-  so concurrent writers on one aggregated feed never lose each other's updates.
+  so concurrent writers on one aggregated feed never lose each other's updates;
+* :meth:`FeedStorage.update_groups` rewrites groups of a whole chunk of feeds in place
+  (an activity's update reaching the copies groups embed).
+
+A timeline entry points at the activity storage: a flat feed shows the stored payload,
+and never an activity deleted from the activity storage (reads skip such entries, fill
+the window from the entries after them, and remove them from the timeline). Groups embed
+their activities and never read the activity storage.
 
 Payloads are opaque strings made by :mod:`aiostream.serializers`. Ids are ints below
 ``2**104`` (see :mod:`aiostream.ids`). The in-memory storage is the reference
@@ -24,7 +32,7 @@ implementation; the behaviour suite runs every backend against the same expectat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -37,10 +45,15 @@ __all__ = [
     "GroupMerge",
     "GroupMergeStorage",
     "GroupRecord",
+    "GroupRewrite",
 ]
 
 Entry = tuple[int, str]
 """``(activity id, payload)``."""
+
+GroupRewrite = Callable[[str, "GroupRecord"], str | None]
+"""``(feed key, stored group) -> new payload``, or ``None`` to leave the group as it is
+(see :meth:`FeedStorage.update_groups`)."""
 
 
 class GroupRecord(NamedTuple):
@@ -156,7 +169,11 @@ class FeedStorage(Protocol):
         ...
 
     async def delete_activities(self, ids: Sequence[int]) -> None:
-        """Remove activities from the shared activity storage."""
+        """Remove activities from the shared activity storage.
+
+        Flat feeds stop showing them at once (see :meth:`read_timeline`); groups keep the
+        copies they embed.
+        """
 
     # -- flat timelines ----------------------------------------------------------------------
 
@@ -175,7 +192,9 @@ class FeedStorage(Protocol):
             entries: Activities to add.
             max_length: When given, trim each feed to its newest ``max_length`` entries
                 atomically with the add.
-            store: Also write ``entries`` into the activity storage in the same batch.
+            store: Also write ``entries`` into the activity storage in the same batch,
+                never after a timeline points at them: a read that met an entry before
+                its activity is stored would take it for a deleted one.
         """
 
     async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
@@ -184,21 +203,28 @@ class FeedStorage(Protocol):
     async def read_timeline(
         self, key: str, start: int, stop: int | None, query: Query
     ) -> list[Entry]:
-        """The ``[start:stop]`` window of the feed under ``query``, with payloads.
+        """The ``[start:stop]`` window of the feed's live entries under ``query``, with
+        the activity storage's payloads.
 
-        Entries whose activity is no longer in the activity storage are left out.
+        An entry whose activity was deleted from the activity storage is not shown: the
+        window is taken from the entries that remain (``start`` counts live entries, a
+        window of n holds n entries whenever n live ones follow it) and every such entry
+        the read passes over is removed from the timeline. Entries are checked in one
+        step with the page, so a page without such entries costs nothing more.
         """
         ...
 
     async def count_timeline(self, key: str) -> int:
-        """Number of entries in the feed."""
+        """Number of entries in the feed: including those whose activity was deleted
+        from the activity storage, until a read passes over them."""
         ...
 
     async def trim_timeline(self, key: str, max_length: int) -> None:
         """Keep only the newest ``max_length`` entries."""
 
     async def timeline_index_of(self, key: str, activity_id: int) -> int | None:
-        """Position of ``activity_id`` counted from the newest (``None`` if absent)."""
+        """Position of ``activity_id`` counted from the newest (``None`` if absent), over
+        the entries :meth:`count_timeline` counts."""
         ...
 
     # -- groups (aggregated and notification feeds) ---------------------------------------
@@ -231,6 +257,27 @@ class FeedStorage(Protocol):
             ``False`` (and writes nothing) when some group changed since it was read.
         """
         ...
+
+    async def update_groups(
+        self,
+        keys: Sequence[str],
+        groups: Sequence[str],
+        rewrite: GroupRewrite,
+        *,
+        max_attempts: int,
+    ) -> None:
+        """Rewrite the named groups of every feed in ``keys`` in place.
+
+        For each group a feed holds, ``rewrite(key, record)`` gives its new payload (or
+        ``None``: leave it). A new payload is stored with the next version under the same
+        id: the group keeps its place and its markers. Compare-and-set per group: one
+        written meanwhile is read again and rewritten again. Groups a feed does not hold
+        are not created. Idempotent when ``rewrite`` is (a payload equal to the stored
+        one is not written).
+
+        Raises:
+            ConflictError: a group kept changing for ``max_attempts`` attempts.
+        """
 
     async def count_groups(self, key: str) -> int:
         """Number of groups in the feed."""

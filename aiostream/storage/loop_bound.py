@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from aiostream.query import Query
-from aiostream.storage.base import Entry, FeedStorage, GroupChange, GroupRecord
+from aiostream.storage.base import Entry, FeedStorage, GroupChange, GroupRecord, GroupRewrite
 
 __all__ = ["LoopBoundStorage"]
 
@@ -89,6 +89,16 @@ class LoopBoundStorage(ABC):
         return await self.resolve().write_groups(
             key, changes, max_length=max_length, track_markers=track_markers
         )
+
+    async def update_groups(
+        self,
+        keys: Sequence[str],
+        groups: Sequence[str],
+        rewrite: GroupRewrite,
+        *,
+        max_attempts: int,
+    ) -> None:
+        await self.resolve().update_groups(keys, groups, rewrite, max_attempts=max_attempts)
 
     async def count_groups(self, key: str) -> int:
         return await self.resolve().count_groups(key)

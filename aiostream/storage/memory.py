@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from anyio.lowlevel import checkpoint
 
 from aiostream.query import Query
-from aiostream.storage.base import Entry, GroupChange, GroupRecord
+from aiostream.storage.base import Entry, GroupChange, GroupRecord, GroupRewrite
 
 __all__ = ["MemoryStorage", "default_memory_storage"]
 
@@ -147,8 +147,30 @@ class MemoryStorage:
         self, key: str, start: int, stop: int | None, query: Query
     ) -> list[Entry]:
         await checkpoint()
-        selected = query.select(self.timelines.get(key, []), start, stop)
-        return [(i, self.activities[i]) for i in selected if i in self.activities]
+        timeline = self.timelines.get(key)
+        if not timeline or (stop is not None and stop <= start):
+            return []
+        # Walk the window's entries from the top, skipping (and forgetting) those whose
+        # activity was deleted, until `start` live ones are passed and the page is full.
+        activities = self.activities
+        page: list[Entry] = []
+        dead: list[int] = []
+        skip, want = start, None if stop is None else stop - start
+        for activity_id in query.select(timeline, 0, None):
+            if want is not None and len(page) == want:
+                break
+            payload = activities.get(activity_id)
+            if payload is None:
+                dead.append(activity_id)
+            elif skip:
+                skip -= 1
+            else:
+                page.append((activity_id, payload))
+        for activity_id in dead:
+            _discard(timeline, activity_id)
+        if not timeline:
+            del self.timelines[key]
+        return page
 
     async def count_timeline(self, key: str) -> int:
         await checkpoint()
@@ -213,6 +235,30 @@ class MemoryStorage:
         if not state.by_name:
             del self.groups[key]
         return True
+
+    async def update_groups(
+        self,
+        keys: Sequence[str],
+        groups: Sequence[str],
+        rewrite: GroupRewrite,
+        *,
+        max_attempts: int,
+    ) -> None:
+        await checkpoint()
+        for key in dict.fromkeys(keys):
+            state = self.groups.get(key)
+            if state is None:
+                continue
+            for group in dict.fromkeys(groups):
+                record = state.by_name.get(group)
+                if record is None:
+                    continue
+                payload = rewrite(key, record)
+                if payload is not None and payload != record.payload:
+                    # Same id: same place, same markers.
+                    state.by_name[group] = record._replace(
+                        payload=payload, version=record.version + 1
+                    )
 
     async def count_groups(self, key: str) -> int:
         await checkpoint()

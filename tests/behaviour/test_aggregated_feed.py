@@ -22,6 +22,7 @@ from tests.helpers import (
     CustomAggregatedFeed,
     Pin,
     TestAggregatedFeed,
+    TestNotificationFeed,
     at,
     make_activities,
 )
@@ -222,3 +223,48 @@ async def test_unserializable_activity_writes_no_group(make_feed: Any) -> None:
     with pytest.raises(SerializationError, match=r"extra_context\['tags'\]"):
         await feed.add_many([good, bad])
     assert await feed.count() == 0
+
+
+async def test_update_groups_rewrites_held_groups_in_place(storage: Any) -> None:
+    feed = TestNotificationFeed(1, storage=storage)
+    pins = [Activity(i, Pin, 1, time=at(i)) for i in range(3)]
+    loves = [Activity(9, Love, 2, time=at(10), extra_context={"n": 1})]
+    await feed.add_many(pins + loves)
+    before = await feed[:]
+    await feed.mark_activity(before[1], seen=True, read=True)
+    names = [g.group for g in before]
+    stored = await storage.get_groups(feed.key, names)
+    serializer = TestNotificationFeed.get_aggregated_serializer()
+    seen: list[tuple[str, str]] = []
+
+    def rewrite(key: str, record: Any) -> str | None:
+        seen.append((key, record.group))
+        if record.group != before[1].group:
+            return None  # leave it
+        group = serializer.loads(record.payload)
+        group.activities[0] = Activity(0, Pin, 1, time=at(0), extra_context={"n": 2})
+        return serializer.dumps(group)
+
+    absent = TestNotificationFeed(2, storage=storage)
+    args = ([feed.key, absent.key], [*names, "nothing-here"], rewrite)
+    await storage.update_groups(*args, max_attempts=5)
+    assert sorted(seen) == sorted((feed.key, name) for name in names)
+    after = await feed[:]
+    assert [(g.group, g.serialization_id) for g in after] == [
+        (g.group, g.serialization_id) for g in before
+    ]
+    assert [a.extra_context for a in after[1].activities] == [{"n": 2}, {}, {}]
+    assert after[0].activities[0].extra_context == {"n": 1}
+    assert [g.is_seen() for g in after] == [False, True]
+    assert await feed.get_notification_data() == {"unseen_count": 1, "unread_count": 1}
+    assert await feed.count() == 2
+    assert await absent.count() == 0
+    versions = {n: r.version for n, r in (await storage.get_groups(feed.key, names)).items()}
+    assert versions == {
+        before[0].group: stored[before[0].group].version,
+        before[1].group: stored[before[1].group].version + 1,
+    }
+    # The same rewrite again writes nothing (the payload is already the new one).
+    await storage.update_groups(*args, max_attempts=5)
+    again = await storage.get_groups(feed.key, names)
+    assert {n: r.version for n, r in again.items()} == versions

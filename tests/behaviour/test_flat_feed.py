@@ -19,6 +19,7 @@ from tests.helpers import (
     CustomActivity,
     CustomFeed,
     Pin,
+    TestAggregatedFeed,
     TestFeed,
     TestUserFeed,
     at,
@@ -282,14 +283,39 @@ async def test_activity_storage_hooks(make_feed: Any) -> None:
     assert await feed.storage.load_activities([activity.serialization_id]) == {}
 
 
-async def test_missing_activity_payload_is_skipped_on_read(make_feed: Any) -> None:
-    feed = make_feed(TestFeed)
-    activities = make_activities(3)
+async def test_activities_deleted_from_the_activity_storage_are_never_shown(
+    make_feed: Any,
+) -> None:
+    class SmallPages(LongFeed):
+        page_size: ClassVar[int] = 2
+
+    feed = make_feed(SmallPages)
+    groups = make_feed(TestAggregatedFeed)
+    activities = make_activities(10)
     await feed.add_many(activities)
-    await feed.remove_activity(activities[1])
-    read = await feed[:]
-    # Backends that denormalize the activity into the feed still have it.
-    assert read in ([activities[2], activities[0]], list(reversed(activities)))
+    await groups.add_many(activities)
+    # The two newest (a whole first page of `async for`) and three further down.
+    deleted = [activities[i] for i in (9, 8, 6, 3, 2)]
+    for activity in deleted:
+        await feed.remove_activity(activity)
+    live = [a for a in reversed(activities) if a not in deleted]  # 7, 5, 4, 1, 0
+    # count() counts timeline entries, deleted activities included until a read meets them.
+    assert await feed.count() == 10
+    # A page of n holds n live activities whenever n exist; offsets count live ones.
+    assert await feed[:2] == live[:2]
+    assert await feed[1:4] == live[1:4]
+    assert await feed[3] == live[3:4]
+    assert await feed[4:10] == live[4:]
+    assert await feed.order_by("activity_id")[:3] == list(reversed(live))[:3]
+    assert await feed.filter(activity_id__lt=activities[7].serialization_id)[:2] == live[1:3]
+    # Iteration yields every live activity, and only those.
+    assert [a async for a in feed] == live
+    assert await feed[:] == live
+    # Reads removed the entries they met whose activity was gone.
+    assert await feed.count() == len(live)
+    # Groups keep the copies they embed: deleting a stored activity leaves them alone.
+    (group,) = await groups[:]
+    assert group.activities == activities
 
 
 async def test_on_update_feed_hook(make_feed: Any) -> None:

@@ -13,6 +13,7 @@ from aiostream import (
     FanoutPriority,
     InProcessDispatcher,
     Manager,
+    RecentVerbAggregator,
     ValidationError,
 )
 from aiostream.fanout import FanoutChunk
@@ -118,18 +119,124 @@ async def test_remove_user_activity(manager: PinManager) -> None:
     assert group.activities == [second]
 
 
-async def test_update_user_activity_overwrites_payload(manager: PinManager) -> None:
+class EveryKindManager(PinManager):
+    feed_classes: ClassVar[dict[str, Any]] = {
+        "normal": TestFeed,
+        "aggregated": TestAggregatedFeed,
+        "notification": TestNotificationFeed,
+    }
+
+
+async def test_update_user_activity_replaces_every_copy_and_adds_nothing(
+    storage: FeedStorage,
+) -> None:
+    dispatcher = RecordingDispatcher()
+    manager = EveryKindManager(storage=storage, dispatcher=dispatcher)
+    # Two pins of one object by one actor: one group in each aggregated / notification feed.
+    activity = Activity(1, Pin, 7, time=at(0), extra_context={"title": "old"})
+    other = Activity(1, Pin, 7, time=at(5), extra_context={"title": "other"})
+    await manager.add_user_activity(1, activity)
+    await manager.add_user_activity(1, other)
+    # Follower 10 removes the activity from every feed; 11 has seen (and read) everything.
+    for feed in manager.get_feeds(10).values():
+        await feed.remove(activity)
+    notifications_11 = manager.get_feeds(11)["notification"]
+    await notifications_11.mark_all(seen=True, read=True)
+    followers = (10, 11, 12, 13, 14)
+    markers = {
+        f: await manager.get_feeds(f)["notification"].get_notification_data() for f in followers
+    }
+    assert markers[11] == {"unseen_count": 0, "unread_count": 0}
+    assert markers[12] == {"unseen_count": 1, "unread_count": 1}
+
+    updated = Activity(1, Pin, 7, time=at(0), extra_context={"title": "new"})
+    dispatcher.chunks.clear()
+    await manager.update_user_activity(updated)
+    assert {c.operation for c in dispatcher.chunks} == {"update"}
+    for chunk in dispatcher.chunks:  # a retried job changes nothing more
+        await manager.run(chunk)
+
+    def titles(activities: Any) -> dict[int, Any]:
+        return {a.object_id * 100 + a.time.second: a.extra_context["title"] for a in activities}
+
+    new, kept = {700: "new", 705: "other"}, {705: "other"}
+    (own,) = [a for a in await manager.get_user_feed(1)[:] if a == activity]
+    assert own.extra_context == {"title": "new"}
+    for follower in followers:
+        feeds = manager.get_feeds(follower)
+        expected = kept if follower == 10 else new
+        assert titles(await feeds["normal"][:]) == expected, follower
+        for name in ("aggregated", "notification"):
+            (group,) = await feeds[name][:]
+            assert titles(group.activities) == expected, (follower, name)
+            assert group.activity_count == len(expected)
+            assert await feeds[name].count() == 1
+        assert await feeds["notification"].get_notification_data() == markers[follower]
+        (note,) = await feeds["notification"][:]
+        assert note.is_seen() == note.is_read() == (follower == 11)
+
+
+async def test_update_of_an_activity_that_was_never_stored_is_refused(
+    manager: PinManager,
+) -> None:
     activity = Activity(1, Pin, 7, time=at(0), extra_context={"title": "old"})
     await manager.add_user_activity(1, activity)
-    updated = Activity(1, Pin, 7, time=at(0), extra_context={"title": "new"})
-    await manager.update_user_activity(updated)
-    (read,) = await manager.get_feeds(10)["normal"][:]
-    assert read == activity
-    if read.extra_context != {"title": "new"}:
-        # Backends that denormalize activities into each feed keep each feed's copy.
-        assert read.extra_context == {"title": "old"}
-    (own,) = await manager.get_user_feed(1)[:]
-    assert own.extra_context in ({"title": "new"}, {"title": "old"})
+    # Another time is another activity (the id is made of time, actor, verb, object, target).
+    moved = Activity(1, Pin, 7, time=at(1), extra_context={"title": "new"})
+    with pytest.raises(ValidationError, match="activity"):
+        await manager.update_user_activity(moved)
+    assert await manager.get_feeds(10)["normal"][:] == [activity]
+    assert await manager.get_user_feed(1).count() == 1
+
+
+async def test_update_that_would_move_an_activity_to_another_group_is_refused(
+    storage: FeedStorage,
+) -> None:
+    class ByBoard(RecentVerbAggregator):
+        def get_group(self, activity: Activity) -> str:
+            return str(activity.extra_context.get("board"))
+
+    class BoardFeed(TestAggregatedFeed):
+        aggregator_class = ByBoard
+
+    class BoardManager(PinManager):
+        feed_classes: ClassVar[dict[str, Any]] = {"normal": TestFeed, "boards": BoardFeed}
+
+    manager = BoardManager(storage=storage)
+    activity = Activity(1, Pin, 7, time=at(0), extra_context={"board": "a"})
+    await manager.add_user_activity(1, activity)
+    with pytest.raises(ValidationError, match="extra_context"):
+        await manager.update_user_activity(
+            Activity(1, Pin, 7, time=at(0), extra_context={"board": "b"})
+        )
+    (group,) = await manager.get_feeds(10)["boards"][:]
+    assert group.group == "a" and group.activities[0].extra_context == {"board": "a"}
+    await manager.update_user_activity(
+        Activity(1, Pin, 7, time=at(0), extra_context={"board": "a", "title": "t"})
+    )
+    (group,) = await manager.get_feeds(10)["boards"][:]
+    assert group.activities[0].extra_context == {"board": "a", "title": "t"}
+
+
+async def test_unfollow_removes_activities_past_deleted_ones(storage: FeedStorage) -> None:
+    class SmallPages(TestFeed):
+        page_size: ClassVar[int] = 2
+
+    class SmallPagesManager(PinManager):
+        feed_classes: ClassVar[dict[str, Any]] = {"normal": SmallPages}
+
+    manager = SmallPagesManager(storage=storage)
+    pins = make_activities(6, actor=2)
+    await manager.batch_import(2, pins, fanout=False)
+    await manager.follow_user(50, 2)
+    feed = manager.get_feeds(50)["normal"]
+    assert await feed.count() == 6
+    # The two newest (the first page) are deleted from the activity storage.
+    for activity in pins[4:]:
+        await feed.remove_activity(activity)
+    await manager.unfollow_user(50, 2)
+    assert await feed[:] == []
+    assert await feed.count() == 0
 
 
 async def test_follow_and_unfollow(manager: PinManager) -> None:

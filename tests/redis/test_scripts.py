@@ -270,11 +270,48 @@ async def test_cluster_fanout_sends_one_script_per_node(
 
     monkeypatch.setattr(storage, "_pipeline", recording)
     await storage.add_to_timelines(keys, [(3, "three")], max_length=None, store=True)
-    assert len(attempts) == 2 and "non local key" in str(attempts[0])
+    # The activity is stored first, on its own (see add_to_timelines), then the script.
+    assert len(attempts) == 3 and attempts[0] is None and "non local key" in str(attempts[1])
     assert storage._cross_slot is True  # a routing hiccup does not disable the fast path
     assert {await storage.timeline_index_of(k, 3) for k in keys} == {0}
     await storage.remove_from_timelines(keys, [2, 3])  # misrouted too: the fallback again
     assert {await storage.count_timeline(k) for k in keys} == {0}
+
+
+@pytest.mark.parametrize("meanwhile", ["rewritten", "deleted"])
+async def test_update_groups_reads_again_a_group_written_meanwhile(
+    storage: RedisStorage, monkeypatch: pytest.MonkeyPatch, meanwhile: str
+) -> None:
+    key = "upd:1"
+    change = GroupChange("a", None, record("a", 10))
+    assert await storage.write_groups(key, [change], max_length=None, track_markers=True)
+    pipelines: list[Any] = []
+    pipeline = storage._pipeline
+
+    async def interfering(fill: Any) -> list[Any]:
+        pipelines.append(fill)
+        if len(pipelines) == 2:  # between the first read and its write: another writer
+            current = (await storage.get_groups(key, ["a"]))["a"]
+            new = current._replace(payload="theirs", version=current.version + 1)
+            theirs = GroupChange("a", current.version, None if meanwhile == "deleted" else new)
+            assert await storage.write_groups(key, [theirs], max_length=None, track_markers=True)
+        return await pipeline(fill)
+
+    monkeypatch.setattr(storage, "_pipeline", interfering)
+    read: list[str] = []
+
+    def rewrite(feed_key: str, stored: GroupRecord) -> str:
+        read.append(stored.payload)
+        return stored.payload + "+ours"
+
+    await storage.update_groups([key], ["a"], rewrite, max_attempts=3)
+    groups = await storage.get_groups(key, ["a"])
+    if meanwhile == "deleted":
+        assert read == ["p:a:10"] and groups == {}  # never created again
+        return
+    assert read == ["p:a:10", "theirs"]
+    assert groups["a"] == GroupRecord("a", 10, "theirs+ours", 3)
+    assert await storage.count_markers(key) == (1, 1)
 
 
 def test_unsupported_script_flags_are_recognised() -> None:

@@ -54,8 +54,23 @@ class Statements:
         )
 
     @cached_property
+    def activity_select_many(self) -> str:
+        """Payloads of many activities; a deleted one is a row with a null payload."""
+        return (
+            f"SELECT activity_id, payload FROM {self._table(ACTIVITIES)} "
+            "WHERE namespace = ? AND activity_id IN ?"
+        )
+
+    @cached_property
     def activity_delete(self) -> str:
-        return f"DELETE FROM {self._table(ACTIVITIES)} WHERE namespace = ? AND activity_id = ?"
+        """Deletes the payload (and extra columns), not the row: the row INSERT made
+        stays as the sign that the activity was stored and then deleted, which is what
+        lets a feed read tell a deleted activity from one it cannot see yet."""
+        columns = ", ".join(["payload", *(quote(c) for c in self.extra_columns)])
+        return (
+            f"DELETE {columns} FROM {self._table(ACTIVITIES)} "
+            "WHERE namespace = ? AND activity_id = ?"
+        )
 
     # -- timelines ----------------------------------------------------------------------------
 

@@ -8,7 +8,10 @@ How each part maps onto the tables of :mod:`aiostream.storage.cassandra.schema`:
   driver's I/O thread (:mod:`~aiostream.storage.cassandra.pipeline`). Trims, when asked
   for, run after every write succeeded.
 * Reads are one single-partition query with ``LIMIT`` (two when a window starts far
-  from the top: ids first, then the page). CQL has no ``OFFSET``.
+  from the top: ids first, then the page). CQL has no ``OFFSET``. A flat feed's page
+  then reads its activities' rows (one query per 100 ids, all at once): the page shows
+  the activity storage's payloads and leaves out, and removes, entries whose activity
+  was deleted.
 * Trims are exact: read the ids of the newest ``max_length + 1`` entries, then delete
   everything at or older than the last one with one range tombstone.
 * Aggregated groups change through lightweight transactions on the feed's partition
@@ -31,7 +34,7 @@ from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
 from aiostream.exceptions import ConflictError, StorageTimeoutError, ValidationError
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
-from aiostream.storage.base import Entry, GroupChange, GroupRecord
+from aiostream.storage.base import Entry, GroupChange, GroupRecord, GroupRewrite
 from aiostream.storage.cassandra.bridge import Row
 from aiostream.storage.cassandra.client import MAX_LIMIT, CassandraClient, chunks
 from aiostream.storage.cassandra.groups import (
@@ -115,9 +118,31 @@ class CassandraStorage(CassandraClient):
             select = await self._prepare(session, cql)
             rows = []
             await self._send_many(session, ((select, (ns, i)) for i in unique), len(unique), rows)
-        return dict(rows)
+        # A deleted activity keeps its row, without a payload (see delete_activities).
+        return {i: p for i, p in rows if p is not None}
+
+    async def _activity_payloads(self, ids: Sequence[int]) -> dict[int, str | None]:
+        """The activity rows of ``ids``: the payload, or None for an activity that was
+        deleted; ids whose row this read cannot see are left out. One query per
+        ``IN_CHUNK`` ids, all sent at once."""
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return {}
+        cql, ns = self.statements.activity_select_many, self.namespace
+        groups = chunks(unique)
+        if len(groups) == 1:
+            rows = await self._run(cql, (ns, list(groups[0])), all_pages=True)
+        else:
+            session = await self._ready()
+            select = await self._prepare(session, cql)
+            rows = []
+            statements = ((select, (ns, list(group))) for group in groups)
+            await self._send_many(session, statements, len(groups), rows)
+        return {int(i): p for i, p in rows}
 
     async def delete_activities(self, ids: Sequence[int]) -> None:
+        """Delete the payloads; the rows stay, so that feed reads know the activities
+        are gone (rather than not replicated to the replica they read yet)."""
         unique = dict.fromkeys(ids)
         ns = self.namespace
         await self._write_each(
@@ -237,9 +262,69 @@ class CassandraStorage(CassandraClient):
     async def read_timeline(
         self, key: str, start: int, stop: int | None, query: Query
     ) -> list[Entry]:
-        s = self.statements
-        rows = await self._window(s.timeline_read, s.timeline_ids, key, start, stop, query)
-        return [(activity_id, payload) for activity_id, payload in rows]
+        """The ``[start:stop]`` window of the live entries under ``query``.
+
+        The timeline rows, then the activity rows of their ids: an entry shows the
+        activity storage's payload; one whose activity was deleted is left out, removed
+        from the feed, and the window filled from the rows after it; one whose activity
+        row this read cannot see (not on the replica read yet, or never stored here)
+        shows the copy its timeline row keeps.
+        """
+        if query.is_empty or (stop is not None and stop <= start):
+            return []
+        s, ns = self.statements, self.namespace
+        low, high, descending = query.low, query.high, query.descending
+        skip, want = start, None if stop is None else stop - start
+        page: list[Entry] = []
+        while True:
+            passed: list[int] = []  # a deep window's first ``skip`` ids, read alone
+            exhausted = False
+            if skip > self.offset_scan_threshold:
+                ids = await self._run(
+                    s.timeline_ids[descending],
+                    (ns, key, low, high, min(skip, MAX_LIMIT)),
+                    all_pages=True,
+                )
+                passed = [int(row[0]) for row in ids]
+                exhausted = len(passed) < skip
+            rows: list[Row] = []
+            if not exhausted:
+                after_low, after_high = _after(low, high, descending, passed[-1:])
+                ask = None if want is None else want if passed else skip + want
+                limit = MAX_LIMIT if ask is None else min(ask, MAX_LIMIT)
+                if after_low <= after_high:
+                    rows = await self._run(
+                        s.timeline_read[descending],
+                        (ns, key, after_low, after_high, limit),
+                        all_pages=True,
+                    )
+                exhausted = ask is None or len(rows) < ask
+            stored = await self._activity_payloads([*passed, *(row[0] for row in rows)])
+            dead: list[int] = []
+            for activity_id in passed:
+                if activity_id in stored and stored[activity_id] is None:
+                    dead.append(activity_id)
+                else:
+                    skip -= 1
+            for activity_id, copy in rows:
+                payload = stored.get(activity_id, copy)
+                if payload is None:
+                    dead.append(activity_id)
+                elif skip:
+                    skip -= 1
+                else:
+                    page.append((activity_id, payload))
+                    if want is not None:
+                        want -= 1
+            if not dead:
+                return page
+            await self.remove_from_timelines([key], dead)
+            if exhausted or want == 0:
+                return page
+            # Go on after the last row read, for the entries the removed ones left short.
+            low, high = _after(low, high, descending, [rows[-1][0] if rows else passed[-1]])
+            if low > high:
+                return page
 
     async def count_timeline(self, key: str) -> int:
         ((count,),) = await self._run(self.statements.timeline_count, (self.namespace, key))
@@ -297,7 +382,11 @@ class CassandraStorage(CassandraClient):
         return records
 
     async def get_groups(self, key: str, groups: Sequence[str]) -> dict[str, GroupRecord]:
-        snapshot = await self._snapshot(key)
+        return await self._group_rows(key, await self._snapshot(key), groups)
+
+    async def _group_rows(
+        self, key: str, snapshot: Snapshot, groups: Sequence[str]
+    ) -> dict[str, GroupRecord]:
         ids = [snapshot.names[g][0] for g in dict.fromkeys(groups) if g in snapshot.names]
         if not ids:
             return {}
@@ -396,6 +485,42 @@ class CassandraStorage(CassandraClient):
             await self._backoff(attempt)
         raise ConflictError(f"feed {key!r}: {self.cas_attempts} concurrent updates in a row won")
 
+    async def update_groups(
+        self,
+        keys: Sequence[str],
+        groups: Sequence[str],
+        rewrite: GroupRewrite,
+        *,
+        max_attempts: int,
+    ) -> None:
+        """Rewrite groups in place, feed by feed (``max_concurrency`` at once): the
+        snapshot and the rows, then one conditional batch writing the new payloads under
+        the same ids (markers untouched); again when another writer came first."""
+        names = list(dict.fromkeys(groups))
+        if not names:
+            return
+
+        async def one(key: str) -> None:
+            for attempt in range(max(max_attempts, 1)):
+                snapshot = await self._snapshot(key)
+                found = await self._group_rows(key, snapshot, names)
+                if any(name in snapshot.names and name not in found for name in names):
+                    await self._backoff(attempt)  # a row changed after the snapshot
+                    continue
+                plan = GroupPlan()
+                for name, record in found.items():
+                    payload = rewrite(key, record)
+                    if payload is not None and payload != record.payload:
+                        version = record.version + 1
+                        plan.names_set[name] = (record.id, version)
+                        plan.upserts[record.id] = (name, payload, version)
+                if not plan.upserts or await self._commit(key, snapshot, plan):
+                    return
+                await self._backoff(attempt)
+            raise ConflictError(f"feed {key!r}: groups kept changing for {max_attempts} attempts")
+
+        await self._each(list(dict.fromkeys(keys)), one)
+
     async def count_groups(self, key: str) -> int:
         return len((await self._snapshot(key)).names)
 
@@ -462,6 +587,14 @@ class CassandraStorage(CassandraClient):
 def _ttl_s(ttl: float) -> int:
     # CQL TTLs are whole seconds; rounding up never lets a lease lapse early.
     return max(1, math.ceil(ttl))
+
+
+def _after(low: int, high: int, descending: bool, last: Sequence[int]) -> tuple[int, int]:
+    """The id range ``[low, high]`` past ``last[0]`` in reading order (all of it when
+    ``last`` is empty)."""
+    if not last:
+        return low, high
+    return (low, last[0] - 1) if descending else (last[0] + 1, high)
 
 
 def _is_cas_timeout(cause: BaseException | None) -> bool:

@@ -39,6 +39,7 @@ __all__ = [
     "RELEASE_LEASE",
     "REMOVE_FROM_TIMELINES",
     "RENEW_LEASE",
+    "REPLACE_GROUPS",
     "STORE_AND_ADD",
     "TIMELINES_CROSS_SLOT",
     "TRIM_GROUPS",
@@ -227,43 +228,69 @@ return #KEYS
 # A page of a timeline with its payloads, for READ_TIMELINE and READ_TIMELINES.
 # numbers: min, max, offset, count, descending and the number of activity shards,
 # separated by spaces; opening: the shards' name up to their number. Returns id,
-# payload, id, payload, ... leaving out ids whose payload is gone. The shards are named
+# payload, id, payload, ... of the live entries: an entry whose payload is gone (the
+# activity was deleted) is skipped, removed from the timeline, and the page is filled
+# from the entries after it; the offset counts live entries. The shards are named
 # here rather than passed as KEYS, and the numbers travel as one argument: on this, the
 # hot read of every page, each argument costs the client more to send than the server
 # to parse. Standalone servers only: the shards live in other slots.
 _READ_TIMELINE_FUNCTION = (
     _RANGE_FUNCTION
+    + _CHUNKED_CALL
     + """
 local function read_timeline(key, numbers, opening)
   local min, max, offset, count, descending, shards = string.match(
     numbers, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-  local ids = range(key, min, max, offset, count, descending)
   shards = tonumber(shards)
   -- With 16 shards (or 8, 4, 2, 1) the shard is the last hex digit (modulo the count):
   -- read from its byte, it costs a fraction of parsing six digits.
   local by_last_digit = 16 % shards == 0
   local names, out, n = {}, {}, 0
-  for _, id in ipairs(ids) do
-    local shard
-    if by_last_digit then
-      local b = string.byte(id, -1)
-      shard = (b < 58 and b - 48 or b - 87) % shards
-    else
-      shard = tonumber(string.sub(id, -6), 16) % shards
+  -- skip: live entries still to pass over; want: entries still wanted (-1: all);
+  -- at: where the next range starts (entries passed over that stay).
+  local skip, want, at = tonumber(offset), tonumber(count), 0
+  while true do
+    local ask = want < 0 and -1 or skip + want
+    local ids = range(key, min, max, at, ask, descending)
+    local dead = {}
+    for _, id in ipairs(ids) do
+      local shard
+      if by_last_digit then
+        local b = string.byte(id, -1)
+        shard = (b < 58 and b - 48 or b - 87) % shards
+      else
+        shard = tonumber(string.sub(id, -6), 16) % shards
+      end
+      local name = names[shard]
+      if not name then
+        name = opening .. shard .. '}'
+        names[shard] = name
+      end
+      if skip > 0 then
+        if redis.call('HEXISTS', name, id) == 1 then
+          skip = skip - 1
+          at = at + 1
+        else
+          dead[#dead + 1] = id
+        end
+      else
+        local payload = redis.call('HGET', name, id)
+        if payload then
+          out[n + 1] = id
+          out[n + 2] = payload
+          n = n + 2
+          at = at + 1
+          if want > 0 then want = want - 1 end
+        else
+          dead[#dead + 1] = id
+        end
+      end
     end
-    local name = names[shard]
-    if not name then
-      name = opening .. shard .. '}'
-      names[shard] = name
-    end
-    local payload = redis.call('HGET', name, id)
-    if payload then
-      out[n + 1] = id
-      out[n + 2] = payload
-      n = n + 2
-    end
+    if #dead == 0 then return out end
+    chunked('ZREM', key, dead)
+    -- The range ran out, or was the whole feed: nothing after it to fill the page from.
+    if ask < 0 or #ids < ask or want == 0 then return out end
   end
-  return out
 end
 """
 )
@@ -507,6 +534,32 @@ return out
 """,
 )
 
+REPLACE_GROUPS = Script(
+    "replace_groups",
+    """
+-- Groups rewritten in place (update_groups). KEYS[1]: the feed's group data hash.
+-- ARGV: per group: name, expected version, new payload. A group still at the expected
+-- version gets the payload under its own id with the next version: its place in the
+-- feed and its markers stay as they are. Returns 1 (written) or 0 (changed or gone
+-- since it was read) per group.
+local out = {}
+for i = 1, #ARGV, 3 do
+  local data = redis.call('HGET', KEYS[1], ARGV[i])
+  local written = 0
+  if data then
+    local bar = string.find(data, '|', 27, true)
+    if bar and string.sub(data, 27, bar - 1) == ARGV[i + 1] then
+      local version = string.format('%d', tonumber(ARGV[i + 1]) + 1)
+      redis.call('HSET', KEYS[1], ARGV[i], string.sub(data, 1, 26) .. version .. '|' .. ARGV[i + 2])
+      written = 1
+    end
+  end
+  out[#out + 1] = written
+end
+return out
+""",
+)
+
 TRIM_GROUPS = Script(
     "trim_groups",
     _TRIM_GROUPS_FUNCTION
@@ -585,6 +638,7 @@ ALL_SCRIPTS = (
     READ_GROUPS,
     WRITE_GROUPS,
     MERGE_GROUPS,
+    REPLACE_GROUPS,
     TRIM_GROUPS,
     GROUP_INDEX,
     MARK_GROUPS,

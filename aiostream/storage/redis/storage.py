@@ -39,11 +39,11 @@ from typing import Any
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
-from aiostream.exceptions import ConfigurationError, ValidationError
+from aiostream.exceptions import ConfigurationError, ConflictError, ValidationError
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
 from aiostream.settings import Settings
-from aiostream.storage.base import Entry, GroupChange, GroupMerge, GroupRecord
+from aiostream.storage.base import Entry, GroupChange, GroupMerge, GroupRecord, GroupRewrite
 from aiostream.storage.redis import scripts
 from aiostream.storage.redis.batching import ReadBatcher
 from aiostream.storage.redis.connection import (
@@ -433,13 +433,18 @@ class RedisStorage:
             return
         async with self._op("add_to_timelines"):
             if self.cluster:
+                if stores:
+                    # Stored first: the nodes of one cluster pipeline run its commands in
+                    # no set order, and a read that met the entry before its activity
+                    # would take it for a deleted one and remove it.
+                    await self._pipeline(lambda pipe: [pipe.execute_command(*c) for c in stores])
                 await self._cluster_fanout(
                     "add",
                     timelines,
                     hexes,
                     trim,
-                    stores,
-                    lambda pipe: self._queue_cluster_add(pipe, timelines, hexes, trim, stores),
+                    [],
+                    lambda pipe: self._queue_cluster_add(pipe, timelines, hexes, trim, []),
                 )
                 return
             args = [trim, *hexes]
@@ -586,9 +591,12 @@ class RedisStorage:
     async def read_timeline(
         self, key: str, start: int, stop: int | None, query: Query
     ) -> list[Entry]:
-        """The ``[start:stop]`` window under ``query``, with payloads (missing ones dropped).
+        """The ``[start:stop]`` window of the live entries under ``query``, with payloads.
 
-        One round trip on a standalone server, two on a cluster.
+        One round trip on a standalone server (one script: range, payloads, and the
+        removal of entries whose activity is gone, the page filled from the entries after
+        them), two on a cluster (the range, then the payloads; entries whose activity is
+        gone cost a removal and another range and read).
         """
         if query.is_empty or (stop is not None and stop <= start):
             return []
@@ -607,17 +615,48 @@ class RedisStorage:
                 if reply and not isinstance(reply[0], str):
                     reply = [_text(item) for item in reply]
                 return [(int(h, 16), p) for h, p in zip(reply[::2], reply[1::2], strict=True)]
+            return await self._read_cluster_timeline(timeline, low, high, start, count, query)
+
+    async def _read_cluster_timeline(
+        self, timeline: str, low: str, high: str, skip: int, want: int, query: Query
+    ) -> list[Entry]:
+        """:meth:`read_timeline` on a cluster: what the read script does on a standalone
+        server, in steps (the activity shards live in other slots than the timeline)."""
+        page: list[Entry] = []
+        while True:
+            ask = -1 if want < 0 else skip + want
             if query.descending:
                 members = await self._c.execute_command(
-                    "ZREVRANGEBYLEX", timeline, high, low, "LIMIT", start, count
+                    "ZREVRANGEBYLEX", timeline, high, low, "LIMIT", 0, ask
                 )
             else:
                 members = await self._c.execute_command(
-                    "ZRANGEBYLEX", timeline, low, high, "LIMIT", start, count
+                    "ZRANGEBYLEX", timeline, low, high, "LIMIT", 0, ask
                 )
             hexes = [_text(m) for m in members]
             found = await self._load_hexes(hexes)
-        return [(int(h, 16), found[h]) for h in hexes if h in found]
+            dead: list[str] = []
+            for hexed in hexes:
+                payload = found.get(hexed)
+                if payload is None:
+                    dead.append(hexed)
+                elif skip:
+                    skip -= 1
+                else:
+                    page.append((int(hexed, 16), payload))
+                    if want > 0:
+                        want -= 1
+            if not dead:
+                return page
+            await self._c.execute_command("ZREM", timeline, *dead)
+            if ask < 0 or len(hexes) < ask or want == 0:
+                return page
+            # Go on after the last entry read: bounds, not positions, so entries added
+            # meanwhile neither repeat nor shift the page.
+            if query.descending:
+                high = "(" + hexes[-1]
+            else:
+                low = "(" + hexes[-1]
 
     async def count_timeline(self, key: str) -> int:
         """Number of entries in the feed (``ZCARD``)."""
@@ -764,6 +803,72 @@ class RedisStorage:
         return [
             (bool(int(reply[i])), _group_record(_text(reply[i + 1]), _text(reply[i + 2])))
             for i in range(1, len(reply), 3)
+        ]
+
+    async def update_groups(
+        self,
+        keys: Sequence[str],
+        groups: Sequence[str],
+        rewrite: GroupRewrite,
+        *,
+        max_attempts: int,
+    ) -> None:
+        """Rewrite groups of many feeds in place (see the protocol): one pipeline of
+        ``HMGET`` s, then one of compare-and-set scripts (one per feed written), again
+        for the groups that changed in between.
+
+        Raises:
+            ConflictError: some group kept changing for ``max_attempts`` rounds.
+        """
+        names = list(dict.fromkeys(groups))
+        feed_keys = {self._feed(key).group_data: key for key in keys}
+        pending = list(feed_keys)
+        if not names:
+            return
+        async with self._op("update_groups"):
+            for _ in range(max(max_attempts, 1)):
+                pending = await self._rewrite_groups(pending, names, feed_keys, rewrite)
+                if not pending:
+                    return
+        raise ConflictError(
+            f"update_groups: groups of {len(pending)} feed(s) kept changing for "
+            f"{max_attempts} attempts"
+        )
+
+    async def _rewrite_groups(
+        self,
+        data_keys: list[str],
+        names: list[str],
+        feed_keys: dict[str, str],
+        rewrite: GroupRewrite,
+    ) -> list[str]:
+        """One round of :meth:`update_groups`; returns the group data keys of the feeds
+        where some group changed between the read and the write (to do again)."""
+        replies = await self._pipeline(
+            lambda pipe: [pipe.execute_command("HMGET", d, *names) for d in data_keys]
+        )
+        writes: list[tuple[str, list[Any]]] = []
+        for data_key, values in zip(data_keys, replies, strict=True):
+            args: list[Any] = []
+            for name, value in zip(names, values, strict=True):
+                if value is None:
+                    continue
+                record = _group_record(name, _text(value))
+                payload = rewrite(feed_keys[data_key], record)
+                if payload is not None and payload != record.payload:
+                    args += (name, str(record.version), payload)
+            if args:
+                writes.append((data_key, args))
+        if not writes:
+            return []
+
+        def fill(pipe: Any) -> None:
+            for data_key, args in writes:
+                scripts.REPLACE_GROUPS.queue(pipe, [data_key], args)
+
+        results = await self._pipeline(fill)
+        return [
+            d for (d, _), written in zip(writes, results, strict=True) if not all(map(int, written))
         ]
 
     async def count_groups(self, key: str) -> int:
