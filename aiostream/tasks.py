@@ -602,7 +602,8 @@ def worker_settings(
         conn_retries=math.ceil(queue_outage),
         conn_retry_delay=1,
         retry=_queue_retry(queue_outage),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        # OSError: redis-py 5 retries a refused connection only if told to.
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
     )
     options: dict[str, Any] = {
         # _run enforces max_tries (arq would drop a job past its limit unrecorded) and

@@ -1,5 +1,12 @@
-"""A worker process killed with SIGKILL in the middle of a 10,000-follower fanout: a new
-worker finishes the work and every follower feed holds the activity exactly once."""
+"""Workers and servers failing in the middle of a fanout through arq.
+
+A worker process killed with SIGKILL in the middle of a 10,000-follower fanout: a new
+worker finishes the work. The queue Redis restarted under two workers: they ride it out.
+The feed Redis killed (then restarted) or frozen (for longer than ``job_timeout``) under
+two workers: the work is finished by retries, or recorded and finished by
+``requeue_failed()``. Each ends with every follower feed holding the activity exactly
+once and nothing left in the failed jobs.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +14,26 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
+from arq.worker import Worker, create_worker
 from redis.asyncio import Redis
 
 from aiostream import FanoutPriority
-from aiostream.tasks import HIGH_QUEUE, ArqDispatcher
+from aiostream.fanout import Job
+from aiostream.metrics import NoopMetrics
+from aiostream.settings import Settings
+from aiostream.storage.redis import close_default_storages, configure
+from aiostream.tasks import HIGH_QUEUE, ArqDispatcher, worker_settings
 from tests.arq.app import AppAggregatedFeed, AppFeed, AppManager, AppNotificationFeed
-from tests.helpers import make_activities
+from tests.helpers import feeds_not_holding_once, make_activities
+from tests.servers import RedisServer, start_redis
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLLOWERS = list(range(100_000, 110_000))
@@ -39,12 +53,20 @@ def start_worker(redis_url: str, log: Path, *, burst: bool) -> subprocess.Popen[
         )
 
 
+APP_FEEDS: dict[str, Callable[[Any], Any]] = {
+    "flat": AppFeed,
+    "aggregated": AppAggregatedFeed,
+    "notification": AppNotificationFeed,
+}
+
+
 async def wait_until(predicate: Callable[[], Awaitable[bool]]) -> None:
     # The state lives in another process's Redis writes: polling is the only way.
     while not await predicate():  # noqa: ASYNC110
         await anyio.sleep(0.01)
 
 
+@pytest.mark.slow
 async def test_sigkill_mid_fanout_then_a_new_worker_finishes(
     dispatcher: ArqDispatcher,
     app_storage: str,
@@ -93,25 +115,233 @@ async def test_sigkill_mid_fanout_then_a_new_worker_finishes(
         await queue.aclose()
     assert await dispatcher.failed_jobs() == []
 
-    problems: list[str] = []
-    limiter = anyio.CapacityLimiter(32)
-
-    async def check(user: int) -> None:
-        async with limiter:
-            flat = await AppFeed(user)[:]
-            groups = await AppAggregatedFeed(user)[:]
-            notifications = AppNotificationFeed(user)
-            notes = await notifications[:]
-            unseen = await notifications.count_unseen()
-        if flat != [activity]:
-            problems.append(f"flat feed of {user}: {flat}")
-        if [(g.activities, g.activity_count) for g in groups] != [([activity], 1)]:
-            problems.append(f"aggregated feed of {user}: {groups}")
-        if [(n.activities, n.activity_count) for n in notes] != [([activity], 1)] or unseen != 1:
-            problems.append(f"notification feed of {user}: {notes}, unseen {unseen}")
-
-    async with anyio.create_task_group() as tg:
-        for user in FOLLOWERS:
-            tg.start_soon(check, user)
+    problems = await feeds_not_holding_once(FOLLOWERS, activity, **APP_FEEDS)
     assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
     print(f"killed with {left} of {total} jobs left, {claimed} claimed by the dead worker")
+
+
+# -- two Worker objects in this event loop, servers failing under them ---------------------
+
+SMALL_FANOUT = list(range(200_000, 202_000))  # 2,000 followers, chunks of 100: 60 jobs
+
+
+@pytest.fixture
+async def feeds_on_private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A feed Redis of this test only (AOF on), the default storage of the Redis feeds."""
+    server = start_redis(tmp_path / "feeds", persistent=True)
+    configure(Settings(redis_url=server.url))
+    try:
+        yield server
+    finally:
+        await close_default_storages()
+        configure(None)
+        server.stop()
+
+
+@pytest.fixture
+async def queue_dispatcher(redis_url: str) -> AsyncIterator[ArqDispatcher]:
+    """A dispatcher on this test's database of the session's Redis (the queue Redis)."""
+    async with await ArqDispatcher.connect(redis_url) as opened:
+        yield opened
+
+
+async def enqueue_small_fanout(dispatcher: ArqDispatcher, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setattr(AppManager, "followers", {1: {FanoutPriority.HIGH: SMALL_FANOUT}})
+    monkeypatch.setattr(AppManager, "fanout_chunk_size", 100)
+    (activity,) = make_activities(1)
+    await AppManager(dispatcher=dispatcher).add_user_activity(1, activity)
+    return activity
+
+
+async def run_two_workers(
+    make_manager: Callable[[], AppManager],
+    *,
+    feed_url: str,
+    queue_url: str,
+    meanwhile: Callable[[], Awaitable[None]] | None = None,
+    **options: Any,
+) -> list[Worker]:
+    """Two burst workers on the HIGH queue until it is empty, ``meanwhile`` beside them."""
+    settings_cls = worker_settings(
+        make_manager,
+        queue=HIGH_QUEUE,
+        settings=Settings(redis_url=feed_url, arq_redis_url=queue_url),
+        **{"poll_delay": 0.01, "retry_delay": 0.01, **options},
+    )
+    workers = [create_worker(settings_cls, burst=True, handle_signals=False) for _ in range(2)]
+    try:
+        with anyio.fail_after(240):  # a hang, not a speed check
+            async with anyio.create_task_group() as tg:
+                for worker in workers:
+                    tg.start_soon(worker.main)
+                if meanwhile is not None:
+                    await meanwhile()
+    finally:
+        for worker in workers:
+            await worker.close()
+    return workers
+
+
+class Gate:
+    """Holds the first ``hold`` jobs until ``opened`` is set; ``returned`` is set when
+    they have all done their work."""
+
+    def __init__(self, hold: int) -> None:
+        self.hold = hold
+        self.held = 0
+        self.done = 0
+        self.full = anyio.Event()
+        self.opened = anyio.Event()
+        self.returned = anyio.Event()
+
+    async def run(self, job: Job, run: Callable[[Job], Awaitable[None]]) -> None:
+        if self.held >= self.hold:
+            await run(job)
+            return
+        self.held += 1
+        if self.held == self.hold:
+            self.full.set()
+        await self.opened.wait()
+        await run(job)
+        self.done += 1
+        if self.done == self.hold:
+            self.returned.set()
+
+
+async def test_workers_ride_out_a_restart_of_the_queue_redis(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue_server = start_redis(tmp_path / "queue", persistent=True)
+    configure(Settings(redis_url=redis_url))
+    try:
+        async with await ArqDispatcher.connect(queue_server.url) as dispatcher:
+            activity = await enqueue_small_fanout(dispatcher, monkeypatch)
+        # Each worker holds one job (max_jobs=1) while the queue Redis goes down; the jobs
+        # then do their work, and arq finishes them (finish_job) against the stopped
+        # server, then the restarted one; the workers go on with the rest of the queue.
+        gate = Gate(hold=2)
+
+        class GatedManager(AppManager):
+            async def run(self, job: Job) -> None:
+                await gate.run(job, super().run)
+
+        async def restart_queue_redis() -> None:
+            await gate.full.wait()
+            queue_server.stop()
+            gate.opened.set()
+            await gate.returned.wait()
+            await anyio.sleep(0.5)  # the outage lasts; its length decides nothing
+            queue_server.restart()  # same port; the AOF brings the queue back
+
+        workers = await run_two_workers(
+            GatedManager,
+            feed_url=redis_url,
+            queue_url=queue_server.url,
+            meanwhile=restart_queue_redis,
+            max_jobs=1,
+        )
+        assert sum(w.jobs_complete for w in workers) == 60
+        assert all(w.jobs_failed == 0 for w in workers)
+        async with await ArqDispatcher.connect(queue_server.url) as dispatcher:
+            assert await dispatcher.failed_jobs() == []
+        problems = await feeds_not_holding_once(SMALL_FANOUT, activity, **APP_FEEDS)
+        assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
+    finally:
+        await close_default_storages()
+        configure(None)
+        queue_server.stop()
+
+
+class FailFeedRedisOnce(NoopMetrics):
+    """Does ``fail`` to the feed Redis once one fanout chunk was written; notes retries
+    and failed group writes (aggregated and notification feeds)."""
+
+    def __init__(self, fail: Callable[[], None]) -> None:
+        self.fail = fail
+        self.failed = False
+        self.retried = anyio.Event()
+        self.group_write_failed = anyio.Event()
+
+    def on_error(self, where: str, error: BaseException) -> None:
+        if where == "storage.merge_groups":
+            self.group_write_failed.set()
+
+    def on_fanout(self, feed: str, operation: str, feeds: int, seconds: float) -> None:
+        if not self.failed:
+            self.failed = True
+            self.fail()
+
+    def on_job_retry(self, job: str, attempt: int, error: BaseException) -> None:
+        self.retried.set()
+
+
+async def test_feed_redis_killed_mid_fanout_two_workers_finish_by_retries(
+    feeds_on_private_redis: RedisServer,
+    queue_dispatcher: ArqDispatcher,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    feeds, dispatcher = feeds_on_private_redis, queue_dispatcher
+    activity = await enqueue_small_fanout(dispatcher, monkeypatch)
+    metrics = FailFeedRedisOnce(feeds.kill)
+
+    async def restart_after_a_retry() -> None:
+        # Jobs failed on the dead server, aggregated / notification ones among them.
+        await metrics.retried.wait()
+        await metrics.group_write_failed.wait()
+        feeds.restart()  # same port; the AOF keeps every acknowledged write
+
+    workers = await run_two_workers(
+        lambda: AppManager(metrics=metrics),
+        feed_url=feeds.url,
+        queue_url=redis_url,
+        meanwhile=restart_after_a_retry,
+        max_jobs=4,
+        # Retries outlast any restart; exhausting them is not the case tested here.
+        max_tries=1_000,
+        max_retry_delay=0.05,
+    )
+    assert metrics.failed and sum(w.jobs_retried for w in workers) > 0
+    assert sum(w.jobs_complete for w in workers) == 60
+    assert sum(w.jobs_failed for w in workers) == 0
+    assert await dispatcher.failed_jobs() == []
+    problems = await feeds_not_holding_once(SMALL_FANOUT, activity, **APP_FEEDS)
+    assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
+
+
+async def test_feed_redis_frozen_past_job_timeout_jobs_recorded_then_requeued(
+    feeds_on_private_redis: RedisServer,
+    queue_dispatcher: ArqDispatcher,
+    redis_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    feeds, dispatcher = feeds_on_private_redis, queue_dispatcher
+    activity = await enqueue_small_fanout(dispatcher, monkeypatch)
+    metrics = FailFeedRedisOnce(lambda: os.kill(feeds.pid, signal.SIGSTOP))
+    # No socket timeout to speak of: on the frozen server only job_timeout ends a job.
+    frozen_url = f"{feeds.url}?socket_timeout=3600"
+    try:
+        workers = await run_two_workers(
+            lambda: AppManager(metrics=metrics),
+            feed_url=frozen_url,
+            queue_url=redis_url,
+            max_jobs=4,
+            job_timeout=0.5,
+        )
+    finally:
+        os.kill(feeds.pid, signal.SIGCONT)
+    assert metrics.failed
+    complete = sum(w.jobs_complete for w in workers)
+    failed = await dispatcher.failed_jobs()
+    # Every job that met the frozen server is recorded, as timed out; none vanished.
+    assert failed and {f.reason for f in failed} == {"timeout"}
+    assert complete + len(failed) == 60 == complete + sum(w.jobs_failed for w in workers)
+
+    assert await dispatcher.requeue_failed() == len(failed)
+    workers = await run_two_workers(
+        AppManager, feed_url=frozen_url, queue_url=redis_url, max_jobs=4, job_timeout=30
+    )
+    assert sum(w.jobs_complete for w in workers) == len(failed)
+    assert await dispatcher.failed_jobs() == []
+    problems = await feeds_not_holding_once(SMALL_FANOUT, activity, **APP_FEEDS)
+    assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
