@@ -26,7 +26,19 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 # The arq tests need arq, which pins redis-py 5: they run in the "arq" stack of
 # `nox -s tests`; the "newest" stack (without arq) deselects them with -m "not arq".
-collect_ignore = [] if importlib.util.find_spec("arq") else ["arq"]
+# Without arq, tests/arq is not collected at all, unless AIOSTREAM_REQUIRE_ARQ is set (the
+# arq stack sets it): then a missing arq fails the run instead of dropping its tests.
+ARQ_INSTALLED = importlib.util.find_spec("arq") is not None
+REQUIRE_ARQ = os.environ.get("AIOSTREAM_REQUIRE_ARQ", "").lower() in {"1", "true", "yes"}
+collect_ignore = [] if ARQ_INSTALLED else ["arq"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if REQUIRE_ARQ and not ARQ_INSTALLED:
+        raise pytest.UsageError(
+            "AIOSTREAM_REQUIRE_ARQ is set but arq is not installed: the arq tests "
+            "(tests/arq) would not run; install the arq extra (pip install -e '.[redis,arq]')"
+        )
 
 
 @pytest.fixture(scope="session")
