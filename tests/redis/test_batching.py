@@ -127,6 +127,40 @@ async def test_concurrent_timeline_pages_are_one_script_call(
     ]
 
 
+async def test_batched_pages_pass_over_deleted_activities_in_the_same_call(
+    storage: RedisStorage, monkeypatch: Any
+) -> None:
+    feeds = [Flat(user, storage=storage) for user in range(1, 7)]
+    live: dict[Any, list[Any]] = {}
+    for feed in feeds:
+        held = activities(feed.user_id, 8)
+        await feed.add_many(held)
+        for gone in held[-3:] + held[:1]:  # a whole page of 3 at the top, and the oldest
+            await feed.remove_activity(gone)
+        live[feed] = list(reversed(held[1:-3]))
+    calls: list[Any] = []
+    execute = storage.client.execute_command
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[:3])
+        return await execute(*args, **kwargs)
+
+    monkeypatch.setattr(storage.client, "execute_command", spy)
+    PipelineSpy(storage, monkeypatch)
+    reads = [lambda f=f: f[1:4] for f in feeds]
+    assert await read_at_once(reads) == [live[f][1:4] for f in feeds]
+    assert calls == [
+        ("EVALSHA", scripts.READ_TIMELINE.sha, 1),
+        ("EVALSHA", scripts.READ_TIMELINES.sha, len(feeds) - 1),
+    ]
+    monkeypatch.undo()
+    # The reads removed the entries of deleted activities they passed over (the three
+    # newest), not the oldest, which no read reached.
+    assert [await f.count() for f in feeds] == [5] * len(feeds)
+    assert await read_at_once([lambda f=f: f[:10] for f in feeds]) == [live[f] for f in feeds]
+    assert [await f.count() for f in feeds] == [4] * len(feeds)
+
+
 async def test_an_error_reaches_only_its_caller(storage: RedisStorage) -> None:
     expected = await fill(storage)
     broken = Flat("broken", storage=storage)
