@@ -101,6 +101,47 @@ async def test_windows_filters_and_order_match_memory(
             )
 
 
+@pytest.mark.parametrize("threshold", [0, 100])
+async def test_windows_over_deleted_activities_match_memory(
+    cassandra: CassandraHandle, namespace: str, threshold: int
+) -> None:
+    rng = random.Random(threshold + 1)
+    ids = rng.sample(range(1, 10**6), 300)
+    deleted = rng.sample(ids, 90) + sorted(ids)[-12:]  # scattered, and the 12 newest
+    memory = MemoryStorage()
+    storage_class = LowThreshold if threshold == 0 else CassandraStorage
+    async with storage_class(
+        hosts=[cassandra.host],
+        port=cassandra.port,
+        keyspace=cassandra.keyspace,
+        namespace=namespace,
+        session=cassandra.session,
+    ) as storage:
+        for target in (memory, storage):
+            await target.add_to_timelines(["f"], entries(ids), max_length=None, store=True)
+            await target.delete_activities(deleted)
+            assert await target.load_activities(deleted) == {}
+        assert await storage.count_timeline("f") == 300
+        cuts = sorted(ids)
+        for _ in range(40):
+            query = Query()
+            if rng.random() < 0.4:
+                query = query.filter(activity_id__lt=rng.choice(cuts))
+            if rng.random() < 0.4:
+                query = query.order_by("activity_id")
+            start = rng.choice([0, 1, 5, 99, 101, 150, 250])
+            stop = rng.choice([None, start + 1, start + 7, start + 120])
+            expected = await memory.read_timeline("f", start, stop, query)
+            assert await storage.read_timeline("f", start, stop, query) == expected
+            # Both removed exactly the entries they passed over.
+            assert await storage.count_timeline("f") == await memory.count_timeline("f")
+        await memory.read_timeline("f", 0, None, Query())
+        assert [i for i, _ in await storage.read_timeline("f", 0, None, Query())] == sorted(
+            set(ids) - set(deleted), reverse=True
+        )
+        assert await storage.count_timeline("f") == await memory.count_timeline("f")
+
+
 async def test_group_markers_trim_and_delete_match_memory(cstorage: CassandraStorage) -> None:
     memory = MemoryStorage()
     rng = random.Random(7)
