@@ -24,12 +24,21 @@ from tests.backends import Backend, discover
 BACKENDS = discover()
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in {"1", "true", "yes"}
+
+
 # The arq tests need arq, which pins redis-py 5: they run in the "arq" stack of
-# `nox -s tests`; the "newest" stack (without arq) deselects them with -m "not arq".
-# Without arq, tests/arq is not collected at all, unless AIOSTREAM_REQUIRE_ARQ is set (the
-# arq stack sets it): then a missing arq fails the run instead of dropping its tests.
+# `nox -s tests`; the "newest" stack (without arq) deselects them with -m "not arq" and
+# says so with AIOSTREAM_WITHOUT_ARQ. Without arq, tests/arq is not collected at all,
+# unless AIOSTREAM_REQUIRE_ARQ is set (the arq stack sets it): then a missing arq fails
+# the run instead of dropping its tests. Under CI=true a full run fails whenever a test
+# group is not collected (see pytest_collection_modifyitems).
 ARQ_INSTALLED = importlib.util.find_spec("arq") is not None
-REQUIRE_ARQ = os.environ.get("AIOSTREAM_REQUIRE_ARQ", "").lower() in {"1", "true", "yes"}
+REQUIRE_ARQ = _flag("AIOSTREAM_REQUIRE_ARQ")
+WITHOUT_ARQ = _flag("AIOSTREAM_WITHOUT_ARQ")
+TESTS = Path(__file__).resolve().parent
 collect_ignore = [] if ARQ_INSTALLED else ["arq"]
 
 
@@ -38,6 +47,25 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             "AIOSTREAM_REQUIRE_ARQ is set but arq is not installed: the arq tests "
             "(tests/arq) would not run; install the arq extra (pip install -e '.[redis,arq]')"
+        )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects anything
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under CI=true, a whole-suite run (no paths given) must collect every test group
+    (each folder of tests/ holding test modules); only tests/arq may be left out, by a
+    stack that says it runs without arq (AIOSTREAM_WITHOUT_ARQ)."""
+    if not IN_CI or config.args_source is not pytest.Config.ArgsSource.TESTPATHS:
+        return
+    groups = {p.name for p in TESTS.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    if WITHOUT_ARQ:
+        groups.discard("arq")
+    collected = {parts[0] for item in items if len(parts := item.path.relative_to(TESTS).parts) > 1}
+    missing = sorted(groups - collected)
+    if missing:
+        raise pytest.UsageError(
+            f"CI=true: test group(s) {', '.join(f'tests/{g}' for g in missing)} collected no "
+            "test (a missing dependency? tests/arq needs the arq extra)"
         )
 
 
