@@ -29,7 +29,7 @@ from aiostream.exceptions import (
     UnknownVerbError,
     ValidationError,
 )
-from aiostream.ids import check_time, make_id, to_utc
+from aiostream.ids import check_time, make_id
 from aiostream.text import lone_surrogate, unwritable_int
 from aiostream.verbs import Verb, VerbRegistry, default_registry
 
@@ -308,8 +308,8 @@ class AggregatedActivity:
     ) -> None:
         self.group = group_key(group)
         self.activities: list[Activity] = []
-        self.created_at = to_utc(created_at) if created_at is not None else None
-        self.updated_at = to_utc(updated_at) if updated_at is not None else None
+        self.created_at = None if created_at is None else check_time(created_at, "created_at")
+        self.updated_at = None if updated_at is None else check_time(updated_at, "updated_at")
         self.seen_at: dt.datetime | None = None
         self.read_at: dt.datetime | None = None
         self.minimized_activities = 0

@@ -287,3 +287,12 @@ def test_ids_too_wide_to_write_as_text_are_refused(field: str) -> None:
         Activity(fields["actor"], Love, fields["object"], fields["target"], time=T0)
     wide = 2**5000  # 1,506 digits: fine
     assert Activity(wide, Love, -wide, time=T0).actor_id == wide
+
+
+@pytest.mark.parametrize("field", ["created_at", "updated_at"])
+def test_group_times_out_of_range_are_a_validation_error_naming_them(field: str) -> None:
+    # datetime(1, 1, 1, +01:00) has no UTC form at all: it used to be an OverflowError.
+    for time in (dt.datetime(1, 1, 1, tzinfo=tz(hours=1)), dt.datetime(1969, 12, 31)):
+        with pytest.raises(ValidationError, match=f"^{field}: .*1970") as raised:
+            AggregatedActivity("g", **{field: time})
+        assert raised.value.field == field
