@@ -187,7 +187,7 @@ class FailedJob:
         reason: What ended it: ``"error"`` (an error a retry cannot get past),
             ``"tries exhausted"`` (a transient error on its last try, or ``max_tries``
             runs that never finished, their worker killed or stopped), ``"timeout"``
-            (it outlasted ``job_timeout``) or ``"cancelled"`` (stopped by its worker
+            (its last try outlasted ``job_timeout``) or ``"cancelled"`` (stopped by its worker
             or aborted; a job arq runs again loses this record when it succeeds).
     """
 
@@ -430,9 +430,14 @@ async def _run(ctx: dict[str, Any], function: str, job: Job, args: list[Any]) ->
         await _record_failure(ctx, state, function, args, exc, attempt, "cancelled")
         raise
     if deadline.cancelled_caught:
+        # Most often a slow or frozen server: as transient as a storage timeout, so it
+        # is tried again, and recorded only when its tries are used up.
         timeout = TimeoutError(
             f"{function} did not finish within job_timeout ({state.job_timeout:g} s)"
         )
+        if attempt < state.max_tries:
+            state.manager.metrics.on_job_retry(function, attempt, timeout)
+            raise Retry(defer=state.backoff(attempt)) from timeout
         await _record_failure(ctx, state, function, args, timeout, attempt, "timeout")
         raise timeout
     if attempt > 1:  # an earlier try may have left a record ("cancelled")
@@ -571,8 +576,9 @@ def worker_settings(
             of reach, so that no job is dropped without a record).
         retry_delay: Seconds before the second try; doubles each time.
         max_retry_delay: Cap of the delay between tries.
-        job_timeout: Seconds a job may run (arq's default, 300); one that outlasts it is
-            stopped and recorded with reason ``"timeout"``, not retried.
+        job_timeout: Seconds a try may run (arq's default, 300); one that outlasts it is
+            stopped and tried again like a transient error, and recorded with reason
+            ``"timeout"`` when it was the last try.
         queue_outage: Seconds the worker retries a failing command to the queue Redis
             (and its first connection) before giving up and exiting, so that it rides
             out a restart of that server.

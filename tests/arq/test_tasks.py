@@ -393,23 +393,44 @@ async def test_a_fanout_error_holding_a_lasting_error_fails_at_once(
     assert failed.error_type == "FanoutError" and failed.reason == "error"
 
 
-async def test_a_job_that_outlasts_job_timeout_is_recorded_and_can_be_requeued(
+async def test_a_job_whose_last_try_outlasts_job_timeout_is_recorded_and_can_be_requeued(
     dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
 ) -> None:
     flaky = await enqueue_flaky_fanout(dispatcher, app_storage, stack, 0, (45,))
     flaky.storage.hanging = True  # the storage never answers: only job_timeout ends the job
-    worker = await run_burst(app_storage, DEFAULT_QUEUE, flaky.make_manager, job_timeout=0.2)
-    assert worker.jobs_failed == 1 and worker.jobs_retried == 0
+    worker = await run_burst(
+        app_storage, DEFAULT_QUEUE, flaky.make_manager, job_timeout=0.2, max_tries=2
+    )
+    assert worker.jobs_failed == 1 and worker.jobs_retried == 1
     (failed,) = await dispatcher.failed_jobs()
     assert failed.job_id == flaky.chunk.job_id and failed.reason == "timeout"
     assert failed.error_type == "TimeoutError" and "job_timeout" in failed.error
-    assert failed.tries == 1 and failed.queue == DEFAULT_QUEUE
+    assert failed.tries == 2 and failed.queue == DEFAULT_QUEUE
     assert await AppFeed(45).count() == 0
 
     flaky.storage.hanging = False
     assert await dispatcher.requeue_failed() == 1
     await run_burst(app_storage, DEFAULT_QUEUE, flaky.make_manager, job_timeout=0.2)
     assert await AppFeed(45)[:] == [flaky.activity]
+    assert await dispatcher.failed_jobs() == []
+
+
+async def test_a_try_that_outlasts_job_timeout_is_retried(
+    dispatcher: ArqDispatcher, app_storage: str, stack: AsyncExitStack
+) -> None:
+    flaky = await enqueue_flaky_fanout(dispatcher, app_storage, stack, 0, (47,))
+    flaky.storage.hanging = True
+
+    class Recovering(RecordingMetrics):
+        def on_job_retry(self, job: str, attempt: int, error: BaseException) -> None:
+            super().on_job_retry(job, attempt, error)
+            flaky.storage.hanging = False  # the server is back for the next try
+
+    flaky.metrics = Recovering()
+    worker = await run_burst(app_storage, DEFAULT_QUEUE, flaky.make_manager, job_timeout=0.2)
+    assert flaky.metrics.retries == [("fanout_operation", 1, "TimeoutError")]
+    assert worker.jobs_retried == 1 and worker.jobs_complete == 1 and worker.jobs_failed == 0
+    assert await AppFeed(47)[:] == [flaky.activity]
     assert await dispatcher.failed_jobs() == []
 
 
