@@ -95,6 +95,7 @@ from aiostream.exceptions import (
 from aiostream.fanout import FanoutChunk, FollowChunk, Job
 from aiostream.manager import FanoutPriority, Manager
 from aiostream.settings import Settings
+from aiostream.storage.registry import Storages
 
 __all__ = [
     "DEFAULT_QUEUE",
@@ -520,18 +521,6 @@ FUNCTIONS = (
 )
 
 
-def _configure_backends(settings: Settings) -> list[Callable[[], Awaitable[None]]]:
-    """Point every storage backend the application imported at ``settings``; return
-    their closers. Backends nobody imported stay unimported (their driver may be absent)."""
-    closers: list[Callable[[], Awaitable[None]]] = []
-    for name in ("aiostream.storage.redis.defaults", "aiostream.storage.cassandra.defaults"):
-        module = sys.modules.get(name)
-        if module is not None:
-            module.configure(settings)
-            closers.append(module.close_default_storages)
-    return closers
-
-
 # arq's own timeout, for a job ours did not stop (it only cancels), comes this much later.
 _ARQ_TIMEOUT_GRACE = 2.0
 
@@ -561,10 +550,10 @@ def worker_settings(
 ) -> type:
     """A settings class for ``arq module.ClassName`` that runs aiostream's jobs from ``queue``.
 
-    At start-up the worker points the storage backends the application imported (Redis,
-    Cassandra) at ``settings`` (default: :meth:`Settings.from_env`, read when this is
-    called) and builds its Manager with ``make_manager()``; at shutdown it closes the
-    storages.
+    At start-up the worker enters a :class:`~aiostream.storage.registry.Storages` built
+    from ``settings`` (default: :meth:`Settings.from_env`, read when this is called), in
+    which its feeds find their storages, and builds its Manager with ``make_manager()``;
+    at shutdown it closes the storages it opened.
 
     Args:
         make_manager: Returns the Manager (a Manager subclass itself works).
@@ -594,14 +583,16 @@ def worker_settings(
     queues = queues or Queues()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        ctx["aiostream_closers"] = _configure_backends(settings)
+        # The worker's storages: feeds resolve theirs here, and shutdown closes them.
+        ctx["aiostream_storages"] = await Storages(settings).__aenter__()
         ctx["aiostream"] = _WorkerState(
             make_manager(), queues, queue, max_tries, retry_delay, max_retry_delay, timeout
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        for close in ctx.get("aiostream_closers", ()):
-            await close()
+        storages = ctx.get("aiostream_storages")
+        if storages is not None:
+            await storages.__aexit__(None, None, None)
 
     redis_settings = dataclasses.replace(
         RedisSettings.from_dsn(settings.arq_redis_url or settings.redis_url),

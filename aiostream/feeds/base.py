@@ -29,7 +29,7 @@ from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.query import Query, check_slice
 from aiostream.serializers import ActivitySerializer
 from aiostream.storage.base import Entry, FeedStorage
-from aiostream.storage.memory import default_memory_storage
+from aiostream.storage.registry import default_storage
 from aiostream.text import lone_surrogate, unwritable_int
 from aiostream.verbs import VerbRegistry, default_registry
 
@@ -103,8 +103,8 @@ class BaseFeed:
     """A flat feed stored under ``key_format % {"user_id": ...}``.
 
     Subclass it and set class attributes; bind it to a backend by subclassing a backend
-    feed (``RedisFeed``, ``CassandraFeed``) or by passing ``storage=``. Without either it
-    uses the process-wide in-memory storage.
+    feed (``RedisFeed``, ``CassandraFeed``: they set :attr:`storage_backend`) or by
+    passing ``storage=``. Without either it uses the process-wide in-memory storage.
 
     The feed holds activity ids and shows the activity storage's payloads, so an update
     of a stored activity shows at once, and an activity deleted from the activity storage
@@ -126,6 +126,10 @@ class BaseFeed:
         page_size: Page size of ``async for``.
         metrics: Metrics sink of every feed of the class (default: no-op); an instance's
             ``metrics=`` argument overrides it.
+        storage_backend: The backend of the storage used when none is passed
+            (``"memory"``; ``RedisFeed`` sets ``"redis"``, ``CassandraFeed``
+            ``"cassandra"``), found in :mod:`aiostream.storage.registry`.
+        storage_server: Which of that backend's servers (``"default"``).
     """
 
     key_format: ClassVar[str] = "feed_%(user_id)s"
@@ -137,6 +141,8 @@ class BaseFeed:
     ordering_supported: ClassVar[bool] = True
     page_size: ClassVar[int] = 100
     metrics: Metrics = noop_metrics
+    storage_backend: ClassVar[str] = "memory"
+    storage_server: ClassVar[str] = "default"
 
     def __init__(
         self,
@@ -147,10 +153,23 @@ class BaseFeed:
     ) -> None:
         self.user_id = user_id
         self.key = format_key(self.key_format, user_id)
-        self.storage: FeedStorage = storage if storage is not None else self.default_storage()
+        if storage is None:
+            self.default_storage()  # an unknown backend or server fails here, not later
+        self._storage = storage
         if metrics is not None:
             self.metrics = metrics
         self._query = Query()
+
+    @property
+    def storage(self) -> FeedStorage:
+        """The storage passed in, or else the class's :meth:`default_storage`, looked up
+        at each call (so a feed made outside a running loop uses the storage of the loop
+        it is used in)."""
+        return self._storage if self._storage is not None else self.default_storage()
+
+    @storage.setter
+    def storage(self, storage: FeedStorage | None) -> None:
+        self._storage = storage
 
     @property
     def _io(self) -> FeedStorage:
@@ -160,8 +179,9 @@ class BaseFeed:
 
     @classmethod
     def default_storage(cls) -> FeedStorage:
-        """Storage used when none is passed; backend feeds override this."""
-        return default_memory_storage()
+        """The storage of :attr:`storage_backend` / :attr:`storage_server` in the current
+        registry (:func:`aiostream.storage.registry.current_storages`)."""
+        return default_storage(cls.storage_backend, cls.storage_server)
 
     @classmethod
     def get_activity_serializer(cls) -> ActivitySerializer[Activity]:

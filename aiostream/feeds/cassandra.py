@@ -1,14 +1,14 @@
-"""Feeds bound to Cassandra: the seed API's ``CassandraFeed`` and friends.
+"""Feeds bound to Cassandra: Stream Framework's ``CassandraFeed`` and friends.
 
-They differ from the backend-free feeds only in :meth:`default_storage`: without a
-``storage=`` argument they use the shared
-:class:`~aiostream.storage.cassandra.CassandraStorage` of the running event loop,
-configured from the environment (``STREAM_CASSANDRA_HOSTS``, ``STREAM_CASSANDRA_PORT``,
-``STREAM_DEFAULT_KEYSPACE``, ``STREAM_CASSANDRA_CONSISTENCY_LEVEL``,
-``CASSANDRA_DRIVER_KWARGS``) or by
-:func:`aiostream.storage.cassandra.defaults.configure`. Flat feeds keep each activity
-denormalized in their rows (one query per page); aggregated and notification feeds keep
-their groups in one partition per feed, changed by lightweight transactions.
+They differ from the backend-free feeds only in ``storage_backend = "cassandra"``:
+without a ``storage=`` argument they use the
+:class:`~aiostream.storage.cassandra.CassandraStorage` of the current
+:class:`~aiostream.storage.registry.Storages`, built from the environment
+(``STREAM_CASSANDRA_HOSTS``, ``STREAM_CASSANDRA_PORT``, ``STREAM_DEFAULT_KEYSPACE``,
+``STREAM_CASSANDRA_CONSISTENCY_LEVEL``, ``CASSANDRA_DRIVER_KWARGS``) or from the
+settings given to :func:`aiostream.storage.registry.configure`. Flat feeds show the
+activity storage's payloads; aggregated and notification feeds keep their groups in one
+partition per feed, changed by lightweight transactions.
 
 Create the tables once with ``python -m aiostream.storage.cassandra create-schema``.
 Importing this module imports the driver; ``import aiostream`` does not.
@@ -25,11 +25,12 @@ Example::
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from aiostream.feeds.aggregated import AggregatedFeed
 from aiostream.feeds.base import BaseFeed, UserBaseFeed
 from aiostream.feeds.notification import NotificationFeed
-from aiostream.storage.base import FeedStorage
-from aiostream.storage.cassandra.defaults import close_default_storages, default_storage
+from aiostream.storage.registry import close_default_storages
 
 __all__ = [
     "CassandraAggregatedFeed",
@@ -42,12 +43,9 @@ __all__ = [
 
 
 class CassandraBinding:
-    """Mixin binding a feed class to the shared Cassandra storage of the running loop."""
+    """Mixin binding a feed class to the Cassandra storage of the current registry."""
 
-    @classmethod
-    def default_storage(cls) -> FeedStorage:
-        """The shared Cassandra storage of the running event loop."""
-        return default_storage()
+    storage_backend: ClassVar[str] = "cassandra"
 
 
 class CassandraFeed(CassandraBinding, BaseFeed):

@@ -1,11 +1,11 @@
-"""Feeds bound to Redis: the seed API's ``RedisFeed`` and friends.
+"""Feeds bound to Redis: Stream Framework's ``RedisFeed`` and friends.
 
-They differ from the backend-free feeds only in :meth:`default_storage`: without a
-``storage=`` argument they use the shared :class:`~aiostream.storage.redis.RedisStorage`
-of the server named by the class attribute ``redis_server`` (``"default"``:
-``STREAM_REDIS_URL``; others: ``STREAM_REDIS_SERVERS`` or
-:func:`aiostream.storage.redis.configure`). Timelines, groups, markers and the activity
-storage of such a feed all live on that server.
+They differ from the backend-free feeds only in ``storage_backend = "redis"``: without a
+``storage=`` argument they use the :class:`~aiostream.storage.redis.RedisStorage` of the
+server named by the class attribute ``redis_server`` (``"default"``:
+``STREAM_REDIS_URL``; others: ``STREAM_REDIS_SERVERS``), found in the current
+:class:`~aiostream.storage.registry.Storages`. Timelines, groups, markers and the
+activity storage of such a feed all live on that server.
 
 Importing this module imports ``redis``; ``import aiostream`` does not.
 
@@ -21,13 +21,12 @@ Example::
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from aiostream.feeds.aggregated import AggregatedFeed
 from aiostream.feeds.base import BaseFeed, UserBaseFeed
 from aiostream.feeds.notification import NotificationFeed
-from aiostream.storage.base import FeedStorage
-from aiostream.storage.redis.defaults import close_default_storages, default_storage
+from aiostream.storage.registry import close_default_storages
 
 __all__ = [
     "RedisAggregatedFeed",
@@ -43,15 +42,21 @@ class RedisBinding:
     """Mixin binding a feed class to Redis.
 
     Class attributes:
-        redis_server: Name of the Redis server holding everything of this feed.
+        redis_server: Name of the Redis server holding everything of this feed (the
+            feed's ``storage_server``; either name may be set).
     """
 
+    storage_backend: ClassVar[str] = "redis"
+    storage_server: ClassVar[str] = "default"
     redis_server: ClassVar[str] = "default"
 
-    @classmethod
-    def default_storage(cls) -> FeedStorage:
-        """The shared storage of ``redis_server`` for the running event loop."""
-        return default_storage(cls.redis_server)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Stream Framework's name and the registry's name stay one setting.
+        if "redis_server" in vars(cls):
+            cls.storage_server = cls.redis_server
+        elif "storage_server" in vars(cls):
+            cls.redis_server = cls.storage_server
 
 
 class RedisFeed(RedisBinding, BaseFeed):

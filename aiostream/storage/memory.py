@@ -19,7 +19,7 @@ from anyio.lowlevel import checkpoint
 from aiostream.query import Query
 from aiostream.storage.base import Entry, GroupChange, GroupRecord, GroupRewrite
 
-__all__ = ["MemoryStorage", "default_memory_storage"]
+__all__ = ["MemoryStorage", "default_memory_storage", "storage_from_settings"]
 
 
 def _insert(ids: list[int], activity_id: int) -> bool:
@@ -341,3 +341,16 @@ def default_memory_storage() -> MemoryStorage:
     if _default is None:
         _default = MemoryStorage()
     return _default
+
+
+def storage_from_settings(settings: object, server: str = "default") -> MemoryStorage:
+    """The memory backend of :class:`~aiostream.storage.registry.Storages`: the
+    process-wide storage for ``"default"``, and one per other server name (process-wide
+    too, so feeds of every loop and every registry share them)."""
+    if server == "default":
+        return default_memory_storage()
+    return _named.setdefault(server, MemoryStorage())
+
+
+storage_from_settings.process_wide = True  # type: ignore[attr-defined]
+_named: dict[str, MemoryStorage] = {}

@@ -64,8 +64,8 @@ class RedisPinManager(PinManager):
 
 class RedisGraph:
     """A :class:`~examples.web.feeds.SocialGraph` in Redis sets, on the connection pool
-    of the default storage of ``server`` (looked up per call, so it follows the running
-    event loop and :func:`~aiostream.storage.redis.close_default_storages`).
+    of the Redis storage of ``server`` in the current registry (looked up per call, as
+    the feeds look theirs up: see :mod:`aiostream.storage.registry`).
 
     Keys: ``web:following:<id>`` and ``web:followers:<id>`` (sets of ids) and
     ``web:pin_ids`` (a counter).

@@ -5,9 +5,9 @@ Backends:
 
 - in memory (the default): one :class:`~aiostream.MemoryStorage` per application;
 - Redis, when a URL is given (``--redis-url`` or ``AIOSTREAM_REDIS_URL``): the Redis-bound
-  feeds of :mod:`examples.web.redis_backend` on the default storage that
-  :func:`aiostream.storage.redis.configure` points at, closed with
-  :func:`~aiostream.storage.redis.close_default_storages` at shutdown;
+  feeds of :mod:`examples.web.redis_backend`, resolving their storage in the
+  :class:`~aiostream.storage.registry.Storages` the lifespan enters (and closes at
+  shutdown);
 - Redis plus arq workers (``--arq`` or ``AIOSTREAM_ARQ=1``): fanout chunks become arq jobs
   (see :func:`open_dispatcher`, the one place where the dispatcher is chosen).
 """
@@ -31,6 +31,7 @@ from aiostream import (
     Settings,
 )
 from aiostream.fanout import Dispatcher
+from aiostream.storage.registry import Storages
 from examples.web.feeds import MemoryGraph, PinManager, PinVerb, SocialGraph
 
 __all__ = [
@@ -218,18 +219,15 @@ async def open_service(config: Config) -> AsyncIterator[FeedService]:
         return
 
     # Imported here: the in-memory service runs without redis-py installed.
-    from aiostream.storage.redis import close_default_storages, configure, get_default_storage
+    from aiostream.storage.redis import get_default_storage
     from examples.web.redis_backend import RedisGraph, RedisPinManager
 
-    configure(Settings(redis_url=config.redis_url))
-    try:
+    # The application's storages: feeds find theirs here; leaving closes them.
+    async with Storages(Settings(redis_url=config.redis_url)):
         await get_default_storage().client.ping()
         async with open_dispatcher(config) as dispatcher:
             manager = RedisPinManager(RedisGraph(), dispatcher=dispatcher)
             yield FeedService(manager, backend="redis")
-    finally:
-        await close_default_storages()
-        configure(None)
 
 
 def parse_args(

@@ -305,12 +305,12 @@ async def test_fanout_does_not_block_the_event_loop(
 async def test_default_feeds_use_settings(cassandra: CassandraHandle, namespace: str) -> None:
     from aiostream import Settings
     from aiostream.feeds.cassandra import CassandraFeed, close_default_storages
-    from aiostream.storage.cassandra import defaults
+    from aiostream.storage import registry
 
     class PinFeed(CassandraFeed):
         key_format = f"{namespace}:pin:%(user_id)s"
 
-    defaults.configure(
+    registry.configure(
         Settings(
             cassandra_hosts=(cassandra.host,),
             cassandra_port=cassandra.port,
@@ -319,14 +319,14 @@ async def test_default_feeds_use_settings(cassandra: CassandraHandle, namespace:
     )
     try:
         feed = PinFeed(13)
-        assert feed.storage is defaults.get_default_storage()
+        assert feed.storage is registry.default_storage("cassandra")
         activity = Activity(1, Love, 1, time=at(0))
         await feed.add(activity)
         assert await PinFeed(13)[:] == [activity]
         await feed.delete()
     finally:
         await close_default_storages()
-        defaults.configure(None)
+        registry.configure(None)
 
 
 def test_feeds_made_outside_a_loop_find_the_loops_storage(
@@ -334,23 +334,25 @@ def test_feeds_made_outside_a_loop_find_the_loops_storage(
 ) -> None:
     from aiostream import Settings
     from aiostream.feeds.cassandra import CassandraNotificationFeed, close_default_storages
-    from aiostream.storage.cassandra import defaults
+    from aiostream.storage import registry
 
     class Notes(CassandraNotificationFeed):
         key_format = f"{namespace}:note:%(user_id)s"
 
-    defaults.configure(
+    registry.configure(
         Settings(
             cassandra_hosts=(cassandra.host,),
             cassandra_port=cassandra.port,
             cassandra_keyspace=cassandra.keyspace,
         )
     )
-    feed = Notes(5)  # no loop running: a proxy that resolves per call
-    assert isinstance(feed.storage, defaults.LoopBoundCassandraStorage)
+    feed = Notes(5)  # no loop running: it finds its storage at each call
+    used = []
 
     async def use() -> tuple[int, dict[str, int]]:
         try:
+            used.append(feed.storage)
+            assert feed.storage is registry.default_storage("cassandra")
             await feed.add(Activity(1, Love, 1, time=at(0)))
             return await feed.count(), await feed.get_notification_data()
         finally:
@@ -361,5 +363,6 @@ def test_feeds_made_outside_a_loop_find_the_loops_storage(
             count, data = anyio.run(use)
             assert count == 1
             assert data == {"unseen_count": 1, "unread_count": 1}
+        assert used[0] is not used[1]
     finally:
-        defaults.configure(None)
+        registry.configure(None)

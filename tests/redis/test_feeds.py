@@ -18,7 +18,8 @@ from aiostream.feeds.redis import (
     RedisUserBaseFeed,
     close_default_storages,
 )
-from aiostream.storage.redis import LoopBoundRedisStorage, RedisStorage, configure
+from aiostream.metrics import NoopMetrics
+from aiostream.storage.redis import RedisStorage, configure, get_default_storage
 from tests.helpers import at
 from tests.servers import RedisServer, start_redis
 
@@ -151,11 +152,13 @@ def test_feeds_made_outside_a_loop_follow_the_running_loop(
     configure(Settings(redis_url=server.url))
     try:
         feed = PinFeed(5)  # no event loop running here
-        assert isinstance(feed.storage, LoopBoundRedisStorage)
         activities = [Activity(1, Love, i, time=at(i)) for i in range(3)]
+        used: list[RedisStorage] = []
 
         async def use(activity: Activity) -> list[Activity]:
             try:
+                assert feed.storage is get_default_storage()  # this loop's own
+                used.append(get_default_storage())
                 await feed.add(activity)
                 return list(await feed[:])
             finally:
@@ -164,5 +167,43 @@ def test_feeds_made_outside_a_loop_follow_the_running_loop(
         # Two loops one after the other, each with its own connections.
         assert asyncio.run(use(activities[0])) == activities[:1]
         assert asyncio.run(use(activities[1])) == [activities[1], activities[0]]
+        assert used[0] is not used[1]
     finally:
         configure(None)
+
+
+class StorageCalls(NoopMetrics):
+    def __init__(self) -> None:
+        self.operations: list[str] = []
+
+    def on_storage_operation(self, operation: str, seconds: float) -> None:
+        self.operations.append(operation)
+
+
+class PinAggregated(RedisAggregatedFeed):
+    key_format = "feed:aggregated:%(user_id)s"
+
+
+def test_aggregated_feeds_made_outside_a_loop_merge_on_the_server(
+    two_servers: tuple[RedisServer, RedisServer],
+) -> None:
+    # A feed made where no loop runs used to get a proxy storage without merge_groups,
+    # and silently fell back to reading the groups and writing them back.
+    server, _ = two_servers
+    configure(Settings(redis_url=server.url))
+    calls = StorageCalls()
+    try:
+        feed = PinAggregated(5, metrics=calls)
+
+        async def add() -> int:
+            try:
+                await feed.add(Activity(1, Love, 1, time=at(0)))
+                return await feed.count()
+            finally:
+                await close_default_storages()
+
+        assert asyncio.run(add()) == 1
+    finally:
+        configure(None)
+    assert calls.operations[0] == "merge_groups"
+    assert "write_groups" not in calls.operations and "get_groups" not in calls.operations

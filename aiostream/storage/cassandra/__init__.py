@@ -47,15 +47,36 @@ How it behaves, and why:
   CQL; the payload stays the source of truth.
 """
 
+from aiostream.exceptions import ConfigurationError
+from aiostream.settings import Settings
 from aiostream.storage.cassandra.client import ColumnValues
 from aiostream.storage.cassandra.columns import activity_columns
 from aiostream.storage.cassandra.schema import create_schema, create_schema_command
 from aiostream.storage.cassandra.storage import CassandraStorage
+from aiostream.storage.registry import close_default_storages, configure
 
 __all__ = [
     "CassandraStorage",
     "ColumnValues",
     "activity_columns",
+    "close_default_storages",
+    "configure",
     "create_schema",
     "create_schema_command",
+    "storage_from_settings",
 ]
+
+
+def storage_from_settings(settings: Settings, server: str = "default") -> CassandraStorage:
+    """The Cassandra backend of :class:`~aiostream.storage.registry.Storages`: a storage
+    (unconnected until its first query) on the cluster the settings name.
+
+    Raises:
+        ConfigurationError: a server other than ``"default"`` (settings name one
+            cluster), or settings that cannot work.
+    """
+    if server != "default":
+        raise ConfigurationError(
+            f"Cassandra settings name one cluster: storage_server must be 'default', got {server!r}"
+        )
+    return CassandraStorage.from_settings(settings)

@@ -15,6 +15,10 @@ Clients built from a URL take redis-py's query options too, e.g.
 arguments), and ``?cluster=true`` for a Redis Cluster: a URL is a standalone server
 unless it says so (or ``cluster=True`` is passed); nothing is guessed by asking the
 server. The key layout is documented in :mod:`aiostream.storage.redis.layout`.
+
+``RedisFeed`` and friends (:mod:`aiostream.feeds.redis`) find their storage through
+:mod:`aiostream.storage.registry`; :func:`configure` and :func:`close_default_storages`
+here are the registry's own.
 """
 
 try:
@@ -24,22 +28,38 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aiostream.storage.redis needs redis-py: pip install 'aiostream-feeds[redis]'"
     ) from exc
 
+from aiostream.settings import Settings
 from aiostream.storage.redis.connection import ClientOptions
-from aiostream.storage.redis.defaults import (
-    LoopBoundRedisStorage,
-    close_default_storages,
-    configure,
-    default_storage,
-    get_default_storage,
-)
 from aiostream.storage.redis.storage import RedisStorage
+from aiostream.storage.registry import close_default_storages, configure, default_storage
 
 __all__ = [
     "ClientOptions",
-    "LoopBoundRedisStorage",
     "RedisStorage",
     "close_default_storages",
     "configure",
-    "default_storage",
     "get_default_storage",
+    "storage_from_settings",
 ]
+
+
+def storage_from_settings(settings: Settings, server: str = "default") -> RedisStorage:
+    """The Redis backend of :class:`~aiostream.storage.registry.Storages`: a storage
+    on the server named ``server`` (``"default"``: ``settings.redis_url``).
+
+    Raises:
+        ConfigurationError: the settings name no such server, or its URL is invalid.
+    """
+    return RedisStorage.from_url(settings.redis_server_url(server))
+
+
+def get_default_storage(server: str = "default") -> RedisStorage:
+    """The storage ``RedisFeed`` classes with ``redis_server = server`` use now (in the
+    registry entered, or the running loop's own; see :mod:`aiostream.storage.registry`).
+
+    Raises:
+        ConfigurationError: the server name is not configured.
+    """
+    storage = default_storage("redis", server)
+    assert isinstance(storage, RedisStorage), storage  # a registry given another type
+    return storage
