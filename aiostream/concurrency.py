@@ -1,24 +1,96 @@
-"""Running the parts of one fanout or follow concurrently, with aiostream's own errors.
+"""Running the parts of one operation concurrently, with aiostream's own errors.
+
+:func:`run_bounded` is the one bounded task runner: dispatchers run their jobs with it,
+feeds their followers' writes, the Cassandra storage its trims and group rewrites. What
+a failure does to the other parts is the caller's choice (``on_failure``):
+
+* ``"finish"``: every part runs; the failures are reported once all are done (a
+  dispatcher names each job that failed, so nothing is reported written that was not).
+* ``"stop"``: no part starts after the first failure; those already running finish.
+* ``"cancel"``: no part starts after the first failure, and those running are cancelled
+  (a retry redoes the whole operation, which is idempotent).
 
 An anyio task group raises its tasks' errors as an ``ExceptionGroup``, which no caller
-(nor arq's retry check) expects from a storage call. :func:`run_each` raises the error
-itself when one part failed and a :class:`~aiostream.exceptions.FanoutError` holding
-each error when several did.
+(nor arq's retry check) expects from a storage call: :func:`run_bounded` returns the
+failures instead, and :func:`run_each` raises the error itself when one part failed
+and a :class:`~aiostream.exceptions.FanoutError` holding each error when several did.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from contextlib import AbstractAsyncContextManager, nullcontext
-from typing import TypeVar
+import itertools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Literal, TypeVar
 
 import anyio
 
 from aiostream.exceptions import FanoutError
 
-__all__ = ["run_each"]
+__all__ = ["OnFailure", "run_bounded", "run_each"]
 
 T = TypeVar("T")
+OnFailure = Literal["finish", "stop", "cancel"]
+
+
+async def run_bounded(
+    items: Iterable[T],
+    call: Callable[[T], Awaitable[object]],
+    *,
+    limit: int | None = None,
+    on_failure: OnFailure,
+) -> list[tuple[T, Exception]]:
+    """Await ``call(item)`` for every item concurrently, at most ``limit`` at once.
+
+    The first ``limit`` calls start together; each of the ``limit`` tasks then takes the
+    next item when its call is done, so 100,000 items cost ``limit`` tasks, not 100,000.
+    A single item is awaited in the calling task.
+
+    Args:
+        items: The parts.
+        call: What to do with each.
+        limit: Calls at once (None: all of them).
+        on_failure: ``"finish"``, ``"stop"`` or ``"cancel"`` (see the module).
+
+    Returns:
+        ``(item, error)`` of every call that raised, in the order they failed.
+
+    Raises:
+        ValueError: ``limit`` is below 1.
+    """
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    todo = items if isinstance(items, Sequence) else list(items)
+    failures: list[tuple[T, Exception]] = []
+    if len(todo) <= 1:
+        for item in todo:
+            try:
+                await call(item)
+            except Exception as exc:
+                failures.append((item, exc))
+        return failures
+    pending = iter(todo)
+    stopped = False
+
+    async def worker(first: T, scope: anyio.CancelScope) -> None:
+        nonlocal stopped
+        for item in itertools.chain((first,), pending):
+            try:
+                await call(item)
+            except Exception as exc:
+                failures.append((item, exc))
+                if on_failure != "finish":
+                    stopped = True
+                    if on_failure == "cancel":
+                        scope.cancel()
+                    return
+            if stopped:
+                return
+
+    workers = len(todo) if limit is None else min(limit, len(todo))
+    async with anyio.create_task_group() as tg:
+        for first in itertools.islice(pending, workers):
+            tg.start_soon(worker, first, tg.cancel_scope)
+    return failures
 
 
 async def run_each(
@@ -35,22 +107,7 @@ async def run_each(
             e.g. the driver's error, included).
         FanoutError: several calls failed; ``failures`` holds ``(item, error)`` for each.
     """
-    failures: list[tuple[T, BaseException]] = []
-    limiter: AbstractAsyncContextManager[object] = (
-        nullcontext() if limit is None else anyio.CapacityLimiter(limit)
-    )
-
-    async def one(item: T, scope: anyio.CancelScope) -> None:
-        async with limiter:
-            try:
-                await call(item)
-            except Exception as exc:
-                failures.append((item, exc))
-                scope.cancel()  # before the limiter lets a waiting call start
-
-    async with anyio.create_task_group() as tg:
-        for item in items:
-            tg.start_soon(one, item, tg.cancel_scope)
+    failures = await run_bounded(items, call, limit=limit, on_failure="cancel")
     if len(failures) == 1:
         raise failures[0][1]
     if failures:

@@ -16,8 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol
 
-import anyio
-
+from aiostream.concurrency import run_bounded
 from aiostream.exceptions import ConfigurationError, FanoutError
 
 __all__ = ["Dispatcher", "FanoutChunk", "FollowChunk", "InProcessDispatcher", "Job"]
@@ -139,18 +138,6 @@ class InProcessDispatcher:
 
     async def dispatch(self, jobs: Sequence[Job], run: JobRunner) -> None:
         """Run every job; raise :class:`FanoutError` listing those that failed."""
-        failures: list[tuple[Job, BaseException]] = []
-        limiter = anyio.CapacityLimiter(self.max_concurrency)
-
-        async def one(job: Job) -> None:
-            async with limiter:
-                try:
-                    await run(job)
-                except Exception as exc:
-                    failures.append((job, exc))
-
-        async with anyio.create_task_group() as tg:
-            for job in jobs:
-                tg.start_soon(one, job)
+        failures = await run_bounded(jobs, run, limit=self.max_concurrency, on_failure="finish")
         if failures:
             raise FanoutError(failures)

@@ -85,6 +85,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "aiostream.tasks needs arq: pip install 'aiostream-feeds[redis,arq]'"
     ) from exc
 
+from aiostream.concurrency import run_bounded
 from aiostream.exceptions import (
     ConfigurationError,
     ConflictError,
@@ -318,21 +319,16 @@ class ArqDispatcher:
             for queue, entries in by_queue.items()
             for i in range(0, len(entries), self.batch_size)
         ]
-        failures: list[tuple[Job, BaseException]] = []
-        limiter = anyio.CapacityLimiter(self.max_in_flight)
-
-        async def one(queue: str, batch: list[tuple[str, bytes]]) -> None:
-            async with limiter:
-                try:
-                    await self._enqueue_batch(queue, batch, enqueued_at)
-                except Exception as exc:
-                    failures.extend((ids[job_id], exc) for job_id, _ in batch)
-
-        async with anyio.create_task_group() as tg:
-            for queue, batch in batches:
-                tg.start_soon(one, queue, batch)
+        failures = await run_bounded(
+            batches,
+            lambda item: self._enqueue_batch(*item, enqueued_at),
+            limit=self.max_in_flight,
+            on_failure="finish",
+        )
         if failures:
-            raise FanoutError(failures)
+            raise FanoutError(
+                [(ids[job_id], exc) for (_, batch), exc in failures for job_id, _ in batch]
+            )
 
     async def _enqueue_batch(
         self, queue: str, batch: list[tuple[str, bytes]], enqueued_at: int

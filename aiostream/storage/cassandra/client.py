@@ -19,6 +19,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType, SimpleStatement, tuple_factory
 
+from aiostream.concurrency import run_bounded
 from aiostream.exceptions import ConfigurationError
 from aiostream.settings import Settings
 from aiostream.storage.cassandra import bridge, pipeline
@@ -365,34 +366,15 @@ class CassandraClient:
         return await self._send(session, statement, all_pages=True)
 
     async def _each(self, items: Sequence[T], func: Callable[[T], Awaitable[None]]) -> None:
-        """``func`` on every item, ``max_concurrency`` at a time; the first error wins.
+        """``func`` on every item, ``max_concurrency`` at a time; the first error wins
+        (nothing starts after it; what is running finishes).
 
         For work that needs the loop between requests (trims, group rewrites); plain
-        statements go through :meth:`_send_many`. A fixed pool of workers pulls from one
-        iterator, so 100,000 items cost ``max_concurrency`` tasks, not 100,000.
+        statements go through :meth:`_send_many`.
         """
-        if len(items) <= 1:
-            for item in items:
-                await func(item)
-            return
-        pending = iter(items)
-        failures: list[Exception] = []
-
-        async def worker() -> None:
-            for item in pending:
-                if failures:
-                    return
-                try:
-                    await func(item)
-                except Exception as exc:
-                    failures.append(exc)
-                    return
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(self.max_concurrency, len(items))):
-                tg.start_soon(worker)
+        failures = await run_bounded(items, func, limit=self.max_concurrency, on_failure="stop")
         if failures:
-            raise failures[0]
+            raise failures[0][1]
 
     async def _all(self, funcs: Sequence[Callable[[], Awaitable[None]]]) -> None:
         """Run coroutine functions concurrently; the first error is raised as is."""
