@@ -1,4 +1,4 @@
-"""Running the parts of one operation concurrently, with aiostream's own errors.
+"""Running the parts of one operation concurrently, and retrying a compare-and-set.
 
 :func:`run_bounded` is the one bounded task runner: dispatchers run their jobs with it,
 feeds their followers' writes, the Cassandra storage its trims and group rewrites. What
@@ -14,19 +14,24 @@ An anyio task group raises its tasks' errors as an ``ExceptionGroup``, which no 
 (nor arq's retry check) expects from a storage call: :func:`run_bounded` returns the
 failures instead, and :func:`run_each` raises the error itself when one part failed
 and a :class:`~aiostream.exceptions.FanoutError` holding each error when several did.
+
+:class:`RetryPolicy` is how many times a compare-and-set is tried, and how long to wait
+between two tries.
 """
 
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import anyio
 
 from aiostream.exceptions import FanoutError
 
-__all__ = ["OnFailure", "run_bounded", "run_each"]
+__all__ = ["OnFailure", "RetryPolicy", "run_bounded", "run_each"]
 
 T = TypeVar("T")
 OnFailure = Literal["finish", "stop", "cancel"]
@@ -112,3 +117,43 @@ async def run_each(
         raise failures[0][1]
     if failures:
         raise FanoutError(failures)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Tries of an optimistic write (read, compute, compare-and-set), and the pause
+    between two: random, growing with each lost race up to a ceiling, so that writers
+    contending for one feed spread out instead of colliding again.
+
+    One policy covers one operation: a layer that retries hands its storage single
+    attempts (or its whole budget), so that tries are never multiplied.
+
+    Args:
+        attempts: Tries in all (at least one is made).
+        step: Ceiling of the first pause, in seconds; each lost race adds one more.
+        max_steps: Lost races after which the ceiling stops growing.
+
+    Example::
+
+        policy = RetryPolicy(attempts=50)
+        for attempt in policy.attempts_range():
+            if await try_once():
+                break
+            await policy.backoff(attempt)
+    """
+
+    attempts: int
+    step: float = 0.001
+    max_steps: int = 20
+
+    def attempts_range(self) -> range:
+        """The attempt numbers, from 0."""
+        return range(max(self.attempts, 1))
+
+    def is_last(self, attempt: int) -> bool:
+        """Whether ``attempt`` (from 0) was the last try."""
+        return attempt + 1 >= self.attempts
+
+    async def backoff(self, attempt: int) -> None:
+        """Wait after the lost attempt ``attempt`` (from 0)."""
+        await anyio.sleep(random.uniform(0, self.step * min(attempt + 1, self.max_steps)))

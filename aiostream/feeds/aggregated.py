@@ -18,15 +18,12 @@ Example::
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
-import anyio
-
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.aggregators import BaseAggregator, RecentVerbAggregator
-from aiostream.concurrency import run_each
+from aiostream.concurrency import RetryPolicy, run_each
 from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import BaseFeed, _ids_of, _length, _maybe_await, format_key
 from aiostream.metrics import Metrics
@@ -48,7 +45,8 @@ class AggregatedFeed(BaseFeed):
         aggregated_activity_class: Class of the groups read back.
         merge_max_length: Kept for Stream Framework compatibility and not used:
             activities merge into their group wherever it is in the feed.
-        max_write_attempts: Compare-and-set attempts before :class:`ConflictError`.
+        max_write_attempts: Compare-and-set attempts of one write before
+            :class:`ConflictError` (all of them: the storage does not retry on its own).
         fanout_concurrency: Follower feeds updated at once by :meth:`fanout_add`.
     """
 
@@ -93,13 +91,20 @@ class AggregatedFeed(BaseFeed):
             self.key, changes, max_length=max_length, track_markers=self.track_markers
         )
 
+    @property
+    def _retry(self) -> RetryPolicy:
+        """The one budget of a write: ``max_write_attempts`` compare-and-sets (the
+        storage makes a single one per call), with jittered pauses between."""
+        return RetryPolicy(self.max_write_attempts)
+
     async def _backoff(self, attempt: int) -> None:
-        if attempt + 1 >= self.max_write_attempts:
+        retry = self._retry
+        if retry.is_last(attempt):
             raise ConflictError(
                 f"feed {self.key!r}: {self.max_write_attempts} concurrent updates in a row won; "
                 "giving up"
             )
-        await anyio.sleep(random.uniform(0, 0.001 * min(attempt + 1, 20)))
+        await retry.backoff(attempt)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -147,7 +152,7 @@ class AggregatedFeed(BaseFeed):
             await _maybe_await(self.on_update_feed(new=result, deleted=[]))
             return result
         names = list(grouped)
-        for attempt in range(self.max_write_attempts):
+        for attempt in self._retry.attempts_range():
             records = await self._io.get_groups(self.key, names)
             current = [self._load(r) for r in records.values()]
             new, changed, deleted = aggregator.merge(current, activities)
@@ -241,7 +246,7 @@ class AggregatedFeed(BaseFeed):
         aggregator = self.get_aggregator()
         by_group = all(isinstance(a, Activity) for a in activities)
         names = sorted({aggregator.group_of(a) for a in activities if isinstance(a, Activity)})
-        for attempt in range(self.max_write_attempts):
+        for attempt in self._retry.attempts_range():
             if by_group:
                 records = list((await self._io.get_groups(self.key, names)).values())
             else:
@@ -288,7 +293,7 @@ class AggregatedFeed(BaseFeed):
         for a in aggregated:
             serializer.check(a)
         new = {a.group: None if delete else a for a in aggregated}
-        for attempt in range(self.max_write_attempts):
+        for attempt in self._retry.attempts_range():
             records = await self._io.get_groups(self.key, list(new))
             changes = [
                 self._change(g, records.get(g), a)

@@ -22,15 +22,14 @@ How each part maps onto the tables of :mod:`aiostream.storage.cassandra.schema`:
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
-import anyio
 from cassandra import WriteTimeout
 from cassandra.policies import WriteType
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
 
+from aiostream.concurrency import RetryPolicy
 from aiostream.exceptions import ConflictError, StorageTimeoutError, ValidationError
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
@@ -80,7 +79,8 @@ class CassandraStorage(CassandraClient):
     trim_count_threshold: ClassVar[int] = 5000
     """Trims to more entries than this count first (server side) before reading ids."""
     cas_attempts: ClassVar[int] = 20
-    """Conditional-batch attempts when unrelated writers bump the feed's version."""
+    """Conditional-batch attempts of a trim or a feed delete (group writes from feeds
+    are retried by the feed, within its ``max_write_attempts``)."""
 
     # -- activity storage ------------------------------------------------------------------
 
@@ -448,10 +448,6 @@ class CassandraStorage(CassandraClient):
             raise
         return bool(rows and rows[0][0])
 
-    async def _backoff(self, attempt: int) -> None:
-        # Jittered, growing: contending writers spread out instead of colliding again.
-        await anyio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 10)))
-
     async def write_groups(
         self,
         key: str,
@@ -460,29 +456,27 @@ class CassandraStorage(CassandraClient):
         max_length: int | None,
         track_markers: bool,
     ) -> bool:
+        """One conditional batch (a single attempt: the feed retries, within its
+        ``max_write_attempts``); False when some group changed since it was read or
+        another writer changed the feed first."""
         if not changes and max_length is None:
             return True
-        for attempt in range(self.cas_attempts):
-            snapshot = await self._snapshot(key)
-            if not snapshot.matches(changes):
-                return False
-            plan = plan_write(snapshot, changes, max_length=max_length, track_markers=track_markers)
-            if await self._commit(key, snapshot, plan):
-                return True
-            # Someone else wrote this feed since the snapshot. If they touched our groups
-            # the next snapshot says so and we return False; otherwise try again.
-            await self._backoff(attempt)
-        return False
+        snapshot = await self._snapshot(key)
+        if not snapshot.matches(changes):
+            return False
+        plan = plan_write(snapshot, changes, max_length=max_length, track_markers=track_markers)
+        return await self._commit(key, snapshot, plan)
 
     async def _rewrite(
         self, key: str, plan_for: Callable[[Snapshot], GroupPlan | None], clear: bool = False
     ) -> None:
-        for attempt in range(self.cas_attempts):
+        retry = RetryPolicy(self.cas_attempts)
+        for attempt in retry.attempts_range():
             snapshot = await self._snapshot(key)
             plan = plan_for(snapshot)
             if plan is None or await self._commit(key, snapshot, plan, clear=clear):
                 return
-            await self._backoff(attempt)
+            await retry.backoff(attempt)
         raise ConflictError(f"feed {key!r}: {self.cas_attempts} concurrent updates in a row won")
 
     async def update_groups(
@@ -500,12 +494,14 @@ class CassandraStorage(CassandraClient):
         if not names:
             return
 
+        retry = RetryPolicy(max_attempts)
+
         async def one(key: str) -> None:
-            for attempt in range(max(max_attempts, 1)):
+            for attempt in retry.attempts_range():
                 snapshot = await self._snapshot(key)
                 found = await self._group_rows(key, snapshot, names)
                 if any(name in snapshot.names and name not in found for name in names):
-                    await self._backoff(attempt)  # a row changed after the snapshot
+                    await retry.backoff(attempt)  # a row changed after the snapshot
                     continue
                 plan = GroupPlan()
                 for name, record in found.items():
@@ -516,7 +512,7 @@ class CassandraStorage(CassandraClient):
                         plan.upserts[record.id] = (name, payload, version)
                 if not plan.upserts or await self._commit(key, snapshot, plan):
                     return
-                await self._backoff(attempt)
+                await retry.backoff(attempt)
             raise ConflictError(f"feed {key!r}: groups kept changing for {max_attempts} attempts")
 
         await self._each(list(dict.fromkeys(keys)), one)
