@@ -11,31 +11,38 @@ out). The same activity always gets the same id, which is what makes fanout retr
 idempotent.
 
 Backends that need a string use :func:`id_to_key`: 26 lower-case hex digits, fixed width,
-so byte order equals numeric order. Redis sorted sets order members with equal scores by
-bytes, which gives exact ordering and exact range filters without squeezing a 100-bit id
-into a 53-bit double score.
+so byte order equals numeric order (:func:`checked_key` when the id comes from a caller
+and must be checked first, :func:`valid_keys` to drop what cannot be an id). Redis sorted
+sets order members with equal scores by bytes, which gives exact ordering and exact range
+filters without squeezing a 100-bit id into a 53-bit double score.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable
 
 from aiostream.exceptions import ValidationError
 
 __all__ = [
+    "EPOCH",
     "ID_KEY_WIDTH",
     "MAX_ID",
     "MAX_TIME",
+    "MICROSECOND",
     "MIN_TIME",
     "check_time",
+    "checked_key",
     "datetime_to_us",
     "id_to_key",
     "id_to_time",
+    "is_id",
     "key_to_id",
     "make_id",
     "to_utc",
     "us_to_datetime",
+    "valid_keys",
 ]
 
 TIME_BITS = 52
@@ -43,14 +50,17 @@ DIGEST_BITS = 52
 ID_KEY_WIDTH = (TIME_BITS + DIGEST_BITS) // 4
 MAX_ID = (1 << (TIME_BITS + DIGEST_BITS)) - 1
 MAX_TIME_US = (1 << TIME_BITS) - 1
+_KEY_FORMAT = f"0{ID_KEY_WIDTH}x"
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# Multiplying is exact, and much cheaper than the timedelta constructor.
-_MICROSECOND = dt.timedelta(microseconds=1)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+"""Where the microseconds of stored times count from."""
+MICROSECOND = dt.timedelta(microseconds=1)
+"""One microsecond: ``EPOCH + MICROSECOND * n`` is exact, and costs half of
+``EPOCH + timedelta(microseconds=n)`` (the timedelta constructor is the slow part)."""
 
-MIN_TIME = _EPOCH
+MIN_TIME = EPOCH
 """The earliest time an id can encode: 1970-01-01 00:00 UTC."""
-MAX_TIME = _EPOCH + _MICROSECOND * MAX_TIME_US
+MAX_TIME = EPOCH + MICROSECOND * MAX_TIME_US
 """The latest time an id can encode: 2112-09-17 23:53:47.370495 UTC."""
 
 
@@ -92,13 +102,13 @@ def _out_of_range(value: dt.datetime, field: str) -> ValidationError:
 
 def datetime_to_us(value: dt.datetime) -> int:
     """Microseconds since 1970-01-01 UTC, exactly (no float rounding)."""
-    delta = to_utc(value) - _EPOCH
+    delta = to_utc(value) - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def us_to_datetime(us: int) -> dt.datetime:
     """Inverse of :func:`datetime_to_us`: an aware UTC datetime."""
-    return _EPOCH + _MICROSECOND * us
+    return EPOCH + MICROSECOND * us
 
 
 def make_id(time: dt.datetime, discriminator: str) -> int:
@@ -124,7 +134,30 @@ def id_to_time(activity_id: int) -> dt.datetime:
 
 def id_to_key(activity_id: int) -> str:
     """Fixed-width hex form of an id; byte order equals numeric order."""
-    return format(activity_id, f"0{ID_KEY_WIDTH}x")
+    return format(activity_id, _KEY_FORMAT)
+
+
+def is_id(value: object) -> bool:
+    """Whether ``value`` is an int an id can be (``0..MAX_ID``, not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
+
+
+def checked_key(activity_id: int, field: str = "activity_id") -> str:
+    """:func:`id_to_key` of an id that is checked first (any other int would not sort).
+
+    Raises:
+        ValidationError: naming ``field``, when ``activity_id`` is not an int in
+            ``0..MAX_ID``.
+    """
+    if not is_id(activity_id):
+        raise ValidationError(field, f"expected an int in 0..2**104-1, got {activity_id!r}")
+    return format(activity_id, _KEY_FORMAT)
+
+
+def valid_keys(ids: Iterable[object]) -> list[str]:
+    """:func:`id_to_key` of each of ``ids`` that can be an id (the others cannot be
+    stored, so a lookup leaves them out)."""
+    return [format(i, _KEY_FORMAT) for i in ids if is_id(i)]
 
 
 def key_to_id(key: str | bytes) -> int:

@@ -42,7 +42,14 @@ from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.exceptions import AiostreamError, SerializationError
-from aiostream.ids import ID_KEY_WIDTH, datetime_to_us, id_to_key, us_to_datetime
+from aiostream.ids import (
+    EPOCH,
+    ID_KEY_WIDTH,
+    MICROSECOND,
+    datetime_to_us,
+    id_to_key,
+    us_to_datetime,
+)
 from aiostream.text import lone_surrogate, unwritable_int
 from aiostream.verbs import VerbRegistry, default_registry
 
@@ -197,11 +204,6 @@ _TAG_OPENING = '{"$'
 _DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _WIDE_INT = b"0" * 19
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# epoch + _MICROSECOND * n is exact and costs half of epoch + timedelta(microseconds=n)
-# (the timedelta constructor is the slow part).
-_MICROSECOND = dt.timedelta(microseconds=1)
-
 
 def _decode(text: str) -> Any:
     """``json.loads(text)`` (raises ValueError) for text written by this module."""
@@ -322,7 +324,7 @@ class ActivitySerializer(Generic[A]):
         new = cls.__new__
         get_verb = self.verbs.get
         verbs: dict[Any, Any] = {}
-        epoch, microsecond = _EPOCH, _MICROSECOND
+        epoch, microsecond = EPOCH, MICROSECOND
         activities: list[A] = []
         append = activities.append
         skip = 1 if versioned else 0
@@ -535,7 +537,7 @@ class AggregatedActivitySerializer(Generic[G, A]):
             _, group, created, updated, seen, read, minimized, rows = data
             aggregated = self.aggregated_activity_class(group)
             aggregated.activities = cast("list[Activity]", self.activity_serializer.from_rows(rows))
-            epoch, microsecond = _EPOCH, _MICROSECOND
+            epoch, microsecond = EPOCH, MICROSECOND
             aggregated.created_at = None if created is None else epoch + microsecond * created
             aggregated.updated_at = None if updated is None else epoch + microsecond * updated
             aggregated.seen_at = None if seen is None else epoch + microsecond * seen

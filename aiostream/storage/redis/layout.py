@@ -37,8 +37,8 @@ Why this shape:
 
 from __future__ import annotations
 
-from aiostream.exceptions import ConfigurationError, ValidationError
-from aiostream.ids import ID_KEY_WIDTH, MAX_ID
+from aiostream.exceptions import ConfigurationError
+from aiostream.ids import MAX_ID, checked_key
 from aiostream.query import Query
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "activity_shard_opening",
     "check_prefix",
     "group_bounds",
-    "hex_id",
     "shard_of",
     "timeline_bounds",
 ]
@@ -56,8 +55,6 @@ __all__ = [
 SHARD_MASK = 0xFFFFFF
 """The shard of an id is ``(id & SHARD_MASK) % shards``: the low 24 bits are the last six
 hex digits of its key, which the Lua scripts read with ``string.sub(id, -6)``."""
-
-_HEX_FORMAT = f"0{ID_KEY_WIDTH}x"
 
 
 def check_prefix(prefix: str) -> str:
@@ -71,21 +68,6 @@ def check_prefix(prefix: str) -> str:
     if "{" in prefix or "}" in prefix:
         raise ConfigurationError(f"prefix must not contain '{{' or '}}': {prefix!r}")
     return prefix
-
-
-def hex_id(activity_id: int) -> str:
-    """The 26-hex member of an id (like :func:`aiostream.ids.id_to_key`, but checked).
-
-    Raises:
-        ValidationError: the id is not an int in ``0..MAX_ID`` (it would not sort).
-    """
-    if (
-        isinstance(activity_id, bool)
-        or not isinstance(activity_id, int)
-        or not (0 <= activity_id <= MAX_ID)
-    ):
-        raise ValidationError("activity_id", f"expected an int in 0..2**104-1, got {activity_id!r}")
-    return format(activity_id, _HEX_FORMAT)
 
 
 def shard_of(activity_id: int, shards: int) -> int:
@@ -134,8 +116,8 @@ class FeedKeys:
 
 def timeline_bounds(query: Query) -> tuple[str, str]:
     """``ZRANGEBYLEX`` ``(min, max)`` of a non-empty query over 26-hex members."""
-    low = "-" if query.low <= 0 else "[" + hex_id(query.low)
-    high = "+" if query.high >= MAX_ID else "[" + hex_id(query.high)
+    low = "-" if query.low <= 0 else "[" + checked_key(query.low)
+    high = "+" if query.high >= MAX_ID else "[" + checked_key(query.high)
     return low, high
 
 
@@ -145,6 +127,6 @@ def group_bounds(query: Query) -> tuple[str, str]:
     ``hex(low)`` sorts before every member whose id is ``low``; the upper bound is
     exclusive at ``hex(high + 1)`` because ``hex(high) + name`` sorts after ``hex(high)``.
     """
-    low = "-" if query.low <= 0 else "[" + hex_id(query.low)
-    high = "+" if query.high >= MAX_ID else "(" + hex_id(query.high + 1)
+    low = "-" if query.low <= 0 else "[" + checked_key(query.low)
+    high = "+" if query.high >= MAX_ID else "(" + checked_key(query.high + 1)
     return low, high

@@ -40,7 +40,7 @@ from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
 from aiostream.exceptions import ConfigurationError, ConflictError, ValidationError
-from aiostream.ids import MAX_ID
+from aiostream.ids import ID_KEY_WIDTH, checked_key, valid_keys
 from aiostream.query import Query
 from aiostream.settings import Settings
 from aiostream.storage.base import Entry, GroupChange, GroupMerge, GroupRecord, GroupRewrite
@@ -58,14 +58,12 @@ from aiostream.storage.redis.layout import (
     activity_shard_opening,
     check_prefix,
     group_bounds,
-    hex_id,
     shard_of,
     timeline_bounds,
 )
 
 __all__ = ["RedisStorage"]
 
-_ID_WIDTH = 26
 # RedisStorage's connection settings default to ClientOptions' own (one place for them).
 _DEFAULTS = ClientOptions()
 
@@ -77,24 +75,15 @@ def _text(value: str | bytes) -> str:
 
 def _group_record(name: str, data: str, unseen: bool = False, unread: bool = False) -> GroupRecord:
     """Decode a ``gd`` value: 26-hex id, decimal version, ``|``, payload."""
-    bar = data.index("|", _ID_WIDTH)
+    bar = data.index("|", ID_KEY_WIDTH)
     return GroupRecord(
         group=name,
-        id=int(data[:_ID_WIDTH], 16),
+        id=int(data[:ID_KEY_WIDTH], 16),
         payload=data[bar + 1 :],
-        version=int(data[_ID_WIDTH:bar]),
+        version=int(data[ID_KEY_WIDTH:bar]),
         unseen=unseen,
         unread=unread,
     )
-
-
-def _valid_hexes(ids: Iterable[int]) -> list[str]:
-    """Hex members of the ids that can be stored at all (others cannot be present)."""
-    return [
-        format(i, "026x")
-        for i in ids
-        if isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= MAX_ID
-    ]
 
 
 def _check_length(name: str, value: int | None) -> int:
@@ -328,7 +317,7 @@ class RedisStorage:
     def _shard_groups(self, ids: Iterable[int]) -> dict[str, list[str]]:
         by_shard: dict[str, list[str]] = defaultdict(list)
         shards, keys = self.activity_shards, self._shard_keys
-        for hexed in _valid_hexes(ids):
+        for hexed in valid_keys(ids):
             by_shard[keys[int(hexed[-6:], 16) % shards]].append(hexed)
         return by_shard
 
@@ -338,7 +327,7 @@ class RedisStorage:
         shards, keys = self.activity_shards, self._shard_keys
         for activity_id, payload in entries:
             fields = by_shard[keys[shard_of(activity_id, shards)]]
-            fields.append(hex_id(activity_id))
+            fields.append(checked_key(activity_id))
             fields.append(payload)
         return [("HSET", shard_key, *fields) for shard_key, fields in by_shard.items()]
 
@@ -382,7 +371,7 @@ class RedisStorage:
     async def load_activities(self, ids: Sequence[int]) -> dict[int, str]:
         """Payloads of the stored ``ids``; missing ones are left out."""
         async with self._op("load_activities"):
-            found = await self._load_hexes(_valid_hexes(ids))
+            found = await self._load_hexes(valid_keys(ids))
         return {int(h, 16): payload for h, payload in found.items()}
 
     async def delete_activities(self, ids: Sequence[int]) -> None:
@@ -414,7 +403,7 @@ class RedisStorage:
                 feeds may have been written (retrying is safe: adds are idempotent).
         """
         trim = _check_length("max_length", max_length)
-        hexes = [hex_id(activity_id) for activity_id, _ in entries]
+        hexes = [checked_key(activity_id) for activity_id, _ in entries]
         tag = self._tag
         timelines = [tag + key + "}:t" for key in keys]
         if not hexes:
@@ -562,7 +551,7 @@ class RedisStorage:
 
     async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
         """Remove ids from every feed in ``keys`` (missing ones are ignored)."""
-        hexes = _valid_hexes(ids)
+        hexes = valid_keys(ids)
         if not hexes or not keys:
             return
         timelines = [self._tag + key + "}:t" for key in keys]
@@ -673,7 +662,7 @@ class RedisStorage:
 
     async def timeline_index_of(self, key: str, activity_id: int) -> int | None:
         """Position from the newest (``ZREVRANK``), None when absent."""
-        hexes = _valid_hexes([activity_id])
+        hexes = valid_keys([activity_id])
         if not hexes:
             return None
         async with self._op("timeline_index_of"):
@@ -700,7 +689,7 @@ class RedisStorage:
         step = 4 if markers else 2
         records = []
         for i in range(0, len(reply), step):
-            name = _text(reply[i])[_ID_WIDTH:]
+            name = _text(reply[i])[ID_KEY_WIDTH:]
             data = _text(reply[i + 1])
             if markers:
                 records.append(_group_record(name, data, bool(reply[i + 2]), bool(reply[i + 3])))
@@ -754,7 +743,7 @@ class RedisStorage:
                     raise ValidationError(
                         "changes", f"record of group {new.group!r} filed under {change.group!r}"
                     )
-                args.append(hex_id(new.id))
+                args.append(checked_key(new.id))
                 args.append(f"{int(new.version)}|{new.payload}")
         async with self._op("write_groups"):
             written = await scripts.WRITE_GROUPS(self._c, self._feed(key).group_keys, args)
@@ -790,10 +779,10 @@ class RedisStorage:
                 raise ValidationError(
                     "merges", f"record of group {record.group!r} filed under {merge.group!r}"
                 )
-            args += (merge.group, merge.header, hex_id(record.id), record.payload)
+            args += (merge.group, merge.header, checked_key(record.id), record.payload)
             args.append(len(merge.activities))
             for activity_id, time_us, payload in merge.activities:
-                args += (hex_id(activity_id), int(time_us), payload)
+                args += (checked_key(activity_id), int(time_us), payload)
         if not merges:
             return []
         async with self._op("merge_groups"):
@@ -884,7 +873,7 @@ class RedisStorage:
 
     async def groups_index_of(self, key: str, group_id: int) -> int | None:
         """Position of a group id from the newest, None when absent."""
-        hexes = _valid_hexes([group_id])
+        hexes = valid_keys([group_id])
         if not hexes:
             return None
         bounds = group_bounds(Query(low=group_id, high=group_id))
@@ -898,7 +887,7 @@ class RedisStorage:
         """Clear unseen and / or unread markers of group ids (None: of every group)."""
         if not (seen or read):
             return
-        hexes = [] if ids is None else _valid_hexes(ids)
+        hexes = [] if ids is None else valid_keys(ids)
         if ids is not None and not hexes:
             return
         feed = self._feed(key)
