@@ -45,30 +45,38 @@ Row = tuple[Any, ...]
 _SCHEMA_PHRASES = ("unconfigured table", "does not exist", "undefined column name")
 
 
-def translate_error(exc: BaseException, where: str, schema_hint: str = "") -> StorageError:
-    """Map a driver exception to aiostream's :class:`StorageError` tree.
+def translate_error(
+    exc: BaseException, server: str, *, schema_hint: str = ""
+) -> StorageError | None:
+    """aiostream's exception for a driver one (None: already aiostream's, let it through).
 
     Args:
         exc: What the driver raised.
-        where: The host(s) the storage talks to, named in the message.
+        server: The host(s) the storage talks to, named in the message.
         schema_hint: Appended to :class:`SchemaError` messages (the command to run).
+
+    Returns:
+        :class:`StorageUnavailableError` when no host is reachable,
+        :class:`StorageTimeoutError` on a client or server timeout, :class:`SchemaError`
+        when a keyspace, table or column is missing, :class:`StorageError` for anything
+        else; each names the server. The caller raises it ``from exc``.
     """
-    if isinstance(exc, StorageError):
-        return exc
+    if isinstance(exc, StorageError) or not isinstance(exc, Exception):
+        return None
     if isinstance(exc, NoHostAvailable):
         errors = getattr(exc, "errors", None) or {}
         detail = "; ".join(f"{host}: {error}" for host, error in errors.items()) or str(exc)
-        return StorageUnavailableError(f"no Cassandra host available at {where}: {detail}")
+        return StorageUnavailableError(f"no Cassandra host available at {server}: {detail}")
     if isinstance(exc, ConnectionException | Unavailable | AuthenticationFailed):
-        return StorageUnavailableError(f"Cassandra at {where} is unavailable: {exc}")
+        return StorageUnavailableError(f"Cassandra at {server} is unavailable: {exc}")
     if isinstance(exc, OperationTimedOut | Timeout):
-        return StorageTimeoutError(f"Cassandra at {where} did not answer in time: {exc}")
+        return StorageTimeoutError(f"Cassandra at {server} did not answer in time: {exc}")
     if isinstance(exc, InvalidRequest) and any(p in str(exc).lower() for p in _SCHEMA_PHRASES):
         hint = f"; create it with: {schema_hint}" if schema_hint else ""
-        return SchemaError(f"Cassandra schema problem at {where}: {exc}{hint}")
+        return SchemaError(f"Cassandra schema problem at {server}: {exc}{hint}")
     if isinstance(exc, DriverException):
-        return StorageError(f"Cassandra at {where} failed: {exc}")
-    return StorageError(f"Cassandra at {where} failed: {type(exc).__name__}: {exc}")
+        return StorageError(f"Cassandra at {server} failed: {exc}")
+    return StorageError(f"Cassandra at {server} failed: {type(exc).__name__}: {exc}")
 
 
 def _resolve(future: asyncio.Future[T], value: T) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Self, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 from weakref import WeakKeyDictionary
 
 import anyio
@@ -223,7 +223,7 @@ class CassandraClient:
                 try:
                     self._cluster, self._session = await bridge.run_blocking(self._connect_blocking)
                 except Exception as exc:
-                    raise self._error(exc) from exc
+                    self._raise_translated(exc)
             if self._profile is None:
                 # A private copy of the session's default profile: rows as tuples and our
                 # consistency / timeout, whatever the (possibly injected) session uses.
@@ -255,9 +255,15 @@ class CassandraClient:
                     self._schema_checked = True
         return session
 
-    def _error(self, exc: BaseException) -> Exception:
+    def _raise_translated(self, exc: Exception) -> NoReturn:
+        """Raise aiostream's error for a driver error, ``from`` it (others as they are)."""
         hint = create_schema_command(self.hosts, self.port, self.keyspace, self.extra_columns)
-        return bridge.translate_error(exc, self._where, hint)
+        error = bridge.translate_error(exc, self._where, schema_hint=hint)
+        if error is None:
+            raise exc
+        for note in getattr(exc, "__notes__", ()):
+            error.add_note(note)  # e.g. how many statements of a pipeline failed
+        raise error from exc
 
     # -- executing -------------------------------------------------------------------------------
 
@@ -273,7 +279,7 @@ class CassandraClient:
                     try:
                         statement = await bridge.run_blocking(session.prepare, cql)
                     except Exception as exc:
-                        raise self._error(exc) from exc
+                        self._raise_translated(exc)
                     cache[cql] = statement
         return statement
 
@@ -286,7 +292,7 @@ class CassandraClient:
                     session, statement, profile=self._profile, all_pages=all_pages
                 )
             except Exception as exc:
-                raise self._error(exc) from exc
+                self._raise_translated(exc)
 
     async def _run(
         self, cql: str, params: Sequence[Any], *, all_pages: bool = False
@@ -343,11 +349,7 @@ class CassandraClient:
                 rows=rows,
             )
         except Exception as exc:
-            error = self._error(exc)
-            if error is not exc:
-                for note in getattr(exc, "__notes__", ()):
-                    error.add_note(note)  # how many statements failed
-            raise error from exc
+            self._raise_translated(exc)
         finally:
             for _ in range(taken):
                 self._slots.release()

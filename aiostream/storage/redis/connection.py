@@ -186,8 +186,13 @@ def describe_server(client: Any) -> str:
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
 
 
-def translate_error(server: str, operation: str, exc: BaseException) -> Exception | None:
+def translate_error(exc: BaseException, server: str, *, operation: str) -> StorageError | None:
     """aiostream's exception for a redis-py one (None: not a Redis error, let it through).
+
+    Args:
+        exc: What redis-py raised.
+        server: The server (or cluster) the storage talks to, named in the message.
+        operation: The storage operation that failed, named in the message.
 
     Returns:
         :class:`StorageTimeoutError` when the server did not answer in time,

@@ -122,7 +122,7 @@ class _Operation:
         # Returns None, never True: an exception is translated or passed on, never eaten.
         if exc is None:
             return
-        translated = translate_error(self.storage.server, self.operation, exc)
+        translated = translate_error(exc, self.storage.server, operation=self.operation)
         if translated is not None:
             raise translated from exc
 
