@@ -32,15 +32,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiostream.exceptions import ConfigurationError, SchemaError
 
-if TYPE_CHECKING:
-    from aiostream.storage.cassandra.client import CassandraClient
-
 __all__ = [
     "BASE_COLUMNS",
+    "SchemaTarget",
     "TABLES",
     "check_schema",
     "create_schema",
@@ -76,6 +74,29 @@ BASE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 # Extra columns (for a custom activity model) go where activities are stored.
 EXTRA_COLUMN_TABLES = (TIMELINE, ACTIVITIES)
+
+
+class SchemaTarget(Protocol):
+    """What creating and checking the schema needs of a storage: where it points, and a
+    way to run CQL without the schema check (a
+    :class:`~aiostream.storage.cassandra.CassandraStorage` is one)."""
+
+    @property
+    def hosts(self) -> Sequence[str]: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def keyspace(self) -> str: ...
+
+    @property
+    def extra_columns(self) -> Mapping[str, str]: ...
+
+    async def execute_cql(
+        self, cql: str, params: Sequence[Any] = (), *, prepare: bool = True
+    ) -> list[tuple[Any, ...]]: ...
+
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,47}")
 _COLUMN = re.compile(r"[a-z][a-z0-9_]{0,47}")
@@ -191,7 +212,7 @@ def create_schema_command(
     return command
 
 
-async def _columns(storage: CassandraClient, keyspace: str, table: str) -> dict[str, str]:
+async def _columns(storage: SchemaTarget, keyspace: str, table: str) -> dict[str, str]:
     rows = await storage.execute_cql(
         "SELECT column_name, type FROM system_schema.columns "
         "WHERE keyspace_name = ? AND table_name = ?",
@@ -205,7 +226,7 @@ def _same_type(declared: str, stored: str) -> bool:
 
 
 async def create_schema(
-    storage: CassandraClient,
+    storage: SchemaTarget,
     *,
     replication: Mapping[str, Any] | None = None,
     extra_columns: Mapping[str, str] | None = None,
@@ -264,7 +285,7 @@ async def create_schema(
     return executed
 
 
-async def check_schema(storage: CassandraClient) -> None:
+async def check_schema(storage: SchemaTarget) -> None:
     """Raise :class:`SchemaError` naming the fix if a keyspace, table or column is missing."""
     keyspace = storage.keyspace
     command = create_schema_command(storage.hosts, storage.port, keyspace, storage.extra_columns)
