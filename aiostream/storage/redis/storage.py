@@ -31,11 +31,11 @@ negative length, before anything is sent.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+import anyio
 from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
@@ -221,7 +221,7 @@ class RedisStorage:
         # Whether the cluster runs scripts over several slots of one node (Redis 7+);
         # None until the first fanout tells.
         self._cross_slot: bool | None = None
-        self._init_lock: asyncio.Lock | None = None
+        self._init_lock = anyio.Lock()
         # Concurrent page reads share round trips (standalone: a cluster pipeline
         # splits by node and would gain little).
         self._reads = None if self.cluster else ReadBatcher(client)
@@ -274,8 +274,6 @@ class RedisStorage:
         # redis-py's RedisCluster sets itself up on first use; tasks that all make their
         # first call at once race in that set-up (redis-py 8.1: "'NoneType' object has
         # no attribute 'writelines'"). One task initializes, the others wait.
-        if self._init_lock is None:
-            self._init_lock = asyncio.Lock()
         async with self._init_lock:
             if self._cluster_pending:
                 await self._c.initialize()
