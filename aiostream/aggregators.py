@@ -110,11 +110,9 @@ class BaseAggregator(ABC):
 
 
 class RecentRankMixin:
-    """Ranks groups by their last update, newest first."""
-
-    def rank(self, aggregated: Sequence[AggregatedActivity]) -> list[AggregatedActivity]:
-        """Newest update first."""
-        return sorted(aggregated, key=lambda a: a.serialization_id, reverse=True)
+    """Ranking by last update, newest first: what :meth:`BaseAggregator.rank` does
+    already. Kept, adding nothing, because Stream Framework aggregators mix it in
+    (``class MyAggregator(RecentRankMixin, BaseAggregator)`` keeps working)."""
 
 
 class RecentVerbAggregator(RecentRankMixin, BaseAggregator):
