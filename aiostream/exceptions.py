@@ -23,7 +23,8 @@ Stream Framework API names them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -118,3 +119,24 @@ class FanoutError(AiostreamError):
 ActivityNotFound = ActivityNotFoundError
 DuplicateActivityException = DuplicateActivityError
 SerializationException = SerializationError
+
+
+@contextmanager
+def requires_extra(module: str, needs: str, extra: str) -> Iterator[None]:
+    """Imports of an optional dependency, whose absence says which extra installs it.
+
+    Example::
+
+        with requires_extra("aiostream.metrics.statsd", "the 'statsd' package", "statsd"):
+            import statsd
+
+    Raises:
+        ImportError: ``"<module> needs <needs>: pip install 'aiostream-feeds[<extra>]'"``,
+            from the original one.
+    """
+    try:
+        yield
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            f"{module} needs {needs}: pip install 'aiostream-feeds[{extra}]'"
+        ) from exc

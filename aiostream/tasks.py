@@ -69,7 +69,9 @@ from typing import Any, Protocol
 
 import anyio
 
-try:
+from aiostream.exceptions import requires_extra
+
+with requires_extra("aiostream.tasks", "arq", "redis,arq"):
     from arq import Retry, create_pool
     from arq.connections import ArqRedis, RedisSettings
     from arq.constants import job_key_prefix, result_key_prefix
@@ -80,10 +82,6 @@ try:
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "aiostream.tasks needs arq: pip install 'aiostream-feeds[redis,arq]'"
-    ) from exc
 
 from aiostream.concurrency import run_bounded
 from aiostream.exceptions import (

@@ -32,16 +32,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aiostream import __version__
-from aiostream.exceptions import ConfigurationError
+from aiostream.exceptions import ConfigurationError, requires_extra
 from aiostream.metrics import Metrics, _bucket_bounds
 
-try:
+with requires_extra("aiostream.metrics.otel", "the 'opentelemetry-api' package", "otel"):
     from opentelemetry.metrics import Counter, Histogram, Meter, MeterProvider, get_meter
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "aiostream.metrics.otel needs the 'opentelemetry-api' package: "
-        "pip install 'aiostream-feeds[otel]'"
-    ) from exc
 
 __all__ = ["OpenTelemetryMetrics"]
 

@@ -27,16 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aiostream.exceptions import ConfigurationError
+from aiostream.exceptions import ConfigurationError, requires_extra
 from aiostream.metrics import Metrics, _bucket_bounds
 
-try:
+with requires_extra(
+    "aiostream.metrics.prometheus", "the 'prometheus-client' package", "prometheus"
+):
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "aiostream.metrics.prometheus needs the 'prometheus-client' package: "
-        "pip install 'aiostream-feeds[prometheus]'"
-    ) from exc
 
 __all__ = ["PrometheusMetrics"]
 

@@ -24,15 +24,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiostream.exceptions import ConfigurationError
+from aiostream.exceptions import ConfigurationError, requires_extra
 from aiostream.metrics import Metrics
 
-try:
+with requires_extra("aiostream.metrics.statsd", "the 'statsd' package", "statsd"):
     import statsd
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "aiostream.metrics.statsd needs the 'statsd' package: pip install 'aiostream-feeds[statsd]'"
-    ) from exc
 
 __all__ = ["StatsdMetrics"]
 

@@ -21,12 +21,10 @@ server. The key layout is documented in :mod:`aiostream.storage.redis.layout`.
 here are the registry's own.
 """
 
-try:
+from aiostream.exceptions import requires_extra
+
+with requires_extra("aiostream.storage.redis", "redis-py", "redis"):
     import redis.asyncio  # noqa: F401
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "aiostream.storage.redis needs redis-py: pip install 'aiostream-feeds[redis]'"
-    ) from exc
 
 from aiostream.settings import Settings
 from aiostream.storage.redis.connection import ClientOptions
