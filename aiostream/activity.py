@@ -29,6 +29,7 @@ from aiostream.exceptions import (
     UnknownVerbError,
     ValidationError,
 )
+from aiostream.group_format import inherit_declared
 from aiostream.ids import check_time, make_id
 from aiostream.text import lone_surrogate, unwritable_int
 from aiostream.verbs import Verb, VerbRegistry, default_registry
@@ -45,6 +46,8 @@ __all__ = [
 
 MAX_AGGREGATED_ACTIVITIES_LENGTH = 15
 _LAZY_FIELDS = ("actor", "object", "target")
+# What AggregatedActivity.append, the stock merge rule, depends on (see server_mergeable).
+_MERGE_RULE = ("append", "copy", "contains", "activity_ids", "serialization_id")
 
 
 def group_key(group: object) -> str:
@@ -129,7 +132,19 @@ class Activity:
         ValidationError: a required field is missing or of the wrong type, or ``time`` is
             out of range.
         UnknownVerbError: the verb is not registered.
+
+    Class attributes:
+        inline_from_storage: Whether serializers may build this class's activities read
+            from storage the way the stock :meth:`from_storage` does, without calling it
+            (the read path of every feed). True here; a subclass that overrides
+            :meth:`from_storage` gets False unless it sets it in its own body.
     """
+
+    inline_from_storage: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inherit_declared(cls, "inline_from_storage", ("from_storage",))
 
     def __init__(
         self,
@@ -276,14 +291,23 @@ class AggregatedActivity:
     """A group of activities shown as one entry ("alice and 3 others loved your pin").
 
     Holds the newest ``max_aggregated_activities_length`` activities (in id order, oldest
-    first) and
-    counts the older ones it let go in ``minimized_activities``.
+    first) and counts the older ones it let go in ``minimized_activities``.
+    :meth:`append` is the merge rule of aggregated feeds.
 
     Args:
         group: The aggregator's group key (e.g. ``"3-2024-05-01"``).
         activities: Initial activities, appended in order.
         created_at: When the group was created (defaults to its first activity's time).
         updated_at: When it last changed (defaults to its newest activity's time).
+
+    Class attributes:
+        max_aggregated_activities_length: Activities a group keeps (15).
+        server_mergeable: Whether a storage may merge activities into stored groups of
+            this class itself, applying a copy of :meth:`append` (Redis does, in one
+            script; see :class:`~aiostream.storage.base.GroupMergeStorage`). True here;
+            a subclass that overrides :meth:`append`, :meth:`copy`, :meth:`contains`,
+            :attr:`activity_ids` or :attr:`serialization_id` gets False (its feeds read
+            the groups and write them back) unless it sets it in its own body.
 
     Example::
 
@@ -298,6 +322,11 @@ class AggregatedActivity:
     """
 
     max_aggregated_activities_length: ClassVar[int] = MAX_AGGREGATED_ACTIVITIES_LENGTH
+    server_mergeable: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inherit_declared(cls, "server_mergeable", _MERGE_RULE)
 
     def __init__(
         self,

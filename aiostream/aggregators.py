@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 
 from aiostream.activity import Activity, AggregatedActivity, NotificationActivity, group_key
 from aiostream.exceptions import DuplicateActivityError
+from aiostream.group_format import inherit_declared
 
 __all__ = [
     "BaseAggregator",
@@ -27,6 +29,8 @@ __all__ = [
 ]
 
 Changed = tuple[AggregatedActivity, AggregatedActivity]
+# What the stock merge rule depends on (see server_mergeable).
+_MERGE_RULE = ("merge", "group_activities")
 
 
 class BaseAggregator(ABC):
@@ -35,7 +39,21 @@ class BaseAggregator(ABC):
     Args:
         aggregated_activity_class: Class of the groups it builds.
         activity_class: Class of the activities it groups (informational).
+
+    Class attributes:
+        server_mergeable: Whether a storage may merge new activities into the stored
+            groups itself, as :meth:`merge` does here (by
+            :meth:`~aiostream.activity.AggregatedActivity.append`), when the group class
+            and the serializers allow it too. True here; a subclass that overrides
+            :meth:`merge` or :meth:`group_activities` gets False unless it sets it in its
+            own body (:meth:`get_group` and :meth:`rank` do not matter).
     """
+
+    server_mergeable: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inherit_declared(cls, "server_mergeable", _MERGE_RULE)
 
     def __init__(
         self,

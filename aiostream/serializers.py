@@ -6,13 +6,10 @@ Stored forms (compact JSON arrays, first element the format version):
   ``extra_context`` as a seventh element when it is not empty;
 * group: ``[2, group, created_us, updated_us, seen_us, read_us, minimized, [activity...]]``
   (times in microseconds since the epoch, ``null`` when unset; activities embedded
-  without their version element, oldest first), written with the activities separated
-  by ``\x1f`` instead of ``,`` and followed by ``\x1e`` and the activities' ids (26 hex
-  digits each, in the same order). JSON escapes every control character, so neither
-  separator can occur anywhere else: the Redis backend merges new activities into a
-  stored group on the server, splitting on them, without parsing any JSON; readers
-  turn the ``\x1f`` back into ``,`` and decode the whole group in one call. Version 1
-  (the same array, plain JSON, without the ids) is still read.
+  without their version element, oldest first), with separators and the activities'
+  ids that let a server merge into it without parsing JSON: :mod:`aiostream.group_format`
+  owns that format. Version 1 (the same array, plain JSON, without the ids) is still
+  read.
 
 ``extra_context`` holds JSON values plus datetimes, dates, Decimals and UUIDs, which are
 written as one-key tagged objects (``{"$dt": "..."}`` …). A dict of the user's own that
@@ -38,13 +35,23 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.exceptions import AiostreamError, SerializationError
+from aiostream.group_format import (
+    GROUP_FORMAT_VERSION,
+    GROUP_OPENING,
+    MergeParts,
+    group_header,
+    ids_match,
+    inherit_declared,
+    join_group,
+    split_group,
+    to_json,
+)
 from aiostream.ids import (
     EPOCH,
-    ID_KEY_WIDTH,
     MICROSECOND,
     datetime_to_us,
     id_to_key,
@@ -79,22 +86,22 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """Version of the stored activity format."""
-GROUP_FORMAT_VERSION = 2
-"""Version of the stored group format written (version 1 is still read)."""
 MAX_NESTING = 100
 """How deep lists and dicts may nest in ``extra_context`` (``extra_context`` itself not
 counted): ``{"a": [[1]]}`` nests 2 deep. Deeper is a SerializationError; the limit keeps
 writing and reading far from Python's recursion limit (JSON nests deeper still: a dict
 with ``$`` keys takes 3 levels)."""
 
-_ROW_SEPARATOR = "\x1f"
-_IDS_SEPARATOR = "\x1e"
-_GROUP_OPENING = f"[{GROUP_FORMAT_VERSION},"
-
 A = TypeVar("A", bound=Activity)
 G = TypeVar("G", bound=AggregatedActivity)
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+# What the stock merge rule depends on, for server_mergeable (see inherit_declared): the
+# pieces of a stored group (merge_parts, from check and to_data) and the stored group
+# a storage merges into (dumps writes it, loads reads back what the storage wrote).
+_ACTIVITY_MERGE_RULE = ("check", "to_data")
+_GROUP_MERGE_RULE = ("check", "dumps", "merge_parts", "loads", "_build")
 
 
 def encode_value(value: Any, path: str, depth: int = 0) -> Any:
@@ -229,10 +236,6 @@ def _decode(text: str) -> Any:
     return value
 
 
-# Activities whose class keeps this from_storage are built inline (see from_rows).
-_ACTIVITY_FROM_STORAGE = getattr(Activity.from_storage, "__func__", None)
-
-
 def _parse(payload: str | bytes, what: str) -> list[Any]:
     try:
         data: list[Any] = _decode(payload.decode() if isinstance(payload, bytes) else payload)
@@ -263,7 +266,19 @@ class ActivitySerializer(Generic[A]):
     Args:
         activity_class: Class built by :meth:`loads` (a subclass of Activity).
         verbs: Registry used to resolve verb ids when reading.
+
+    Class attributes:
+        server_mergeable: Whether a storage may merge activities in the form
+            :meth:`to_data` gives them into stored groups itself (see
+            :class:`AggregatedActivitySerializer`). True here; a subclass that overrides
+            :meth:`check` or :meth:`to_data` gets False unless it sets it in its own body.
     """
+
+    server_mergeable: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inherit_declared(cls, "server_mergeable", _ACTIVITY_MERGE_RULE)
 
     def __init__(self, activity_class: type[A], verbs: VerbRegistry = default_registry) -> None:
         self.activity_class = activity_class
@@ -306,16 +321,18 @@ class ActivitySerializer(Generic[A]):
     def from_rows(self, rows: list[Any], *, versioned: bool = False) -> list[A]:
         """:meth:`from_data` of many rows (with their version element when ``versioned``).
 
-        The read path of every feed: when ``activity_class`` keeps the stock
-        :meth:`~aiostream.activity.Activity.from_storage`, activities are built inline,
-        which halves the cost per activity; an override is always called.
+        The read path of every feed: when ``activity_class`` says so
+        (:attr:`~aiostream.activity.Activity.inline_from_storage`, True unless it
+        overrides :meth:`~aiostream.activity.Activity.from_storage`), activities are
+        built inline, as the stock ``from_storage`` builds them, which halves the cost
+        per activity; else its ``from_storage`` is called.
 
         Raises:
             SerializationError: a versioned row of an unknown format.
             ValueError, TypeError: a malformed row.
         """
         cls = self.activity_class
-        if getattr(cls.from_storage, "__func__", None) is not _ACTIVITY_FROM_STORAGE:
+        if not cls.inline_from_storage:
             if versioned:
                 for row in rows:
                     _check_version(row, "activity")
@@ -417,7 +434,21 @@ class AggregatedActivitySerializer(Generic[G, A]):
     Args:
         aggregated_activity_class: Class built by :meth:`loads`.
         activity_serializer: Serializer of the embedded activities.
+
+    Class attributes:
+        server_mergeable: Whether groups in the stored form of this serializer may be
+            merged into by a storage itself (:mod:`aiostream.group_format`), which an
+            aggregated feed allows only when its aggregator, group class and both
+            serializers all declare it. True here; a subclass that overrides
+            :meth:`check`, :meth:`dumps`, :meth:`merge_parts` or :meth:`loads` gets False
+            unless it sets it in its own body.
     """
+
+    server_mergeable: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inherit_declared(cls, "server_mergeable", _GROUP_MERGE_RULE)
 
     def __init__(
         self, aggregated_activity_class: type[G], activity_serializer: ActivitySerializer[A]
@@ -463,13 +494,12 @@ class AggregatedActivitySerializer(Generic[G, A]):
             rows.append(text)
             ids.append(id_to_key(activity_id))
         header = group_header(aggregated.group)
-        payload = (
-            f"{header}{_json_us(aggregated.created_at)},{_json_us(aggregated.updated_at)},"
+        numbers = (
+            f"{_json_us(aggregated.created_at)},{_json_us(aggregated.updated_at)},"
             f"{_json_us(aggregated.seen_at)},{_json_us(aggregated.read_at)},"
-            f"{int(aggregated.minimized_activities)},["
-            f"{_ROW_SEPARATOR.join(rows)}]]{_IDS_SEPARATOR}{''.join(ids)}"
+            f"{int(aggregated.minimized_activities)}"
         )
-        return MergeParts(header, payload, items)
+        return MergeParts(header, join_group(header, numbers, rows, ids), items)
 
     def loads(self, payload: str | bytes) -> G:
         """Deserialize one group (either stored format).
@@ -479,16 +509,16 @@ class AggregatedActivitySerializer(Generic[G, A]):
             UnknownVerbError: a verb is not registered.
         """
         text = payload.decode() if isinstance(payload, bytes) else payload
-        if text.startswith(_GROUP_OPENING):
-            body, separator, ids = text.partition(_IDS_SEPARATOR)
+        if text.startswith(GROUP_OPENING):
+            body, ids = split_group(text)
             try:
-                data = _decode(body.replace(_ROW_SEPARATOR, ","))
+                data = _decode(to_json(body))
             except ValueError as exc:
                 raise SerializationError(
                     "aggregated", f"stored payload is not JSON: {text[:60]!r}"
                 ) from exc
             _check_version(data, "aggregated", text, GROUP_FORMAT_VERSION)
-            if not separator or not _ids_match(data, ids):
+            if not ids_match(data, ids):
                 raise SerializationError("aggregated", f"malformed payload {text[:60]!r}")
         else:
             data = _parse(text, "aggregated")
@@ -508,22 +538,18 @@ class AggregatedActivitySerializer(Generic[G, A]):
             return [self.loads(p) for p in payloads]
         try:
             bodies: list[str] = []
-            ids: list[str] = []
+            ids: list[str | None] = []
             for payload in payloads:
-                if not isinstance(payload, str) or not payload.startswith(_GROUP_OPENING):
+                if not isinstance(payload, str) or not payload.startswith(GROUP_OPENING):
                     raise ValueError("not the current format")
-                body, separator, tail = payload.partition(_IDS_SEPARATOR)
-                if not separator:
-                    raise ValueError("no ids")
+                body, tail = split_group(payload)
                 bodies.append(body)
                 ids.append(tail)
-            page = _decode("[" + ",".join(bodies).replace(_ROW_SEPARATOR, ",") + "]")
+            page = _decode("[" + to_json(",".join(bodies)) + "]")
             if len(page) == len(payloads):
                 groups: list[G] = []
                 for data, tail, payload in zip(page, ids, payloads, strict=True):
-                    if not (
-                        isinstance(data, list) and data and data[0] == GROUP_FORMAT_VERSION
-                    ) or not _ids_match(data, tail):
+                    if not ids_match(data, tail):
                         raise ValueError("malformed")
                     groups.append(self._build(data, payload))
                 return groups
@@ -548,28 +574,6 @@ class AggregatedActivitySerializer(Generic[G, A]):
         except (ValueError, TypeError) as exc:
             raise SerializationError("aggregated", f"malformed payload {payload[:60]!r}") from exc
         return aggregated
-
-
-def _ids_match(data: list[Any], ids: str) -> bool:
-    """Whether a decoded format-2 group has as many stored ids as activities."""
-    return len(data) == 8 and isinstance(data[7], list) and len(ids) == ID_KEY_WIDTH * len(data[7])
-
-
-class MergeParts(NamedTuple):
-    """A group's stored form and its pieces (see
-    :meth:`AggregatedActivitySerializer.merge_parts`)."""
-
-    header: str
-    """What every stored payload of the group starts with: :func:`group_header`."""
-    payload: str
-    """The whole stored form."""
-    items: list[tuple[int, int, str]]
-    """``(id, time in microseconds, stored form)`` of each activity, oldest first."""
-
-
-def group_header(group: str) -> str:
-    """The start of every stored payload of ``group``: ``[2,"<group>",`` in JSON."""
-    return f"{_GROUP_OPENING}{_dumps(group)},"
 
 
 def _json_us(value: dt.datetime | None) -> str:

@@ -4,8 +4,10 @@ Each group is stored once per feed, keyed by the aggregator's group key, so a gr
 appears twice however old it is. Adding activities is a read-modify-write of the groups
 they fall into, committed with a compare-and-set: concurrent writers on one feed (many
 tasks, many workers) retry instead of overwriting each other. A storage that can merge
-activities into stored groups itself (Redis) does so in one atomic step instead, unless
-the aggregator or the group class change the stock merge rules.
+activities into stored groups itself (Redis) does so in one atomic step instead, when
+the aggregator, the group class and the serializers all declare that they keep the stock
+merge rule (``server_mergeable``, True for the stock classes; a subclass that overrides
+what the rule depends on gets False unless it says otherwise in its own body).
 
 Example::
 
@@ -28,13 +30,10 @@ from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import BaseFeed, _ids_of, _length, _maybe_await, format_key
 from aiostream.metrics import Metrics
 from aiostream.query import Query
-from aiostream.serializers import ActivitySerializer, AggregatedActivitySerializer
+from aiostream.serializers import AggregatedActivitySerializer
 from aiostream.storage.base import FeedStorage, GroupChange, GroupMerge, GroupRecord
 
 __all__ = ["AggregatedFeed"]
-
-# What AggregatedActivity.append does, which storages that merge groups themselves apply.
-_MERGE_RULES = ("append", "copy", "contains", "activity_ids", "serialization_id")
 
 
 class AggregatedFeed(BaseFeed):
@@ -177,8 +176,8 @@ class AggregatedFeed(BaseFeed):
         results: bool,
     ) -> tuple[int, list[AggregatedActivity]] | None:
         """Let the storage merge the new activities into their groups, in one step, when
-        it can (:class:`~aiostream.storage.base.GroupMergeStorage`) and the merge rules
-        are the stock ones it implements.
+        it can (:class:`~aiostream.storage.base.GroupMergeStorage`) and the stock merge
+        rule it implements applies (:meth:`_server_mergeable`).
 
         Returns:
             How many groups were written, and the new groups then (when ``results``) the
@@ -187,7 +186,7 @@ class AggregatedFeed(BaseFeed):
         """
         merge_groups = getattr(self._io, "merge_groups", None)
         serializer = self.get_aggregated_serializer()
-        if merge_groups is None or not self._stock_merge(aggregator, serializer):
+        if merge_groups is None or not self._server_mergeable(aggregator, serializer):
             return None
         merges = []
         for name, incoming in grouped.items():
@@ -210,25 +209,23 @@ class AggregatedFeed(BaseFeed):
             groups += [self._load(record) for created, record in written if not created]
         return len(written), groups
 
-    def _stock_merge(
+    def _server_mergeable(
         self,
         aggregator: BaseAggregator,
         serializer: AggregatedActivitySerializer[AggregatedActivity, Activity],
     ) -> bool:
-        """Whether grouping and merging follow the stock rules a storage can apply
-        itself (no override of what decides them, stock serializers)."""
+        """Whether a storage may apply the stock merge rule itself: the aggregator, the
+        group class and both serializers declare it (``server_mergeable``), and the
+        group class keeps a plain cap."""
         group_class = self.aggregated_activity_class
+        cap = group_class.max_aggregated_activities_length
         return (
-            type(aggregator).merge is BaseAggregator.merge
-            and type(aggregator).group_activities is BaseAggregator.group_activities
-            and all(
-                getattr(group_class, name) is getattr(AggregatedActivity, name)
-                for name in _MERGE_RULES
-            )
-            and type(group_class.max_aggregated_activities_length) is int
-            and group_class.max_aggregated_activities_length >= 0
-            and type(serializer) is AggregatedActivitySerializer
-            and type(serializer.activity_serializer) is ActivitySerializer
+            aggregator.server_mergeable
+            and group_class.server_mergeable
+            and serializer.server_mergeable
+            and serializer.activity_serializer.server_mergeable
+            and type(cap) is int
+            and cap >= 0
         )
 
     async def remove_many(  # type: ignore[override]

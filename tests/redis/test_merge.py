@@ -1,8 +1,11 @@
 """Aggregated adds merged on the server (``MERGE_GROUPS``) store exactly what the
-read-modify-write of the other backends stores, and fall back to it when they must."""
+read-modify-write of the other backends stores, and fall back to it when they must; every
+storage that merges groups itself builds them as ``AggregatedActivity.append`` does; the
+merge is used exactly when the classes involved declare ``server_mergeable``."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -17,16 +20,20 @@ from aiostream import (
     Activity,
     AggregatedActivity,
     AggregatedFeed,
+    DuplicateActivityError,
     Love,
     NotificationActivity,
     NotificationFeed,
+    RecentVerbAggregator,
 )
 from aiostream.aggregators import BaseAggregator
 from aiostream.ids import datetime_to_us
 from aiostream.query import Query
-from aiostream.storage.base import GroupChange, GroupMerge, GroupRecord
+from aiostream.serializers import ActivitySerializer, AggregatedActivitySerializer
+from aiostream.storage.base import GroupChange, GroupMerge, GroupMergeStorage, GroupRecord
 from aiostream.storage.memory import MemoryStorage
 from aiostream.storage.redis import RedisStorage
+from tests.conftest import StorageFactory
 from tests.helpers import T0, Pin
 from tests.redis.conftest import StorageOpener
 from tests.redis.test_scripts import snapshot
@@ -224,3 +231,173 @@ async def test_groups_in_the_first_format_are_read_and_merged(
     await feed.add(activity(5, 3, 3))
     await oracle.add(activity(5, 3, 3))
     assert await records(storage, feed.key) == await records(oracle.storage, feed.key)
+
+
+# -- every storage that merges groups itself is held to AggregatedActivity.append --------
+
+
+@pytest.fixture
+def merging_storage(backend_name: str, storage_factory: StorageFactory) -> StorageFactory:
+    """Opens storages of this backend if it merges groups itself, else skips."""
+
+    async def merges() -> bool:
+        async with storage_factory() as storage:
+            return isinstance(storage, GroupMergeStorage)
+
+    if not anyio.run(merges):
+        pytest.skip(f"{backend_name} has no merge_groups (feeds merge in Python)")
+    return storage_factory
+
+
+@st.composite
+def merge_batches(draw: st.DrawFn) -> list[list[Activity]]:
+    """Activities merged batch after batch: several groups (verbs and days), equal
+    times, awkward extra_context, repeats within and across batches, sometimes 40 in
+    few groups (past any cap)."""
+    verbs = draw(st.sampled_from([(Love,), (Love, Pin)]))
+    span = draw(st.sampled_from([10**6, 11 * 3600 * 10**6, 2 * 86400 * 10**6]))
+    one = st.builds(
+        lambda actor, verb, obj, us, tag: Activity(
+            actor,
+            verb,
+            obj,
+            time=T0 + dt.timedelta(microseconds=us),
+            extra_context={"note": f"{tag}\x1f]],\x1e"} if tag else None,
+        ),
+        st.integers(0, 40),
+        st.sampled_from(verbs),
+        st.integers(0, 3),
+        st.one_of(st.just(0), st.integers(0, span)),
+        st.sampled_from(["", "x", 'q"{"$dt":1}']),
+    )
+    size = draw(st.sampled_from([3, 12, 40]))
+    pool = draw(st.lists(one, min_size=size, max_size=size, unique_by=lambda a: a.serialization_id))
+    repeats = draw(st.lists(st.sampled_from(pool), max_size=10))
+    stream = draw(st.permutations(pool + repeats))
+    cuts = sorted(set(draw(st.lists(st.integers(1, len(stream) - 1), max_size=8))))
+    return [stream[a:b] for a, b in itertools.pairwise([0, *cuts, len(stream)])]
+
+
+@SETTINGS
+@given(
+    batches=merge_batches(),
+    aggregator_class=st.sampled_from([RecentVerbAggregator, Awkward]),
+    group_class=st.sampled_from([AggregatedActivity, SmallGroup]),
+    track_markers=st.booleans(),
+)
+def test_merge_groups_builds_groups_as_append_does(
+    merging_storage: StorageFactory,
+    batches: list[list[Activity]],
+    aggregator_class: type[BaseAggregator],
+    group_class: type[AggregatedActivity],
+    track_markers: bool,
+) -> None:
+    """``merge_groups`` of each batch, as an aggregated add sends it, writes exactly the
+    groups (payload, id, version) that appending the batch's activities to the group
+    built so far in Python gives, and only the groups that changed."""
+    aggregator = aggregator_class(group_class)
+    serializer = AggregatedActivitySerializer(group_class, ActivitySerializer(Activity))
+    cap = group_class.max_aggregated_activities_length
+
+    def record(group: AggregatedActivity, version: int) -> GroupRecord:
+        return GroupRecord(group.group, group.serialization_id, serializer.dumps(group), version)
+
+    async def run() -> None:
+        key = f"merge:append:{next(users)}"
+        expected: dict[str, tuple[AggregatedActivity, int]] = {}
+        async with merging_storage() as storage:
+            assert isinstance(storage, GroupMergeStorage)
+            for batch in batches:
+                grouped = aggregator.group_activities(batch)
+                merges = []
+                for name, incoming in grouped.items():
+                    parts = serializer.merge_parts(incoming)
+                    new = GroupRecord(name, incoming.serialization_id, parts.payload)
+                    merges.append(GroupMerge(name, parts.header, new, parts.items))
+                written = await storage.merge_groups(
+                    key, merges, cap=cap, max_length=None, track_markers=track_markers
+                )
+
+                changed: list[tuple[bool, GroupRecord]] = []
+                for name, incoming in grouped.items():
+                    if name not in expected:
+                        expected[name] = (incoming, 1)
+                        changed.append((True, record(incoming, 1)))
+                        continue
+                    before, version = expected[name]
+                    after = before.copy()
+                    for activity in incoming.activities:
+                        with contextlib.suppress(DuplicateActivityError):
+                            after.append(activity)
+                    if (after.activity_ids, after.minimized_activities) != (
+                        before.activity_ids,
+                        before.minimized_activities,
+                    ):
+                        expected[name] = (after, version + 1)
+                        changed.append((False, record(after, version + 1)))
+                assert written == changed
+
+            stored = await storage.get_groups(key, sorted(expected))
+            assert stored == {name: record(*expected[name]) for name in expected}
+            for name, (group, _) in expected.items():
+                assert serializer.loads(stored[name].payload) == group
+
+            markers = len(expected) if track_markers else 0
+            assert await storage.count_markers(key) == (markers, markers)
+
+    anyio.run(run)
+
+
+# -- the server merge is used exactly when every class involved declares it -------------
+
+
+class DeclaredMerge(RecentVerbAggregator):
+    """Overrides merge, and declares that it keeps the stock rule."""
+
+    server_mergeable = True
+
+    def merge(self, aggregated: Any, activities: Any) -> Any:
+        return super().merge(aggregated, activities)
+
+
+class DeclaredMergeFeed(AggregatedFeed):
+    key_format = "merge:declared:%(user_id)s"
+    aggregator_class = DeclaredMerge
+
+
+class LooseSerializer(ActivitySerializer[Activity]):
+    """Changes what the stored rows are made of, without a thought for the server."""
+
+    def to_data(self, activity: Activity) -> list[Any]:
+        return super().to_data(activity)
+
+
+class LooseSerializerFeed(AggregatedFeed):
+    key_format = "merge:loose:%(user_id)s"
+
+    @classmethod
+    def get_activity_serializer(cls) -> Any:
+        return LooseSerializer(cls.activity_class)
+
+
+async def merge_calls(storage: RedisStorage, monkeypatch: Any, feed: AggregatedFeed) -> int:
+    calls = 0
+    merge_groups = storage.merge_groups
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return await merge_groups(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "merge_groups", counted)
+    await feed.add(activity(1, 1, 0))
+    await feed.add(activity(2, 1, 1))
+    assert [len(g) for g in await feed[:]] == [2]
+    return calls
+
+
+async def test_declared_overrides_merge_on_the_server_undeclared_ones_do_not(
+    storage: RedisStorage, monkeypatch: Any
+) -> None:
+    assert await merge_calls(storage, monkeypatch, DeclaredMergeFeed(1, storage=storage)) == 2
+    assert await merge_calls(storage, monkeypatch, LooseSerializerFeed(2, storage=storage)) == 0

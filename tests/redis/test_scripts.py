@@ -321,3 +321,34 @@ def test_unsupported_script_flags_are_recognised() -> None:
     assert unsupported_flags(ResponseError(redis6))
     assert not unsupported_flags(ResponseError("Script attempted to access a non local key"))
     assert not unsupported_flags(ResponseError("WRONGTYPE Operation against a key"))
+
+
+def test_the_lua_is_package_data_and_takes_its_constants_from_python() -> None:
+    import re
+    from importlib.resources import files
+
+    from aiostream import group_format
+    from aiostream.storage.redis import scripts
+
+    lua = files("aiostream.storage.redis") / "lua"
+    sources = {
+        f"{d}{f.name}": f.read_text()
+        for d, top in (("", lua), ("lib/", lua / "lib"))
+        for f in top.iterdir()
+        if f.name.endswith(".lua")
+    }
+    used = {name for text in sources.values() for name in re.findall(r"\{\{(\w+)\}\}", text)}
+    assert used == set(scripts._CONSTANTS)
+    assert scripts._CONSTANTS["ID_WIDTH"] == str(group_format.ID_WIDTH)
+    assert scripts._CONSTANTS["ROW_SEPARATOR"] == '"\\031"'
+    assert scripts._CONSTANTS["IDS_SEPARATOR"] == '"\\030"'
+    # Every file is a script of its own or shared by some, and every placeholder is filled.
+    every = (*scripts.ALL_SCRIPTS, scripts.TIMELINES_CROSS_SLOT)  # loaded on its own
+    names = {s.name for s in every}
+    assert {n.removesuffix(".lua") for n in sources if "/" not in n} == names
+    for script in every:
+        assert "{{" not in script.source, script.name
+    for shared in (n for n in sources if n.startswith("lib/")):
+        function = re.search(r"local function (\w+)", sources[shared])
+        assert function and any(function.group(0) in s.source for s in every)
+    assert scripts.TIMELINES_CROSS_SLOT.source.startswith("#!lua flags=allow-cross-slot-keys\n")

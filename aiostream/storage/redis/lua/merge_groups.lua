@@ -1,0 +1,139 @@
+-- An aggregated add in one step: AggregatedActivity.append of the new activities to
+-- their stored groups, done here instead of a read and a compare-and-set. A copy of
+-- that Python rule, held to it by tests/redis/test_merge.py; its constants come from
+-- aiostream.group_format.
+-- KEYS: groups, group data, unseen, unread.
+-- ARGV[1]: track markers ('1'/'0'). ARGV[2]: max_length (-1: no trim).
+-- ARGV[3]: activities a group keeps (the oldest beyond it count as minimized).
+-- Then per group: name, header, id and payload to store if the group does not exist,
+-- n, then n times: activity id (hex), time (decimal microseconds), stored activity,
+-- in id order.
+-- Stored data is the id, the decimal version, '|', then the payload in
+-- aiostream.group_format's format {{GROUP_FORMAT_VERSION}}:
+--   header created,updated,seen,read,minimized,[row<US>row...]]<RS>id id ...
+-- (header = '[{{GROUP_FORMAT_VERSION}},"<name>",'; JSON never holds US or RS raw).
+-- Returns {-1}, having written nothing, when a stored group is in another format;
+-- else {n, then per written group: created (1/0), name, data}.
+local US, RS = {{ROW_SEPARATOR}}, {{IDS_SEPARATOR}}
+local ID_WIDTH, TIME_WIDTH = {{ID_WIDTH}}, {{TIME_WIDTH}}
+local track = ARGV[1] == '1'
+local maxlen = tonumber(ARGV[2])
+local cap = tonumber(ARGV[3])
+
+local function older(a, b)
+  -- a < b for hex ids, by value (string '<' follows the server's locale); each half
+  -- fits a double exactly.
+  local ta, tb = string.sub(a, 1, TIME_WIDTH), string.sub(b, 1, TIME_WIDTH)
+  if ta ~= tb then return tonumber(ta, 16) < tonumber(tb, 16) end
+  return tonumber(string.sub(a, TIME_WIDTH + 1), 16) < tonumber(string.sub(b, TIME_WIDTH + 1), 16)
+end
+
+local function parse(data, header)
+  local bar = string.find(data, '|', ID_WIDTH + 1, true)
+  if not bar then return nil end
+  local at = bar + 1 + #header
+  if string.sub(data, bar + 1, at - 1) ~= header then return nil end
+  local sep = string.find(data, RS, at, true)
+  if not sep or string.sub(data, sep - 2, sep - 1) ~= ']]' then return nil end
+  local created, updated, seen, read, minimized, first = string.match(
+    data, '^([^,]*),([^,]*),([^,]*),([^,]*),(%d+),%[()', at)
+  if not first then return nil end
+  local rows, last, pos = {}, sep - 3, first
+  while true do
+    local e = string.find(data, US, pos, true)
+    if not e or e > last then
+      rows[#rows + 1] = string.sub(data, pos, last)
+      break
+    end
+    rows[#rows + 1] = string.sub(data, pos, e - 1)
+    pos = e + 1
+  end
+  if #data - sep ~= ID_WIDTH * #rows then return nil end
+  local ids = {}
+  for k = 1, #rows do
+    ids[k] = string.sub(data, sep + ID_WIDTH * (k - 1) + 1, sep + ID_WIDTH * k)
+  end
+  return {
+    id = string.sub(data, 1, ID_WIDTH), version = tonumber(string.sub(data, ID_WIDTH + 1, bar - 1)),
+    created = created, updated = updated, seen = seen, read = read,
+    minimized = tonumber(minimized), rows = rows, ids = ids,
+  }
+end
+
+-- First every group is read and checked: nothing is written unless all can merge.
+local groups = {}
+local i = 4
+while i <= #ARGV do
+  local g = {name = ARGV[i], header = ARGV[i + 1], new_id = ARGV[i + 2],
+             payload = ARGV[i + 3], first = i + 5, n = tonumber(ARGV[i + 4])}
+  i = g.first + 3 * g.n
+  local data = redis.call('HGET', KEYS[2], g.name)
+  if data then
+    g.stored = parse(data, g.header)
+    if not g.stored then return {-1} end
+  end
+  groups[#groups + 1] = g
+end
+
+local out = {0}
+for _, g in ipairs(groups) do
+  local id, data
+  local stored = g.stored
+  if not stored then
+    id, data = g.new_id, g.new_id .. '1|' .. g.payload
+  else
+    local ids, rows = stored.ids, stored.rows
+    local created, updated, minimized = stored.created, stored.updated, stored.minimized
+    local changed, raised = false, false
+    for k = g.first, g.first + 3 * g.n - 1, 3 do
+      local new, time = ARGV[k], ARGV[k + 1]
+      local lo, hi = 1, #ids + 1
+      while lo < hi do
+        local mid = math.floor((lo + hi) / 2)
+        if older(ids[mid], new) then lo = mid + 1 else hi = mid end
+      end
+      if ids[lo] ~= new then
+        table.insert(ids, lo, new)
+        table.insert(rows, lo, ARGV[k + 2])
+        changed = true
+        local t = tonumber(time)
+        if created == 'null' or t < tonumber(created) then created = time end
+        if updated == 'null' or t > tonumber(updated) then updated, raised = time, true end
+        if #ids > cap then
+          table.remove(ids, 1)
+          table.remove(rows, 1)
+          minimized = minimized + 1
+        end
+      end
+    end
+    if changed then
+      -- The id is the update time (TIME_WIDTH hex digits), then the digest of the name.
+      id = stored.id
+      if raised then
+        id = string.format('%0{{TIME_WIDTH}}x', tonumber(updated))
+          .. string.sub(stored.id, TIME_WIDTH + 1)
+      end
+      data = id .. string.format('%d', stored.version + 1) .. '|' .. g.header
+        .. created .. ',' .. updated .. ',' .. stored.seen .. ',' .. stored.read .. ','
+        .. string.format('%d', minimized) .. ',[' .. table.concat(rows, US) .. ']]' .. RS
+        .. table.concat(ids)
+      redis.call('ZREM', KEYS[1], stored.id .. g.name)
+      redis.call('SREM', KEYS[3], stored.id)
+      redis.call('SREM', KEYS[4], stored.id)
+    end
+  end
+  if data then
+    redis.call('HSET', KEYS[2], g.name, data)
+    redis.call('ZADD', KEYS[1], 0, id .. g.name)
+    if track then
+      redis.call('SADD', KEYS[3], id)
+      redis.call('SADD', KEYS[4], id)
+    end
+    out[1] = out[1] + 1
+    out[#out + 1] = stored and 0 or 1
+    out[#out + 1] = g.name
+    out[#out + 1] = data
+  end
+end
+if out[1] > 0 and maxlen >= 0 then trim_groups(maxlen) end
+return out

@@ -1,0 +1,17 @@
+-- feed.add on a standalone server: store the activities and add them to the
+-- timelines in one command.
+-- KEYS[1..t]: timelines, then one activity shard per entry (in entry order).
+-- ARGV[1]: max_length (-1: no trim). ARGV[2]: t. ARGV[3..]: id, payload, id, ...
+local maxlen = tonumber(ARGV[1])
+local t = tonumber(ARGV[2])
+local members = {}
+for j = 3, #ARGV, 2 do
+  redis.call('HSET', KEYS[t + (j - 1) / 2], ARGV[j], ARGV[j + 1])
+  members[#members + 1] = 0
+  members[#members + 1] = ARGV[j]
+end
+for i = 1, t do
+  chunked('ZADD', KEYS[i], members)
+  if maxlen >= 0 then redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -maxlen - 1) end
+end
+return t

@@ -1,0 +1,37 @@
+-- KEYS: groups, group data, unseen, unread.
+-- ARGV[1]: track markers ('1'/'0'). ARGV[2]: max_length (-1: no trim).
+-- Then per change: name, expected version ('' = must not exist), new hex id
+-- ('' = delete), new data (version '|' payload).
+-- Compare every group first and write nothing on a mismatch: that is the
+-- compare-and-set concurrent writers of one feed rely on.
+local function version_of(data)
+  if not data then return '' end
+  return string.sub(data, {{ID_WIDTH}} + 1, string.find(data, '|', {{ID_WIDTH}} + 1, true) - 1)
+end
+for i = 3, #ARGV, 4 do
+  if version_of(redis.call('HGET', KEYS[2], ARGV[i])) ~= ARGV[i + 1] then return 0 end
+end
+local track = ARGV[1] == '1'
+for i = 3, #ARGV, 4 do
+  local name, new_id = ARGV[i], ARGV[i + 2]
+  local current = redis.call('HGET', KEYS[2], name)
+  if current then
+    local old_id = string.sub(current, 1, {{ID_WIDTH}})
+    redis.call('ZREM', KEYS[1], old_id .. name)
+    redis.call('SREM', KEYS[3], old_id)
+    redis.call('SREM', KEYS[4], old_id)
+  end
+  if new_id ~= '' then
+    redis.call('HSET', KEYS[2], name, new_id .. ARGV[i + 3])
+    redis.call('ZADD', KEYS[1], 0, new_id .. name)
+    if track then
+      redis.call('SADD', KEYS[3], new_id)
+      redis.call('SADD', KEYS[4], new_id)
+    end
+  elseif current then
+    redis.call('HDEL', KEYS[2], name)
+  end
+end
+local maxlen = tonumber(ARGV[2])
+if maxlen >= 0 then trim_groups(maxlen) end
+return 1
