@@ -23,6 +23,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Self, cast
 
+from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.exceptions import (
     ActivityNotFoundError,
     DuplicateActivityError,
@@ -31,14 +32,13 @@ from aiostream.exceptions import (
 )
 from aiostream.group_format import inherit_declared
 from aiostream.ids import check_time, make_id
-from aiostream.text import lone_surrogate, unwritable_int
 from aiostream.verbs import Verb, VerbRegistry, default_registry
 
 __all__ = [
-    "MAX_AGGREGATED_ACTIVITIES_LENGTH",
     "Activity",
     "AggregatedActivity",
     "DehydratedActivity",
+    "MAX_AGGREGATED_ACTIVITIES_LENGTH",
     "NotificationActivity",
     "group_key",
     "utcnow",

@@ -27,6 +27,27 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+__all__ = [
+    "ActivityNotFound",
+    "ActivityNotFoundError",
+    "AiostreamError",
+    "ConfigurationError",
+    "ConflictError",
+    "DuplicateActivityError",
+    "DuplicateActivityException",
+    "FanoutError",
+    "InvalidQueryError",
+    "SchemaError",
+    "SerializationError",
+    "SerializationException",
+    "StorageError",
+    "StorageTimeoutError",
+    "StorageUnavailableError",
+    "UnknownVerbError",
+    "ValidationError",
+    "requires_extra",
+]
+
 
 class AiostreamError(Exception):
     """Root of every exception aiostream raises on purpose."""

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Protocol
 
-from aiostream.concurrency import run_bounded
+from aiostream._concurrency import run_bounded
 from aiostream.exceptions import ConfigurationError, FanoutError
 
 __all__ = ["Dispatcher", "FanoutChunk", "FollowChunk", "InProcessDispatcher", "Job"]

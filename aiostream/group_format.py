@@ -5,7 +5,7 @@ storage may apply it on its server (Redis does, in one Lua script) only as a cop
 to it by a property test (``tests/redis/test_merge.py``). Everything that copy needs
 comes from here: the format version, the separators and the id layout below (the Lua
 scripts get them filled in when they are loaded, see
-:mod:`aiostream.storage.redis.scripts`), the pieces of one group (:class:`MergeParts`,
+:mod:`aiostream.storage.redis._scripts`), the pieces of one group (:class:`MergeParts`,
 built by :meth:`aiostream.serializers.AggregatedActivitySerializer.merge_parts`) and
 the declaration that a class keeps the stock rule (:func:`inherit_declared`, behind the
 ``server_mergeable`` attribute of aggregators, group classes and serializers).
@@ -38,9 +38,9 @@ __all__ = [
     "GROUP_OPENING",
     "IDS_SEPARATOR",
     "ID_WIDTH",
+    "MergeParts",
     "ROW_SEPARATOR",
     "TIME_WIDTH",
-    "MergeParts",
     "group_header",
     "ids_match",
     "inherit_declared",

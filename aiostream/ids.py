@@ -34,6 +34,7 @@ __all__ = [
     "MIN_TIME",
     "check_time",
     "checked_key",
+    "clamp_id",
     "datetime_to_us",
     "id_to_key",
     "id_to_time",

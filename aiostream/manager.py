@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any, ClassVar, cast
 
+from aiostream._concurrency import run_each
 from aiostream.activity import Activity
-from aiostream.concurrency import run_each
 from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.fanout import (
     Dispatcher,

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
+from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.exceptions import AiostreamError, SerializationError
 from aiostream.group_format import (
@@ -57,7 +58,6 @@ from aiostream.ids import (
     id_to_key,
     us_to_datetime,
 )
-from aiostream.text import lone_surrogate, unwritable_int
 from aiostream.verbs import VerbRegistry, default_registry
 
 
@@ -74,11 +74,11 @@ def _find_compiled_loads() -> Callable[[bytes], Any] | None:
 _compiled_loads = _find_compiled_loads()
 
 __all__ = [
+    "ActivitySerializer",
+    "AggregatedActivitySerializer",
     "FORMAT_VERSION",
     "GROUP_FORMAT_VERSION",
     "MAX_NESTING",
-    "ActivitySerializer",
-    "AggregatedActivitySerializer",
     "MergeParts",
     "encode_value",
     "group_header",

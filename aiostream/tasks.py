@@ -83,7 +83,7 @@ with requires_extra("aiostream.tasks", "arq", "redis,arq"):
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from aiostream.concurrency import run_bounded
+from aiostream._concurrency import run_bounded
 from aiostream.exceptions import (
     ConfigurationError,
     ConflictError,
@@ -97,11 +97,12 @@ from aiostream.settings import Settings
 from aiostream.storage.registry import Storages
 
 __all__ = [
+    "ArqDispatcher",
     "DEFAULT_QUEUE",
+    "FailedJob",
     "HIGH_QUEUE",
     "LOW_QUEUE",
-    "ArqDispatcher",
-    "FailedJob",
+    "ManagerFactory",
     "Queues",
     "fanout_operation",
     "fanout_operation_high",

@@ -49,7 +49,7 @@ import redis
 
 from aiostream import Activity, BaseFeed, Love, get_verb_by_id
 from aiostream.storage.redis import RedisStorage
-from aiostream.storage.redis.layout import FeedKeys, activity_shard_keys
+from aiostream.storage.redis._layout import FeedKeys, activity_shard_keys
 from benchmarks import chart
 from benchmarks.common import (
     RESULTS,

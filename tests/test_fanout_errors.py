@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from aiostream import FanoutError, Manager, StorageTimeoutError, StorageUnavailableError
-from aiostream.concurrency import run_each
+from aiostream._concurrency import run_each
 from aiostream.fanout import FollowChunk
 from aiostream.storage.memory import MemoryStorage
 from tests.helpers import (

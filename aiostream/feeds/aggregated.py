@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
+from aiostream._concurrency import RetryPolicy, run_each
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.aggregators import BaseAggregator, RecentVerbAggregator
-from aiostream.concurrency import RetryPolicy, run_each
 from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import BaseFeed, _ids_of, _length, _maybe_await, format_key
 from aiostream.metrics import Metrics

@@ -23,6 +23,7 @@ import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
+from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.activity import Activity
 from aiostream.exceptions import ActivityNotFoundError, ValidationError
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
@@ -30,7 +31,6 @@ from aiostream.query import Query, check_slice
 from aiostream.serializers import ActivitySerializer
 from aiostream.storage.base import Entry, FeedStorage
 from aiostream.storage.registry import default_storage
-from aiostream.text import lone_surrogate, unwritable_int
 from aiostream.verbs import VerbRegistry, default_registry
 
 __all__ = ["BaseFeed", "UserBaseFeed", "check_user_id", "format_key", "hybridmethod"]
@@ -47,7 +47,7 @@ def check_user_id(user_id: object, field: str = "user_id") -> str:
     Raises:
         ValidationError: naming ``field``, for any other value (``None``, a bool, ``""``),
             a str holding a lone surrogate or an int too wide to write in decimal (see
-            :mod:`aiostream.text`).
+            :mod:`aiostream._text`).
     """
     if isinstance(user_id, bool) or not isinstance(user_id, int | str):
         raise ValidationError(field, f"expected an int or a str, got {type(user_id).__name__}")

@@ -20,8 +20,8 @@ import anyio.to_thread
 import pytest
 from cassandra import OperationTimedOut
 
-from aiostream.storage.cassandra import pipeline as pipeline_module
-from aiostream.storage.cassandra.pipeline import execute_many
+from aiostream.storage.cassandra import _pipeline as pipeline_module
+from aiostream.storage.cassandra._pipeline import execute_many
 
 pytestmark = [pytest.mark.anyio, pytest.mark.cassandra]
 

@@ -18,7 +18,8 @@ from aiostream import (
     StorageError,
     StorageUnavailableError,
 )
-from aiostream.storage.redis import RedisStorage, scripts
+from aiostream.storage.redis import RedisStorage
+from aiostream.storage.redis import _scripts as scripts
 from tests.helpers import T0
 from tests.redis.conftest import KINDS
 from tests.servers import start_redis

@@ -7,7 +7,7 @@ from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 
 from aiostream import ConfigurationError
 from aiostream.storage.redis import RedisStorage
-from aiostream.storage.redis.connection import split_cluster_flag
+from aiostream.storage.redis._connection import split_cluster_flag
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -104,7 +104,7 @@ def test_importing_aiostream_does_not_import_redis() -> None:
 
 
 def test_passwords_stay_out_of_messages() -> None:
-    from aiostream.storage.redis.connection import redact
+    from aiostream.storage.redis._connection import redact
 
     assert redact("redis://user:s3cret@h:1/0") == "redis://user:***@h:1/0"
     assert redact("redis://:s3cret@h:1/0") == "redis://:***@h:1/0"

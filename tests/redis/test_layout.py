@@ -10,7 +10,7 @@ from redis.crc import key_slot
 from aiostream import Activity, Love
 from aiostream.ids import id_to_key
 from aiostream.storage.redis import RedisStorage
-from aiostream.storage.redis.layout import shard_of
+from aiostream.storage.redis._layout import shard_of
 from tests.helpers import TestAggregatedFeed, TestFeed, TestNotificationFeed, at
 from tests.redis.conftest import keys_with_prefix
 

@@ -33,7 +33,7 @@ from aiostream.serializers import ActivitySerializer, AggregatedActivitySerializ
 from aiostream.storage.base import GroupChange, GroupMerge, GroupMergeStorage, GroupRecord
 from aiostream.storage.memory import MemoryStorage
 from aiostream.storage.redis import RedisStorage
-from tests.conftest import StorageFactory
+from tests.conftest import BACKENDS, StorageFactory
 from tests.helpers import T0, Pin
 from tests.redis.conftest import StorageOpener
 from tests.redis.test_scripts import snapshot
@@ -236,17 +236,21 @@ async def test_groups_in_the_first_format_are_read_and_merged(
 # -- every storage that merges groups itself is held to AggregatedActivity.append --------
 
 
-@pytest.fixture
-def merging_storage(backend_name: str, storage_factory: StorageFactory) -> StorageFactory:
-    """Opens storages of this backend if it merges groups itself, else skips."""
+# The backends whose storage merges groups itself (GroupMergeStorage); the test below
+# keeps this list true.
+MERGING_BACKENDS = [
+    pytest.param(name, marks=getattr(pytest.mark, name))
+    for name in BACKENDS
+    if name in ("redis", "redis_cluster")
+]
 
-    async def merges() -> bool:
-        async with storage_factory() as storage:
-            return isinstance(storage, GroupMergeStorage)
 
-    if not anyio.run(merges):
-        pytest.skip(f"{backend_name} has no merge_groups (feeds merge in Python)")
-    return storage_factory
+def test_exactly_the_redis_storages_merge_groups_themselves() -> None:
+    from aiostream.storage.cassandra import CassandraStorage
+
+    assert issubclass(RedisStorage, GroupMergeStorage)
+    assert not issubclass(MemoryStorage, GroupMergeStorage)
+    assert not issubclass(CassandraStorage, GroupMergeStorage)
 
 
 @st.composite
@@ -278,6 +282,7 @@ def merge_batches(draw: st.DrawFn) -> list[list[Activity]]:
     return [stream[a:b] for a, b in itertools.pairwise([0, *cuts, len(stream)])]
 
 
+@pytest.mark.parametrize("backend_name", MERGING_BACKENDS)
 @SETTINGS
 @given(
     batches=merge_batches(),
@@ -286,7 +291,7 @@ def merge_batches(draw: st.DrawFn) -> list[list[Activity]]:
     track_markers=st.booleans(),
 )
 def test_merge_groups_builds_groups_as_append_does(
-    merging_storage: StorageFactory,
+    storage_factory: StorageFactory,
     batches: list[list[Activity]],
     aggregator_class: type[BaseAggregator],
     group_class: type[AggregatedActivity],
@@ -305,7 +310,7 @@ def test_merge_groups_builds_groups_as_append_does(
     async def run() -> None:
         key = f"merge:append:{next(users)}"
         expected: dict[str, tuple[AggregatedActivity, int]] = {}
-        async with merging_storage() as storage:
+        async with storage_factory() as storage:
             assert isinstance(storage, GroupMergeStorage)
             for batch in batches:
                 grouped = aggregator.group_activities(batch)

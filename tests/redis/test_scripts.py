@@ -315,7 +315,7 @@ async def test_update_groups_reads_again_a_group_written_meanwhile(
 
 
 def test_unsupported_script_flags_are_recognised() -> None:
-    from aiostream.storage.redis.scripts import unsupported_flags
+    from aiostream.storage.redis._scripts import unsupported_flags
 
     redis6 = "Error compiling script (new function): user_script:1: unexpected symbol near '#'"
     assert unsupported_flags(ResponseError(redis6))
@@ -328,7 +328,7 @@ def test_the_lua_is_package_data_and_takes_its_constants_from_python() -> None:
     from importlib.resources import files
 
     from aiostream import group_format
-    from aiostream.storage.redis import scripts
+    from aiostream.storage.redis import _scripts as scripts
 
     lua = files("aiostream.storage.redis") / "lua"
     sources = {

@@ -15,7 +15,7 @@ Feed classes bound to a storage configured from the environment (``CassandraFeed
 
 How it behaves, and why:
 
-* **Schema** (:mod:`~aiostream.storage.cassandra.schema`): one partition per feed,
+* **Schema** (:mod:`~aiostream.storage.cassandra._schema`): one partition per feed,
   clustered by id descending. Flat feeds keep the serialized activity in the row
   (Stream Framework's denormalized design: a page is one query, and deleting an
   activity from the activity storage does not hide it in feeds). Nothing is created
@@ -24,7 +24,7 @@ How it behaves, and why:
 * **Never blocking the loop**: requests go through ``execute_async`` and come back with
   ``call_soon_threadsafe``; connecting, preparing and shutting down run in worker
   threads. Fanout keeps at most ``max_concurrency`` (128) requests in flight, pipelined
-  on the driver's I/O thread (:mod:`~aiostream.storage.cassandra.pipeline`): the loop
+  on the driver's I/O thread (:mod:`~aiostream.storage.cassandra._pipeline`): the loop
   hears back once per call, not once per feed.
 * **Exact trims**: the newest ``max_length`` stay, whatever the write order (one
   range tombstone per trim).
@@ -49,10 +49,10 @@ How it behaves, and why:
 
 from aiostream.exceptions import ConfigurationError
 from aiostream.settings import Settings
-from aiostream.storage.cassandra.client import ColumnValues
-from aiostream.storage.cassandra.columns import activity_columns
-from aiostream.storage.cassandra.schema import create_schema, create_schema_command
-from aiostream.storage.cassandra.storage import CassandraStorage
+from aiostream.storage.cassandra._client import ColumnValues
+from aiostream.storage.cassandra._columns import activity_columns
+from aiostream.storage.cassandra._schema import create_schema, create_schema_command
+from aiostream.storage.cassandra._storage import CassandraStorage
 from aiostream.storage.registry import close_default_storages, configure
 
 __all__ = [

@@ -20,8 +20,8 @@ import anyio
 
 from aiostream.exceptions import AiostreamError
 from aiostream.settings import Settings
-from aiostream.storage.cassandra.schema import create_schema
-from aiostream.storage.cassandra.storage import CassandraStorage
+from aiostream.storage.cassandra._schema import create_schema
+from aiostream.storage.cassandra._storage import CassandraStorage
 
 
 def _parser(settings: Settings) -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ Clients built from a URL take redis-py's query options too, e.g.
 ``redis://cache:6379/0?socket_timeout=1&max_connections=32`` (they win over keyword
 arguments), and ``?cluster=true`` for a Redis Cluster: a URL is a standalone server
 unless it says so (or ``cluster=True`` is passed); nothing is guessed by asking the
-server. The key layout is documented in :mod:`aiostream.storage.redis.layout`.
+server. The key layout is documented in :mod:`aiostream.storage.redis._layout`.
 
 ``RedisFeed`` and friends (:mod:`aiostream.feeds.redis`) find their storage through
 :mod:`aiostream.storage.registry`; :func:`configure` and :func:`close_default_storages`
@@ -27,8 +27,8 @@ with requires_extra("aiostream.storage.redis", "redis-py", "redis"):
     import redis.asyncio  # noqa: F401
 
 from aiostream.settings import Settings
-from aiostream.storage.redis.connection import ClientOptions
-from aiostream.storage.redis.storage import RedisStorage
+from aiostream.storage.redis._connection import ClientOptions
+from aiostream.storage.redis._storage import RedisStorage
 from aiostream.storage.registry import close_default_storages, configure, default_storage
 
 __all__ = [

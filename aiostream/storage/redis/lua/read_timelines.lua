@@ -1,5 +1,5 @@
 -- Many READ_TIMELINE calls in one (pages read at once by many tasks: see
--- aiostream.storage.redis.batching). KEYS: timelines. ARGV[1]: opening, ARGV[1 + k]:
+-- aiostream.storage.redis._batching). KEYS: timelines. ARGV[1]: opening, ARGV[1 + k]:
 -- numbers of KEYS[k]. Returns one reply per timeline, an error reply for a read that
 -- failed (the others are not affected).
 local pages = {}

@@ -36,19 +36,6 @@ from typing import Any, Protocol
 
 from aiostream.exceptions import ConfigurationError, SchemaError
 
-__all__ = [
-    "BASE_COLUMNS",
-    "SchemaTarget",
-    "TABLES",
-    "check_schema",
-    "create_schema",
-    "create_schema_command",
-    "quote",
-    "validate_column_type",
-    "validate_extra_columns",
-    "validate_identifier",
-]
-
 TIMELINE = "timeline"
 ACTIVITIES = "activities"
 GROUPS = "groups"

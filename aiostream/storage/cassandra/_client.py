@@ -2,7 +2,7 @@
 
 The part of :class:`~aiostream.storage.cassandra.CassandraStorage` that is not about
 feeds: connecting lazily (off the event loop, once), checking the schema, preparing and
-caching statements, running them through :mod:`~aiostream.storage.cassandra.bridge`
+caching statements, running them through :mod:`~aiostream.storage.cassandra._bridge`
 with a bound on requests in flight, and translating driver errors.
 """
 
@@ -19,19 +19,18 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import BatchStatement, BatchType, SimpleStatement, tuple_factory
 
-from aiostream.concurrency import run_bounded
+from aiostream._concurrency import run_bounded
 from aiostream.exceptions import ConfigurationError
 from aiostream.settings import Settings
-from aiostream.storage.cassandra import bridge, pipeline
-from aiostream.storage.cassandra.schema import (
+from aiostream.storage.cassandra import _bridge as bridge
+from aiostream.storage.cassandra import _pipeline as pipeline
+from aiostream.storage.cassandra._schema import (
     check_schema,
     create_schema_command,
     validate_extra_columns,
     validate_identifier,
 )
-from aiostream.storage.cassandra.statements import Statements
-
-__all__ = ["CassandraClient", "ColumnValues", "chunks"]
+from aiostream.storage.cassandra._statements import Statements
 
 T = TypeVar("T")
 ColumnValues = Callable[[int, str], Mapping[str, Any]]
@@ -331,7 +330,7 @@ class CassandraClient:
         rows: list[bridge.Row] | None = None,
     ) -> None:
         """Run ``count`` statements pipelined on the driver's thread (see
-        :mod:`~aiostream.storage.cassandra.pipeline`), within ``max_concurrency``.
+        :mod:`~aiostream.storage.cassandra._pipeline`), within ``max_concurrency``.
 
         The window is every slot free now, up to ``count``, and at least one: whatever
         else this storage runs meanwhile keeps its share of the limit.

@@ -31,8 +31,6 @@ import anyio
 
 from aiostream.exceptions import FanoutError
 
-__all__ = ["OnFailure", "RetryPolicy", "run_bounded", "run_each"]
-
 T = TypeVar("T")
 OnFailure = Literal["finish", "stop", "cancel"]
 

@@ -1,7 +1,7 @@
 """``RedisStorage``: the :class:`~aiostream.storage.base.FeedStorage` protocol on Redis.
 
-The key layout is described in :mod:`aiostream.storage.redis.layout`, the scripts in
-:mod:`aiostream.storage.redis.scripts`. How each operation travels:
+The key layout is described in :mod:`aiostream.storage.redis._layout`, the scripts in
+:mod:`aiostream.storage.redis._scripts`. How each operation travels:
 
 * ``add_to_timelines``, standalone server: ``feed.add`` (one feed, ``store=True``) is one
   script that stores the activities and adds them; fanout (``store=False``) is one
@@ -15,7 +15,7 @@ The key layout is described in :mod:`aiostream.storage.redis.layout`, the script
   pipelined.
 * ``read_timeline`` / ``read_groups`` on a standalone server, while other reads are in
   flight: queued, and sent with the reads queued in the same event-loop step in one
-  pipeline (:mod:`aiostream.storage.redis.batching`).
+  pipeline (:mod:`aiostream.storage.redis._batching`).
 * group operations: one script each over the feed's keys (one slot), atomic. An
   aggregated add is one of them (``merge_groups``): the server merges the activities
   into the stored groups, no read and compare-and-set.
@@ -44,15 +44,15 @@ from aiostream.ids import ID_KEY_WIDTH, checked_key, valid_keys
 from aiostream.query import Query
 from aiostream.settings import Settings
 from aiostream.storage.base import Entry, GroupChange, GroupMerge, GroupRecord, GroupRewrite
-from aiostream.storage.redis import scripts
-from aiostream.storage.redis.batching import ReadBatcher
-from aiostream.storage.redis.connection import (
+from aiostream.storage.redis import _scripts as scripts
+from aiostream.storage.redis._batching import ReadBatcher
+from aiostream.storage.redis._connection import (
     ClientOptions,
     create_client,
     describe_server,
     translate_error,
 )
-from aiostream.storage.redis.layout import (
+from aiostream.storage.redis._layout import (
     FeedKeys,
     activity_shard_keys,
     activity_shard_opening,
@@ -61,8 +61,6 @@ from aiostream.storage.redis.layout import (
     shard_of,
     timeline_bounds,
 )
-
-__all__ = ["RedisStorage"]
 
 # RedisStorage's connection settings default to ClientOptions' own (one place for them).
 _DEFAULTS = ClientOptions()
@@ -145,7 +143,7 @@ class RedisStorage:
             (False); None reads ``?cluster=true`` from the URL.
         chunk_size: Feeds per script call in ``add_to_timelines`` (bounds how long one
             script blocks a server).
-        max_connections: See :class:`~aiostream.storage.redis.connection.ClientOptions`
+        max_connections: See :class:`~aiostream.storage.redis._connection.ClientOptions`
             (also ``socket_timeout``, ``socket_connect_timeout``, ``pool_timeout``,
             ``retries``); only for clients built here.
         **client_kwargs: More redis-py client arguments (with ``url`` only).

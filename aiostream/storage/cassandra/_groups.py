@@ -19,8 +19,6 @@ from typing import Any
 
 from aiostream.storage.base import GroupChange
 
-__all__ = ["GroupPlan", "Snapshot", "plan_clear", "plan_trim", "plan_write"]
-
 
 @dataclass(frozen=True)
 class Snapshot:

@@ -12,9 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from aiostream.storage.cassandra.schema import ACTIVITIES, GROUPS, LEASES, TIMELINE, quote
-
-__all__ = ["Statements"]
+from aiostream.storage.cassandra._schema import ACTIVITIES, GROUPS, LEASES, TIMELINE, quote
 
 _PK = "namespace = ? AND feed = ?"
 _RANGE = "AND {col} >= ? AND {col} <= ? ORDER BY {col} {order} LIMIT ?"

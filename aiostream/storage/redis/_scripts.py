@@ -12,7 +12,7 @@ functions several scripts share in ``lua/lib/``. Scripts are put together when t
 module is imported: the shared functions they use, then their own file, with every
 ``{{NAME}}`` placeholder replaced by a constant of the Python module that owns it (the
 id width, the group format's separators and version from :mod:`aiostream.group_format`,
-the shard digits from :mod:`aiostream.storage.redis.layout`, :data:`UNPACK`), so the Lua
+the shard digits from :mod:`aiostream.storage.redis._layout`, :data:`UNPACK`), so the Lua
 never hard-codes them. :data:`MERGE_GROUPS` is a copy of
 :meth:`aiostream.activity.AggregatedActivity.append` on the server, held to it by a
 property test.
@@ -45,29 +45,7 @@ from aiostream.group_format import (
     ROW_SEPARATOR,
     TIME_WIDTH,
 )
-from aiostream.storage.redis.layout import SHARD_MASK
-
-__all__ = [
-    "ADD_TO_TIMELINES",
-    "ALL_SCRIPTS",
-    "COUNT_MARKERS",
-    "GROUP_INDEX",
-    "MARK_GROUPS",
-    "MERGE_GROUPS",
-    "READ_GROUPS",
-    "READ_TIMELINE",
-    "READ_TIMELINES",
-    "RELEASE_LEASE",
-    "REMOVE_FROM_TIMELINES",
-    "RENEW_LEASE",
-    "REPLACE_GROUPS",
-    "STORE_AND_ADD",
-    "TIMELINES_CROSS_SLOT",
-    "TRIM_GROUPS",
-    "WRITE_GROUPS",
-    "Script",
-    "unsupported_flags",
-]
+from aiostream.storage.redis._layout import SHARD_MASK
 
 UNPACK = 4000
 

@@ -26,7 +26,7 @@ Why this shape:
   so a range read yields names without another lookup, and trimming knows which
   ``gd`` fields to drop. ``gd`` values start with the id (to find the old member when a
   group is rewritten) and the decimal version the compare-and-set in
-  :mod:`aiostream.storage.redis.scripts` checks, then ``|`` and the payload.
+  :mod:`aiostream.storage.redis._scripts` checks, then ``|`` and the payload.
 * The activity storage is shared by every feed (an activity is stored once, however
   many feeds show it) and split over ``activity_shards`` hashes by the id's low bits,
   so no single key grows without bound and, on a cluster, the shards spread over
@@ -40,17 +40,6 @@ from __future__ import annotations
 from aiostream.exceptions import ConfigurationError
 from aiostream.ids import MAX_ID, checked_key
 from aiostream.query import Query
-
-__all__ = [
-    "SHARD_MASK",
-    "FeedKeys",
-    "activity_shard_keys",
-    "activity_shard_opening",
-    "check_prefix",
-    "group_bounds",
-    "shard_of",
-    "timeline_bounds",
-]
 
 SHARD_MASK = 0xFFFFFF
 """The shard of an id is ``(id & SHARD_MASK) % shards``: the low 24 bits are the last six

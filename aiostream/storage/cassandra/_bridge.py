@@ -3,7 +3,7 @@
 scylla-driver has no awaitable API. ``Session.execute_async`` returns a
 ``ResponseFuture`` that completes on the driver's own I/O thread (the libev reactor), so
 :func:`execute` hands each result to the event loop with ``call_soon_threadsafe``.
-Many statements at once go through :mod:`~aiostream.storage.cassandra.pipeline`
+Many statements at once go through :mod:`~aiostream.storage.cassandra._pipeline`
 instead, which crosses to the loop once per call. The loop never blocks on the driver:
 paging continues from the driver's callback thread, and everything that does block
 (``Cluster.connect``, ``Session.prepare``, ``Cluster.shutdown``) runs in a worker thread
@@ -35,8 +35,6 @@ from aiostream.exceptions import (
     StorageTimeoutError,
     StorageUnavailableError,
 )
-
-__all__ = ["Row", "execute", "run_blocking", "translate_error"]
 
 T = TypeVar("T")
 Row = tuple[Any, ...]

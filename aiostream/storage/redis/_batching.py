@@ -6,8 +6,8 @@ wake-up per reply. :class:`ReadBatcher` lets a read that starts while another is
 flight wait for the end of the current event-loop step instead, then sends every read
 queued by then at once and hands each caller its own reply or its own error:
 
-* page reads of timelines (:data:`~aiostream.storage.redis.scripts.READ_TIMELINE`)
-  become one :data:`~aiostream.storage.redis.scripts.READ_TIMELINES` call, which reads
+* page reads of timelines (:data:`~aiostream.storage.redis._scripts.READ_TIMELINE`)
+  become one :data:`~aiostream.storage.redis._scripts.READ_TIMELINES` call, which reads
   them all in one script (a failed read fails only its caller);
 * other reads go in the same non-transactional pipeline, one command each.
 
@@ -25,10 +25,8 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-from aiostream.storage.redis import scripts
-from aiostream.storage.redis.scripts import Script
-
-__all__ = ["ReadBatcher"]
+from aiostream.storage.redis import _scripts as scripts
+from aiostream.storage.redis._scripts import Script
 
 _Call = tuple[Script, Sequence[str], Sequence[Any], "asyncio.Future[Any]"]
 
@@ -52,7 +50,7 @@ class ReadBatcher:
     async def call(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """``script(client, keys, args)``, sent alone or with the reads queued with it.
 
-        :data:`~aiostream.storage.redis.scripts.READ_TIMELINE` calls must pass
+        :data:`~aiostream.storage.redis._scripts.READ_TIMELINE` calls must pass
         ``[timeline]`` and ``[numbers, opening]``, the same ``opening`` for all.
         """
         if not self._in_flight and not self._queued:

@@ -16,8 +16,6 @@ from aiostream.activity import Activity
 from aiostream.serializers import ActivitySerializer
 from aiostream.verbs import VerbRegistry, default_registry
 
-__all__ = ["activity_columns"]
-
 A = TypeVar("A", bound=Activity)
 
 

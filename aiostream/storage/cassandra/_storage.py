@@ -1,11 +1,11 @@
 """``CassandraStorage``: the :class:`~aiostream.storage.base.FeedStorage` on Cassandra.
 
-How each part maps onto the tables of :mod:`aiostream.storage.cassandra.schema`:
+How each part maps onto the tables of :mod:`aiostream.storage.cassandra._schema`:
 
 * Fanout (``add_to_timelines``) writes every feed with its own single-partition
   statement (an UNLOGGED batch when several entries go to one feed), many at once but
   never more than ``max_concurrency`` requests in flight per storage, pipelined on the
-  driver's I/O thread (:mod:`~aiostream.storage.cassandra.pipeline`). Trims, when asked
+  driver's I/O thread (:mod:`~aiostream.storage.cassandra._pipeline`). Trims, when asked
   for, run after every write succeeded.
 * Reads are one single-partition query with ``LIMIT`` (two when a window starts far
   from the top: ids first, then the page). CQL has no ``OFFSET``. A flat feed's page
@@ -15,7 +15,7 @@ How each part maps onto the tables of :mod:`aiostream.storage.cassandra.schema`:
 * Trims are exact: read the ids of the newest ``max_length + 1`` entries, then delete
   everything at or older than the last one with one range tombstone.
 * Aggregated groups change through lightweight transactions on the feed's partition
-  (see :mod:`aiostream.storage.cassandra.groups`), so concurrent writers from any
+  (see :mod:`aiostream.storage.cassandra._groups`), so concurrent writers from any
   number of processes never lose an update.
 """
 
@@ -29,23 +29,21 @@ from cassandra import WriteTimeout
 from cassandra.policies import WriteType
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
 
-from aiostream.concurrency import RetryPolicy
+from aiostream._concurrency import RetryPolicy
 from aiostream.exceptions import ConflictError, StorageTimeoutError, ValidationError
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
 from aiostream.storage.base import Entry, GroupChange, GroupRecord, GroupRewrite
-from aiostream.storage.cassandra.bridge import Row
-from aiostream.storage.cassandra.client import MAX_LIMIT, CassandraClient, chunks
-from aiostream.storage.cassandra.groups import (
+from aiostream.storage.cassandra._bridge import Row
+from aiostream.storage.cassandra._client import MAX_LIMIT, CassandraClient, chunks
+from aiostream.storage.cassandra._groups import (
     GroupPlan,
     Snapshot,
     plan_clear,
     plan_trim,
     plan_write,
 )
-from aiostream.storage.cassandra.pipeline import Statement
-
-__all__ = ["CassandraStorage"]
+from aiostream.storage.cassandra._pipeline import Statement
 
 
 def unique(keys: Iterable[str]) -> Iterator[str]:
@@ -64,7 +62,7 @@ class CassandraStorage(CassandraClient):
     Nothing connects until the first operation. The keyspace and tables must exist
     (:func:`~aiostream.storage.cassandra.create_schema`); a missing one raises
     :class:`~aiostream.exceptions.SchemaError` naming the command that creates it.
-    Arguments are those of :class:`~aiostream.storage.cassandra.client.CassandraClient`
+    Arguments are those of :class:`~aiostream.storage.cassandra._client.CassandraClient`
     (hosts, port, keyspace, consistency, namespace, driver_kwargs, session, ...).
 
     Example::

@@ -17,8 +17,6 @@ from __future__ import annotations
 import re
 import sys
 
-__all__ = ["lone_surrogate", "unwritable_int"]
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -1,6 +1,6 @@
 """Many statements in flight, pipelined on the driver's I/O thread.
 
-:func:`~aiostream.storage.cassandra.bridge.execute` crosses from the driver's thread to
+:func:`~aiostream.storage.cassandra._bridge.execute` crosses from the driver's thread to
 the event loop once per request: a ``call_soon_threadsafe`` (a self-pipe write) and a
 task wakeup each. For a fanout of 100,000 single-partition writes that hand-off, and the
 GIL ping-pong between the two threads, cost more than the requests themselves.
@@ -37,9 +37,7 @@ from typing import Any
 from cassandra import OperationTimedOut
 from cassandra.connection import Connection
 
-from aiostream.storage.cassandra.bridge import Row
-
-__all__ = ["Statement", "execute_many"]
+from aiostream.storage.cassandra._bridge import Row
 
 Statement = tuple[Any, Sequence[Any] | None]
 """``(statement, parameters)`` as ``Session.execute_async`` takes them."""

@@ -31,15 +31,6 @@ from aiostream.exceptions import (
     StorageUnavailableError,
 )
 
-__all__ = [
-    "ClientOptions",
-    "create_client",
-    "describe_server",
-    "redact",
-    "split_cluster_flag",
-    "translate_error",
-]
-
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
