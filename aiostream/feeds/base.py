@@ -39,6 +39,7 @@ T = TypeVar("T")
 F = TypeVar("F", bound="BaseFeed")
 
 _UNSAFE_KEY_CHARS = re.compile(r"[%:{}\s\x00-\x1f\x7f]")
+_SMALL_INT = 1 << 63  # far below the width past which an int cannot be written as text
 
 
 def check_user_id(user_id: object, field: str = "user_id") -> str:
@@ -49,6 +50,8 @@ def check_user_id(user_id: object, field: str = "user_id") -> str:
             a str holding a lone surrogate or an int too wide to write in decimal (see
             :mod:`aiostream._text`).
     """
+    if type(user_id) is int and -_SMALL_INT < user_id < _SMALL_INT:
+        return str(user_id)  # the usual id: nothing else to check (fanout calls this a lot)
     if isinstance(user_id, bool) or not isinstance(user_id, int | str):
         raise ValidationError(field, f"expected an int or a str, got {type(user_id).__name__}")
     problem = lone_surrogate(user_id) if isinstance(user_id, str) else unwritable_int(user_id)
@@ -70,6 +73,8 @@ def format_key(key_format: str, user_id: object) -> str:
         ValidationError: ``user_id`` is not an int or a str (or is empty / a bool).
     """
     text = check_user_id(user_id)
+    if isinstance(user_id, int):  # digits and "-": nothing to escape
+        return key_format % {"user_id": text}
     safe = _UNSAFE_KEY_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
     return key_format % {"user_id": safe}
 
