@@ -53,13 +53,6 @@ class FanoutPriority(enum.StrEnum):
     LOW = "LOW"
 
 
-def _holds_copies(feed_class: type[BaseFeed]) -> bool:
-    """Whether an update must reach the feeds of ``feed_class`` (flat feeds show the
-    stored payload; a class can override ``fanout_update`` to keep copies of its own)."""
-    update = getattr(feed_class.fanout_update, "__func__", None)
-    return update is not getattr(BaseFeed.fanout_update, "__func__", None)
-
-
 def chunked(items: Iterable[Any], size: int) -> Iterable[tuple[Any, ...]]:
     """Split ``items`` into tuples of at most ``size``."""
     iterator = iter(items)
@@ -263,11 +256,9 @@ class Manager:
             chunk
             for actor, updated in by_actor.items()
             for chunk in await self._fanout_chunks(actor, "update", updated, trim=False)
-            if _holds_copies(self.feed_classes[chunk.feed])
+            if self.feed_classes[chunk.feed].keeps_copies
         ]
-        storages = {id(s): s for s in map(self.storage_for, self.feed_classes.values())}
-        storages[id(self.storage_for(user_class))] = self.storage_for(user_class)
-        for storage in storages.values():
+        for storage in self._storages(user_class, *self.feed_classes.values()):
             await timed_storage(storage, self.metrics).store_activities(entries)
         for actor, updated in by_actor.items():
             await user_class.fanout_update(
@@ -332,13 +323,17 @@ class Manager:
         await user_feed.add_many(activities, trim=trim)
         # Follower feeds on another storage need the activity there too: store it once
         # per distinct storage before any follower feed points at it.
-        storages = {id(s): s for s in map(self.storage_for, self.feed_classes.values())}
-        storages.pop(id(user_feed.storage), None)
-        if storages:
+        others = self._storages(*self.feed_classes.values())
+        others = [s for s in others if s is not user_feed.storage]
+        if others:
             entries = user_feed.serialize_activities(activities)
-            for storage in storages.values():
+            for storage in others:
                 await timed_storage(storage, self.metrics).store_activities(entries)
         await self._dispatch(chunks)
+
+    def _storages(self, *feed_classes: type[BaseFeed]) -> list[FeedStorage]:
+        """The distinct storages of ``feed_classes``, each once."""
+        return list({id(s): s for s in map(self.storage_for, feed_classes)}.values())
 
     async def _fanout_chunks(
         self, user_id: Any, operation: Operation, activities: list[Activity], *, trim: bool

@@ -56,6 +56,7 @@ class AggregatedFeed(BaseFeed):
     max_write_attempts: ClassVar[int] = 50
     fanout_concurrency: ClassVar[int] = 32
     track_markers: ClassVar[bool] = False
+    keeps_copies: ClassVar[bool] = True  # groups embed their activities
 
     def get_aggregator(self) -> BaseAggregator:
         """A new aggregator for this feed's classes."""
@@ -362,14 +363,12 @@ class AggregatedFeed(BaseFeed):
         if not activities or not user_ids:
             return
         keys = [format_key(cls.key_format, u) for u in user_ids]
+        cls.serialize_activities(activities)  # checked and storable, before any write
         feed = cls(user_ids[0], storage=storage, metrics=metrics)
-        check = cls.get_activity_serializer().check
-        new = {check(a).serialization_id: a for a in activities}
+        new = {a.serialization_id: a for a in activities}
         aggregator = feed.get_aggregator()
         groups = sorted({aggregator.group_of(a) for a in new.values()})
         serializer = cls.get_aggregated_serializer()
-        for activity in new.values():
-            serializer.activity_serializer.dumps(activity)  # storable, before any write
 
         def rewrite(key: str, record: GroupRecord) -> str | None:
             aggregated = serializer.loads(record.payload)

@@ -135,6 +135,9 @@ class BaseFeed:
             (``"memory"``; ``RedisFeed`` sets ``"redis"``, ``CassandraFeed``
             ``"cassandra"``), found in :mod:`aiostream.storage.registry`.
         storage_server: Which of that backend's servers (``"default"``).
+        keeps_copies: Whether the feed keeps its own copies of activities, which an
+            update must rewrite (:meth:`fanout_update`); flat feeds show the activity
+            storage's payload, so the Manager sends them no update jobs.
     """
 
     key_format: ClassVar[str] = "feed_%(user_id)s"
@@ -147,6 +150,7 @@ class BaseFeed:
     page_size: ClassVar[int] = 100
     metrics: Metrics = noop_metrics
     storage_backend: ClassVar[str] = "memory"
+    keeps_copies: ClassVar[bool] = False
     storage_server: ClassVar[str] = "default"
 
     def __init__(
