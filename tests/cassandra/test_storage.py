@@ -63,6 +63,18 @@ class LowThreshold(CassandraStorage):
     offset_scan_threshold: ClassVar[int] = 0
 
 
+def window_storage(cassandra: CassandraHandle, namespace: str, threshold: int) -> CassandraStorage:
+    """A storage whose deep windows skip ahead by ids from offset ``threshold`` on."""
+    storage_class = LowThreshold if threshold == 0 else CassandraStorage
+    return storage_class(
+        hosts=[cassandra.host],
+        port=cassandra.port,
+        keyspace=cassandra.keyspace,
+        namespace=namespace,
+        session=cassandra.session,
+    )
+
+
 @pytest.mark.parametrize("threshold", [0, 100])
 async def test_windows_filters_and_order_match_memory(
     cassandra: CassandraHandle, namespace: str, threshold: int
@@ -70,14 +82,7 @@ async def test_windows_filters_and_order_match_memory(
     rng = random.Random(threshold)
     ids = rng.sample(range(1, 10**6), 300)
     memory = MemoryStorage()
-    storage_class = LowThreshold if threshold == 0 else CassandraStorage
-    async with storage_class(
-        hosts=[cassandra.host],
-        port=cassandra.port,
-        keyspace=cassandra.keyspace,
-        namespace=namespace,
-        session=cassandra.session,
-    ) as storage:
+    async with window_storage(cassandra, namespace, threshold) as storage:
         for target in (memory, storage):
             await target.add_to_timelines(["f"], entries(ids), max_length=None, store=True)
             records = [GroupChange(f"g{i}", None, GroupRecord(f"g{i}", i, f"p{i}")) for i in ids]
@@ -109,14 +114,7 @@ async def test_windows_over_deleted_activities_match_memory(
     ids = rng.sample(range(1, 10**6), 300)
     deleted = rng.sample(ids, 90) + sorted(ids)[-12:]  # scattered, and the 12 newest
     memory = MemoryStorage()
-    storage_class = LowThreshold if threshold == 0 else CassandraStorage
-    async with storage_class(
-        hosts=[cassandra.host],
-        port=cassandra.port,
-        keyspace=cassandra.keyspace,
-        namespace=namespace,
-        session=cassandra.session,
-    ) as storage:
+    async with window_storage(cassandra, namespace, threshold) as storage:
         for target in (memory, storage):
             await target.add_to_timelines(["f"], entries(ids), max_length=None, store=True)
             await target.delete_activities(deleted)
