@@ -28,6 +28,7 @@ from aiostream.activity import Activity, AggregatedActivity
 from aiostream.aggregators import BaseAggregator, RecentVerbAggregator
 from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import BaseFeed, _ids_of, _length, _maybe_await, format_key
+from aiostream.group_format import inherit_declared
 from aiostream.metrics import Metrics
 from aiostream.query import Query
 from aiostream.serializers import AggregatedActivitySerializer
@@ -57,6 +58,15 @@ class AggregatedFeed(BaseFeed):
     fanout_concurrency: ClassVar[int] = 32
     track_markers: ClassVar[bool] = False
     keeps_copies: ClassVar[bool] = True  # groups embed their activities
+    stock_writes: ClassVar[bool] = True
+    """Whether adds run :meth:`add_many` and :meth:`on_update_feed` as defined here: then
+    :meth:`add` skips rebuilding groups nobody looks at, and :meth:`fanout_add` merges a
+    whole chunk of follower feeds in one storage call instead of one ``add_many`` per
+    feed. A subclass that overrides either gets False, unless it sets it in its body."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inherit_declared(cls, "stock_writes", ("add_many", "on_update_feed"))
 
     def get_aggregator(self) -> BaseAggregator:
         """A new aggregator for this feed's classes."""
@@ -122,8 +132,7 @@ class AggregatedFeed(BaseFeed):
     async def add(self, activity: Activity) -> None:
         """Add one activity (see :meth:`add_many`)."""
         if (
-            type(self).add_many is AggregatedFeed.add_many
-            and type(self).on_update_feed is BaseFeed.on_update_feed
+            self.stock_writes
             and "add_many" not in vars(self)
             and "on_update_feed" not in vars(self)
         ):
@@ -142,11 +151,16 @@ class AggregatedFeed(BaseFeed):
             check(activity)
         aggregator = self.get_aggregator()
         grouped = aggregator.group_activities(activities)
-        merged = await self._merge_in_storage(aggregator, grouped, trim, results)
-        if merged is not None:
-            written, groups = merged
+        merged = await self._merge_in_storage([self.key], aggregator, grouped, trim)
+        if merged is not None and merged[0] is not None:
+            written = merged[0]
             if not written:
                 return []
+            # New groups are stored as built here; changed ones are read back from what
+            # was written (only when someone wants them).
+            groups = [grouped[record.group] for created, record in written if created]
+            if results:
+                groups += [self._load(record) for created, record in written if not created]
             result = aggregator.rank(groups)
             self.metrics.on_feed_write(type(self).__name__, len(activities))
             await _maybe_await(self.on_update_feed(new=result, deleted=[]))
@@ -171,19 +185,22 @@ class AggregatedFeed(BaseFeed):
 
     async def _merge_in_storage(
         self,
+        keys: Sequence[str],
         aggregator: BaseAggregator,
         grouped: dict[str, AggregatedActivity],
         trim: bool,
-        results: bool,
-    ) -> tuple[int, list[AggregatedActivity]] | None:
-        """Let the storage merge the new activities into their groups, in one step, when
-        it can (:class:`~aiostream.storage.base.GroupMergeStorage`) and the stock merge
-        rule it implements applies (:meth:`_server_mergeable`).
+        *,
+        results: bool = True,
+    ) -> list[list[tuple[bool, GroupRecord]] | None] | None:
+        """Let the storage merge the new activities into their groups in the feeds of
+        ``keys``, in one call, when it can
+        (:class:`~aiostream.storage.base.GroupMergeStorage`) and the stock merge rule it
+        implements applies (:meth:`_server_mergeable`).
 
         Returns:
-            How many groups were written, and the new groups then (when ``results``) the
-            changed ones; None when the storage cannot merge (the caller reads and
-            writes back instead).
+            What ``merge_groups`` returns (per feed: the groups written, or None where
+            the storage could not merge); None when the storage cannot merge at all (the
+            caller reads and writes back instead).
         """
         merge_groups = getattr(self._io, "merge_groups", None)
         serializer = self.get_aggregated_serializer()
@@ -194,21 +211,15 @@ class AggregatedFeed(BaseFeed):
             parts = serializer.merge_parts(incoming)
             record = GroupRecord(name, incoming.serialization_id, parts.payload)
             merges.append(GroupMerge(name, parts.header, record, parts.items))
-        written = await merge_groups(
-            self.key,
+        written: list[list[tuple[bool, GroupRecord]] | None] = await merge_groups(
+            keys,
             merges,
             cap=self.aggregated_activity_class.max_aggregated_activities_length,
             max_length=self.max_length if self._should_trim(trim) else None,
             track_markers=self.track_markers,
+            results=results,
         )
-        if written is None:
-            return None
-        # New groups are stored as built here; changed ones are read back from what was
-        # written (only when someone wants them).
-        groups = [grouped[record.group] for created, record in written if created]
-        if results:
-            groups += [self._load(record) for created, record in written if not created]
-        return len(written), groups
+        return written
 
     def _server_mergeable(
         self,
@@ -324,8 +335,21 @@ class AggregatedFeed(BaseFeed):
         # Each feed would refuse a bad activity before writing, but all at once, as a
         # FanoutError: validate once first.
         cls.serialize_activities(activities)
+        keys = cls._keys(user_ids)
+        if not keys or not activities:
+            return
+        pending = list(user_ids)
+        if cls.stock_writes:
+            # The whole chunk in one storage call when the storage merges groups itself;
+            # feeds it could not merge into (and every feed elsewhere) go one by one.
+            feed = cls(user_ids[0], storage=storage, metrics=metrics)
+            aggregator = feed.get_aggregator()
+            grouped = aggregator.group_activities(activities)
+            merged = await feed._merge_in_storage(keys, aggregator, grouped, trim, results=False)
+            if merged is not None:
+                pending = [u for u, m in zip(user_ids, merged, strict=True) if m is None]
         await cls._each(
-            user_ids, storage, metrics, lambda feed: feed.add_many(activities, trim=trim)
+            pending, storage, metrics, lambda feed: feed.add_many(activities, trim=trim)
         )
 
     @classmethod
@@ -362,7 +386,7 @@ class AggregatedFeed(BaseFeed):
         """
         if not activities or not user_ids:
             return
-        keys = [format_key(cls.key_format, u) for u in user_ids]
+        keys = cls._keys(user_ids)
         cls.serialize_activities(activities)  # checked and storable, before any write
         feed = cls(user_ids[0], storage=storage, metrics=metrics)
         new = {a.serialization_id: a for a in activities}
@@ -383,6 +407,11 @@ class AggregatedFeed(BaseFeed):
         await feed._io.update_groups(keys, groups, rewrite, max_attempts=cls.max_write_attempts)
 
     @classmethod
+    def _keys(cls, user_ids: Sequence[int | str]) -> list[str]:
+        """The feed keys of ``user_ids``: every id checked before any feed is written."""
+        return [format_key(cls.key_format, user_id) for user_id in user_ids]
+
+    @classmethod
     async def _each(
         cls,
         user_ids: Sequence[int | str],
@@ -390,8 +419,7 @@ class AggregatedFeed(BaseFeed):
         metrics: Metrics | None,
         op: Any,
     ) -> None:
-        for user_id in user_ids:
-            format_key(cls.key_format, user_id)  # validate every id before writing any feed
+        cls._keys(user_ids)
         await run_each(
             user_ids,
             lambda user_id: op(cls(user_id, storage=storage, metrics=metrics)),

@@ -17,6 +17,8 @@ The methods take many keys or many items at once so each backend can batch its o
   Cassandra: the page, then its activities);
 * :meth:`FeedStorage.write_groups` is a compare-and-set over several groups of one feed,
   so concurrent writers on one aggregated feed never lose each other's updates;
+  :meth:`GroupMergeStorage.merge_groups` (optional) merges activities into the groups
+  of a whole chunk of feeds on the server, the aggregated fanout path;
 * :meth:`FeedStorage.update_groups` rewrites groups of a whole chunk of feeds in place
   (an activity's update reaching the copies groups embed).
 
@@ -130,26 +132,29 @@ class GroupMergeStorage(Protocol):
 
     async def merge_groups(
         self,
-        key: str,
+        keys: Sequence[str],
         merges: Sequence[GroupMerge],
         *,
         cap: int,
         max_length: int | None,
         track_markers: bool,
-    ) -> list[tuple[bool, GroupRecord]] | None:
-        """Merge each :class:`GroupMerge` atomically, as ``AggregatedActivity.append``
-        of its activities (in order) to the stored group would, keeping ``cap``
-        activities per group; create the groups that do not exist.
+        results: bool = True,
+    ) -> list[list[tuple[bool, GroupRecord]] | None]:
+        """Merge each :class:`GroupMerge` into every feed of ``keys``, atomically per
+        feed, as ``AggregatedActivity.append`` of its activities (in order) to the stored
+        group would, keeping ``cap`` activities per group; create the groups that do not
+        exist. A fanout chunk of aggregated feeds is one call.
 
         A group that gains nothing (every activity already in it) is left as it is.
         Written groups get the next version and, with ``track_markers``, become unseen
         and unread under their new id (as with ``write_groups``); with ``max_length``
-        the feed is then trimmed, unless nothing changed.
+        each feed is then trimmed, unless nothing changed in it.
 
         Returns:
-            ``(created, record)`` for each group written, in ``merges`` order; ``None``,
-            having written nothing, when a stored group is in a format the storage
-            cannot merge into (the caller then merges it itself).
+            Per feed, in ``keys`` order: ``(created, record)`` for each group written, in
+            ``merges`` order (an empty list when ``results`` is false); ``None``, having
+            written nothing to that feed, when one of its stored groups is in a format
+            the storage cannot merge into (the caller then merges it itself).
         """
         ...
 

@@ -153,6 +153,69 @@ async def test_adds_are_one_script_call(storage: RedisStorage, monkeypatch: Any)
     assert group.actor_ids == [1, 2, 5]
 
 
+@pytest.mark.parametrize("feed_class", [MergedNotifications, MergedAggregated])
+async def test_a_fanout_chunk_is_one_merge_and_stores_what_each_feed_would(
+    storage: RedisStorage, monkeypatch: Any, feed_class: type[AggregatedFeed]
+) -> None:
+    """A fanout of aggregated feeds is one ``merge_groups`` call for the whole chunk (no
+    read, no compare-and-set), and leaves each feed exactly as adding to it alone leaves
+    the same feed on the reference storage, whatever the feed held before: nothing, the
+    same activity, or other groups."""
+    oracle = MemoryStorage()
+    users = [1, 2, 3, 4]
+    before = {2: [activity(1, 1, 0)], 3: [activity(2, 2, 5), activity(4, 1, 1)]}
+    for user, held in before.items():
+        await feed_class(user, storage=storage).add_many(held)
+        await feed_class(user, storage=oracle).add_many(held)
+    calls: list[list[str]] = []
+    merge_groups = storage.merge_groups
+
+    async def counted(keys: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(list(keys))
+        return await merge_groups(keys, *args, **kwargs)
+
+    async def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a fanout chunk read or compare-and-set the groups")
+
+    monkeypatch.setattr(storage, "merge_groups", counted)
+    monkeypatch.setattr(storage, "get_groups", forbidden)
+    monkeypatch.setattr(storage, "write_groups", forbidden)
+    new = [activity(1, 1, 0), activity(5, 1, 2), activity(2, 3, 3)]
+    await feed_class.fanout_add(users, new, storage=storage)
+    for user in users:
+        await feed_class(user, storage=oracle).add_many(new)
+
+    assert calls == [[feed_class(u).key for u in users]]
+    for user in users:
+        key = feed_class(user).key
+        assert await records(storage, key) == await records(oracle, key)
+
+
+async def test_a_fanout_chunk_merges_the_feeds_it_can_and_adds_to_the_others(
+    storage: RedisStorage,
+) -> None:
+    """A feed holding a group in a format the server cannot merge into is written the
+    other way (read, merge, compare-and-set); the chunk's other feeds are merged."""
+    oracle = MemoryStorage()
+    old = SmallGroup("3-2024-05-01", [activity(1, 1, 0, "x")])
+    record = GroupRecord(old.group, old.serialization_id, version_1(old), 1)
+    key = MergedAggregated(2).key
+    for target in (storage, oracle):
+        assert await target.write_groups(
+            key, [GroupChange(old.group, None, record)], max_length=None, track_markers=False
+        )
+    new = [activity(4, 3, 2), activity(7, 2, 1)]
+    await MergedAggregated.fanout_add([1, 2, 3], new, storage=storage)
+    for user in (1, 2, 3):
+        await MergedAggregated(user, storage=oracle).add_many(new)
+        key = MergedAggregated(user).key
+        assert await records(storage, key) == await records(oracle, key)
+    (upgraded,) = [
+        r for r in await records(storage, MergedAggregated(2).key) if r.group == old.group
+    ]
+    assert upgraded.payload.startswith("[2,")
+
+
 class ByActorMerge(BaseAggregator):
     """Its own merge rules: the storage cannot apply them."""
 
@@ -215,10 +278,9 @@ async def test_groups_in_the_first_format_are_read_and_merged(
     # The script will not touch it, and writes nothing...
     merge = GroupMerge(old.group, '[2,"3-2024-05-01",', record, [])
     before = await snapshot(raw, prefix)
-    assert (
-        await storage.merge_groups(feed.key, [merge], cap=2, max_length=1, track_markers=True)
-        is None
-    )
+    assert await storage.merge_groups(
+        [feed.key], [merge], cap=2, max_length=1, track_markers=True
+    ) == [None]
     assert await snapshot(raw, prefix) == before
 
     # ...so the feed reads it, merges and writes it back, in the current format.
@@ -308,7 +370,8 @@ def test_merge_groups_builds_groups_as_append_does(
         return GroupRecord(group.group, group.serialization_id, serializer.dumps(group), version)
 
     async def run() -> None:
-        key = f"merge:append:{next(users)}"
+        # Two feeds in each call: a fanout chunk's merge writes each as a lone add would.
+        keys = [f"merge:append:{next(users)}", f"merge:append:{next(users)}"]
         expected: dict[str, tuple[AggregatedActivity, int]] = {}
         async with storage_factory() as storage:
             assert isinstance(storage, GroupMergeStorage)
@@ -320,7 +383,7 @@ def test_merge_groups_builds_groups_as_append_does(
                     new = GroupRecord(name, incoming.serialization_id, parts.payload)
                     merges.append(GroupMerge(name, parts.header, new, parts.items))
                 written = await storage.merge_groups(
-                    key, merges, cap=cap, max_length=None, track_markers=track_markers
+                    keys, merges, cap=cap, max_length=None, track_markers=track_markers
                 )
 
                 changed: list[tuple[bool, GroupRecord]] = []
@@ -340,15 +403,15 @@ def test_merge_groups_builds_groups_as_append_does(
                     ):
                         expected[name] = (after, version + 1)
                         changed.append((False, record(after, version + 1)))
-                assert written == changed
-
-            stored = await storage.get_groups(key, sorted(expected))
-            assert stored == {name: record(*expected[name]) for name in expected}
-            for name, (group, _) in expected.items():
-                assert serializer.loads(stored[name].payload) == group
+                assert written == [changed, changed]
 
             markers = len(expected) if track_markers else 0
-            assert await storage.count_markers(key) == (markers, markers)
+            for key in keys:
+                stored = await storage.get_groups(key, sorted(expected))
+                assert stored == {name: record(*expected[name]) for name in expected}
+                for name, (group, _) in expected.items():
+                    assert serializer.loads(stored[name].payload) == group
+                assert await storage.count_markers(key) == (markers, markers)
 
     anyio.run(run)
 

@@ -747,28 +747,28 @@ class RedisStorage:
 
     async def merge_groups(
         self,
-        key: str,
+        keys: Sequence[str],
         merges: Sequence[GroupMerge],
         *,
         cap: int,
         max_length: int | None,
         track_markers: bool,
-    ) -> list[tuple[bool, GroupRecord]] | None:
-        """Merge activities into the feed's groups in one script: an aggregated add is
-        one round trip (see :class:`~aiostream.storage.base.GroupMergeStorage`).
-
-        Returns:
-            ``(created, record)`` of each group written; None, having written nothing,
-            when a stored group is in another format than the script's.
+        results: bool = True,
+    ) -> list[list[tuple[bool, GroupRecord]] | None]:
+        """Merge activities into the groups of many feeds: one script per ``chunk_size``
+        feeds (on a cluster, per slot), all in one pipeline; an aggregated add or a
+        fanout chunk is one round trip (see
+        :class:`~aiostream.storage.base.GroupMergeStorage`).
 
         Raises:
             ValidationError: an id outside ``0..2**104-1``, a negative ``cap`` or
                 ``max_length``, or a record filed under another group.
-            StorageError: Redis failed (the script is atomic: all or nothing).
+            StorageError: Redis failed (each feed's script is atomic; feeds of other
+                scripts may have been written: merging again is idempotent).
         """
         trim = _check_length("max_length", max_length)
         keep = _check_length("cap", cap)
-        args: list[Any] = ["1" if track_markers else "0", trim, keep]
+        args: list[Any] = ["1" if track_markers else "0", trim, keep, "1" if results else "0"]
         for merge in merges:
             record = merge.record
             if record.group != merge.group:
@@ -779,16 +779,51 @@ class RedisStorage:
             args.append(len(merge.activities))
             for activity_id, time_us, payload in merge.activities:
                 args += (checked_key(activity_id), int(time_us), payload)
-        if not merges:
-            return []
+        if not merges or not keys:
+            return [[] for _ in keys]
+        batches = self._group_batches(keys)
         async with self._op("merge_groups"):
-            reply = await scripts.MERGE_GROUPS(self._c, self._feed(key).group_keys, args)
-        if int(reply[0]) < 0:
-            return None
-        return [
-            (bool(int(reply[i])), _group_record(_text(reply[i + 1]), _text(reply[i + 2])))
-            for i in range(1, len(reply), 3)
-        ]
+            if len(batches) == 1:
+                replies = [await scripts.MERGE_GROUPS(self._c, batches[0][1], args)]
+            else:
+
+                def fill(pipe: Any) -> None:
+                    for _, batch_keys in batches:
+                        scripts.MERGE_GROUPS.queue(pipe, batch_keys, args)
+
+                replies = await self._pipeline(fill)
+        merged: dict[int, list[tuple[bool, GroupRecord]] | None] = {}
+        for (positions, _), reply in zip(batches, replies, strict=True):
+            at = 0
+            for position in positions:
+                count = int(reply[at])
+                at += 1
+                if count < 0:
+                    merged[position] = None
+                    continue
+                written = []
+                if results:
+                    for i in range(at, at + 3 * count, 3):
+                        record = _group_record(_text(reply[i + 1]), _text(reply[i + 2]))
+                        written.append((bool(int(reply[i])), record))
+                    at += 3 * count
+                merged[position] = written
+        return [merged[i] for i in range(len(keys))]
+
+    def _group_batches(self, keys: Sequence[str]) -> list[tuple[list[int], list[str]]]:
+        """The group keys of ``keys`` cut into script calls: ``chunk_size`` feeds per call
+        (on a cluster, only feeds of one slot share a call). Each batch is the feeds'
+        positions in ``keys`` and their four keys each."""
+        size = self.chunk_size
+        batches: dict[Any, tuple[list[int], list[str]]] = {}
+        keyslot = self._c.keyslot if self.cluster else None
+        for position, key in enumerate(keys):
+            group_keys = self._feed(key).group_keys
+            bucket = keyslot(group_keys[0]) if keyslot is not None else position // size
+            positions, batch_keys = batches.setdefault(bucket, ([], []))
+            positions.append(position)
+            batch_keys += group_keys
+        return list(batches.values())
 
     async def update_groups(
         self,

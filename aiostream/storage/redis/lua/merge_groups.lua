@@ -2,9 +2,11 @@
 -- their stored groups, done here instead of a read and a compare-and-set. A copy of
 -- that Python rule, held to it by tests/redis/test_merge.py; its constants come from
 -- aiostream.group_format.
--- KEYS: groups, group data, unseen, unread.
+-- The same merges go into every feed of the call: a fanout chunk is one script.
+-- KEYS: per feed, its groups, group data, unseen and unread keys.
 -- ARGV[1]: track markers ('1'/'0'). ARGV[2]: max_length (-1: no trim).
 -- ARGV[3]: activities a group keeps (the oldest beyond it count as minimized).
+-- ARGV[4]: '1' to return the written groups, '0' for their count only.
 -- Then per group: name, header, id and payload to store if the group does not exist,
 -- n, then n times: activity id (hex), time (decimal microseconds), stored activity,
 -- in id order.
@@ -12,13 +14,15 @@
 -- aiostream.group_format's format {{GROUP_FORMAT_VERSION}}:
 --   header created,updated,seen,read,minimized,[row<US>row...]]<RS>id id ...
 -- (header = '[{{GROUP_FORMAT_VERSION}},"<name>",'; JSON never holds US or RS raw).
--- Returns {-1}, having written nothing, when a stored group is in another format;
--- else {n, then per written group: created (1/0), name, data}.
+-- Returns, per feed in KEYS order: -1, having written nothing to that feed, when one
+-- of its stored groups is in another format; else n, the groups written, followed
+-- (when ARGV[4] is '1') by n times: created (1/0), name, data.
 local US, RS = {{ROW_SEPARATOR}}, {{IDS_SEPARATOR}}
 local ID_WIDTH, TIME_WIDTH = {{ID_WIDTH}}, {{TIME_WIDTH}}
 local track = ARGV[1] == '1'
 local maxlen = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
+local results = ARGV[4] == '1'
 
 local function older(a, b)
   -- a < b for hex ids, by value (string '<' follows the server's locale); each half
@@ -60,80 +64,103 @@ local function parse(data, header)
   }
 end
 
--- First every group is read and checked: nothing is written unless all can merge.
-local groups = {}
-local i = 4
+local merges = {}
+local i = 5
 while i <= #ARGV do
   local g = {name = ARGV[i], header = ARGV[i + 1], new_id = ARGV[i + 2],
              payload = ARGV[i + 3], first = i + 5, n = tonumber(ARGV[i + 4])}
   i = g.first + 3 * g.n
-  local data = redis.call('HGET', KEYS[2], g.name)
-  if data then
-    g.stored = parse(data, g.header)
-    if not g.stored then return {-1} end
-  end
-  groups[#groups + 1] = g
+  merges[#merges + 1] = g
 end
 
-local out = {0}
-for _, g in ipairs(groups) do
-  local id, data
-  local stored = g.stored
-  if not stored then
-    id, data = g.new_id, g.new_id .. '1|' .. g.payload
-  else
-    local ids, rows = stored.ids, stored.rows
-    local created, updated, minimized = stored.created, stored.updated, stored.minimized
-    local changed, raised = false, false
-    for k = g.first, g.first + 3 * g.n - 1, 3 do
-      local new, time = ARGV[k], ARGV[k + 1]
-      local lo, hi = 1, #ids + 1
-      while lo < hi do
-        local mid = math.floor((lo + hi) / 2)
-        if older(ids[mid], new) then lo = mid + 1 else hi = mid end
+-- The stored groups of the feed at KEYS[k+1..k+4], parsed; nil when one cannot merge.
+local function read(k)
+  local stored = {}
+  for j, g in ipairs(merges) do
+    local data = redis.call('HGET', KEYS[k + 2], g.name)
+    if data then
+      stored[j] = parse(data, g.header)
+      if not stored[j] then return nil end
+    else
+      stored[j] = false
+    end
+  end
+  return stored
+end
+
+-- The new id and data of group g merged into stored (nil: nothing changes).
+local function merged(g, stored)
+  if not stored then return g.new_id, g.new_id .. '1|' .. g.payload end
+  local ids, rows = stored.ids, stored.rows
+  local created, updated, minimized = stored.created, stored.updated, stored.minimized
+  local changed, raised = false, false
+  for k = g.first, g.first + 3 * g.n - 1, 3 do
+    local new, time = ARGV[k], ARGV[k + 1]
+    local lo, hi = 1, #ids + 1
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if older(ids[mid], new) then lo = mid + 1 else hi = mid end
+    end
+    if ids[lo] ~= new then
+      table.insert(ids, lo, new)
+      table.insert(rows, lo, ARGV[k + 2])
+      changed = true
+      local t = tonumber(time)
+      if created == 'null' or t < tonumber(created) then created = time end
+      if updated == 'null' or t > tonumber(updated) then updated, raised = time, true end
+      if #ids > cap then
+        table.remove(ids, 1)
+        table.remove(rows, 1)
+        minimized = minimized + 1
       end
-      if ids[lo] ~= new then
-        table.insert(ids, lo, new)
-        table.insert(rows, lo, ARGV[k + 2])
-        changed = true
-        local t = tonumber(time)
-        if created == 'null' or t < tonumber(created) then created = time end
-        if updated == 'null' or t > tonumber(updated) then updated, raised = time, true end
-        if #ids > cap then
-          table.remove(ids, 1)
-          table.remove(rows, 1)
-          minimized = minimized + 1
+    end
+  end
+  if not changed then return nil end
+  -- The id is the update time (TIME_WIDTH hex digits), then the digest of the name.
+  local id = stored.id
+  if raised then
+    id = string.format('%0{{TIME_WIDTH}}x', tonumber(updated)) .. string.sub(stored.id, TIME_WIDTH + 1)
+  end
+  return id, id .. string.format('%d', stored.version + 1) .. '|' .. g.header
+    .. created .. ',' .. updated .. ',' .. stored.seen .. ',' .. stored.read .. ','
+    .. string.format('%d', minimized) .. ',[' .. table.concat(rows, US) .. ']]' .. RS
+    .. table.concat(ids)
+end
+
+local out = {}
+for k = 0, #KEYS - 4, 4 do
+  -- Every group of a feed is read and checked first: nothing is written to a feed
+  -- unless all its groups can merge.
+  local stored = read(k)
+  if not stored then
+    out[#out + 1] = -1
+  else
+    local count_at = #out + 1
+    out[count_at] = 0
+    for j, g in ipairs(merges) do
+      local old = stored[j]
+      local id, data = merged(g, old)
+      if data then
+        if old then
+          redis.call('ZREM', KEYS[k + 1], old.id .. g.name)
+          redis.call('SREM', KEYS[k + 3], old.id)
+          redis.call('SREM', KEYS[k + 4], old.id)
+        end
+        redis.call('HSET', KEYS[k + 2], g.name, data)
+        redis.call('ZADD', KEYS[k + 1], 0, id .. g.name)
+        if track then
+          redis.call('SADD', KEYS[k + 3], id)
+          redis.call('SADD', KEYS[k + 4], id)
+        end
+        out[count_at] = out[count_at] + 1
+        if results then
+          out[#out + 1] = old and 0 or 1
+          out[#out + 1] = g.name
+          out[#out + 1] = data
         end
       end
     end
-    if changed then
-      -- The id is the update time (TIME_WIDTH hex digits), then the digest of the name.
-      id = stored.id
-      if raised then
-        id = string.format('%0{{TIME_WIDTH}}x', tonumber(updated))
-          .. string.sub(stored.id, TIME_WIDTH + 1)
-      end
-      data = id .. string.format('%d', stored.version + 1) .. '|' .. g.header
-        .. created .. ',' .. updated .. ',' .. stored.seen .. ',' .. stored.read .. ','
-        .. string.format('%d', minimized) .. ',[' .. table.concat(rows, US) .. ']]' .. RS
-        .. table.concat(ids)
-      redis.call('ZREM', KEYS[1], stored.id .. g.name)
-      redis.call('SREM', KEYS[3], stored.id)
-      redis.call('SREM', KEYS[4], stored.id)
-    end
-  end
-  if data then
-    redis.call('HSET', KEYS[2], g.name, data)
-    redis.call('ZADD', KEYS[1], 0, id .. g.name)
-    if track then
-      redis.call('SADD', KEYS[3], id)
-      redis.call('SADD', KEYS[4], id)
-    end
-    out[1] = out[1] + 1
-    out[#out + 1] = stored and 0 or 1
-    out[#out + 1] = g.name
-    out[#out + 1] = data
+    if out[count_at] > 0 and maxlen >= 0 then trim_groups(k, maxlen) end
   end
 end
-if out[1] > 0 and maxlen >= 0 then trim_groups(maxlen) end
 return out

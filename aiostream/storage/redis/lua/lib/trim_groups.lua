@@ -1,14 +1,14 @@
--- trim_groups(maxlen): keep the newest maxlen groups of the feed.
--- KEYS[1..4] = groups zset, group data hash, unseen set, unread set.
-local function trim_groups(maxlen)
-  local total = redis.call('ZCARD', KEYS[1])
+-- trim_groups(k, maxlen): keep the newest maxlen groups of the feed whose keys are
+-- KEYS[k+1..k+4] = groups zset, group data hash, unseen set, unread set.
+local function trim_groups(k, maxlen)
+  local total = redis.call('ZCARD', KEYS[k + 1])
   if total <= maxlen then return end
   local last = total - maxlen - 1
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, last)) do
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[k + 1], 0, last)) do
     local id = string.sub(member, 1, {{ID_WIDTH}})
-    redis.call('HDEL', KEYS[2], string.sub(member, {{ID_WIDTH}} + 1))
-    redis.call('SREM', KEYS[3], id)
-    redis.call('SREM', KEYS[4], id)
+    redis.call('HDEL', KEYS[k + 2], string.sub(member, {{ID_WIDTH}} + 1))
+    redis.call('SREM', KEYS[k + 3], id)
+    redis.call('SREM', KEYS[k + 4], id)
   end
-  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, last)
+  redis.call('ZREMRANGEBYRANK', KEYS[k + 1], 0, last)
 end
