@@ -1,0 +1,139 @@
+"""Fanout as a real app runs it: a Manager writing flat, aggregated and notification
+feeds, beside the same Manager writing flat feeds only, in one run on one private Redis.
+
+For each follower count, one activity is fanned out by ``Manager.add_user_activity``
+(in-process dispatcher) with
+
+* ``flat``: one flat feed class;
+* ``three kinds``: a flat, an aggregated and a notification feed class,
+
+and reported as seconds and feed writes per second (followers times feed classes over
+the seconds), with the ratio of the aggregated + notification writes' rate to the flat
+rate of the same run. Every follower feed already holds an activity of the same group
+before the measured fanout, so the aggregated writes merge into stored groups (the
+costly case) rather than create them.
+
+``python -m benchmarks.feed_kinds_bench [--followers 100000] [--chunk 100]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aiostream import (
+    Activity,
+    AggregatedFeed,
+    BaseFeed,
+    FanoutPriority,
+    Love,
+    Manager,
+    NotificationFeed,
+)
+from aiostream.feeds.base import UserBaseFeed
+from aiostream.storage.redis import RedisStorage
+from benchmarks.common import write_results
+from tests.servers import start_redis
+
+T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+
+
+class KindsFlat(BaseFeed):
+    key_format = "kinds:flat:%(user_id)s"
+    max_length = 100
+
+
+class KindsAggregated(AggregatedFeed):
+    key_format = "kinds:aggregated:%(user_id)s"
+    max_length = 100
+
+
+class KindsNotification(NotificationFeed):
+    key_format = "kinds:notification:%(user_id)s"
+    max_length = 100
+
+
+class KindsManager(Manager):
+    feed_classes: ClassVar[dict[str, Any]] = {"flat": KindsFlat}
+    user_feed_class = UserBaseFeed
+    followers = 0
+
+    def get_user_follower_ids(self, user_id: int) -> dict[FanoutPriority, range]:
+        return {FanoutPriority.HIGH: range(self.followers)}
+
+
+def manager(storage: RedisStorage, kinds: dict[str, Any], followers: int, chunk: int) -> Manager:
+    made = KindsManager(storage=storage)
+    made.feed_classes = kinds
+    made.followers = followers
+    made.fanout_chunk_size = chunk
+    return made
+
+
+async def fanout(made: Manager, seconds_after_t0: int) -> float:
+    activity = Activity(
+        -1, Love, seconds_after_t0, time=T0 + dt.timedelta(seconds=seconds_after_t0)
+    )
+    started = time.perf_counter()
+    await made.add_user_activity(-1, activity)
+    return time.perf_counter() - started
+
+
+async def measure(url: str, followers: int, chunk: int) -> dict[str, Any]:
+    three = {"flat": KindsFlat, "aggregated": KindsAggregated, "notification": KindsNotification}
+    async with RedisStorage.from_url(url, prefix="kinds:") as storage:
+        results: dict[str, Any] = {}
+        for name, kinds in (("flat", {"flat": KindsFlat}), ("three_kinds", three)):
+            made = manager(storage, kinds, followers, chunk)
+            await fanout(made, 0)  # every feed holds a group to merge into
+            seconds = await fanout(made, 1)
+            results[name] = {
+                "followers": followers,
+                "feed_classes": len(kinds),
+                "seconds": seconds,
+                "feed_writes_per_second": followers * len(kinds) / seconds,
+            }
+        flat_rate = results["flat"]["feed_writes_per_second"]
+        # The three-kind run's time less the flat feeds' share of it (at the flat rate).
+        group_seconds = results["three_kinds"]["seconds"] - followers / flat_rate
+        group_rate = 2 * followers / group_seconds if group_seconds > 0 else float("inf")
+        results["groups_vs_flat"] = {
+            "aggregated_and_notification_writes_per_second": group_rate,
+            "ratio_to_flat": group_rate / flat_rate,
+        }
+        return results
+
+
+async def main(followers: int, chunk: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="aiostream-bench-"))
+    server = start_redis(workdir / "standalone")
+    try:
+        results = await measure(server.url, followers, chunk)
+    finally:
+        server.stop()
+    results["setup"] = {"chunk": chunk, "max_length": 100, "dispatcher": "in-process"}
+    for name in ("flat", "three_kinds"):
+        r = results[name]
+        print(
+            f"{name:12} {r['followers']:>9,} followers x {r['feed_classes']} feed classes: "
+            f"{r['seconds']:7.2f} s, {r['feed_writes_per_second']:>10,.0f} feed writes/s"
+        )
+    g = results["groups_vs_flat"]
+    print(
+        f"aggregated + notification: {g['aggregated_and_notification_writes_per_second']:,.0f} "
+        f"feed writes/s, {g['ratio_to_flat']:.2f}x the flat rate"
+    )
+    write_results("feed_kinds", results)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--followers", type=int, default=100_000)
+    parser.add_argument("--chunk", type=int, default=100)
+    options = parser.parse_args()
+    asyncio.run(main(options.followers, options.chunk))
