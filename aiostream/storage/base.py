@@ -1,12 +1,17 @@
-"""What feeds need from a storage backend, stated as one Protocol.
+"""What feeds need from a storage backend, stated as one Protocol per concern.
 
 A backend stores three things, all addressed by a *feed key* (the feed's formatted
-``key_format``, already escaped so it never contains ``:{}%`` from user input):
+``key_format``, already escaped so it never contains ``:{}%`` from user input), and
+leases; one Protocol each, and :class:`FeedStorage` for all of them:
 
-* an **activity storage** shared by all feeds: ``id -> payload``;
-* **timelines** (flat feeds): ordered sets of activity ids, newest first;
+* an **activity storage** shared by all feeds: ``id -> payload``
+  (:class:`ActivityStorage`);
+* **timelines** (flat feeds): ordered sets of activity ids, newest first
+  (:class:`TimelineStorage`);
 * **groups** (aggregated / notification feeds): at most one record per group name,
-  ordered by the group's id, each with an *unseen* and an *unread* marker.
+  ordered by the group's id, each with an *unseen* and an *unread* marker
+  (:class:`GroupStorage`; :class:`GroupMergeStorage` optional);
+* **leases**, which serialize follows of one user (:class:`LeaseStorage`).
 
 The methods take many keys or many items at once so each backend can batch its own way
 (one Redis pipeline or script, concurrent Cassandra statements). In particular:
@@ -41,6 +46,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from aiostream.query import Query
 
 __all__ = [
+    "ActivityStorage",
     "Entry",
     "FeedStorage",
     "GroupChange",
@@ -48,6 +54,9 @@ __all__ = [
     "GroupMergeStorage",
     "GroupRecord",
     "GroupRewrite",
+    "GroupStorage",
+    "LeaseStorage",
+    "TimelineStorage",
 ]
 
 Entry = tuple[int, str]
@@ -160,11 +169,11 @@ class GroupMergeStorage(Protocol):
 
 
 @runtime_checkable
-class FeedStorage(Protocol):
-    """A storage backend for feeds. All methods are coroutines; all are safe to call
-    concurrently from many tasks (and, for server backends, many processes)."""
+class ActivityStorage(Protocol):
+    """The activity storage shared by every feed of a backend: ``id -> payload``.
 
-    # -- activity storage ------------------------------------------------------------------
+    Every method of this and the other storage protocols is a coroutine, safe to call
+    concurrently from many tasks (and, for server backends, many processes)."""
 
     async def store_activities(self, entries: Sequence[Entry]) -> None:
         """Insert or overwrite activities in the shared activity storage."""
@@ -180,7 +189,11 @@ class FeedStorage(Protocol):
         copies they embed.
         """
 
-    # -- flat timelines ----------------------------------------------------------------------
+
+@runtime_checkable
+class TimelineStorage(Protocol):
+    """Flat feeds: ordered sets of activity ids, newest first, pointing at the activity
+    storage."""
 
     async def add_to_timelines(
         self,
@@ -232,7 +245,11 @@ class FeedStorage(Protocol):
         the entries :meth:`count_timeline` counts."""
         ...
 
-    # -- groups (aggregated and notification feeds) ---------------------------------------
+
+@runtime_checkable
+class GroupStorage(Protocol):
+    """Aggregated and notification feeds: at most one record per group name, ordered by
+    the group's id, each with an unseen and an unread marker."""
 
     async def read_groups(
         self, key: str, start: int, stop: int | None, query: Query, *, markers: bool
@@ -305,7 +322,10 @@ class FeedStorage(Protocol):
         """``(unseen, unread)`` group counts of the feed."""
         ...
 
-    # -- leases (see :mod:`aiostream.leases`) ------------------------------------------------
+
+@runtime_checkable
+class LeaseStorage(Protocol):
+    """Named leases with an owner and an expiry (see :mod:`aiostream.leases`)."""
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
         """Take the lease ``name`` for ``owner``, expiring in ``ttl`` seconds, unless
@@ -320,7 +340,14 @@ class FeedStorage(Protocol):
     async def release_lease(self, name: str, owner: str) -> None:
         """Give the lease ``name`` back, if ``owner`` still holds it (atomically)."""
 
-    # -- whole feeds and lifecycle -----------------------------------------------------------
+
+@runtime_checkable
+class FeedStorage(ActivityStorage, TimelineStorage, GroupStorage, LeaseStorage, Protocol):
+    """A whole storage backend, as feeds, the Manager and the registry use it: every
+    concern above, plus deleting feeds and closing.
+
+    A backend implements it in one class (or, as Redis does, one mixin per concern).
+    """
 
     async def delete_feeds(self, keys: Sequence[str]) -> None:
         """Delete everything stored under each feed key: entries, groups and markers."""
