@@ -1,0 +1,115 @@
+"""What both sides of arq fanout share, without importing arq: the queue names and
+routing, which errors are retried, the JSON job format and the record of a failed job.
+:mod:`aiostream.tasks` is the public module (the dispatcher and the worker functions).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiostream.exceptions import (
+    ConflictError,
+    FanoutError,
+    StorageTimeoutError,
+    StorageUnavailableError,
+)
+from aiostream.fanout import FollowChunk, Job
+from aiostream.manager import FanoutPriority
+
+HIGH_QUEUE = "aiostream:high"
+LOW_QUEUE = "aiostream:low"
+DEFAULT_QUEUE = "aiostream:default"
+
+# Errors a later try can get past; anything else (bad payload, unknown feed) fails at once.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    StorageUnavailableError,
+    StorageTimeoutError,
+    ConflictError,
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether a later try can get past ``error``: one of :data:`TRANSIENT_ERRORS`, or a
+    :class:`FanoutError` (a fanout whose parts failed at once) holding only such errors."""
+    if isinstance(error, FanoutError):
+        return bool(error.failures) and all(is_transient(e) for e in error.errors)
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+def json_serializer(data: Any) -> bytes:
+    """arq job serializer: compact JSON (exceptions in results become their repr)."""
+    return json.dumps(data, separators=(",", ":"), default=repr).encode()
+
+
+def json_deserializer(raw: bytes) -> Any:
+    """arq job deserializer, the inverse of :func:`json_serializer`."""
+    return json.loads(raw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Queues:
+    """Where aiostream's jobs go.
+
+    Attributes:
+        high: Queue of fanout chunks for ``FanoutPriority.HIGH`` followers.
+        low: Queue of fanout chunks for ``FanoutPriority.LOW`` followers.
+        default: Queue of other priorities' chunks and of follow / unfollow jobs.
+        failed: Redis hash of jobs that failed for good, by job id.
+    """
+
+    high: str = HIGH_QUEUE
+    low: str = LOW_QUEUE
+    default: str = DEFAULT_QUEUE
+    failed: str = "aiostream:failed"
+
+    def route(self, job: Job) -> tuple[str, str, tuple[Any, ...]]:
+        """``(function name, queue, arguments)`` a job is enqueued with."""
+        if isinstance(job, FollowChunk):
+            return f"{job.operation}_many", self.default, (job.user_id, list(job.target_ids))
+        if job.priority == FanoutPriority.HIGH:
+            return "fanout_operation_high", self.high, (job.to_dict(),)
+        if job.priority == FanoutPriority.LOW:
+            return "fanout_operation_low", self.low, (job.to_dict(),)
+        return "fanout_operation", self.default, (job.to_dict(),)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FailedJob:
+    """A job that ended without its effect, as recorded by the worker.
+
+    Attributes:
+        job_id: The job's (deterministic) id.
+        function: The arq function name.
+        queue: The queue it ran from.
+        args: Its plain-data arguments.
+        error: ``repr`` of the last exception.
+        error_type: The exception's class name.
+        tries: How many times it ran.
+        failed_at: Unix time of the last failure.
+        reason: What ended it: ``"error"`` (an error a retry cannot get past),
+            ``"tries exhausted"`` (a transient error on its last try, or ``max_tries``
+            runs that never finished, their worker killed or stopped), ``"timeout"``
+            (its last try outlasted ``job_timeout``) or ``"cancelled"`` (stopped by its worker
+            or aborted; a job arq runs again loses this record when it succeeds).
+    """
+
+    job_id: str
+    function: str
+    queue: str
+    args: list[Any]
+    error: str
+    error_type: str
+    tries: int
+    failed_at: float
+    reason: str = "error"
+
+    def to_json(self) -> str:
+        """The stored form."""
+        return json.dumps(self.__dict__, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> FailedJob:
+        """Inverse of :meth:`to_json`."""
+        return cls(**json.loads(raw))
