@@ -27,12 +27,11 @@ from aiostream._concurrency import RetryPolicy, run_each
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.aggregators import BaseAggregator, RecentVerbAggregator
 from aiostream.exceptions import ConflictError
-from aiostream.feeds.base import BaseFeed, _ids_of, _length, _maybe_await, format_key
+from aiostream.feeds.base import BaseFeed, FanoutBatch, _ids_of, _length, _maybe_await
 from aiostream.group_format import inherit_declared
-from aiostream.metrics import Metrics
 from aiostream.query import Query
 from aiostream.serializers import AggregatedActivitySerializer
-from aiostream.storage.base import FeedStorage, GroupChange, GroupMerge, GroupRecord
+from aiostream.storage.base import GroupChange, GroupMerge, GroupRecord
 
 __all__ = ["AggregatedFeed"]
 
@@ -316,67 +315,36 @@ class AggregatedFeed(BaseFeed):
     # -- batch path ----------------------------------------------------------------------------
 
     @classmethod
-    async def fanout_add(
-        cls,
-        user_ids: Sequence[int | str],
-        activities: Sequence[Activity],
-        *,
-        storage: FeedStorage | None = None,
-        trim: bool = True,
-        metrics: Metrics | None = None,
-    ) -> None:
-        """Merge ``activities`` into each follower's feed, ``fanout_concurrency`` at once.
-
-        Raises:
-            SerializationError: an activity cannot be stored (before any feed is written).
-            StorageError: a feed's write failed (the others still running are stopped).
-            FanoutError: several feeds' writes failed at once (holds each error).
-        """
+    async def _fanout_add(cls, batch: FanoutBatch) -> None:
         # Each feed would refuse a bad activity before writing, but all at once, as a
         # FanoutError: validate once first.
+        activities = batch.activities
         cls.serialize_activities(activities)
-        keys = cls._keys(user_ids)
-        if not keys or not activities:
+        if not batch.keys or not activities:
             return
-        pending = list(user_ids)
+        pending = list(batch.user_ids)
         if cls.stock_writes:
             # The whole chunk in one storage call when the storage merges groups itself;
             # feeds it could not merge into (and every feed elsewhere) go one by one.
-            feed = cls(user_ids[0], storage=storage, metrics=metrics)
+            feed = cls._follower(batch, pending[0])
             aggregator = feed.get_aggregator()
             grouped = aggregator.group_activities(activities)
-            merged = await feed._merge_in_storage(keys, aggregator, grouped, trim, results=False)
+            merged = await feed._merge_in_storage(
+                batch.keys, aggregator, grouped, batch.trim, results=False
+            )
             if merged is not None:
-                pending = [u for u, m in zip(user_ids, merged, strict=True) if m is None]
-        await cls._each(
-            pending, storage, metrics, lambda feed: feed.add_many(activities, trim=trim)
-        )
+                pending = [u for u, m in zip(pending, merged, strict=True) if m is None]
+        await cls._each(batch, pending, lambda feed: feed.add_many(activities, trim=batch.trim))
 
     @classmethod
-    async def fanout_remove(
-        cls,
-        user_ids: Sequence[int | str],
-        activities: Sequence[Activity],
-        *,
-        storage: FeedStorage | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        """Remove ``activities`` from each follower's feed, ``fanout_concurrency`` at once
-        (errors as in :meth:`fanout_add`)."""
-        await cls._each(user_ids, storage, metrics, lambda feed: feed.remove_many(activities))
+    async def _fanout_remove(cls, batch: FanoutBatch) -> None:
+        await cls._each(batch, batch.user_ids, lambda feed: feed.remove_many(batch.activities))
 
     @classmethod
-    async def fanout_update(
-        cls,
-        user_ids: Sequence[int | str],
-        activities: Sequence[Activity],
-        *,
-        storage: FeedStorage | None = None,
-        metrics: Metrics | None = None,
-    ) -> None:
-        """Replace the copies of ``activities`` the groups of each follower's feed embed,
-        where a group holds them: nothing is added, and a group keeps its id, place,
-        counts and seen / read markers. One storage call for the chunk
+    async def _fanout_update(cls, batch: FanoutBatch) -> None:
+        """Replace the copies of the batch's activities that the groups of each follower's
+        feed embed, where a group holds them: nothing is added, and a group keeps its id,
+        place, counts and seen / read markers. One storage call for the chunk
         (:meth:`~aiostream.storage.base.FeedStorage.update_groups`, compare-and-set);
         idempotent.
 
@@ -384,13 +352,12 @@ class AggregatedFeed(BaseFeed):
         their group is found by the aggregator's group key of the new version: the
         Manager refuses updates that would change it.
         """
-        if not activities or not user_ids:
+        activities = batch.activities
+        if not activities or not batch.keys:
             return
-        keys = cls._keys(user_ids)
         cls.serialize_activities(activities)  # checked and storable, before any write
-        feed = cls(user_ids[0], storage=storage, metrics=metrics)
         new = {a.serialization_id: a for a in activities}
-        aggregator = feed.get_aggregator()
+        aggregator = cls._follower(batch, batch.user_ids[0]).get_aggregator()
         groups = sorted({aggregator.group_of(a) for a in new.values()})
         serializer = cls.get_aggregated_serializer()
 
@@ -404,26 +371,25 @@ class AggregatedFeed(BaseFeed):
                 held[i] = new[held[i].serialization_id]
             return serializer.dumps(aggregated)
 
-        await feed._io.update_groups(keys, groups, rewrite, max_attempts=cls.max_write_attempts)
+        await batch.io.update_groups(
+            batch.keys, groups, rewrite, max_attempts=cls.max_write_attempts
+        )
 
     @classmethod
-    def _keys(cls, user_ids: Sequence[int | str]) -> list[str]:
-        """The feed keys of ``user_ids``: every id checked before any feed is written."""
-        return [format_key(cls.key_format, user_id) for user_id in user_ids]
+    def _follower(cls, batch: FanoutBatch, user_id: int | str) -> AggregatedFeed:
+        """The feed of one follower, on the batch's storage and metrics."""
+        return cls(user_id, storage=batch.storage, metrics=batch.metrics)
 
     @classmethod
-    async def _each(
-        cls,
-        user_ids: Sequence[int | str],
-        storage: FeedStorage | None,
-        metrics: Metrics | None,
-        op: Any,
-    ) -> None:
-        cls._keys(user_ids)
+    async def _each(cls, batch: FanoutBatch, user_ids: Sequence[int | str], op: Any) -> None:
+        """``op(feed)`` for the feed of each of ``user_ids``, ``fanout_concurrency`` at once.
+
+        Raises:
+            StorageError: a feed's write failed (the others still running are stopped).
+            FanoutError: several feeds' writes failed at once (holds each error).
+        """
         await run_each(
-            user_ids,
-            lambda user_id: op(cls(user_id, storage=storage, metrics=metrics)),
-            limit=cls.fanout_concurrency,
+            user_ids, lambda u: op(cls._follower(batch, u)), limit=cls.fanout_concurrency
         )
 
     # -- reading -------------------------------------------------------------------------------

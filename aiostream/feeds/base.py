@@ -21,6 +21,7 @@ import inspect
 import random
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
 
 from aiostream._text import lone_surrogate, unwritable_int
@@ -33,7 +34,14 @@ from aiostream.storage.base import Entry, FeedStorage
 from aiostream.storage.registry import default_storage
 from aiostream.verbs import VerbRegistry, default_registry
 
-__all__ = ["BaseFeed", "UserBaseFeed", "check_user_id", "format_key", "hybridmethod"]
+__all__ = [
+    "BaseFeed",
+    "FanoutBatch",
+    "UserBaseFeed",
+    "check_user_id",
+    "format_key",
+    "hybridmethod",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound="BaseFeed")
@@ -102,6 +110,50 @@ def _storage_of(target: Any) -> FeedStorage:
 async def _maybe_await(value: Any) -> None:
     if inspect.isawaitable(value):
         await value
+
+
+@dataclass(frozen=True, slots=True)
+class FanoutBatch:
+    """One fanout call of a feed class: the follower feeds and what goes into them.
+
+    Attributes:
+        feed_class: The feed class fanned out to.
+        user_ids: The followers.
+        keys: Their feed keys (each id checked).
+        activities: The activities to add, remove or update.
+        storage: The storage passed in (None: the class's own).
+        metrics: The metrics sink passed in (None: the class's own).
+        io: The storage to call, timed for ``metrics``.
+        trim: Whether writes may trim the feeds.
+    """
+
+    feed_class: type[BaseFeed]
+    user_ids: Sequence[int | str]
+    keys: list[str]
+    activities: Sequence[Activity]
+    storage: FeedStorage | None
+    metrics: Metrics | None
+    io: FeedStorage
+    trim: bool = True
+
+    @classmethod
+    def of(
+        cls,
+        feed_class: type[BaseFeed],
+        user_ids: Sequence[int | str],
+        activities: Sequence[Activity],
+        storage: FeedStorage | None,
+        metrics: Metrics | None,
+        trim: bool = True,
+    ) -> FanoutBatch:
+        """The batch of a fanout call; checks every user id.
+
+        Raises:
+            ValidationError: a user id that cannot name a feed.
+        """
+        keys = [format_key(feed_class.key_format, user_id) for user_id in user_ids]
+        io = feed_class._io_for(storage, metrics)
+        return cls(feed_class, user_ids, keys, activities, storage, metrics, io, trim)
 
 
 class BaseFeed:
@@ -283,19 +335,14 @@ class BaseFeed:
         trim: bool = True,
         metrics: Metrics | None = None,
     ) -> None:
-        """Add ``activities`` to the feeds of all ``user_ids`` in one storage call.
+        """Add ``activities`` to the feeds of all ``user_ids``: one storage call for a flat
+        feed class (and for an aggregated one on a storage that merges groups itself).
 
         The activities must already be in the activity storage (the Manager stores them
-        once before fanning out). ``metrics`` (default: the class's) times the storage call.
+        once before fanning out). ``metrics`` (default: the class's) times the storage
+        calls. Every user id is checked before any feed is written.
         """
-        entries = cls.serialize_activities(activities)
-        keys = [format_key(cls.key_format, u) for u in user_ids]
-        if not entries or not keys:
-            return
-        max_length = cls.max_length if cls._should_trim(trim) else None
-        await cls._io_for(storage, metrics).add_to_timelines(
-            keys, entries, max_length=max_length, store=False
-        )
+        await cls._fanout_add(FanoutBatch.of(cls, user_ids, activities, storage, metrics, trim))
 
     @classmethod
     async def fanout_remove(
@@ -306,11 +353,9 @@ class BaseFeed:
         storage: FeedStorage | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        """Remove ``activities`` from the feeds of all ``user_ids`` in one storage call."""
-        keys = [format_key(cls.key_format, u) for u in user_ids]
-        ids = _ids_of(activities)
-        if ids and keys:
-            await cls._io_for(storage, metrics).remove_from_timelines(keys, ids)
+        """Remove ``activities`` from the feeds of all ``user_ids`` (flat feeds: in one
+        storage call)."""
+        await cls._fanout_remove(FanoutBatch.of(cls, user_ids, activities, storage, metrics))
 
     @classmethod
     async def fanout_update(
@@ -321,14 +366,33 @@ class BaseFeed:
         storage: FeedStorage | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        """Make the feeds of ``user_ids`` show the stored payload of ``activities``
-        where they hold them, and add them nowhere else.
+        """Make the feeds of ``user_ids`` show the stored version of ``activities`` where
+        they hold them, and add them nowhere else.
 
         Nothing to write for flat feeds: they read the activity storage, which the
         Manager has updated. Aggregated feeds rewrite the copies their groups embed.
         """
-        for user_id in user_ids:
-            format_key(cls.key_format, user_id)  # the same checks as the other fanouts
+        await cls._fanout_update(FanoutBatch.of(cls, user_ids, activities, storage, metrics))
+
+    # What each feed kind does with a fanout (the public methods above check the ids and
+    # build the batch once for all kinds).
+
+    @classmethod
+    async def _fanout_add(cls, batch: FanoutBatch) -> None:
+        entries = cls.serialize_activities(batch.activities)
+        if entries and batch.keys:
+            max_length = cls.max_length if cls._should_trim(batch.trim) else None
+            await batch.io.add_to_timelines(batch.keys, entries, max_length=max_length, store=False)
+
+    @classmethod
+    async def _fanout_remove(cls, batch: FanoutBatch) -> None:
+        ids = _ids_of(batch.activities)
+        if ids and batch.keys:
+            await batch.io.remove_from_timelines(batch.keys, ids)
+
+    @classmethod
+    async def _fanout_update(cls, batch: FanoutBatch) -> None:
+        return None
 
     @classmethod
     def _io_for(cls, storage: FeedStorage | None, metrics: Metrics | None) -> FeedStorage:

@@ -196,12 +196,7 @@ class TimelineStorage(Protocol):
     storage."""
 
     async def add_to_timelines(
-        self,
-        keys: Sequence[str],
-        entries: Sequence[Entry],
-        *,
-        max_length: int | None,
-        store: bool,
+        self, keys: Sequence[str], entries: Sequence[Entry], *, max_length: int | None, store: bool
     ) -> None:
         """Add every entry to every feed in ``keys`` (idempotent).
 

@@ -115,12 +115,7 @@ class MemoryStorage:
     # -- flat timelines ----------------------------------------------------------------------
 
     async def add_to_timelines(
-        self,
-        keys: Sequence[str],
-        entries: Sequence[Entry],
-        *,
-        max_length: int | None,
-        store: bool,
+        self, keys: Sequence[str], entries: Sequence[Entry], *, max_length: int | None, store: bool
     ) -> None:
         await checkpoint()
         if store:

@@ -93,9 +93,7 @@ class Storages:
     """
 
     def __init__(
-        self,
-        settings: Settings | None = None,
-        storages: Mapping[str, FeedStorage] | None = None,
+        self, settings: Settings | None = None, storages: Mapping[str, FeedStorage] | None = None
     ) -> None:
         self._settings = settings
         self._given = {_key_of(name): storage for name, storage in (storages or {}).items()}

@@ -164,12 +164,7 @@ class CassandraStorage(CassandraClient):
     # -- flat timelines ----------------------------------------------------------------------
 
     async def add_to_timelines(
-        self,
-        keys: Sequence[str],
-        entries: Sequence[Entry],
-        *,
-        max_length: int | None,
-        store: bool,
+        self, keys: Sequence[str], entries: Sequence[Entry], *, max_length: int | None, store: bool
     ) -> None:
         # Extra column values are computed once, before any write, so a failing hook
         # writes nothing.

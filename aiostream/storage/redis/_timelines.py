@@ -27,12 +27,7 @@ class RedisTimelines(RedisBase):
     # -- flat timelines ----------------------------------------------------------------------
 
     async def add_to_timelines(
-        self,
-        keys: Sequence[str],
-        entries: Sequence[Entry],
-        *,
-        max_length: int | None,
-        store: bool,
+        self, keys: Sequence[str], entries: Sequence[Entry], *, max_length: int | None, store: bool
     ) -> None:
         """Add every entry to every feed, trimming each atomically with its add.
 
