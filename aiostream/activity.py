@@ -30,7 +30,7 @@ from aiostream.exceptions import (
     UnknownVerbError,
     ValidationError,
 )
-from aiostream.group_format import inherit_declared
+from aiostream.group_format import Capabilities, DeclaresCapabilities
 from aiostream.ids import check_time, make_id
 from aiostream.verbs import Verb, VerbRegistry, default_registry
 
@@ -115,7 +115,7 @@ def _resolve_verb(verb: Any, verbs: VerbRegistry) -> type[Verb]:
     raise ValidationError("verb", f"expected a registered Verb class or id, got {verb!r}")
 
 
-class Activity:
+class Activity(DeclaresCapabilities):
     """One thing that happened: ``actor`` did ``verb`` to ``object`` (on ``target``).
 
     Args:
@@ -141,10 +141,7 @@ class Activity:
     """
 
     inline_from_storage: ClassVar[bool] = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        inherit_declared(cls, "inline_from_storage", ("from_storage",))
+    capability_rules: ClassVar[Capabilities] = {"inline_from_storage": ("from_storage",)}
 
     def __init__(
         self,
@@ -209,6 +206,13 @@ class Activity:
         if name in _LAZY_FIELDS:
             raise AttributeError(f"Field self.{name} is not defined, use self.{name}_id instead")
         raise AttributeError(name)
+
+    def keep_id(self, activity_id: int) -> None:
+        """Take ``activity_id`` as the id of the current fields instead of computing it:
+        for an activity read back with the id it was stored under (a storage keeps the
+        ids it was given). Changing a field later computes the id again."""
+        fields = (self.time, self.actor_id, self.verb.id, self.object_id, self.target_id)
+        self.__dict__["_id_cache"] = (fields, activity_id)
 
     @property
     def serialization_id(self) -> int:
@@ -287,7 +291,7 @@ def _unique(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-class AggregatedActivity:
+class AggregatedActivity(DeclaresCapabilities):
     """A group of activities shown as one entry ("alice and 3 others loved your pin").
 
     Holds the newest ``max_aggregated_activities_length`` activities (in id order, oldest
@@ -323,10 +327,7 @@ class AggregatedActivity:
 
     max_aggregated_activities_length: ClassVar[int] = MAX_AGGREGATED_ACTIVITIES_LENGTH
     server_mergeable: ClassVar[bool] = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        inherit_declared(cls, "server_mergeable", _MERGE_RULE)
+    capability_rules: ClassVar[Capabilities] = {"server_mergeable": _MERGE_RULE}
 
     def __init__(
         self,

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from aiostream.activity import Activity, AggregatedActivity, NotificationActivity, group_key
 from aiostream.exceptions import DuplicateActivityError
-from aiostream.group_format import inherit_declared
+from aiostream.group_format import Capabilities, DeclaresCapabilities
 
 __all__ = [
     "BaseAggregator",
@@ -33,7 +33,7 @@ Changed = tuple[AggregatedActivity, AggregatedActivity]
 _MERGE_RULE = ("merge", "group_activities")
 
 
-class BaseAggregator(ABC):
+class BaseAggregator(DeclaresCapabilities, ABC):
     """Groups activities into aggregated activities and merges new ones into groups.
 
     Args:
@@ -50,10 +50,7 @@ class BaseAggregator(ABC):
     """
 
     server_mergeable: ClassVar[bool] = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        inherit_declared(cls, "server_mergeable", _MERGE_RULE)
+    capability_rules: ClassVar[Capabilities] = {"server_mergeable": _MERGE_RULE}
 
     def __init__(
         self,

@@ -12,14 +12,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
 
 from aiostream._concurrency import run_bounded
+from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, FanoutError
 
-__all__ = ["Dispatcher", "FanoutChunk", "FollowChunk", "InProcessDispatcher", "Job"]
+if TYPE_CHECKING:
+    from aiostream.serializers import ActivitySerializer
+
+__all__ = [
+    "Dispatcher",
+    "FanoutChunk",
+    "FollowChunk",
+    "InProcessDispatcher",
+    "Job",
+    "StoredActivities",
+]
 
 Operation = Literal["add", "remove", "update"]
 FollowOperation = Literal["follow", "unfollow"]
@@ -63,6 +74,9 @@ class FanoutChunk(_PlainJob):
         activities: Serialized activities (the feed class's activity format).
         priority: The follower group's priority (``"HIGH"``, ``"LOW"``, …) or None.
         trim: Whether writes may trim the feeds.
+        activity_ids: The activities' ids, in order (empty in jobs of older versions):
+            with them a flat feed's fanout writes the payloads as they are, decoding
+            nothing.
     """
 
     operation: Operation
@@ -71,6 +85,7 @@ class FanoutChunk(_PlainJob):
     activities: tuple[str, ...]
     priority: str | None = None
     trim: bool = True
+    activity_ids: tuple[int, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FanoutChunk:
@@ -82,7 +97,62 @@ class FanoutChunk(_PlainJob):
             activities=tuple(data["activities"]),
             priority=data.get("priority"),
             trim=bool(data.get("trim", True)),
+            activity_ids=tuple(data.get("activity_ids", ())),
         )
+
+    def stored_activities(self, serializer: ActivitySerializer[Any]) -> StoredActivities:
+        """The chunk's activities, decoded by ``serializer`` only when looked at."""
+        entries = None
+        if len(self.activity_ids) == len(self.activities):
+            entries = list(zip(self.activity_ids, self.activities, strict=True))
+        return StoredActivities(self.activities, serializer, entries)
+
+
+class StoredActivities(Sequence[Activity]):
+    """Activities in their stored form, decoded when first looked at.
+
+    A fanout chunk carries its activities serialized; a flat feed's fanout writes
+    :attr:`entries` as they are, and only the feed kinds that look at the activities
+    (aggregated feeds group them) decode them, once.
+
+    Args:
+        payloads: The stored activities.
+        serializer: Decodes them.
+        entries: ``(id, payload)`` of each, when known without decoding.
+    """
+
+    __slots__ = ("_decoded", "_payloads", "_serializer", "entries")
+
+    def __init__(
+        self,
+        payloads: Sequence[str],
+        serializer: ActivitySerializer[Any],
+        entries: list[tuple[int, str]] | None = None,
+    ) -> None:
+        self._payloads = payloads
+        self._serializer = serializer
+        self._decoded: list[Activity] | None = None
+        self.entries = entries
+
+    def _activities(self) -> list[Activity]:
+        if self._decoded is None:
+            self._decoded = [self._serializer.loads(p) for p in self._payloads]
+        return self._decoded
+
+    def __len__(self) -> int:
+        return len(self._payloads)
+
+    @overload
+    def __getitem__(self, index: int) -> Activity: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Activity]: ...
+
+    def __getitem__(self, index: int | slice) -> Activity | list[Activity]:
+        return self._activities()[index]
+
+    def __iter__(self) -> Iterator[Activity]:
+        return iter(self._activities())
 
 
 @dataclass(frozen=True, slots=True)

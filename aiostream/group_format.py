@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from aiostream.ids import ID_KEY_WIDTH, TIME_BITS
 
 __all__ = [
+    "Capabilities",
+    "DeclaresCapabilities",
     "GROUP_FORMAT_VERSION",
     "GROUP_OPENING",
     "IDS_SEPARATOR",
@@ -148,3 +150,21 @@ def inherit_declared(cls: type[Any], flag: str, rule: Iterable[str]) -> None:
     declared = owner(flag)
     if any(owner(name) < declared for name in rule):
         setattr(cls, flag, False)
+
+
+Capabilities = dict[str, tuple[str, ...]]
+"""``{flag: the attributes it depends on}`` (see :class:`DeclaresCapabilities`)."""
+
+
+class DeclaresCapabilities:
+    """Base of the classes whose capabilities are declared: for each ``flag: rule`` of
+    ``capability_rules``, a subclass gets :func:`inherit_declared` ``(cls, flag, rule)``
+    when it is created."""
+
+    __slots__ = ()
+    capability_rules: ClassVar[Capabilities] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for flag, rule in cls.capability_rules.items():
+            inherit_declared(cls, flag, rule)

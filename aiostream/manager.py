@@ -355,10 +355,14 @@ class Manager:
     ) -> Iterable[FanoutChunk]:
         """Chunks of ``fanout_chunk_size`` followers, per priority and per feed class."""
         for name, feed_class in self.feed_classes.items():
-            payloads = tuple(p for _, p in feed_class.serialize_activities(activities))
+            entries = feed_class.serialize_activities(activities)
+            payloads = tuple(p for _, p in entries)
+            activity_ids = tuple(i for i, _ in entries)
             for priority, ids in followers.items():
                 for user_ids in chunked(ids, self.fanout_chunk_size):
-                    yield FanoutChunk(operation, name, user_ids, payloads, priority, trim)
+                    yield FanoutChunk(
+                        operation, name, user_ids, payloads, priority, trim, activity_ids
+                    )
 
     async def run(self, job: Job) -> None:
         """Carry out one job (dispatchers and job workers call this).
@@ -383,7 +387,7 @@ class Manager:
                 f"no feed class named {chunk.feed!r} in feed_classes"
             ) from None
         serializer = feed_class.get_activity_serializer()
-        activities = [serializer.loads(p) for p in chunk.activities]
+        activities: Sequence[Activity] = chunk.stored_activities(serializer)
         storage = self.storage_for(feed_class)
         with stopwatch() as elapsed:
             if chunk.operation == "add":

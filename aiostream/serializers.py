@@ -43,10 +43,11 @@ from aiostream.exceptions import AiostreamError, SerializationError
 from aiostream.group_format import (
     GROUP_FORMAT_VERSION,
     GROUP_OPENING,
+    Capabilities,
+    DeclaresCapabilities,
     MergeParts,
     group_header,
     ids_match,
-    inherit_declared,
     join_group,
     split_group,
     to_json,
@@ -260,7 +261,7 @@ def _dumps_any(data: Any) -> str:
         return repr(data)
 
 
-class ActivitySerializer(Generic[A]):
+class ActivitySerializer(DeclaresCapabilities, Generic[A]):
     """Turns activities of ``activity_class`` into stored strings and back.
 
     Args:
@@ -275,10 +276,7 @@ class ActivitySerializer(Generic[A]):
     """
 
     server_mergeable: ClassVar[bool] = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        inherit_declared(cls, "server_mergeable", _ACTIVITY_MERGE_RULE)
+    capability_rules: ClassVar[Capabilities] = {"server_mergeable": _ACTIVITY_MERGE_RULE}
 
     def __init__(self, activity_class: type[A], verbs: VerbRegistry = default_registry) -> None:
         self.activity_class = activity_class
@@ -427,8 +425,17 @@ class ActivitySerializer(Generic[A]):
         # A bad payload somewhere: decode them one by one, for the precise error.
         return [self.loads(p) for p in payloads]
 
+    def loads_entries(self, entries: Sequence[tuple[int, str]]) -> list[A]:
+        """:meth:`loads_many` of ``(id, payload)`` entries as a storage returns them; each
+        activity keeps the id it came with (:meth:`~aiostream.activity.Activity.keep_id`)
+        instead of computing it again."""
+        activities = self.loads_many([payload for _, payload in entries])
+        for activity, (activity_id, _) in zip(activities, entries, strict=True):
+            activity.keep_id(activity_id)
+        return activities
 
-class AggregatedActivitySerializer(Generic[G, A]):
+
+class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
     """Turns groups into stored strings (activities embedded) and back.
 
     Args:
@@ -445,10 +452,7 @@ class AggregatedActivitySerializer(Generic[G, A]):
     """
 
     server_mergeable: ClassVar[bool] = True
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        inherit_declared(cls, "server_mergeable", _GROUP_MERGE_RULE)
+    capability_rules: ClassVar[Capabilities] = {"server_mergeable": _GROUP_MERGE_RULE}
 
     def __init__(
         self, aggregated_activity_class: type[G], activity_serializer: ActivitySerializer[A]

@@ -28,15 +28,15 @@ from aiostream.activity import Activity, AggregatedActivity
 from aiostream.aggregators import BaseAggregator, RecentVerbAggregator
 from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import BaseFeed, FanoutBatch, _ids_of, _length, _maybe_await
-from aiostream.group_format import inherit_declared
+from aiostream.group_format import Capabilities, DeclaresCapabilities
 from aiostream.query import Query
 from aiostream.serializers import AggregatedActivitySerializer
-from aiostream.storage.base import GroupChange, GroupMerge, GroupRecord
+from aiostream.storage.base import GroupChange, GroupChanges, GroupMerge, GroupRecord
 
 __all__ = ["AggregatedFeed"]
 
 
-class AggregatedFeed(BaseFeed):
+class AggregatedFeed(DeclaresCapabilities, BaseFeed):
     """A feed of :class:`~aiostream.activity.AggregatedActivity` groups, newest first.
 
     Class attributes (beyond :class:`~aiostream.feeds.base.BaseFeed`'s):
@@ -63,9 +63,7 @@ class AggregatedFeed(BaseFeed):
     whole chunk of follower feeds in one storage call instead of one ``add_many`` per
     feed. A subclass that overrides either gets False, unless it sets it in its body."""
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        inherit_declared(cls, "stock_writes", ("add_many", "on_update_feed"))
+    capability_rules: ClassVar[Capabilities] = {"stock_writes": ("add_many", "on_update_feed")}
 
     def get_aggregator(self) -> BaseAggregator:
         """A new aggregator for this feed's classes."""
@@ -94,7 +92,7 @@ class AggregatedFeed(BaseFeed):
     def _load(self, record: GroupRecord) -> AggregatedActivity:
         return self.get_aggregated_serializer().loads(record.payload)
 
-    async def _commit(self, changes: Sequence[GroupChange], trim: bool) -> bool:
+    async def _commit(self, changes: GroupChanges, trim: bool) -> bool:
         max_length = self.max_length if self._should_trim(trim) else None
         return await self._io.write_groups(
             self.key, changes, max_length=max_length, track_markers=self.track_markers

@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.activity import Activity
 from aiostream.exceptions import ActivityNotFoundError, ValidationError
+from aiostream.fanout import StoredActivities
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.query import Query, check_slice
 from aiostream.serializers import ActivitySerializer
@@ -379,7 +380,11 @@ class BaseFeed:
 
     @classmethod
     async def _fanout_add(cls, batch: FanoutBatch) -> None:
-        entries = cls.serialize_activities(batch.activities)
+        activities = batch.activities
+        # A chunk's payloads were made by this class's serializer: written as they are.
+        entries = activities.entries if isinstance(activities, StoredActivities) else None
+        if entries is None:
+            entries = cls.serialize_activities(activities)
         if entries and batch.keys:
             max_length = cls.max_length if cls._should_trim(batch.trim) else None
             await batch.io.add_to_timelines(batch.keys, entries, max_length=max_length, store=False)
@@ -417,7 +422,7 @@ class BaseFeed:
 
     async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
         entries = await self._io.read_timeline(self.key, start, stop, query)
-        return self.get_activity_serializer().loads_many([payload for _, payload in entries])
+        return self.get_activity_serializer().loads_entries(entries)
 
     def __iter__(self) -> Iterator[Any]:
         """Refused: a feed is read with ``await``; without this, ``for`` would fall back

@@ -50,6 +50,7 @@ __all__ = [
     "Entry",
     "FeedStorage",
     "GroupChange",
+    "GroupChanges",
     "GroupMerge",
     "GroupMergeStorage",
     "GroupRecord",
@@ -61,6 +62,9 @@ __all__ = [
 
 Entry = tuple[int, str]
 """``(activity id, payload)``."""
+
+GroupChanges = Sequence["GroupChange"]
+"""What :meth:`FeedStorage.write_groups` applies in one compare-and-set."""
 
 GroupRewrite = Callable[[str, "GroupRecord"], str | None]
 """``(feed key, stored group) -> new payload``, or ``None`` to leave the group as it is
@@ -257,12 +261,7 @@ class GroupStorage(Protocol):
         ...
 
     async def write_groups(
-        self,
-        key: str,
-        changes: Sequence[GroupChange],
-        *,
-        max_length: int | None,
-        track_markers: bool,
+        self, key: str, changes: GroupChanges, *, max_length: int | None, track_markers: bool
     ) -> bool:
         """Apply ``changes`` atomically if every group still has its ``expected_version``.
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from anyio.lowlevel import checkpoint
 
 from aiostream.query import Query
-from aiostream.storage.base import Entry, GroupChange, GroupRecord, GroupRewrite
+from aiostream.storage.base import Entry, GroupChanges, GroupRecord, GroupRewrite
 
 __all__ = ["MemoryStorage", "default_memory_storage", "storage_from_settings"]
 
@@ -207,12 +207,7 @@ class MemoryStorage:
         return {g: state.by_name[g] for g in groups if g in state.by_name}
 
     async def write_groups(
-        self,
-        key: str,
-        changes: Sequence[GroupChange],
-        *,
-        max_length: int | None,
-        track_markers: bool,
+        self, key: str, changes: GroupChanges, *, max_length: int | None, track_markers: bool
     ) -> bool:
         await checkpoint()
         state = self.groups.setdefault(key, _Groups())

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiostream.storage.base import GroupChange
+from aiostream.storage.base import GroupChanges
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Snapshot:
         entry = self.names.get(group)
         return None if entry is None else entry[1]
 
-    def matches(self, changes: Sequence[GroupChange]) -> bool:
+    def matches(self, changes: GroupChanges) -> bool:
         """Whether every changed group still has the version its writer read."""
         return all(self.version_of(c.group) == c.expected_version for c in changes)
 
@@ -128,11 +128,7 @@ def _trim(
 
 
 def plan_write(
-    snapshot: Snapshot,
-    changes: Sequence[GroupChange],
-    *,
-    max_length: int | None,
-    track_markers: bool,
+    snapshot: Snapshot, changes: GroupChanges, *, max_length: int | None, track_markers: bool
 ) -> GroupPlan:
     """Plan ``changes`` (already checked against ``snapshot``), then the trim.
 

@@ -33,7 +33,7 @@ from aiostream._concurrency import RetryPolicy
 from aiostream.exceptions import ConflictError, StorageTimeoutError, ValidationError
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
-from aiostream.storage.base import Entry, GroupChange, GroupRecord, GroupRewrite
+from aiostream.storage.base import Entry, GroupChanges, GroupRecord, GroupRewrite
 from aiostream.storage.cassandra._bridge import Row
 from aiostream.storage.cassandra._client import MAX_LIMIT, CassandraClient, chunks
 from aiostream.storage.cassandra._groups import (
@@ -442,12 +442,7 @@ class CassandraStorage(CassandraClient):
         return bool(rows and rows[0][0])
 
     async def write_groups(
-        self,
-        key: str,
-        changes: Sequence[GroupChange],
-        *,
-        max_length: int | None,
-        track_markers: bool,
+        self, key: str, changes: GroupChanges, *, max_length: int | None, track_markers: bool
     ) -> bool:
         """One conditional batch (a single attempt: the feed retries, within its
         ``max_write_attempts``); False when some group changed since it was read or

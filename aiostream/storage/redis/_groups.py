@@ -16,7 +16,7 @@ from typing import Any
 from aiostream.exceptions import ConflictError, ValidationError
 from aiostream.ids import ID_KEY_WIDTH, checked_key, valid_keys
 from aiostream.query import Query
-from aiostream.storage.base import GroupChange, GroupMerge, GroupRecord, GroupRewrite
+from aiostream.storage.base import GroupChanges, GroupMerge, GroupRecord, GroupRewrite
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import RedisBase, _check_length, _group_record, _text
 from aiostream.storage.redis._layout import (
@@ -69,12 +69,7 @@ class RedisGroups(RedisBase):
         return found
 
     async def write_groups(
-        self,
-        key: str,
-        changes: Sequence[GroupChange],
-        *,
-        max_length: int | None,
-        track_markers: bool,
+        self, key: str, changes: GroupChanges, *, max_length: int | None, track_markers: bool
     ) -> bool:
         """Compare-and-set over the feed's groups in one script (see the protocol).
 
