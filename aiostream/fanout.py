@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Literal, Protocol, overload
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import MISSING, dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
 from aiostream._concurrency import run_bounded
 from aiostream.activity import Activity
-from aiostream.exceptions import ConfigurationError, FanoutError
+from aiostream.exceptions import ConfigurationError, FanoutError, ValidationError
 
 if TYPE_CHECKING:
     from aiostream.serializers import ActivitySerializer
@@ -49,6 +49,23 @@ class _PlainJob:
         # made enqueueing a 100,000-follower fanout take seconds.
         values = ((f.name, getattr(self, f.name)) for f in fields(self))  # type: ignore[arg-type]
         return {name: list(v) if isinstance(v, tuple) else v for name, v in values}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        """Inverse of :meth:`to_dict`; fields a job of an earlier version lacks take their
+        defaults.
+
+        Raises:
+            ValidationError: a required field is missing.
+        """
+        values: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name in data:
+                value = data[f.name]
+                values[f.name] = tuple(value) if str(f.type).startswith("tuple") else value
+            elif f.default is MISSING:
+                raise ValidationError(f.name, f"missing from the {cls.__name__} job")
+        return cls(**values)
 
     @property
     def job_id(self) -> str:
@@ -86,19 +103,6 @@ class FanoutChunk(_PlainJob):
     priority: str | None = None
     trim: bool = True
     activity_ids: tuple[int, ...] = ()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FanoutChunk:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            operation=data["operation"],
-            feed=data["feed"],
-            user_ids=tuple(data["user_ids"]),
-            activities=tuple(data["activities"]),
-            priority=data.get("priority"),
-            trim=bool(data.get("trim", True)),
-            activity_ids=tuple(data.get("activity_ids", ())),
-        )
 
     def stored_activities(self, serializer: ActivitySerializer[Any]) -> StoredActivities:
         """The chunk's activities, decoded by ``serializer`` only when looked at."""
@@ -169,15 +173,6 @@ class FollowChunk(_PlainJob):
     operation: FollowOperation
     user_id: int | str
     target_ids: tuple[int | str, ...]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FollowChunk:
-        """Inverse of :meth:`to_dict`."""
-        return cls(
-            operation=data["operation"],
-            user_id=data["user_id"],
-            target_ids=tuple(data["target_ids"]),
-        )
 
 
 Job = FanoutChunk | FollowChunk

@@ -261,6 +261,27 @@ def _dumps_any(data: Any) -> str:
         return repr(data)
 
 
+T = TypeVar("T")
+
+
+def _page_or_each(
+    payloads: Sequence[str | bytes],
+    page: Callable[[Sequence[str | bytes]], list[T] | None],
+    each: Callable[[str | bytes], T],
+) -> list[T]:
+    """``page(payloads)``, one decode for a whole page, when there are several and it
+    reads them all; else ``each`` of them one by one, which names a bad payload in its
+    error (another format, or a bad payload somewhere, make ``page`` give up)."""
+    if len(payloads) > 1:
+        try:
+            decoded = page(payloads)
+        except (AiostreamError, ValueError, TypeError):
+            decoded = None
+        if decoded is not None:
+            return decoded
+    return [each(p) for p in payloads]
+
+
 class ActivitySerializer(DeclaresCapabilities, Generic[A]):
     """Turns activities of ``activity_class`` into stored strings and back.
 
@@ -404,26 +425,14 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             raise SerializationError("activity", f"malformed payload {payload[:60]!r}") from exc
 
     def loads_many(self, payloads: Sequence[str | bytes]) -> list[A]:
-        """:meth:`loads` of each payload, in order (a page of a feed).
+        """:meth:`loads` of each payload of a page, in order, raising what it raises; the
+        page is decoded as one JSON array (half the cost of decoding them one by one)."""
+        return _page_or_each(payloads, self._loads_page, self.loads)
 
-        The payloads are decoded as one JSON array, which costs half as much as decoding
-        them one by one.
-
-        Raises:
-            SerializationError: a payload is not in a known format.
-            UnknownVerbError: a verb is not registered.
-        """
-        if len(payloads) < 2:
-            return [self.loads(p) for p in payloads]
-        try:
-            # (a bytes payload makes join raise TypeError)
-            rows = _decode("[" + ",".join(payloads) + "]")  # type: ignore[arg-type]
-            if len(rows) == len(payloads):
-                return self.from_rows(rows, versioned=True)
-        except (AiostreamError, ValueError, TypeError):
-            pass
-        # A bad payload somewhere: decode them one by one, for the precise error.
-        return [self.loads(p) for p in payloads]
+    def _loads_page(self, payloads: Sequence[str | bytes]) -> list[A] | None:
+        # (a bytes payload makes join raise TypeError)
+        rows = _decode("[" + ",".join(payloads) + "]")  # type: ignore[arg-type]
+        return self.from_rows(rows, versioned=True) if len(rows) == len(payloads) else None
 
     def loads_entries(self, entries: Sequence[tuple[int, str]]) -> list[A]:
         """:meth:`loads_many` of ``(id, payload)`` entries as a storage returns them; each
@@ -529,38 +538,29 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
         return self._build(data, text)
 
     def loads_many(self, payloads: Sequence[str | bytes]) -> list[G]:
-        """:meth:`loads` of each payload, in order (a page of a feed).
+        """:meth:`loads` of each group of a page, in order, raising what it raises; groups
+        in the current format are decoded as one JSON array, their activities built in
+        one go."""
+        return _page_or_each(payloads, self._loads_page, self.loads)
 
-        Groups in the current format are decoded as one JSON array, and their activities
-        built in one go.
-
-        Raises:
-            SerializationError: a payload is not in a known format.
-            UnknownVerbError: a verb is not registered.
-        """
-        if len(payloads) < 2:
-            return [self.loads(p) for p in payloads]
-        try:
-            bodies: list[str] = []
-            ids: list[str | None] = []
-            for payload in payloads:
-                if not isinstance(payload, str) or not payload.startswith(GROUP_OPENING):
-                    raise ValueError("not the current format")
-                body, tail = split_group(payload)
-                bodies.append(body)
-                ids.append(tail)
-            page = _decode("[" + to_json(",".join(bodies)) + "]")
-            if len(page) == len(payloads):
-                groups: list[G] = []
-                for data, tail, payload in zip(page, ids, payloads, strict=True):
-                    if not ids_match(data, tail):
-                        raise ValueError("malformed")
-                    groups.append(self._build(data, payload))
-                return groups
-        except (AiostreamError, ValueError, TypeError):
-            pass
-        # Another format, or a bad payload somewhere: one by one (for the precise error).
-        return [self.loads(p) for p in payloads]
+    def _loads_page(self, payloads: Sequence[str | bytes]) -> list[G] | None:
+        bodies: list[str] = []
+        ids: list[str | None] = []
+        for payload in payloads:
+            if not isinstance(payload, str) or not payload.startswith(GROUP_OPENING):
+                raise ValueError("not the current format")
+            body, tail = split_group(payload)
+            bodies.append(body)
+            ids.append(tail)
+        page = _decode("[" + to_json(",".join(bodies)) + "]")
+        if len(page) != len(payloads):
+            return None
+        groups: list[G] = []
+        for data, tail, payload in zip(page, ids, payloads, strict=True):
+            if not ids_match(data, tail):
+                raise ValueError("malformed")
+            groups.append(self._build(data, payload))
+        return groups
 
     def _build(self, data: list[Any], payload: str | bytes) -> G:
         try:

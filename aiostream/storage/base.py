@@ -57,6 +57,7 @@ __all__ = [
     "GroupRewrite",
     "GroupStorage",
     "LeaseStorage",
+    "LiveWindow",
     "TimelineStorage",
 ]
 
@@ -130,6 +131,47 @@ class GroupMerge:
     header: str
     record: GroupRecord
     activities: Sequence[tuple[int, int, str]]
+
+
+class LiveWindow:
+    """The ``[start:stop]`` window a timeline read fills while it passes over entries
+    whose activity was deleted (see :meth:`TimelineStorage.read_timeline`): the first
+    ``start`` live entries are skipped, then live ones taken until the page is full.
+    Backends offer it their entries in feed order.
+
+    Attributes:
+        skip: Live entries still to pass before the page starts.
+        want: Entries the page still lacks (``None``: no limit).
+        page: The entries taken.
+    """
+
+    __slots__ = ("page", "skip", "want")
+
+    def __init__(self, start: int, stop: int | None) -> None:
+        self.skip = start
+        self.want = None if stop is None else stop - start
+        self.page: list[Entry] = []
+
+    @property
+    def full(self) -> bool:
+        """Whether the page holds all it wants."""
+        return self.want == 0
+
+    def offer(self, activity_id: int, payload: str | None) -> bool:
+        """Take the next entry (``payload`` None: its activity was deleted).
+
+        Returns:
+            False for an entry of a deleted activity (the caller removes it).
+        """
+        if payload is None:
+            return False
+        if self.skip:
+            self.skip -= 1
+        elif self.want != 0:
+            self.page.append((activity_id, payload))
+            if self.want is not None:
+                self.want -= 1
+        return True
 
 
 @runtime_checkable
@@ -275,12 +317,7 @@ class GroupStorage(Protocol):
         ...
 
     async def update_groups(
-        self,
-        keys: Sequence[str],
-        groups: Sequence[str],
-        rewrite: GroupRewrite,
-        *,
-        max_attempts: int,
+        self, keys: Sequence[str], names: Sequence[str], rewrite: GroupRewrite, *, max_attempts: int
     ) -> None:
         """Rewrite the named groups of every feed in ``keys`` in place.
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from anyio.lowlevel import checkpoint
 
 from aiostream.query import Query
-from aiostream.storage.base import Entry, GroupChanges, GroupRecord, GroupRewrite
+from aiostream.storage.base import Entry, GroupChanges, GroupRecord, GroupRewrite, LiveWindow
 
 __all__ = ["MemoryStorage", "default_memory_storage", "storage_from_settings"]
 
@@ -148,24 +148,18 @@ class MemoryStorage:
         # Walk the window's entries from the top, skipping (and forgetting) those whose
         # activity was deleted, until `start` live ones are passed and the page is full.
         activities = self.activities
-        page: list[Entry] = []
+        window = LiveWindow(start, stop)
         dead: list[int] = []
-        skip, want = start, None if stop is None else stop - start
         for activity_id in query.select(timeline, 0, None):
-            if want is not None and len(page) == want:
+            if window.full:
                 break
-            payload = activities.get(activity_id)
-            if payload is None:
+            if not window.offer(activity_id, activities.get(activity_id)):
                 dead.append(activity_id)
-            elif skip:
-                skip -= 1
-            else:
-                page.append((activity_id, payload))
         for activity_id in dead:
             _discard(timeline, activity_id)
         if not timeline:
             del self.timelines[key]
-        return page
+        return window.page
 
     async def count_timeline(self, key: str) -> int:
         await checkpoint()
@@ -227,19 +221,14 @@ class MemoryStorage:
         return True
 
     async def update_groups(
-        self,
-        keys: Sequence[str],
-        groups: Sequence[str],
-        rewrite: GroupRewrite,
-        *,
-        max_attempts: int,
+        self, keys: Sequence[str], names: Sequence[str], rewrite: GroupRewrite, *, max_attempts: int
     ) -> None:
         await checkpoint()
         for key in dict.fromkeys(keys):
             state = self.groups.get(key)
             if state is None:
                 continue
-            for group in dict.fromkeys(groups):
+            for group in dict.fromkeys(names):
                 record = state.by_name.get(group)
                 if record is None:
                     continue

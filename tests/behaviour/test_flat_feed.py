@@ -318,6 +318,21 @@ async def test_activities_deleted_from_the_activity_storage_are_never_shown(
     assert group.activities == activities
 
 
+async def test_a_window_short_of_deleted_activities_at_the_edge_of_a_filter(
+    make_feed: Any,
+) -> None:
+    """The entries a read removes leave the page short, and nothing lies beyond the
+    filter's bound to fill it: the page holds the live entries there are."""
+    feed = make_feed(TestFeed)
+    activities = make_activities(5)
+    await feed.add_many(activities)
+    await feed.remove_activity(activities[3])
+    edge = feed.filter(activity_id__gte=activities[2].serialization_id)
+    assert await edge[:3] == [activities[4], activities[2]]
+    assert await edge.order_by("activity_id")[:3] == [activities[2], activities[4]]
+    assert await feed.count() == 4
+
+
 async def test_on_update_feed_hook(make_feed: Any) -> None:
     calls: list[tuple[int, int]] = []
 

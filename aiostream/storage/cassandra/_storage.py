@@ -33,7 +33,7 @@ from aiostream._concurrency import RetryPolicy
 from aiostream.exceptions import ConflictError, StorageTimeoutError, ValidationError
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
-from aiostream.storage.base import Entry, GroupChanges, GroupRecord, GroupRewrite
+from aiostream.storage.base import Entry, GroupChanges, GroupRecord, GroupRewrite, LiveWindow
 from aiostream.storage.cassandra._bridge import Row
 from aiostream.storage.cassandra._client import MAX_LIMIT, CassandraClient, chunks
 from aiostream.storage.cassandra._groups import (
@@ -267,9 +267,9 @@ class CassandraStorage(CassandraClient):
             return []
         s, ns = self.statements, self.namespace
         low, high, descending = query.low, query.high, query.descending
-        skip, want = start, None if stop is None else stop - start
-        page: list[Entry] = []
+        window = LiveWindow(start, stop)
         while True:
+            skip, want = window.skip, window.want
             passed: list[int] = []  # a deep window's first ``skip`` ids, read alone
             exhausted = False
             if skip > self.offset_scan_threshold:
@@ -298,26 +298,19 @@ class CassandraStorage(CassandraClient):
                 if activity_id in stored and stored[activity_id] is None:
                     dead.append(activity_id)
                 else:
-                    skip -= 1
+                    window.skip -= 1  # live, and within the skipped part by construction
             for activity_id, copy in rows:
-                payload = stored.get(activity_id, copy)
-                if payload is None:
+                if not window.offer(activity_id, stored.get(activity_id, copy)):
                     dead.append(activity_id)
-                elif skip:
-                    skip -= 1
-                else:
-                    page.append((activity_id, payload))
-                    if want is not None:
-                        want -= 1
             if not dead:
-                return page
+                return window.page
             await self.remove_from_timelines([key], dead)
-            if exhausted or want == 0:
-                return page
+            if exhausted or window.full:
+                return window.page
             # Go on after the last row read, for the entries the removed ones left short.
             low, high = _after(low, high, descending, [rows[-1][0] if rows else passed[-1]])
             if low > high:
-                return page
+                return window.page
 
     async def count_timeline(self, key: str) -> int:
         ((count,),) = await self._run(self.statements.timeline_count, (self.namespace, key))
@@ -468,17 +461,12 @@ class CassandraStorage(CassandraClient):
         raise ConflictError(f"feed {key!r}: {self.cas_attempts} concurrent updates in a row won")
 
     async def update_groups(
-        self,
-        keys: Sequence[str],
-        groups: Sequence[str],
-        rewrite: GroupRewrite,
-        *,
-        max_attempts: int,
+        self, keys: Sequence[str], names: Sequence[str], rewrite: GroupRewrite, *, max_attempts: int
     ) -> None:
         """Rewrite groups in place, feed by feed (``max_concurrency`` at once): the
         snapshot and the rows, then one conditional batch writing the new payloads under
         the same ids (markers untouched); again when another writer came first."""
-        names = list(dict.fromkeys(groups))
+        names = list(dict.fromkeys(names))
         if not names:
             return
 

@@ -183,12 +183,7 @@ class RedisGroups(RedisBase):
         return list(batches.values())
 
     async def update_groups(
-        self,
-        keys: Sequence[str],
-        groups: Sequence[str],
-        rewrite: GroupRewrite,
-        *,
-        max_attempts: int,
+        self, keys: Sequence[str], names: Sequence[str], rewrite: GroupRewrite, *, max_attempts: int
     ) -> None:
         """Rewrite groups of many feeds in place (see the protocol): one pipeline of
         ``HMGET`` s, then one of compare-and-set scripts (one per feed written), again
@@ -197,7 +192,7 @@ class RedisGroups(RedisBase):
         Raises:
             ConflictError: some group kept changing for ``max_attempts`` rounds.
         """
-        names = list(dict.fromkeys(groups))
+        names = list(dict.fromkeys(names))
         feed_keys = {self._feed(key).group_data: key for key in keys}
         pending = list(feed_keys)
         if not names:

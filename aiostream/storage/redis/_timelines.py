@@ -12,7 +12,7 @@ from redis.exceptions import RedisClusterException, ResponseError
 
 from aiostream.ids import checked_key, valid_keys
 from aiostream.query import Query
-from aiostream.storage.base import Entry
+from aiostream.storage.base import Entry, LiveWindow
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import RedisBase, _check_length, _text
 from aiostream.storage.redis._layout import (
@@ -239,16 +239,16 @@ class RedisTimelines(RedisBase):
                 if reply and not isinstance(reply[0], str):
                     reply = [_text(item) for item in reply]
                 return [(int(h, 16), p) for h, p in zip(reply[::2], reply[1::2], strict=True)]
-            return await self._read_cluster_timeline(timeline, low, high, start, count, query)
+            window = LiveWindow(start, stop)
+            return await self._read_cluster_timeline(timeline, low, high, window, query)
 
     async def _read_cluster_timeline(
-        self, timeline: str, low: str, high: str, skip: int, want: int, query: Query
+        self, timeline: str, low: str, high: str, window: LiveWindow, query: Query
     ) -> list[Entry]:
         """:meth:`read_timeline` on a cluster: what the read script does on a standalone
         server, in steps (the activity shards live in other slots than the timeline)."""
-        page: list[Entry] = []
         while True:
-            ask = -1 if want < 0 else skip + want
+            ask = -1 if window.want is None else window.skip + window.want
             if query.descending:
                 members = await self._c.execute_command(
                     "ZREVRANGEBYLEX", timeline, high, low, "LIMIT", 0, ask
@@ -259,22 +259,12 @@ class RedisTimelines(RedisBase):
                 )
             hexes = [_text(m) for m in members]
             found = await self._load_hexes(hexes)
-            dead: list[str] = []
-            for hexed in hexes:
-                payload = found.get(hexed)
-                if payload is None:
-                    dead.append(hexed)
-                elif skip:
-                    skip -= 1
-                else:
-                    page.append((int(hexed, 16), payload))
-                    if want > 0:
-                        want -= 1
+            dead = [h for h in hexes if not window.offer(int(h, 16), found.get(h))]
             if not dead:
-                return page
+                return window.page
             await self._c.execute_command("ZREM", timeline, *dead)
-            if ask < 0 or len(hexes) < ask or want == 0:
-                return page
+            if ask < 0 or len(hexes) < ask or window.full:
+                return window.page
             # Go on after the last entry read: bounds, not positions, so entries added
             # meanwhile neither repeat nor shift the page.
             if query.descending:
