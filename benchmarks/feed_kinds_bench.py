@@ -90,13 +90,14 @@ async def measure(url: str, followers: int, chunk: int) -> dict[str, Any]:
         results: dict[str, Any] = {}
         for name, kinds in (("flat", {"flat": KindsFlat}), ("three_kinds", three)):
             made = manager(storage, kinds, followers, chunk)
-            await fanout(made, 0)  # every feed holds a group to merge into
-            seconds = await fanout(made, 1)
+            await fanout(made, storage, 0)  # every feed holds a group to merge into
+            seconds, cpu = await fanout(made, storage, 1)
             results[name] = {
                 "followers": followers,
                 "feed_classes": len(kinds),
                 "seconds": seconds,
                 "feed_writes_per_second": followers * len(kinds) / seconds,
+                "redis_cpu_seconds": cpu,
             }
         flat_rate = results["flat"]["feed_writes_per_second"]
         # The three-kind run's time less the flat feeds' share of it (at the flat rate).
@@ -121,7 +122,8 @@ async def main(followers: int, chunk: int) -> None:
         r = results[name]
         print(
             f"{name:12} {r['followers']:>9,} followers x {r['feed_classes']} feed classes: "
-            f"{r['seconds']:7.2f} s, {r['feed_writes_per_second']:>10,.0f} feed writes/s"
+            f"{r['seconds']:7.2f} s, {r['feed_writes_per_second']:>10,.0f} feed writes/s, "
+            f"Redis CPU {r['redis_cpu_seconds']:.2f} s"
         )
     g = results["groups_vs_flat"]
     print(

@@ -330,3 +330,36 @@ async def test_notification_feed_through_manager(storage: FeedStorage) -> None:
         await manager.add_user_activity(1, activity)
     feed = manager.get_feeds(10)["notification"]
     assert await feed.count_unseen() == 3
+
+
+class BigManager(PinManager):
+    feed_classes: ClassVar[dict[str, Any]] = {
+        "normal": TestFeed,
+        "aggregated": TestAggregatedFeed,
+        "notification": TestNotificationFeed,
+    }
+
+
+async def test_activities_with_a_megabyte_of_extra_context_fan_out(storage: FeedStorage) -> None:
+    """Big payloads are split into batches a server takes, never refused: a 1 MB
+    ``extra_context`` (and a batch of several) reaches every kind of feed intact."""
+    manager = BigManager(storage=storage)
+    big = [
+        Activity(1, Pin, i, time=at(i), extra_context={"blob": chr(97 + i) * 2**20})
+        for i in range(3)
+    ]
+    await manager.add_user_activity(1, big[0])
+    await manager.batch_import(1, big[1:], chunk_size=2)
+    newest_first = list(reversed(big))
+    assert await manager.get_user_feed(1)[:] == newest_first
+    for follower in (10, 13):
+        feeds = manager.get_feeds(follower)
+        read = await feeds["normal"][:]
+        assert read == newest_first
+        assert [a.extra_context for a in read] == [a.extra_context for a in newest_first]
+        for name in ("aggregated", "notification"):
+            held = [a for group in await feeds[name][:] for a in group.activities]
+            assert sorted(held) == sorted(big)
+            assert sorted(a.extra_context["blob"] for a in held) == [
+                a.extra_context["blob"] for a in big
+            ]

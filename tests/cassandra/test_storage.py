@@ -364,3 +364,12 @@ def test_feeds_made_outside_a_loop_find_the_loops_storage(
         assert used[0] is not used[1]
     finally:
         registry.configure(None)
+
+
+async def test_a_batch_bigger_than_a_mutation_is_split(cstorage: CassandraStorage) -> None:
+    """One feed write of 17 MB (over the 16 MB a single mutation may hold with the default
+    commit log segment) goes in several batches instead of failing."""
+    payloads = [(i, '"' + chr(97 + i) * 2**20 + '"') for i in range(1, 18)]
+    await cstorage.add_to_timelines(["big:feed"], payloads, max_length=None, store=True)
+    page = await cstorage.read_timeline("big:feed", 0, None, Query())
+    assert page == sorted(payloads, reverse=True)

@@ -44,9 +44,35 @@ IN_CHUNK = 100  # ids per ``IN (...)`` list and statements per single-partition 
 _prepared: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
 
+BATCH_BYTES = 5 * 1024
+"""Payload bytes in one batch at most: Cassandra's default ``batch_size_warn_threshold``
+(a batch of big activities is split rather than warned about, or failed beyond
+``batch_size_fail_threshold``)."""
+
+
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> list[Sequence[T]]:
     """``items`` cut into lists of at most ``size``."""
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def sized_chunks(
+    items: Sequence[T], size_of: Callable[[T], int], max_bytes: int = BATCH_BYTES
+) -> list[Sequence[T]]:
+    """``items`` cut into batches of at most ``IN_CHUNK`` whose ``size_of`` adds up to at
+    most ``max_bytes`` (an item bigger than that makes a batch of its own)."""
+    batches: list[Sequence[T]] = []
+    batch: list[T] = []
+    used = 0
+    for item in items:
+        size = size_of(item)
+        if batch and (len(batch) >= IN_CHUNK or used + size > max_bytes):
+            batches.append(batch)
+            batch, used = [], 0
+        batch.append(item)
+        used += size
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 class CassandraClient:

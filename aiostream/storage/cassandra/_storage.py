@@ -35,7 +35,7 @@ from aiostream.ids import MAX_ID
 from aiostream.query import Query
 from aiostream.storage.base import Entry, GroupChanges, GroupRecord, GroupRewrite, LiveWindow
 from aiostream.storage.cassandra._bridge import Row
-from aiostream.storage.cassandra._client import MAX_LIMIT, CassandraClient, chunks
+from aiostream.storage.cassandra._client import MAX_LIMIT, CassandraClient, chunks, sized_chunks
 from aiostream.storage.cassandra._groups import (
     GroupPlan,
     Snapshot,
@@ -174,7 +174,8 @@ class CassandraStorage(CassandraClient):
                 await self._store_rows(rows)
             return
         feeds = list(keys)  # a snapshot; deduplicated by the driver's thread, not here
-        batches = chunks(rows)
+        # Each timeline row keeps a copy of its payload (see read_timeline).
+        batches = sized_chunks(rows, lambda row: len(row[1]))
         session = await self._ready()
         insert = await self._prepare(session, self.statements.timeline_insert)
         ns = self.namespace

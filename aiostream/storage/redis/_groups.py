@@ -168,18 +168,20 @@ class RedisGroups(RedisBase):
         return [merged[i] for i in range(len(keys))]
 
     def _group_batches(self, keys: Sequence[str]) -> list[tuple[list[int], list[str]]]:
-        """The group keys of ``keys`` cut into script calls: ``chunk_size`` feeds per call
-        (on a cluster, only feeds of one slot share a call). Each batch is the feeds'
-        positions in ``keys`` and their four keys each."""
+        """The feeds of ``keys`` cut into ``merge_groups`` script calls: ``chunk_size``
+        feeds per call (on a cluster, only feeds of one slot share a call). Each batch is
+        the feeds' positions in ``keys`` and their hash tags (the script derives the
+        group keys from them)."""
         size = self.chunk_size
-        batches: dict[Any, tuple[list[int], list[str]]] = {}
+        batches: dict[int, tuple[list[int], list[str]]] = {}
         keyslot = self._c.keyslot if self.cluster else None
+        tag = self._tag
         for position, key in enumerate(keys):
-            group_keys = self._feed(key).group_keys
-            bucket = keyslot(group_keys[0]) if keyslot is not None else position // size
-            positions, batch_keys = batches.setdefault(bucket, ([], []))
+            feed_tag = tag + key + "}"
+            bucket = keyslot(feed_tag) if keyslot is not None else position // size
+            positions, tags = batches.setdefault(bucket, ([], []))
             positions.append(position)
-            batch_keys += group_keys
+            tags.append(feed_tag)
         return list(batches.values())
 
     async def update_groups(

@@ -74,6 +74,11 @@ def activity_shard_opening(prefix: str) -> str:
     return f"{{{prefix}act:"
 
 
+GROUP_KEY_SUFFIXES = (":g", ":gd", ":us", ":ur")
+"""What follows a feed's hash tag in the names of its groups, group data, unseen and
+unread keys (the group scripts' order)."""
+
+
 class FeedKeys:
     """The keys of one feed.
 
@@ -87,10 +92,9 @@ class FeedKeys:
     def __init__(self, prefix: str, key: str) -> None:
         tag = f"{{{prefix}{key}}}"
         self.timeline = tag + ":t"
-        self.groups = tag + ":g"
-        self.group_data = tag + ":gd"
-        self.unseen = tag + ":us"
-        self.unread = tag + ":ur"
+        self.groups, self.group_data, self.unseen, self.unread = (
+            tag + suffix for suffix in GROUP_KEY_SUFFIXES
+        )
 
     @property
     def group_keys(self) -> list[str]:

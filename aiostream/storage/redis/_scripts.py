@@ -45,7 +45,7 @@ from aiostream.group_format import (
     ROW_SEPARATOR,
     TIME_WIDTH,
 )
-from aiostream.storage.redis._layout import SHARD_MASK
+from aiostream.storage.redis._layout import GROUP_KEY_SUFFIXES, SHARD_MASK
 
 UNPACK = 4000
 
@@ -63,6 +63,7 @@ def _lua_string(text: str) -> str:
 
 _CONSTANTS: dict[str, str] = {
     "GROUP_FORMAT_VERSION": str(GROUP_FORMAT_VERSION),
+    "GROUP_KEY_SUFFIXES": "{" + ", ".join(map(_lua_string, GROUP_KEY_SUFFIXES)) + "}",
     "IDS_SEPARATOR": _lua_string(IDS_SEPARATOR),
     "ID_WIDTH": str(ID_WIDTH),
     "ROW_SEPARATOR": _lua_string(ROW_SEPARATOR),

@@ -3,7 +3,8 @@
 -- that Python rule, held to it by tests/redis/test_merge.py; its constants come from
 -- aiostream.group_format.
 -- The same merges go into every feed of the call: a fanout chunk is one script.
--- KEYS: per feed, its groups, group data, unseen and unread keys.
+-- KEYS: per feed, its hash tag; its groups, group data, unseen and unread keys are the
+-- tag followed by GROUP_KEY_SUFFIXES of aiostream.storage.redis._layout (the tag's slot).
 -- ARGV[1]: track markers ('1'/'0'). ARGV[2]: max_length (-1: no trim).
 -- ARGV[3]: activities a group keeps (the oldest beyond it count as minimized).
 -- ARGV[4]: '1' to return the written groups, '0' for their count only.
@@ -23,6 +24,7 @@ local track = ARGV[1] == '1'
 local maxlen = tonumber(ARGV[2])
 local cap = tonumber(ARGV[3])
 local results = ARGV[4] == '1'
+local SUFFIXES = {{GROUP_KEY_SUFFIXES}}
 
 local function older(a, b)
   -- a < b for hex ids, by value (string '<' follows the server's locale); each half
@@ -73,11 +75,11 @@ while i <= #ARGV do
   merges[#merges + 1] = g
 end
 
--- The stored groups of the feed at KEYS[k+1..k+4], parsed; nil when one cannot merge.
+-- The stored groups of the feed whose keys are k, parsed; nil when one cannot merge.
 local function read(k)
   local stored = {}
   for j, g in ipairs(merges) do
-    local data = redis.call('HGET', KEYS[k + 2], g.name)
+    local data = redis.call('HGET', k[2], g.name)
     if data then
       stored[j] = parse(data, g.header)
       if not stored[j] then return nil end
@@ -128,7 +130,8 @@ local function merged(g, stored)
 end
 
 local out = {}
-for k = 0, #KEYS - 4, 4 do
+for _, tag in ipairs(KEYS) do
+  local k = {tag .. SUFFIXES[1], tag .. SUFFIXES[2], tag .. SUFFIXES[3], tag .. SUFFIXES[4]}
   -- Every group of a feed is read and checked first: nothing is written to a feed
   -- unless all its groups can merge.
   local stored = read(k)
@@ -142,15 +145,15 @@ for k = 0, #KEYS - 4, 4 do
       local id, data = merged(g, old)
       if data then
         if old then
-          redis.call('ZREM', KEYS[k + 1], old.id .. g.name)
-          redis.call('SREM', KEYS[k + 3], old.id)
-          redis.call('SREM', KEYS[k + 4], old.id)
+          redis.call('ZREM', k[1], old.id .. g.name)
+          redis.call('SREM', k[3], old.id)
+          redis.call('SREM', k[4], old.id)
         end
-        redis.call('HSET', KEYS[k + 2], g.name, data)
-        redis.call('ZADD', KEYS[k + 1], 0, id .. g.name)
+        redis.call('HSET', k[2], g.name, data)
+        redis.call('ZADD', k[1], 0, id .. g.name)
         if track then
-          redis.call('SADD', KEYS[k + 3], id)
-          redis.call('SADD', KEYS[k + 4], id)
+          redis.call('SADD', k[3], id)
+          redis.call('SADD', k[4], id)
         end
         out[count_at] = out[count_at] + 1
         if results then

@@ -33,5 +33,5 @@ for i = 3, #ARGV, 4 do
   end
 end
 local maxlen = tonumber(ARGV[2])
-if maxlen >= 0 then trim_groups(0, maxlen) end
+if maxlen >= 0 then trim_groups(KEYS, maxlen) end
 return 1
