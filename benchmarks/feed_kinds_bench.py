@@ -75,13 +75,21 @@ def manager(storage: RedisStorage, kinds: dict[str, Any], followers: int, chunk:
     return made
 
 
-async def fanout(made: Manager, seconds_after_t0: int) -> float:
-    activity = Activity(
-        -1, Love, seconds_after_t0, time=T0 + dt.timedelta(seconds=seconds_after_t0)
-    )
+async def server_cpu(storage: RedisStorage) -> float:
+    """CPU seconds the Redis server has used (user + system)."""
+    info = await storage.client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def fanout(made: Manager, storage: RedisStorage, offset: int) -> tuple[float, float]:
+    """One fanout of an activity ``offset`` seconds after T0: its seconds, and the Redis
+    server's CPU seconds in them."""
+    activity = Activity(-1, Love, offset, time=T0 + dt.timedelta(seconds=offset))
+    cpu = await server_cpu(storage)
     started = time.perf_counter()
     await made.add_user_activity(-1, activity)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    return seconds, await server_cpu(storage) - cpu
 
 
 async def measure(url: str, followers: int, chunk: int) -> dict[str, Any]:
