@@ -9,7 +9,11 @@ benchmarks.arq_app.WorkerSettings``, started before the clock starts):
 * **enqueue cost**: ``add_user_activity`` with no worker running, per chunk.
 
 Results go to ``benchmarks/results/arq.json``.
-``python -m benchmarks.arq_bench [--followers N] [--chunks 100,1000,10000] [--workers 1,2]``
+With ``--kinds three`` the Manager writes a flat, an aggregated and a notification feed
+per follower, and writes/s count every feed written.
+
+``python -m benchmarks.arq_bench [--followers N] [--chunks 100,1000,10000] [--workers 1,2]
+[--kinds flat|three]``
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from aiostream.progress import Progress
 from aiostream.settings import Settings
 from aiostream.storage.redis import close_default_storages, configure
 from aiostream.tasks import HIGH_QUEUE, ArqDispatcher
-from benchmarks.arq_app import BenchFeed, BenchManager, PinVerb
+from benchmarks.arq_app import BenchFeed, BenchManager, PinVerb, feed_classes
 from benchmarks.common import write_results
 from tests.servers import start_redis
 
@@ -79,11 +83,20 @@ async def publish(dispatcher: ArqDispatcher, n: int) -> float:
     return time.perf_counter() - started
 
 
-async def run(url: str, followers: int, chunks: list[int], workers: list[int]) -> dict[str, Any]:
+async def run(
+    url: str, followers: int, chunks: list[int], workers: list[int], kinds: str
+) -> dict[str, Any]:
     configure(Settings(redis_url=url))
+    BenchManager.feed_classes = feed_classes(kinds)
+    writes = followers * len(BenchManager.feed_classes)
     BenchManager.followers = list(range(10, 10 + followers))
     client = Redis.from_url(url)
-    results: dict[str, Any] = {"followers": followers, "end_to_end": [], "enqueue": []}
+    results: dict[str, Any] = {
+        "followers": followers,
+        "feed_classes": len(BenchManager.feed_classes),
+        "end_to_end": [],
+        "enqueue": [],
+    }
     serial = 0
     try:
         async with await ArqDispatcher.connect(url) as dispatcher:
@@ -117,11 +130,11 @@ async def run(url: str, followers: int, chunks: list[int], workers: list[int]) -
                         "workers": count,
                         "seconds": total,
                         "enqueue_seconds": enqueue,
-                        "writes_per_second": followers / total,
+                        "writes_per_second": writes / total,
                     }
                     results["end_to_end"].append(row)
                     print(
-                        f"chunk={chunk} workers={count}: {followers / total:,.0f} writes/s, "
+                        f"chunk={chunk} workers={count}: {writes / total:,.0f} feed writes/s, "
                         f"last feed after {total:.2f} s",
                         flush=True,
                     )
@@ -136,12 +149,14 @@ def main() -> None:
     parser.add_argument("--followers", type=int, default=100_000)
     parser.add_argument("--chunks", default="100,1000,10000")
     parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--kinds", choices=["flat", "three"], default="flat")
     args = parser.parse_args()
+    os.environ["BENCH_FEED_KINDS"] = args.kinds  # the workers' Manager too
     chunks = [int(c) for c in args.chunks.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory() as workdir, start_redis(Path(workdir)) as server:
-        results = asyncio.run(run(server.url, args.followers, chunks, workers))
-    write_results("arq", results)
+        results = asyncio.run(run(server.url, args.followers, chunks, workers, args.kinds))
+    write_results("arq" if args.kinds == "flat" else "arq_three_kinds", results)
 
 
 if __name__ == "__main__":
