@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
 from aiostream._concurrency import run_bounded
@@ -30,6 +30,7 @@ __all__ = [
     "InProcessDispatcher",
     "Job",
     "StoredActivities",
+    "join_chunks",
 ]
 
 Operation = Literal["add", "remove", "update"]
@@ -104,12 +105,46 @@ class FanoutChunk(_PlainJob):
     trim: bool = True
     activity_ids: tuple[int, ...] = ()
 
+    @property
+    def work(self) -> tuple[Any, ...]:
+        """What the chunk does, whoever it does it for (chunks with the same work may
+        be joined: :func:`join_chunks`)."""
+        return (
+            self.operation,
+            self.feed,
+            self.activities,
+            self.activity_ids,
+            self.priority,
+            self.trim,
+        )
+
     def stored_activities(self, serializer: ActivitySerializer[Any]) -> StoredActivities:
         """The chunk's activities, decoded by ``serializer`` only when looked at."""
         entries = None
         if len(self.activity_ids) == len(self.activities):
             entries = list(zip(self.activity_ids, self.activities, strict=True))
         return StoredActivities(self.activities, serializer, entries)
+
+
+def join_chunks(jobs: Sequence[Job], size: int) -> list[Job]:
+    """``jobs`` with consecutive fanout chunks of the same work (operation, feed,
+    activities, priority, trim) joined, as long as a joined chunk holds at most ``size``
+    followers; a bigger chunk stays as it is, follow jobs pass through. Fewer, bigger
+    jobs: each costs a worker a fixed overhead (see :class:`~aiostream.tasks.ArqDispatcher`).
+    """
+    joined: list[Job] = []
+    for job in jobs:
+        last = joined[-1] if joined else None
+        if (
+            isinstance(job, FanoutChunk)
+            and isinstance(last, FanoutChunk)
+            and last.work == job.work
+            and len(last.user_ids) + len(job.user_ids) <= size
+        ):
+            joined[-1] = replace(last, user_ids=last.user_ids + job.user_ids)
+        else:
+            joined.append(job)
+    return joined
 
 
 class StoredActivities(Sequence[Activity]):

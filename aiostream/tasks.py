@@ -5,8 +5,9 @@ Install with ``pip install "aiostream-feeds[redis,arq]"`` (arq needs redis-py 5)
 
 In the web process, give the Manager an :class:`ArqDispatcher`; ``add_user_activity``,
 ``remove_user_activity``, ``follow_*``, ``unfollow_*`` and ``batch_import`` then store
-the activity in the user's own feed and enqueue the fanout as jobs, one per chunk of
-``fanout_chunk_size`` followers, on one queue per priority::
+the activity in the user's own feed and enqueue the fanout as jobs (the Manager's chunks
+of ``fanout_chunk_size`` followers, joined into jobs of up to ``job_size``), on one queue
+per priority::
 
     dispatcher = await ArqDispatcher.connect("redis://queue:6379/0")
     manager = PinManager(dispatcher=dispatcher)
@@ -97,7 +98,7 @@ from aiostream.exceptions import (
     ConfigurationError,
     FanoutError,
 )
-from aiostream.fanout import FanoutChunk, FollowChunk, Job
+from aiostream.fanout import FanoutChunk, FollowChunk, Job, join_chunks
 from aiostream.manager import Manager
 from aiostream.settings import Settings
 from aiostream.storage.registry import Storages
@@ -148,6 +149,12 @@ class ArqDispatcher:
             ``aiostream:default``); workers must use the same.
         max_in_flight: Enqueue requests sent concurrently.
         batch_size: Jobs enqueued by one request.
+        job_size: Followers per job at most when joining: consecutive fanout chunks of
+            the same work are joined into one job while it stays within this many
+            followers (a bigger chunk of the Manager's stays as it is; ``None``: one job
+            per chunk). A job costs a worker a fixed overhead, so a few big jobs move
+            more feed writes per second than many small ones (``benchmarks/arq_bench.py``
+            and the README's performance section).
         own_pool: Close ``pool`` in :meth:`aclose`.
 
     Example::
@@ -164,10 +171,12 @@ class ArqDispatcher:
         queues: Queues | None = None,
         max_in_flight: int = 8,
         batch_size: int = 200,
+        job_size: int | None = 1000,
         own_pool: bool = False,
     ) -> None:
-        if max_in_flight < 1 or batch_size < 1:
-            raise ValueError("max_in_flight and batch_size must be at least 1")
+        if max_in_flight < 1 or batch_size < 1 or (job_size is not None and job_size < 1):
+            raise ValueError("max_in_flight, batch_size and job_size must be at least 1")
+        self.job_size = job_size
         self.pool = pool
         self.queues = queues or Queues()
         self.max_in_flight = max_in_flight
@@ -176,14 +185,17 @@ class ArqDispatcher:
         self._script = pool.register_script(_ENQUEUE)
 
     @classmethod
-    async def connect(cls, url: str, *, queues: Queues | None = None) -> ArqDispatcher:
-        """A dispatcher with its own pool to the Redis at ``url`` (closed by :meth:`aclose`)."""
+    async def connect(
+        cls, url: str, *, queues: Queues | None = None, **options: Any
+    ) -> ArqDispatcher:
+        """A dispatcher with its own pool to the Redis at ``url`` (closed by :meth:`aclose`);
+        ``options`` are the constructor's (``job_size``, ``batch_size``, ...)."""
         pool = await create_pool(
             RedisSettings.from_dsn(url),
             job_serializer=json_serializer,
             job_deserializer=json_deserializer,
         )
-        return cls(pool, queues=queues, own_pool=True)
+        return cls(pool, queues=queues, own_pool=True, **options)
 
     async def aclose(self) -> None:
         """Close the pool if this dispatcher opened it."""
@@ -213,6 +225,8 @@ class ArqDispatcher:
         Raises:
             FanoutError: some batches could not be enqueued (the others were).
         """
+        if self.job_size is not None:
+            jobs = join_chunks(jobs, self.job_size)
         by_queue: dict[str, list[tuple[str, bytes]]] = {}
         enqueued_at = timestamp_ms()
         ids: dict[str, Job] = {}

@@ -84,7 +84,12 @@ async def publish(dispatcher: ArqDispatcher, n: int) -> float:
 
 
 async def run(
-    url: str, followers: int, chunks: list[int], workers: list[int], kinds: str
+    url: str,
+    followers: int,
+    chunks: list[int],
+    workers: list[int],
+    kinds: str,
+    job_size: int | None,
 ) -> dict[str, Any]:
     configure(Settings(redis_url=url))
     BenchManager.feed_classes = feed_classes(kinds)
@@ -94,12 +99,13 @@ async def run(
     results: dict[str, Any] = {
         "followers": followers,
         "feed_classes": len(BenchManager.feed_classes),
+        "job_size": job_size,
         "end_to_end": [],
         "enqueue": [],
     }
     serial = 0
     try:
-        async with await ArqDispatcher.connect(url) as dispatcher:
+        async with await ArqDispatcher.connect(url, job_size=job_size) as dispatcher:
             for chunk in chunks:
                 BenchManager.fanout_chunk_size = chunk
                 jobs = -(-followers // chunk)
@@ -150,12 +156,18 @@ def main() -> None:
     parser.add_argument("--chunks", default="100,1000,10000")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--kinds", choices=["flat", "three"], default="flat")
+    parser.add_argument(
+        "--job-size", type=int, default=1000, help="ArqDispatcher job_size (0: no joining)"
+    )
     args = parser.parse_args()
     os.environ["BENCH_FEED_KINDS"] = args.kinds  # the workers' Manager too
     chunks = [int(c) for c in args.chunks.split(",")]
     workers = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory() as workdir, start_redis(Path(workdir)) as server:
-        results = asyncio.run(run(server.url, args.followers, chunks, workers, args.kinds))
+        job_size = args.job_size or None
+        results = asyncio.run(
+            run(server.url, args.followers, chunks, workers, args.kinds, job_size)
+        )
     write_results("arq" if args.kinds == "flat" else "arq_three_kinds", results)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from aiostream import Manager
 from aiostream import activity as activity_module
-from aiostream.fanout import FanoutChunk
+from aiostream.fanout import FanoutChunk, FollowChunk, join_chunks
 from aiostream.serializers import ActivitySerializer
 from aiostream.storage.memory import MemoryStorage
 from tests.helpers import TestAggregatedFeed, TestFeed, TestUserFeed, make_activities
@@ -95,3 +95,19 @@ async def test_reads_keep_the_ids_the_storage_returned(monkeypatch: pytest.Monke
     first = page[0]
     first.object_id += 1
     assert first.serialization_id not in expected
+
+
+def test_join_chunks_joins_consecutive_chunks_of_the_same_work_up_to_a_size() -> None:
+    add = FanoutChunk("add", "normal", (1, 2), ("{}",), "HIGH", True, (7,))
+    more = FanoutChunk("add", "normal", (3,), ("{}",), "HIGH", True, (7,))
+    big = FanoutChunk("add", "normal", tuple(range(10, 20)), ("{}",), "HIGH", True, (7,))
+    low = FanoutChunk("add", "normal", (4,), ("{}",), "LOW", True, (7,))
+    follow = FollowChunk("follow", 1, (2,))
+    jobs = join_chunks([add, more, big, low, follow, add, add], 4)
+    assert jobs == [
+        FanoutChunk("add", "normal", (1, 2, 3), ("{}",), "HIGH", True, (7,)),
+        big,  # more than 4 followers: left as it is, never split
+        low,  # other work: not joined
+        follow,
+        FanoutChunk("add", "normal", (1, 2, 1, 2), ("{}",), "HIGH", True, (7,)),
+    ]

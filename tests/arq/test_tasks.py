@@ -503,7 +503,7 @@ async def test_a_job_for_an_unknown_feed_fails_at_once(
 
 async def test_custom_queue_names(app_storage: str) -> None:
     queues = Queues(high="app:hi", low="app:lo", default="app:def", failed="app:failed")
-    async with await ArqDispatcher.connect(app_storage, queues=queues) as dispatcher:
+    async with await ArqDispatcher.connect(app_storage, queues=queues, job_size=None) as dispatcher:
         (activity,) = make_activities(1)
         await AppManager(dispatcher=dispatcher).add_user_activity(1, activity)
         client = Redis.from_url(app_storage)
@@ -514,6 +514,28 @@ async def test_custom_queue_names(app_storage: str) -> None:
         for queue in ("app:hi", "app:lo", "app:def"):
             await run_burst(app_storage, queue, queues=queues)
     assert await AppFeed(30)[:] == [activity]
+
+
+async def test_chunks_of_the_same_work_are_joined_into_bigger_jobs(app_storage: str) -> None:
+    """By default the dispatcher joins the Manager's chunks (2 followers here) into jobs
+    of up to ``job_size`` followers, per feed class and priority; every feed still gets
+    the activity."""
+    async with await ArqDispatcher.connect(app_storage, job_size=4) as dispatcher:
+        (activity,) = make_activities(1)
+        await AppManager(dispatcher=dispatcher).add_user_activity(1, activity)
+        client = Redis.from_url(app_storage)
+        try:
+            # HIGH: 5 followers in chunks of 2, 2, 1 -> jobs of 4 and 1, for 3 feed classes.
+            lengths = [await client.zcard(q) for q in (HIGH_QUEUE, LOW_QUEUE, DEFAULT_QUEUE)]
+            assert lengths == [6, 3, 3]
+        finally:
+            await client.aclose()
+        for queue in (HIGH_QUEUE, LOW_QUEUE, DEFAULT_QUEUE):
+            await run_burst(app_storage, queue)
+    for follower in ALL_FOLLOWERS:
+        assert await AppFeed(follower)[:] == [activity]
+        (group,) = await AppNotificationFeed(follower)[:]
+        assert group.activities == [activity]
 
 
 def test_payloads_are_plain_json() -> None:

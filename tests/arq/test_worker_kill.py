@@ -140,7 +140,7 @@ async def feeds_on_private_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
 @pytest.fixture
 async def queue_dispatcher(redis_url: str) -> AsyncIterator[ArqDispatcher]:
     """A dispatcher on this test's database of the session's Redis (the queue Redis)."""
-    async with await ArqDispatcher.connect(redis_url) as opened:
+    async with await ArqDispatcher.connect(redis_url, job_size=None) as opened:
         yield opened
 
 
@@ -213,7 +213,7 @@ async def test_workers_ride_out_a_restart_of_the_queue_redis(
     queue_server = start_redis(tmp_path / "queue", persistent=True)
     configure(Settings(redis_url=redis_url))
     try:
-        async with await ArqDispatcher.connect(queue_server.url) as dispatcher:
+        async with await ArqDispatcher.connect(queue_server.url, job_size=None) as dispatcher:
             activity = await enqueue_small_fanout(dispatcher, monkeypatch)
         # Each worker holds one job (max_jobs=1) while the queue Redis goes down; the jobs
         # then do their work, and arq finishes them (finish_job) against the stopped
@@ -241,7 +241,7 @@ async def test_workers_ride_out_a_restart_of_the_queue_redis(
         )
         assert sum(w.jobs_complete for w in workers) == 60
         assert all(w.jobs_failed == 0 for w in workers)
-        async with await ArqDispatcher.connect(queue_server.url) as dispatcher:
+        async with await ArqDispatcher.connect(queue_server.url, job_size=None) as dispatcher:
             assert await dispatcher.failed_jobs() == []
         problems = await feeds_not_holding_once(SMALL_FANOUT, activity, **APP_FEEDS)
         assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
