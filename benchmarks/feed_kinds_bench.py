@@ -13,7 +13,8 @@ rate of the same run. Every follower feed already holds an activity of the same 
 before the measured fanout, so the aggregated writes merge into stored groups (the
 costly case) rather than create them.
 
-``python -m benchmarks.feed_kinds_bench [--followers 100000] [--chunk 100]``
+``python -m benchmarks.feed_kinds_bench [--followers 1000,10000,100000,1000000] [--chunk 100]``
+(several follower counts: a sweep, charted in ``benchmarks/results/feed_kinds.png``)
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from aiostream import (
 )
 from aiostream.feeds.base import UserBaseFeed
 from aiostream.storage.redis import RedisStorage
-from benchmarks.common import write_results
+from benchmarks import chart
+from benchmarks.common import RESULTS, write_results
 from tests.servers import start_redis
 
 T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
@@ -95,13 +97,13 @@ async def fanout(made: Manager, storage: RedisStorage, offset: int) -> tuple[flo
 async def measure(url: str, followers: int, chunk: int) -> dict[str, Any]:
     three = {"flat": KindsFlat, "aggregated": KindsAggregated, "notification": KindsNotification}
     async with RedisStorage.from_url(url, prefix="kinds:") as storage:
-        results: dict[str, Any] = {}
+        await storage.client.flushall()  # a private server: each size starts empty
+        results: dict[str, Any] = {"followers": followers}
         for name, kinds in (("flat", {"flat": KindsFlat}), ("three_kinds", three)):
             made = manager(storage, kinds, followers, chunk)
             await fanout(made, storage, 0)  # every feed holds a group to merge into
             seconds, cpu = await fanout(made, storage, 1)
             results[name] = {
-                "followers": followers,
                 "feed_classes": len(kinds),
                 "seconds": seconds,
                 "feed_writes_per_second": followers * len(kinds) / seconds,
@@ -118,32 +120,81 @@ async def measure(url: str, followers: int, chunk: int) -> dict[str, Any]:
         return results
 
 
-async def main(followers: int, chunk: int) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="aiostream-bench-"))
-    server = start_redis(workdir / "standalone")
-    try:
-        results = await measure(server.url, followers, chunk)
-    finally:
-        server.stop()
-    results["setup"] = {"chunk": chunk, "max_length": 100, "dispatcher": "in-process"}
+def report(run: dict[str, Any]) -> None:
     for name in ("flat", "three_kinds"):
-        r = results[name]
+        r = run[name]
         print(
-            f"{name:12} {r['followers']:>9,} followers x {r['feed_classes']} feed classes: "
+            f"{name:12} {run['followers']:>9,} followers x {r['feed_classes']} feed classes: "
             f"{r['seconds']:7.2f} s, {r['feed_writes_per_second']:>10,.0f} feed writes/s, "
-            f"Redis CPU {r['redis_cpu_seconds']:.2f} s"
+            f"Redis CPU {r['redis_cpu_seconds']:.2f} s",
+            flush=True,
         )
-    g = results["groups_vs_flat"]
+    g = run["groups_vs_flat"]
     print(
         f"aggregated + notification: {g['aggregated_and_notification_writes_per_second']:,.0f} "
-        f"feed writes/s, {g['ratio_to_flat']:.2f}x the flat rate"
+        f"feed writes/s, {g['ratio_to_flat']:.2f}x the flat rate",
+        flush=True,
     )
+
+
+def sweep_chart(runs: list[dict[str, Any]], path: Path) -> None:
+    """Feed writes/s against followers, flat beside the three-kind Manager."""
+    series = [
+        chart.Series(
+            "flat feeds only",
+            [(r["followers"], r["flat"]["feed_writes_per_second"]) for r in runs],
+            chart.BLUE,
+        ),
+        chart.Series(
+            "flat + aggregated + notification",
+            [(r["followers"], r["three_kinds"]["feed_writes_per_second"]) for r in runs],
+            chart.GREEN,
+        ),
+        chart.Series(
+            "their aggregated + notification writes",
+            [
+                (
+                    r["followers"],
+                    r["groups_vs_flat"]["aggregated_and_notification_writes_per_second"],
+                )
+                for r in runs
+            ],
+            chart.ORANGE,
+        ),
+    ]
+    chart.line_chart(
+        path,
+        series,
+        title="Manager fanout on one Redis, by feed kind",
+        x_label="followers",
+        y_label="feed writes / s",
+    )
+
+
+async def main(sizes: list[int], chunk: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="aiostream-bench-"))
+    server = start_redis(workdir / "standalone")
+    runs = []
+    try:
+        for followers in sizes:
+            runs.append(await measure(server.url, followers, chunk))
+            report(runs[-1])
+    finally:
+        server.stop()
+    results = {
+        "runs": runs,
+        "setup": {"chunk": chunk, "max_length": 100, "dispatcher": "in-process"},
+    }
+    if len(runs) > 1:
+        sweep_chart(runs, RESULTS / "feed_kinds.png")
     write_results("feed_kinds", results)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--followers", type=int, default=100_000)
+    parser.add_argument(
+        "--followers", default="100000", help="follower counts, comma-separated (a sweep)"
+    )
     parser.add_argument("--chunk", type=int, default=100)
     options = parser.parse_args()
-    asyncio.run(main(options.followers, options.chunk))
+    asyncio.run(main([int(f) for f in options.followers.split(",")], options.chunk))
