@@ -13,6 +13,10 @@ and measures:
   tasks: p50 / p99 latency and reads per second;
 * ``notification_adds``: one task adding activities to a notification feed one by one
   (each a read plus a lightweight transaction);
+* ``group_fanout``: one activity fanned out to 10,000 aggregated feeds and to 10,000
+  notification feeds (``fanout_add``: per feed a read and a lightweight transaction,
+  ``fanout_concurrency`` feeds at once), beside a flat fanout to as many feeds in the same
+  run (``--groups-only`` measures just this);
 * ``node_start_seconds``: launch to "CQL port ready".
 
 ``--rounds N`` (3 by default) repeats the fanout, the driver baseline and the reads N
@@ -44,7 +48,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from aiostream import Activity, BaseFeed, Love, NotificationFeed
+from aiostream import Activity, AggregatedFeed, BaseFeed, Love, NotificationFeed
 from aiostream.storage.cassandra import CassandraStorage, create_schema
 from benchmarks.common import latencies, median_of, write_results
 from tests.servers import start_cassandra
@@ -63,6 +67,14 @@ class BenchFeed(BaseFeed):
 class BenchNotifications(NotificationFeed):
     key_format = "bench:notification:%(user_id)s"
     trim_chance = 0.0
+
+
+class BenchAggregated(AggregatedFeed):
+    key_format = "bench:aggregated:%(user_id)s"
+    trim_chance = 0.0
+
+
+GROUP_FEEDS = 10_000
 
 
 def cpu_seconds() -> float:
@@ -168,7 +180,39 @@ async def notification_adds(storage: CassandraStorage, n: int = 300) -> dict[str
     return {"adds": n, "per_second": n / seconds, "mean_ms": seconds / n * 1000}
 
 
-async def main(workdir: Path, rounds: int = 3, feeds: int = FEEDS) -> None:
+async def group_fanout(storage: CassandraStorage, feeds: int = GROUP_FEEDS) -> dict[str, Any]:
+    """Aggregated and notification fanout of one activity beside a flat one, one run."""
+    activity = Activity(1, Love, 1, time=T0, extra_context={"tag": "groups"})
+    results: dict[str, Any] = {}
+    users = range(feeds)
+    for name, feed_class in (("aggregated", BenchAggregated), ("notification", BenchNotifications)):
+        seconds, stall, cpu = await with_stall_probe(
+            lambda feed_class=feed_class: feed_class.fanout_add(users, [activity], storage=storage)
+        )
+        results[name] = {
+            "feeds": feeds,
+            "seconds": seconds,
+            "feed_writes_per_second": feeds / seconds,
+            "longest_loop_stall_ms": stall * 1000,
+            "cpu_us_per_write": cpu / feeds * 1e6,
+        }
+    # After the group fanouts: the node has warmed up by then (a flat fanout first, on a
+    # node just started, measured a tenth of its usual rate).
+    results["flat"] = await fanout(storage, feeds, "groups-flat")
+    flat = results["flat"]["feed_writes_per_second"]
+    for name in ("aggregated", "notification"):
+        results[name]["ratio_to_flat"] = results[name]["feed_writes_per_second"] / flat
+        print(
+            f"{name} fanout to {feeds:,} feeds: {results[name]['feed_writes_per_second']:,.0f} "
+            f"feed writes/s, {results[name]['ratio_to_flat']:.3f}x flat ({flat:,.0f})",
+            flush=True,
+        )
+    return results
+
+
+async def main(
+    workdir: Path, rounds: int = 3, feeds: int = FEEDS, groups_only: bool = False
+) -> None:
     server = start_cassandra(workdir)
     try:
         results: dict[str, Any] = {
@@ -180,6 +224,11 @@ async def main(workdir: Path, rounds: int = 3, feeds: int = FEEDS) -> None:
             hosts=[server.host], port=server.port, keyspace="bench"
         ) as storage:
             await create_schema(storage)
+            if groups_only:
+                await fanout(storage, 2_000, "warmup")
+                results["group_fanout"] = await group_fanout(storage)
+                write_results("cassandra_groups", results)
+                return
             await fanout(storage, 2_000, "warmup")
             await driver_baseline(storage, 2_000, "warmup")
             runs: dict[str, list[dict[str, Any]]] = {"fanout": [], "driver": [], "reads": []}
@@ -214,6 +263,7 @@ async def main(workdir: Path, rounds: int = 3, feeds: int = FEEDS) -> None:
             }
             results["flat_read_25"] = median_of(runs["reads"])
             results["notification_adds"] = await notification_adds(storage)
+            results["group_fanout"] = await group_fanout(storage)
         results["fanout_concurrency"] = []
         for concurrency in SWEEP:
             async with CassandraStorage(
@@ -246,6 +296,9 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="rounds (medians are reported)")
     parser.add_argument("--feeds", type=int, default=FEEDS, help="feeds per fanout")
+    parser.add_argument(
+        "--groups-only", action="store_true", help="only the aggregated / notification fanout"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="aiostream-cassandra-bench-") as tmp:
-        anyio.run(main, Path(tmp), args.rounds, args.feeds)
+        anyio.run(main, Path(tmp), args.rounds, args.feeds, args.groups_only)
