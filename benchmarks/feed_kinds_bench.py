@@ -9,9 +9,11 @@ For each follower count, one activity is fanned out by ``Manager.add_user_activi
 
 and reported as seconds and feed writes per second (followers times feed classes over
 the seconds), with the ratio of the aggregated + notification writes' rate to the flat
-rate of the same run. Every follower feed already holds an activity of the same group
-before the measured fanout, so the aggregated writes merge into stored groups (the
-costly case) rather than create them.
+rate of the same run. Beside them, the ceilings: a Lua loop over 1,000 keys per call
+doing nothing but the minimum writes of each kind (flat: ``ZADD`` and the trim; a group:
+read it, write it back, re-rank it), so the share of the physical limit shows. Every
+follower feed already holds an activity of the same group before the measured fanout, so
+the aggregated writes merge into stored groups (the costly case) rather than create them.
 
 ``python -m benchmarks.feed_kinds_bench [--followers 1000,10000,100000,1000000] [--chunk 100]``
 (several follower counts: a sweep, charted in ``benchmarks/results/feed_kinds.png``)
@@ -94,6 +96,31 @@ async def fanout(made: Manager, storage: RedisStorage, offset: int) -> tuple[flo
     return seconds, await server_cpu(storage) - cpu
 
 
+# The least a fanout can do per feed: flat, add the member and trim; a group, read it,
+# write it back and re-rank it. ARGV[1] is the member / payload; one call per 1,000 keys.
+CEILINGS = {
+    "flat": "for _, k in ipairs(KEYS) do redis.call('ZADD', k, 0, ARGV[1]) "
+    "redis.call('ZREMRANGEBYRANK', k, 0, -101) end",
+    "group": "for _, k in ipairs(KEYS) do local old = redis.call('HGET', k .. ':d', 'g') "
+    "redis.call('HSET', k .. ':d', 'g', ARGV[1]) redis.call('ZADD', k .. ':o', 0, ARGV[1]) end",
+}
+
+
+async def ceilings(storage: RedisStorage, feeds: int) -> dict[str, float]:
+    """Feed writes/s of each :data:`CEILINGS` loop over ``feeds`` keys."""
+    client: Any = storage.client
+    rates = {}
+    for name, source in CEILINGS.items():
+        sha = await client.execute_command("SCRIPT LOAD", source)
+        payload = "x" * 300  # about a stored group of two activities
+        started = time.perf_counter()
+        for first in range(0, feeds, 1000):
+            keys = [f"ceiling:{name}:{i}" for i in range(first, min(feeds, first + 1000))]
+            await client.execute_command("EVALSHA", sha, len(keys), *keys, payload)
+        rates[name] = feeds / (time.perf_counter() - started)
+    return rates
+
+
 async def measure(url: str, followers: int, chunk: int) -> dict[str, Any]:
     three = {"flat": KindsFlat, "aggregated": KindsAggregated, "notification": KindsNotification}
     async with RedisStorage.from_url(url, prefix="kinds:") as storage:
@@ -113,9 +140,16 @@ async def measure(url: str, followers: int, chunk: int) -> dict[str, Any]:
         # The three-kind run's time less the flat feeds' share of it (at the flat rate).
         group_seconds = results["three_kinds"]["seconds"] - followers / flat_rate
         group_rate = 2 * followers / group_seconds if group_seconds > 0 else float("inf")
+        ceiling = await ceilings(storage, followers)
         results["groups_vs_flat"] = {
             "aggregated_and_notification_writes_per_second": group_rate,
             "ratio_to_flat": group_rate / flat_rate,
+        }
+        results["ceilings"] = {
+            "flat_writes_per_second": ceiling["flat"],
+            "group_writes_per_second": ceiling["group"],
+            "flat_share": flat_rate / ceiling["flat"],
+            "group_share": group_rate / ceiling["group"],
         }
         return results
 
@@ -129,10 +163,16 @@ def report(run: dict[str, Any]) -> None:
             f"Redis CPU {r['redis_cpu_seconds']:.2f} s",
             flush=True,
         )
-    g = run["groups_vs_flat"]
+    g, c = run["groups_vs_flat"], run["ceilings"]
     print(
         f"aggregated + notification: {g['aggregated_and_notification_writes_per_second']:,.0f} "
         f"feed writes/s, {g['ratio_to_flat']:.2f}x the flat rate",
+        flush=True,
+    )
+    print(
+        f"ceilings (Lua loop, minimum writes): flat {c['flat_writes_per_second']:,.0f}/s "
+        f"(aiostream at {c['flat_share']:.2f}x), group {c['group_writes_per_second']:,.0f}/s "
+        f"(aiostream at {c['group_share']:.2f}x)",
         flush=True,
     )
 
