@@ -124,7 +124,6 @@ class FanoutBatch:
         activities: The activities to add, remove or update.
         storage: The storage passed in (None: the class's own).
         metrics: The metrics sink passed in (None: the class's own).
-        io: The storage to call, timed for ``metrics``.
         trim: Whether writes may trim the feeds.
     """
 
@@ -134,8 +133,13 @@ class FanoutBatch:
     activities: Sequence[Activity]
     storage: FeedStorage | None
     metrics: Metrics | None
-    io: FeedStorage
     trim: bool = True
+
+    @property
+    def io(self) -> FeedStorage:
+        """The storage to call, timed for ``metrics`` (looked up only by the feed kinds
+        that write: a flat feed's update writes nothing)."""
+        return self.feed_class._io_for(self.storage, self.metrics)
 
     @classmethod
     def of(
@@ -153,8 +157,7 @@ class FanoutBatch:
             ValidationError: a user id that cannot name a feed.
         """
         keys = [format_key(feed_class.key_format, user_id) for user_id in user_ids]
-        io = feed_class._io_for(storage, metrics)
-        return cls(feed_class, user_ids, keys, activities, storage, metrics, io, trim)
+        return cls(feed_class, user_ids, keys, activities, storage, metrics, trim)
 
 
 class BaseFeed:

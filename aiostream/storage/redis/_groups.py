@@ -149,15 +149,14 @@ class RedisGroups(RedisBase):
                         scripts.MERGE_GROUPS.queue(pipe, batch_keys, args)
 
                 replies = await self._pipeline(fill)
-        merged: dict[int, list[tuple[bool, GroupRecord]] | None] = {}
+        merged: list[list[tuple[bool, GroupRecord]] | None] = [None] * len(keys)
         for (positions, _), reply in zip(batches, replies, strict=True):
             at = 0
             for position in positions:
                 count = int(reply[at])
                 at += 1
                 if count < 0:
-                    merged[position] = None
-                    continue
+                    continue  # stays None: this feed could not be merged into
                 written = []
                 if results:
                     for i in range(at, at + 3 * count, 3):
@@ -165,7 +164,7 @@ class RedisGroups(RedisBase):
                         written.append((bool(int(reply[i])), record))
                     at += 3 * count
                 merged[position] = written
-        return [merged[i] for i in range(len(keys))]
+        return merged
 
     def _group_batches(self, keys: Sequence[str]) -> list[tuple[list[int], list[str]]]:
         """The feeds of ``keys`` cut into ``merge_groups`` script calls: ``chunk_size``
