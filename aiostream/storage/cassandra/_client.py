@@ -45,9 +45,9 @@ _prepared: WeakKeyDictionary[Any, dict[str, Any]] = WeakKeyDictionary()
 
 
 BATCH_BYTES = 5 * 1024
-"""Payload bytes in one batch at most: Cassandra's default ``batch_size_warn_threshold``
-(a batch of big activities is split rather than warned about, or failed beyond
-``batch_size_fail_threshold``)."""
+"""Payload bytes in one batch at most: Cassandra's default ``batch_size_warn_threshold``.
+A batch of big activities is split rather than logged about, and never reaches the
+16 MiB a single CQL message may hold (a feed write over it used to fail)."""
 
 
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> list[Sequence[T]]:
