@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
+from aiostream._group_rows import GroupRows
 from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.exceptions import AiostreamError, SerializationError
@@ -534,8 +535,8 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
             if not ids_match(data, ids):
                 raise SerializationError("aggregated", f"malformed payload {text[:60]!r}")
         else:
-            data = _parse(text, "aggregated")
-        return self._build(data, text)
+            data, ids = _parse(text, "aggregated"), None
+        return self._build(data, text, ids)
 
     def loads_many(self, payloads: Sequence[str | bytes]) -> list[G]:
         """:meth:`loads` of each group of a page, in order, raising what it raises; groups
@@ -559,14 +560,23 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
         for data, tail, payload in zip(page, ids, payloads, strict=True):
             if not ids_match(data, tail):
                 raise ValueError("malformed")
-            groups.append(self._build(data, payload))
+            groups.append(self._build(data, payload, tail))
         return groups
 
-    def _build(self, data: list[Any], payload: str | bytes) -> G:
+    def _build(self, data: list[Any], payload: str | bytes, ids: str | None) -> G:
+        """The group of a decoded payload; its activities are built when first touched
+        (see :mod:`aiostream._group_rows`) when the payload has their ids and the
+        activity class is built the stock way, else at once."""
         try:
             _, group, created, updated, seen, read, minimized, rows = data
             aggregated = self.aggregated_activity_class(group)
-            aggregated.activities = cast("list[Activity]", self.activity_serializer.from_rows(rows))
+            activities = self.activity_serializer
+            if ids is not None and rows and activities.activity_class.inline_from_storage:
+                aggregated.defer_activities(
+                    GroupRows(rows, ids, activities.from_rows, activities.verbs)
+                )
+            else:
+                aggregated.activities = cast("list[Activity]", activities.from_rows(rows))
             epoch, microsecond = EPOCH, MICROSECOND
             aggregated.created_at = None if created is None else epoch + microsecond * created
             aggregated.updated_at = None if updated is None else epoch + microsecond * updated

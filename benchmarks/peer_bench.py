@@ -34,6 +34,7 @@ import csv
 import datetime as dt
 import functools
 import io
+import itertools
 import json
 import shutil
 import statistics
@@ -383,6 +384,36 @@ async def aio_single_adds(
     return len(rows) / (time.perf_counter() - started)
 
 
+def render(groups: list[Any]) -> int:
+    """What a notification list shows of each group: its key, verb, counts, actors,
+    newest activity, times and seen / read (the same fields as the Stream Framework
+    driver's ``render``); returns how many groups."""
+    shown = []
+    for g in groups:
+        last = g.last_activity
+        counts = (g.activity_count, g.actor_count, g.actor_ids)
+        times = (last.time, g.created_at, g.updated_at, g.is_seen(), g.is_read())
+        shown.append((g.group, g.verb, counts, last.actor_id, times))
+    return len(shown)
+
+
+def full(groups: list[Any]) -> int:
+    """Every field of every activity of each group; returns how many groups."""
+    shown = [
+        [
+            (a.actor_id, a.verb, a.object_id, a.target_id, a.time, a.extra_context)
+            for a in g.activities
+        ]
+        for g in groups
+    ]
+    return len(shown)
+
+
+TOUCH: dict[str, Callable[[list[Any]], int]] = {"none": len, "render": render, "full": full}
+"""What a read does with the page it got: nothing (flat feeds), or a group read's two
+ways, *render* and *full*."""
+
+
 async def aio_reads(
     storage: RedisStorage,
     *,
@@ -390,12 +421,19 @@ async def aio_reads(
     user_id: int,
     calls: int,
     concurrency: int,
+    touch: str = "none",
 ) -> dict[str, float]:
-    """``feed[:25]`` ``calls`` times from ``concurrency`` tasks, after a warm-up."""
+    """``feed[:25]`` then ``TOUCH[touch]`` of the page, ``calls`` times from
+    ``concurrency`` tasks, after a warm-up."""
     feed = feed_class(user_id, storage=storage)
-    assert len(await feed[:READ_SIZE]) == READ_SIZE
-    await latencies(lambda: feed[:READ_SIZE], 100, concurrency=concurrency)
-    return await latencies(lambda: feed[:READ_SIZE], calls, concurrency=concurrency)
+    use = TOUCH[touch]
+
+    async def read() -> int:
+        return use(await feed[:READ_SIZE])
+
+    assert await read() == READ_SIZE
+    await latencies(read, 100, concurrency=concurrency)
+    return await latencies(read, calls, concurrency=concurrency)
 
 
 def feed_phase(
@@ -408,8 +446,10 @@ def feed_phase(
     calls: int,
     concurrencies: tuple[int, ...],
     repeat: int,
+    touches: tuple[str, ...] = ("none",),
 ) -> dict[str, Any]:
-    """Single adds, then ``feed[:25]`` at each concurrency, for ``kind`` (flat / aggregated).
+    """Single adds, then ``feed[:25]`` at each concurrency and each way of using the page
+    (:data:`TOUCH`), for ``kind`` (flat / aggregated).
 
     ``repeat`` rounds, the libraries taking turns within each; every figure reported is
     the median over the rounds. Each round adds to a feed of its own; reads go to the
@@ -431,16 +471,28 @@ def feed_phase(
             aio_single_adds, feed_class=feed_class, user_id=base_user + r, rows=rows
         )
         record("aiostream", "single_adds_per_second", with_storage(url, prefix, step))
-        for n in concurrencies:
+        for n, touch in itertools.product(concurrencies, touches):
+            name = read_name(touch, n)
             reply = sf.call(
-                "reads", feed=kind, user_id=base_user, size=READ_SIZE, calls=calls, threads=n
+                "reads",
+                feed=kind,
+                user_id=base_user,
+                size=READ_SIZE,
+                calls=calls,
+                threads=n,
+                touch=touch,
             )
             assert reply["items"] == READ_SIZE, reply
-            record("stream_framework", f"read_c{n}", summarize(reply["samples"], reply["seconds"]))
+            record("stream_framework", name, summarize(reply["samples"], reply["seconds"]))
             read = functools.partial(
-                aio_reads, feed_class=feed_class, user_id=base_user, calls=calls, concurrency=n
+                aio_reads,
+                feed_class=feed_class,
+                user_id=base_user,
+                calls=calls,
+                concurrency=n,
+                touch=touch,
             )
-            record("aiostream", f"read_c{n}", with_storage(url, prefix, read))
+            record("aiostream", name, with_storage(url, prefix, read))
     result: dict[str, Any] = {"adds": adds, "calls": calls, "rounds": rounds}
     for library, measured in rounds.items():
         result[library] = {
@@ -452,6 +504,11 @@ def feed_phase(
 
 
 # -- report ------------------------------------------------------------------------------------
+
+
+def read_name(touch: str, concurrency: int) -> str:
+    """The results' name of the reads at ``concurrency`` that ``touch`` the page."""
+    return f"read_c{concurrency}" if touch == "none" else f"read_{touch}_c{concurrency}"
 
 
 def _num(value: float, unit: str = "") -> str:
@@ -577,16 +634,18 @@ def table(results: dict[str, Any]) -> list[dict[str, Any]]:
         target="≥ 10x",
         met=aio_adds >= 10 * sf_adds,
     )
-    for readers, label, factor, note in (
-        (1, "aggregated feed: read 25 groups", 10, ""),
-        (
-            CONCURRENCY,
-            f"aggregated feed: read 25 groups, concurrency {CONCURRENCY}",
-            None,
-            f"{CONCURRENCY} threads",
-        ),
+    for touch, readers, factor in (
+        ("render", 1, 10),
+        ("render", CONCURRENCY, 10),
+        ("full", 1, 8),
+        ("full", CONCURRENCY, None),
     ):
-        sf_read, aio_read = sf_agg[f"read_c{readers}"], aio_agg[f"read_c{readers}"]
+        label = f"aggregated feed: read 25 groups, {touch}"
+        note = ""
+        if readers > 1:
+            label, note = f"{label}, concurrency {readers}", f"{readers} threads"
+        sf_read = sf_agg[read_name(touch, readers)]
+        aio_read = aio_agg[read_name(touch, readers)]
         add(
             f"{label} (reads/s)",
             sf_read["per_second"],
@@ -686,9 +745,13 @@ NOTES = (
     "pool for aiostream (reads that start while others are in flight are sent together, in "
     "one script call); Stream Framework is synchronous, so it runs one thread and 50 "
     "threads, and the better of the two is the comparison.",
-    "aiostream's reads return complete objects: each activity's actor, verb, object, "
-    "target, time (a datetime) and `extra_context` (a dict), and every activity of each "
-    "group, are decoded before the call returns; nothing is decoded lazily.",
+    "Flat reads return complete activities: actor, verb, object, target, time (a "
+    "datetime) and `extra_context` (a dict). Group reads are timed two ways, the read "
+    "and then a use of every group of the page: *render* takes what a notification list "
+    "shows (group key, verb, activity and actor counts, actor ids, the newest activity's "
+    "actor and time, created / updated times, seen / read), *full* every field of every "
+    "activity. aiostream's groups build their activities when first touched, so a render "
+    "builds only each group's newest; Stream Framework builds them all in the read.",
     "Single adds on Stream Framework store the activity and then add it, as its "
     "`Manager.add_user_activity` does (its aggregated add hydrates the groups it merges "
     "into, so the activity must be stored first); aiostream's `feed.add` does both in one "
@@ -780,6 +843,7 @@ def measure(
             calls=1000,
             concurrencies=(1, CONCURRENCY),
             repeat=options.repeat,
+            touches=("render", "full"),
         )
         return results
     finally:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import pytest
 
 from aiostream import Manager
-from aiostream import activity as activity_module
+from aiostream.activity import _single as activity_module
 from aiostream.fanout import FanoutChunk, FollowChunk, join_chunks
 from aiostream.serializers import ActivitySerializer
 from aiostream.storage.memory import MemoryStorage

@@ -406,3 +406,45 @@ def test_ints_python_cannot_write_as_text_are_refused() -> None:
         ActivitySerializer(Activity).dumps(
             Activity(1, Love, 2, time=T0, extra_context={"x": [10**5000]})
         )
+
+
+def test_a_group_read_back_builds_its_activities_when_first_touched() -> None:
+    serializer = AggregatedActivitySerializer(CustomAggregated, ActivitySerializer(CustomActivity))
+    activities = [
+        CustomActivity(i % 3 + 1, Love, 40 + i % 2, time=at(i), extra_context={"n": i})
+        for i in range(6)
+    ]
+    back = serializer.loads(serializer.dumps(CustomAggregated("g", activities)))
+    copy = back.copy()
+    assert not back.activities_built
+    assert back.activity_ids == [a.serialization_id for a in activities]
+    assert (back.actor_ids, back.object_ids, back.verbs, back.verb) == (
+        [1, 2, 3],
+        [40, 41],
+        [Love],
+        Love,
+    )
+    assert (len(back), back.activity_count, back.actor_count) == (6, 6, 3)
+    assert back.contains(activities[2]) and not back.contains(activities[2].serialization_id + 1)
+    last = back.last_activity
+    assert (type(last), last, last.extra_context) == (CustomActivity, activities[-1], {"n": 5})
+    assert not back.activities_built  # the last one was built alone
+    assert back.activities == activities
+    assert back.activities_built and back.activities[-1] is last
+    assert [a.extra_context for a in back.activities] == [{"n": i} for i in range(6)]
+    # A copy taken before builds the same objects.
+    assert all(a is b for a, b in zip(copy.activities, back.activities, strict=True))
+
+
+def test_a_stored_group_with_a_broken_activity_fails_when_read() -> None:
+    serializer = AggregatedActivitySerializer(AggregatedActivity, ActivitySerializer(Activity))
+    group = AggregatedActivity("g", [Activity(1, Love, 2, time=at(0))])
+    payload = serializer.dumps(group)
+    unknown_verb = payload.replace(f"[1,{Love.id},2,", "[1,999,2,")
+    with pytest.raises(UnknownVerbError, match="999"):
+        serializer.loads(unknown_verb)
+    with pytest.raises(UnknownVerbError, match="999"):
+        serializer.loads_many([payload, unknown_verb])
+    short_row = payload.replace(f"[1,{Love.id},2,null,", f"[1,{Love.id},")
+    with pytest.raises(SerializationError, match="malformed"):
+        serializer.loads(short_row)

@@ -137,6 +137,33 @@ def activity(row: Sequence[Any]) -> Activity:
     )
 
 
+def render(groups: list[Any]) -> int:
+    """What a notification list shows of each group (the same fields as aiostream's
+    ``benchmarks.peer_bench.render``); returns how many groups."""
+    shown = []
+    for g in groups:
+        last = g.last_activity
+        counts = (g.activity_count, g.actor_count, g.actor_ids)
+        times = (last.time, g.created_at, g.updated_at, g.is_seen(), g.is_read())
+        shown.append((g.group, g.verb, counts, last.actor_id, times))
+    return len(shown)
+
+
+def full(groups: list[Any]) -> int:
+    """Every field of every activity of each group; returns how many groups."""
+    shown = [
+        [
+            (a.actor_id, a.verb, a.object_id, a.target_id, a.time, a.extra_context)
+            for a in g.activities
+        ]
+        for g in groups
+    ]
+    return len(shown)
+
+
+TOUCH: dict[str, Any] = {"none": len, "render": render, "full": full}
+
+
 class Driver:
     """The operations ``peer_bench`` asks for, one method each."""
 
@@ -195,16 +222,20 @@ class Driver:
             target.add(item)
         return {"seconds": time.perf_counter() - started, "key": target.key}
 
-    def op_reads(self, feed: str, user_id: int, size: int, calls: int, threads: int) -> Any:
-        """``feed[:size]`` hydrated, ``calls`` in all over ``threads`` threads.
+    def op_reads(
+        self, feed: str, user_id: int, size: int, calls: int, threads: int, touch: str = "none"
+    ) -> Any:
+        """``feed[:size]`` hydrated, ``calls`` in all over ``threads`` threads, each read
+        followed by ``TOUCH[touch]`` of what it returned.
 
         Each thread has its own feed object (a Stream Framework feed mutates its filter
         state while reading); all start together behind a barrier.
         """
         cls = FEEDS[feed]
+        use = TOUCH[touch]
         warm = cls(user_id)
         for _ in range(min(100, calls)):
-            warm[:size]
+            use(warm[:size])
         per_thread = calls // threads
         barrier = threading.Barrier(threads + 1)
         samples: list[list[float]] = [[] for _ in range(threads)]
@@ -216,7 +247,7 @@ class Driver:
             barrier.wait()
             for _ in range(per_thread):
                 t = time.perf_counter()
-                lengths[index] = len(reader[:size])
+                lengths[index] = use(reader[:size])
                 mine.append(time.perf_counter() - t)
 
         workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]

@@ -268,3 +268,24 @@ async def test_update_groups_rewrites_held_groups_in_place(storage: Any) -> None
     await storage.update_groups(*args, max_attempts=5)
     again = await storage.get_groups(feed.key, names)
     assert {n: r.version for n, r in again.items()} == versions
+
+
+async def test_groups_read_back_build_their_activities_when_first_touched(make_feed: Any) -> None:
+    feed = make_feed(TestNotificationFeed)
+    activities = [
+        Activity(i % 2 + 1, Love, 7, time=at(i), extra_context={"n": i}) for i in range(4)
+    ]
+    await feed.add_many(activities)
+    (group,) = await feed[:]
+    assert not group.activities_built
+    assert (group.actor_ids, group.object_ids, group.verb, group.activity_count) == (
+        [1, 2],
+        [7],
+        Love,
+        4,
+    )
+    assert (group.is_seen(), group.is_read()) == (False, False)
+    assert group.last_activity.extra_context == {"n": 3}
+    assert not group.activities_built
+    assert group.activities == activities
+    assert [a.extra_context for a in group.activities] == [{"n": i} for i in range(4)]

@@ -1,51 +1,20 @@
-"""Activities: who did what to which object, when; and groups of them.
-
-An :class:`Activity` follows the activity-stream vocabulary: actor, verb, object,
-optional target, time and ``extra_context``. An :class:`AggregatedActivity` is a group of
-activities that an aggregator decided belong together ("alice and 3 others loved your
-pin"); a :class:`NotificationActivity` is one that also knows whether it was seen / read.
-
-Example::
-
-    >>> import datetime as dt
-    >>> from aiostream import Activity, Love
-    >>> a = Activity(13, Love, 42, time=dt.datetime(2024, 5, 1, 12, 0))
-    >>> (a.actor_id, a.verb.past_tense, a.object_id, a.target_id)
-    (13, 'loved', 42, None)
-    >>> a.time.isoformat()
-    '2024-05-01T12:00:00+00:00'
-"""
+"""Groups of activities shown as one entry (see :mod:`aiostream.activity`)."""
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Protocol
 
 from aiostream._text import lone_surrogate, unwritable_int
-from aiostream.exceptions import (
-    ActivityNotFoundError,
-    DuplicateActivityError,
-    UnknownVerbError,
-    ValidationError,
-)
+from aiostream.activity._single import Activity, DehydratedActivity, utcnow
+from aiostream.exceptions import ActivityNotFoundError, DuplicateActivityError, ValidationError
 from aiostream.group_format import Capabilities, DeclaresCapabilities
 from aiostream.ids import check_time, make_id
-from aiostream.verbs import Verb, VerbRegistry, default_registry
-
-__all__ = [
-    "Activity",
-    "AggregatedActivity",
-    "DehydratedActivity",
-    "MAX_AGGREGATED_ACTIVITIES_LENGTH",
-    "NotificationActivity",
-    "group_key",
-    "utcnow",
-]
+from aiostream.verbs import Verb
 
 MAX_AGGREGATED_ACTIVITIES_LENGTH = 15
-_LAZY_FIELDS = ("actor", "object", "target")
 # What AggregatedActivity.append, the stock merge rule, depends on (see server_mergeable).
 _MERGE_RULE = ("append", "copy", "contains", "activity_ids", "serialization_id")
 
@@ -71,224 +40,43 @@ def group_key(group: object) -> str:
     raise ValidationError("group", f"expected a str or an int, got {type(group).__name__}")
 
 
-def utcnow() -> dt.datetime:
-    """The current time as an aware UTC datetime."""
-    return dt.datetime.now(dt.UTC)
-
-
-def _object_id(field: str, value: Any, *, required: bool) -> tuple[int | None, Any]:
-    """Split an actor / object / target argument into ``(id, object or None)``."""
-    if value is None:
-        if required:
-            raise ValidationError(field, "is required, got None")
-        return None, None
-    if isinstance(value, bool):
-        raise ValidationError(field, "expected an int id or an object with an int .id, got bool")
-    if isinstance(value, int):
-        return _checked_id(field, value), None
-    ident = getattr(value, "id", None)
-    if isinstance(ident, int) and not isinstance(ident, bool):
-        return _checked_id(field, ident), value
-    raise ValidationError(
-        field, f"expected an int id or an object with an int .id, got {type(value).__name__}"
-    )
-
-
-def _checked_id(field: str, value: int) -> int:
-    problem = unwritable_int(value)
-    if problem is not None:
-        raise ValidationError(field, problem)
-    return value
-
-
-def _resolve_verb(verb: Any, verbs: VerbRegistry) -> type[Verb]:
-    if verb is None:
-        raise ValidationError("verb", "is required, got None")
-    if isinstance(verb, int) and not isinstance(verb, bool):
-        return verbs.get(verb)
-    if isinstance(verb, Verb):
-        verb = type(verb)
-    if isinstance(verb, type) and issubclass(verb, Verb):
-        if not verbs.is_registered(verb):
-            raise UnknownVerbError(verb.id)
-        return verb
-    raise ValidationError("verb", f"expected a registered Verb class or id, got {verb!r}")
-
-
-class Activity(DeclaresCapabilities):
-    """One thing that happened: ``actor`` did ``verb`` to ``object`` (on ``target``).
-
-    Args:
-        actor: Int id of the actor, or an object with an int ``id``.
-        verb: A registered :class:`~aiostream.verbs.Verb` subclass (or its int id).
-        object: Int id of the object, or an object with an int ``id``.
-        target: Optional int id / object (e.g. the board a pin was added to).
-        time: When it happened, from 1970 to 2112 (:data:`~aiostream.ids.MIN_TIME` ..
-            :data:`~aiostream.ids.MAX_TIME`, the times ids can encode). Naive datetimes are
-            taken as UTC; the stored time is always an aware UTC datetime. Defaults to now.
-        extra_context: JSON-compatible dict (plus datetimes, dates, Decimals, UUIDs).
-
-    Raises:
-        ValidationError: a required field is missing or of the wrong type, or ``time`` is
-            out of range.
-        UnknownVerbError: the verb is not registered.
-
-    Class attributes:
-        inline_from_storage: Whether serializers may build this class's activities read
-            from storage the way the stock :meth:`from_storage` does, without calling it
-            (the read path of every feed). True here; a subclass that overrides
-            :meth:`from_storage` gets False unless it sets it in its own body.
-    """
-
-    inline_from_storage: ClassVar[bool] = True
-    capability_rules: ClassVar[Capabilities] = {"inline_from_storage": ("from_storage",)}
-
-    def __init__(
-        self,
-        actor: Any,
-        verb: Any,
-        object: Any,
-        target: Any = None,
-        time: dt.datetime | None = None,
-        extra_context: Mapping[str, Any] | None = None,
-        *,
-        verbs: VerbRegistry = default_registry,
-    ) -> None:
-        actor_id, actor_obj = _object_id("actor", actor, required=True)
-        object_id, object_obj = _object_id("object", object, required=True)
-        self.actor_id: int = cast(int, actor_id)
-        self.object_id: int = cast(int, object_id)
-        self.target_id: int | None
-        self.target_id, target_obj = _object_id("target", target, required=False)
-        for name, obj in zip(_LAZY_FIELDS, (actor_obj, object_obj, target_obj), strict=True):
-            if obj is not None:
-                setattr(self, name, obj)
-        self.verb: type[Verb] = _resolve_verb(verb, verbs)
-        if time is None:
-            time = utcnow()
-        elif not isinstance(time, dt.datetime):
-            raise ValidationError("time", f"expected a datetime, got {type(time).__name__}")
-        self.time: dt.datetime = check_time(time)
-        if extra_context is None:
-            extra_context = {}
-        elif not isinstance(extra_context, Mapping):
-            raise ValidationError(
-                "extra_context", f"expected a dict, got {type(extra_context).__name__}"
-            )
-        self.extra_context: dict[str, Any] = dict(extra_context)
-        self.dehydrated = False
-
-    @classmethod
-    def from_storage(
-        cls,
-        actor_id: int,
-        verb: type[Verb],
-        object_id: int,
-        target_id: int | None,
-        time: dt.datetime,
-        extra_context: dict[str, Any],
-    ) -> Self:
-        """Rebuild an activity from trusted stored fields, skipping validation (the read
-        path of every feed). Override it if a subclass sets more state in ``__init__``."""
-        activity = cls.__new__(cls)
-        # Set one by one, in __init__'s order: the values stay inline in the object.
-        activity.actor_id = actor_id
-        activity.object_id = object_id
-        activity.target_id = target_id
-        activity.verb = verb
-        activity.time = time
-        activity.extra_context = extra_context
-        activity.dehydrated = False
-        return activity
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when the attribute is missing: actor / object / target were given as ids.
-        if name in _LAZY_FIELDS:
-            raise AttributeError(f"Field self.{name} is not defined, use self.{name}_id instead")
-        raise AttributeError(name)
-
-    def keep_id(self, activity_id: int) -> None:
-        """Take ``activity_id`` as the id of the current fields instead of computing it:
-        for an activity read back with the id it was stored under (a storage keeps the
-        ids it was given). Changing a field later computes the id again."""
-        fields = (self.time, self.actor_id, self.verb.id, self.object_id, self.target_id)
-        self.__dict__["_id_cache"] = (fields, activity_id)
-
-    @property
-    def serialization_id(self) -> int:
-        """Unique, exactly ordered id: the time in microseconds, then a digest of
-        actor, verb, object and target (see :mod:`aiostream.ids`)."""
-        fields = (self.time, self.actor_id, self.verb.id, self.object_id, self.target_id)
-        cached = self.__dict__.get("_id_cache")
-        if cached is not None and cached[0] == fields:
-            return cached[1]  # type: ignore[no-any-return]
-        time, actor_id, verb_id, object_id, target_id = fields
-        activity_id = make_id(time, f"a|{actor_id}|{verb_id}|{object_id}|{target_id}")
-        # Cached with the fields it was made from: reassigning a field recomputes it.
-        self.__dict__["_id_cache"] = (fields, activity_id)
-        return activity_id
-
-    @property
-    def activity_id(self) -> int:
-        """Alias of :attr:`serialization_id`, the name feed filters use."""
-        return self.serialization_id
-
-    def get_dehydrated(self) -> DehydratedActivity:
-        """A reference to this activity that holds only its id."""
-        return DehydratedActivity(self.serialization_id)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Activity):
-            return NotImplemented
-        return self.serialization_id == other.serialization_id
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Activity):
-            return NotImplemented
-        return self.serialization_id < other.serialization_id
-
-    def __hash__(self) -> int:
-        return hash(self.serialization_id)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__}({self.verb.past_tense}) {self.actor_id} {self.object_id}>"
-
-
-class DehydratedActivity:
-    """An activity known only by its id, hydrated from a mapping of loaded activities."""
-
-    dehydrated = True
-
-    def __init__(self, serialization_id: int) -> None:
-        self.serialization_id = int(serialization_id)
-
-    def get_hydrated(self, activities: Mapping[int, Activity]) -> Activity:
-        """Return the full activity from ``activities`` (keyed by serialization id).
-
-        Raises:
-            ActivityNotFoundError: ``activities`` lacks this id.
-        """
-        try:
-            return activities[self.serialization_id]
-        except KeyError:
-            raise ActivityNotFoundError(
-                f"activity {self.serialization_id} is not in the activity storage"
-            ) from None
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, DehydratedActivity | Activity):
-            return self.serialization_id == other.serialization_id
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self.serialization_id)
-
-    def __repr__(self) -> str:
-        return f"<DehydratedActivity {self.serialization_id}>"
-
-
 def _unique(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
+
+
+class StoredActivities(Protocol):
+    """A group's activities as a storage returned them, not built yet.
+
+    A serializer hands one to :meth:`AggregatedActivity.defer_activities`; the group
+    answers its summaries from it and builds the activities when they are first
+    touched. Every list is in the group's order, oldest first.
+    """
+
+    def __len__(self) -> int: ...
+
+    def activity_ids(self) -> list[int]:
+        """The activities' serialization ids."""
+        ...
+
+    def actor_ids(self) -> list[Any]:
+        """Each activity's ``actor_id`` (repeats kept)."""
+        ...
+
+    def object_ids(self) -> list[Any]:
+        """Each activity's ``object_id`` (repeats kept)."""
+        ...
+
+    def verbs(self) -> list[type[Verb]]:
+        """Each activity's verb (repeats kept)."""
+        ...
+
+    def last(self) -> Activity:
+        """The newest activity, built alone (:meth:`build` then returns this object)."""
+        ...
+
+    def build(self) -> list[Activity]:
+        """Every activity, built once: each call returns a new list of the same objects."""
+        ...
 
 
 class AggregatedActivity(DeclaresCapabilities):
@@ -337,7 +125,8 @@ class AggregatedActivity(DeclaresCapabilities):
         updated_at: dt.datetime | None = None,
     ) -> None:
         self.group = group_key(group)
-        self.activities: list[Activity] = []
+        self._activities: list[Activity] = []
+        self._stored: StoredActivities | None = None
         self.created_at = None if created_at is None else check_time(created_at, "created_at")
         self.updated_at = None if updated_at is None else check_time(updated_at, "updated_at")
         self.seen_at: dt.datetime | None = None
@@ -379,15 +168,49 @@ class AggregatedActivity(DeclaresCapabilities):
         return hash(self.group)
 
     def __len__(self) -> int:
-        return len(self._activity_ids) if self.dehydrated else len(self.activities)
+        if self.dehydrated:
+            return len(self._activity_ids)
+        stored = self._stored
+        return len(self._activities) if stored is None else len(stored)
 
     def copy(self) -> AggregatedActivity:
-        """A copy whose activity list can change without touching this one."""
+        """A copy whose activity list can change without touching this one (activities
+        not built yet stay so: both build the same objects when first touched)."""
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
-        clone.activities = list(self.activities)
+        clone._activities = list(self._activities)
         clone._activity_ids = list(self._activity_ids)
         return clone
+
+    # -- activities, built when first touched ----------------------------------------------
+
+    @property
+    def activities(self) -> list[Activity]:
+        """The activities held, oldest first (a group read from storage builds them here,
+        the first time they are asked for)."""
+        stored = self._stored
+        if stored is not None:
+            self._activities = stored.build()
+            self._stored = None
+        return self._activities
+
+    @activities.setter
+    def activities(self, activities: list[Activity]) -> None:
+        self._activities = activities
+        self._stored = None
+
+    def defer_activities(self, stored: StoredActivities) -> None:
+        """Hold ``stored`` instead of built activities: summaries (ids, actors, objects,
+        verbs, counts, the last activity) are answered from it, and :attr:`activities`
+        builds the rest when first touched. For serializers reading groups back."""
+        self._activities = []
+        self._stored = stored
+
+    @property
+    def activities_built(self) -> bool:
+        """Whether :attr:`activities` holds built objects (False until a group read from
+        storage is first asked for them)."""
+        return self._stored is None
 
     # -- dehydration ----------------------------------------------------------------------
 
@@ -396,7 +219,7 @@ class AggregatedActivity(DeclaresCapabilities):
         if self.dehydrated:
             raise ValidationError("aggregated", "is already dehydrated")
         clone = self.copy()
-        clone._activity_ids = [a.serialization_id for a in self.activities]
+        clone._activity_ids = self.activity_ids
         clone.activities = []
         clone.dehydrated = True
         return clone
@@ -424,6 +247,8 @@ class AggregatedActivity(DeclaresCapabilities):
         """Ids of the activities held (oldest first)."""
         if self.dehydrated:
             return list(self._activity_ids)
+        if self._stored is not None:
+            return self._stored.activity_ids()
         return [a.serialization_id for a in self.activities]
 
     def contains(self, activity: Activity | int) -> bool:
@@ -497,6 +322,8 @@ class AggregatedActivity(DeclaresCapabilities):
     @property
     def actor_ids(self) -> list[int]:
         """Distinct actors of the held activities, oldest first."""
+        if self._stored is not None:
+            return _unique(self._stored.actor_ids())
         return _unique(a.actor_id for a in self.activities)
 
     @property
@@ -512,21 +339,29 @@ class AggregatedActivity(DeclaresCapabilities):
     @property
     def object_ids(self) -> list[int]:
         """Distinct objects of the held activities, oldest first."""
+        if self._stored is not None:
+            return _unique(self._stored.object_ids())
         return _unique(a.object_id for a in self.activities)
 
     @property
     def verbs(self) -> list[type[Verb]]:
         """Distinct verbs of the held activities, oldest first."""
+        if self._stored is not None:
+            return _unique(self._stored.verbs())
         return _unique(a.verb for a in self.activities)
 
     @property
     def verb(self) -> type[Verb]:
         """The verb of the first held activity."""
+        if self._stored is not None:
+            return self._stored.verbs()[0]
         return self.activities[0].verb
 
     @property
     def last_activity(self) -> Activity:
         """The newest held activity."""
+        if self._stored is not None:
+            return self._stored.last()
         return self.activities[-1]
 
     @property

@@ -1,0 +1,35 @@
+"""Activities: who did what to which object, when; and groups of them.
+
+An :class:`Activity` follows the activity-stream vocabulary: actor, verb, object,
+optional target, time and ``extra_context``. An :class:`AggregatedActivity` is a group of
+activities that an aggregator decided belong together ("alice and 3 others loved your
+pin"); a :class:`NotificationActivity` is one that also knows whether it was seen / read.
+
+Example::
+
+    >>> import datetime as dt
+    >>> from aiostream import Activity, Love
+    >>> a = Activity(13, Love, 42, time=dt.datetime(2024, 5, 1, 12, 0))
+    >>> (a.actor_id, a.verb.past_tense, a.object_id, a.target_id)
+    (13, 'loved', 42, None)
+    >>> a.time.isoformat()
+    '2024-05-01T12:00:00+00:00'
+"""
+
+from aiostream.activity._group import (
+    MAX_AGGREGATED_ACTIVITIES_LENGTH,
+    AggregatedActivity,
+    NotificationActivity,
+    group_key,
+)
+from aiostream.activity._single import Activity, DehydratedActivity, utcnow
+
+__all__ = [
+    "Activity",
+    "AggregatedActivity",
+    "DehydratedActivity",
+    "MAX_AGGREGATED_ACTIVITIES_LENGTH",
+    "NotificationActivity",
+    "group_key",
+    "utcnow",
+]
