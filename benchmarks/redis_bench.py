@@ -26,7 +26,15 @@ from typing import Any, ClassVar
 
 import anyio
 
-from aiostream import Activity, AggregatedFeed, BaseFeed, FanoutPriority, Love, Manager
+from aiostream import (
+    Activity,
+    AggregatedFeed,
+    BaseFeed,
+    FanoutPriority,
+    Love,
+    Manager,
+    NotificationFeed,
+)
 from aiostream.feeds.base import UserBaseFeed
 from aiostream.storage.redis import RedisStorage
 from benchmarks.common import latencies, write_results
@@ -45,6 +53,11 @@ class BenchFeed(BaseFeed):
 
 class BenchAggregated(AggregatedFeed):
     key_format = "bench:aggregated:%(user_id)s"
+    max_length = 100
+
+
+class BenchNotification(NotificationFeed):
+    key_format = "bench:notification:%(user_id)s"
     max_length = 100
 
 

@@ -80,6 +80,7 @@ import stream_framework.settings  # noqa: E402
 from stream_framework.activity import Activity  # noqa: E402
 from stream_framework.feed_managers.base import FanoutPriority, Manager  # noqa: E402
 from stream_framework.feeds.aggregated_feed.redis import RedisAggregatedFeed  # noqa: E402
+from stream_framework.feeds.notification_feed.redis import RedisNotificationFeed  # noqa: E402
 from stream_framework.feeds.redis import RedisFeed  # noqa: E402
 from stream_framework.verbs import base as _stock_verbs  # noqa: E402, F401  (registers them)
 from stream_framework.verbs import get_verb_by_id  # noqa: E402
@@ -108,6 +109,14 @@ class SFAggregatedFeed(RedisAggregatedFeed):
     max_length = 100
 
 
+class SFNotificationFeed(RedisNotificationFeed):
+    """The notification feed (groups embed their activities; unseen / unread lists)."""
+
+    key_format = "sf:notification:%(user_id)s"
+    markers_key_format = "sf:notification:%(user_id)s"
+    max_length = 100
+
+
 class SFManager(Manager):
     """Fans out to ``self.followers``; pickled into every (eager) Celery task."""
 
@@ -121,7 +130,11 @@ class SFManager(Manager):
         return {FanoutPriority.HIGH: self.followers}
 
 
-FEEDS: dict[str, type] = {"flat": SFFlatFeed, "aggregated": SFAggregatedFeed}
+FEEDS: dict[str, type] = {
+    "flat": SFFlatFeed,
+    "aggregated": SFAggregatedFeed,
+    "notification": SFNotificationFeed,
+}
 
 
 def activity(row: Sequence[Any]) -> Activity:
@@ -195,6 +208,16 @@ class Driver:
             "seconds": time.perf_counter() - started,
             "keys": [f"global:{n}" for n in range(10)],
         }
+
+    def op_fill_groups(self, feed: str, rows: list[list[Any]], users: list[int]) -> Any:
+        """``add_many`` of every row to the ``feed`` kind's feed of each user (an
+        aggregated feed keeps only ids: store the activities first)."""
+        items = [activity(r) for r in rows]
+        cls = FEEDS[feed]
+        started = time.perf_counter()
+        for user_id in users:
+            cls(user_id).add_many(items)
+        return {"seconds": time.perf_counter() - started}
 
     def op_fill_timelines(self, rows: list[list[Any]], feeds: list[list[int]]) -> Any:
         """``add_many`` of ``rows[start:start + count]`` to each ``[user_id, start, count]``."""
