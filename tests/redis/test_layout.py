@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
 from aiostream import Activity, Love
@@ -43,7 +44,10 @@ async def test_member_encodings(storage: RedisStorage, raw: Any, prefix: str) ->
     activity = Activity(7, Love, 42, time=at(0))
     await TestFeed(1, storage=storage).add(activity)
     hexed = id_to_key(activity.serialization_id)
-    assert await raw.zrange(f"{{{prefix}test:flat:1}}:t", 0, -1, withscores=True) == [(hexed, 0.0)]
+    timeline = f"{{{prefix}test:flat:1}}:t"
+    member = activity.serialization_id.to_bytes(13, "big")  # the id's 13 bytes, big-endian
+    assert await raw.execute_command("ZRANGE", timeline, 0, -1, **{NEVER_DECODE: True}) == [member]
+    assert await raw.zscore(timeline, member) == 0.0
     shard_key = f"{{{prefix}act:{shard_of(activity.serialization_id, 16)}}}"
     assert await raw.hkeys(shard_key) == [hexed]
 

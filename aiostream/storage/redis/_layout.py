@@ -9,7 +9,7 @@ user id can never move a key into another feed's tag.
 =============================== ======== ===============================================
 key                             type     content
 =============================== ======== ===============================================
-``{P K}:t``                     zset     timeline: member = 26-hex id, score 0
+``{P K}:t``                     zset     timeline: member = 13-byte id, score 0
 ``{P K}:g``                     zset     groups: member = 26-hex group id + group name
 ``{P K}:gd``                    hash     group name -> 26-hex id, version, ``|``, payload
 ``{P K}:us`` / ``{P K}:ur``     set      unseen / unread markers: 26-hex group ids
@@ -19,9 +19,14 @@ key                             type     content
 Why this shape:
 
 * Ids are up to 104 bits, far beyond a double's 53-bit mantissa, so scores cannot carry
-  them (Stream Framework's issue #66). All scores are 0 and the member *is* the id in
-  fixed-width hex: Redis orders equal-score members by bytes, which is numeric order,
-  and ``ZRANGEBYLEX`` with ``[``/``(`` bounds gives exact ``activity_id`` filters.
+  them (Stream Framework's issue #66). All scores are 0 and the member *is* the id at
+  fixed width: Redis orders equal-score members by bytes, which is numeric order, and
+  ``ZRANGEBYLEX`` with ``[``/``(`` bounds gives exact ``activity_id`` filters. Timeline
+  members, the most numerous thing stored, are the id's 13 bytes, big-endian
+  (:func:`timeline_member`); everything else names ids in 26 hex digits, which is also
+  how the scripts take and return them. Timelines written before held hex members:
+  reads still take them (and drop the second member of an id, :func:`member_id`), and
+  ``python -m aiostream.storage.redis migrate`` rewrites them.
 * A group's zset member starts with its id (ordering, filters) and ends with its name,
   so a range read yields names without another lookup, and trimming knows which
   ``gd`` fields to drop. ``gd`` values start with the id (to find the old member when a
@@ -38,8 +43,11 @@ Why this shape:
 from __future__ import annotations
 
 from aiostream.exceptions import ConfigurationError
-from aiostream.ids import MAX_ID, checked_key
+from aiostream.ids import ID_KEY_WIDTH, MAX_ID, checked_key
 from aiostream.query import Query
+
+MEMBER_BYTES = ID_KEY_WIDTH // 2
+"""Bytes of a timeline member: an id's 104 bits."""
 
 SHARD_MASK = 0xFFFFFF
 """The shard of an id is ``(id & SHARD_MASK) % shards``: the low 24 bits are the last six
@@ -57,6 +65,19 @@ def check_prefix(prefix: str) -> str:
     if "{" in prefix or "}" in prefix:
         raise ConfigurationError(f"prefix must not contain '{{' or '}}': {prefix!r}")
     return prefix
+
+
+def timeline_member(activity_id: int) -> bytes:
+    """The member of a (checked) id in a timeline: its :data:`MEMBER_BYTES`, big-endian."""
+    return activity_id.to_bytes(MEMBER_BYTES, "big")
+
+
+def member_id(member: bytes | str) -> int:
+    """The id of a timeline member: :data:`MEMBER_BYTES` bytes, or the 26 hex digits of a
+    timeline written before binary members."""
+    if len(member) == ID_KEY_WIDTH:
+        return int(member, 16)
+    return int.from_bytes(member, "big")  # type: ignore[arg-type]
 
 
 def shard_of(activity_id: int, shards: int) -> int:
@@ -108,9 +129,17 @@ class FeedKeys:
 
 
 def timeline_bounds(query: Query) -> tuple[str, str]:
-    """``ZRANGEBYLEX`` ``(min, max)`` of a non-empty query over 26-hex members."""
+    """``ZRANGEBYLEX`` ``(min, max)`` of a non-empty query over hex ids (the read scripts
+    turn them into bounds over members)."""
     low = "-" if query.low <= 0 else "[" + checked_key(query.low)
     high = "+" if query.high >= MAX_ID else "[" + checked_key(query.high)
+    return low, high
+
+
+def member_bounds(query: Query) -> tuple[bytes, bytes]:
+    """``ZRANGEBYLEX`` ``(min, max)`` of a non-empty query over timeline members."""
+    low = b"-" if query.low <= 0 else b"[" + timeline_member(query.low)
+    high = b"+" if query.high >= MAX_ID else b"[" + timeline_member(query.high)
     return low, high
 
 

@@ -12,8 +12,9 @@ functions several scripts share in ``lua/lib/``. Scripts are put together when t
 module is imported: the shared functions they use, then their own file, with every
 ``{{NAME}}`` placeholder replaced by a constant of the Python module that owns it (the
 id width, the group format's separators and version from :mod:`aiostream.group_format`,
-the shard digits from :mod:`aiostream.storage.redis._layout`, :data:`UNPACK`), so the Lua
-never hard-codes them. :data:`MERGE_GROUPS` is a copy of
+the width of timeline members and the shard digits from
+:mod:`aiostream.storage.redis._layout`, :data:`UNPACK`), so the Lua never hard-codes
+them. :data:`MERGE_GROUPS` is a copy of
 :meth:`aiostream.activity.AggregatedActivity.append` on the server, held to it by a
 property test.
 
@@ -45,7 +46,7 @@ from aiostream.group_format import (
     ROW_SEPARATOR,
     TIME_WIDTH,
 )
-from aiostream.storage.redis._layout import GROUP_KEY_SUFFIXES, SHARD_MASK
+from aiostream.storage.redis._layout import GROUP_KEY_SUFFIXES, MEMBER_BYTES, SHARD_MASK
 
 UNPACK = 4000
 
@@ -66,6 +67,7 @@ _CONSTANTS: dict[str, str] = {
     "GROUP_KEY_SUFFIXES": "{" + ", ".join(map(_lua_string, GROUP_KEY_SUFFIXES)) + "}",
     "IDS_SEPARATOR": _lua_string(IDS_SEPARATOR),
     "ID_WIDTH": str(ID_WIDTH),
+    "MEMBER_BYTES": str(MEMBER_BYTES),
     "ROW_SEPARATOR": _lua_string(ROW_SEPARATOR),
     "SHARD_DIGITS": str(SHARD_MASK.bit_length() // 4),
     "TIME_WIDTH": str(TIME_WIDTH),
@@ -133,7 +135,7 @@ class Script:
         return f"<Script {self.name} {self.sha[:8]}>"
 
 
-STORE_AND_ADD = _load("store_and_add", "chunked")
+STORE_AND_ADD = _load("store_and_add", "chunked", "members")
 ADD_TO_TIMELINES = _load("add_to_timelines", "chunked")
 TIMELINES_CROSS_SLOT = _load("timelines_cross_slot", "chunked")
 
@@ -146,8 +148,9 @@ def unsupported_flags(exc: BaseException) -> bool:
 
 
 REMOVE_FROM_TIMELINES = _load("remove_from_timelines", "chunked")
-READ_TIMELINE = _load("read_timeline", "range", "chunked", "read_timeline")
-READ_TIMELINES = _load("read_timelines", "range", "chunked", "read_timeline")
+MIGRATE_TIMELINE = _load("migrate_timeline", "chunked", "members")
+READ_TIMELINE = _load("read_timeline", "range", "chunked", "members", "read_timeline")
+READ_TIMELINES = _load("read_timelines", "range", "chunked", "members", "read_timeline")
 READ_GROUPS = _load("read_groups", "range")
 WRITE_GROUPS = _load("write_groups", "trim_groups")
 MERGE_GROUPS = _load("merge_groups", "trim_groups")
@@ -163,6 +166,7 @@ ALL_SCRIPTS = (
     STORE_AND_ADD,
     ADD_TO_TIMELINES,
     REMOVE_FROM_TIMELINES,
+    MIGRATE_TIMELINE,
     READ_TIMELINE,
     READ_TIMELINES,
     READ_GROUPS,

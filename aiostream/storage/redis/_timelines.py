@@ -8,21 +8,25 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from redis.client import NEVER_DECODE
 from redis.exceptions import RedisClusterException, ResponseError
 
-from aiostream.ids import checked_key, valid_keys
+from aiostream.ids import ID_KEY_WIDTH, MAX_ID, checked_key, id_to_key, is_id
 from aiostream.query import Query
 from aiostream.storage.base import Entry, LiveWindow
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import RedisBase, _check_length, _text
 from aiostream.storage.redis._layout import (
+    member_bounds,
+    member_id,
     shard_of,
     timeline_bounds,
+    timeline_member,
 )
 
 
 class RedisTimelines(RedisBase):
-    """Timelines: sorted sets of hex ids, one per flat feed."""
+    """Timelines: sorted sets of ids (13-byte members), one per flat feed."""
 
     # -- flat timelines ----------------------------------------------------------------------
 
@@ -38,10 +42,12 @@ class RedisTimelines(RedisBase):
                 feeds may have been written (retrying is safe: adds are idempotent).
         """
         trim = _check_length("max_length", max_length)
-        hexes = [checked_key(activity_id) for activity_id, _ in entries]
+        for activity_id, _ in entries:
+            checked_key(activity_id)
+        members = [timeline_member(activity_id) for activity_id, _ in entries]
         tag = self._tag
         timelines = [tag + key + "}:t" for key in keys]
-        if not hexes:
+        if not members:
             # Nothing to add, but the memory storage still trims: so do we.
             if trim >= 0 and timelines:
                 async with self._op("add_to_timelines"):
@@ -65,13 +71,13 @@ class RedisTimelines(RedisBase):
                 await self._cluster_fanout(
                     "add",
                     timelines,
-                    hexes,
+                    members,
                     trim,
                     [],
-                    lambda pipe: self._queue_cluster_add(pipe, timelines, hexes, trim, []),
+                    lambda pipe: self._queue_cluster_add(pipe, timelines, members, trim, []),
                 )
                 return
-            args = [trim, *hexes]
+            args = [trim, *members]
             size = self.chunk_size
             if not stores and len(timelines) <= size:
                 await scripts.ADD_TO_TIMELINES(self._c, timelines, args)
@@ -80,8 +86,8 @@ class RedisTimelines(RedisBase):
                 # The feed.add path: one command instead of a pipeline of several.
                 shard_keys, shards = self._shard_keys, self.activity_shards
                 pairs: list[Any] = [trim, len(timelines)]
-                for (_, payload), hexed in zip(entries, hexes, strict=True):
-                    pairs.append(hexed)
+                for (_, payload), member in zip(entries, members, strict=True):
+                    pairs.append(member)
                     pairs.append(payload)
                 await scripts.STORE_AND_ADD(
                     self._c,
@@ -102,7 +108,7 @@ class RedisTimelines(RedisBase):
         self,
         operation: str,
         timelines: list[str],
-        hexes: list[str],
+        members: Sequence[bytes | str],
         trim: int,
         stores: list[tuple[Any, ...]],
         fallback: Callable[[Any], object],
@@ -120,7 +126,7 @@ class RedisTimelines(RedisBase):
         Args:
             operation: ``"add"`` or ``"remove"``.
             timelines: Timeline keys.
-            hexes: Member ids.
+            members: Timeline members.
             trim: ``max_length`` or -1 (add only).
             stores: Activity-storage commands to send in the same pipeline.
             fallback: Fills a pipeline with the per-feed commands.
@@ -135,7 +141,7 @@ class RedisTimelines(RedisBase):
             except (RedisClusterException, AttributeError):
                 by_node = {}  # topology unknown or changing: the per-feed path copes
         if by_node:
-            head = [operation, trim, len(hexes), *hexes]
+            head = [operation, trim, len(members), *members]
             size = self.chunk_size
 
             def fill(pipe: Any) -> None:
@@ -161,7 +167,7 @@ class RedisTimelines(RedisBase):
         self,
         pipe: Any,
         timelines: list[str],
-        hexes: list[str],
+        members: list[bytes],
         trim: int,
         stores: list[tuple[Any, ...]],
     ) -> None:
@@ -169,25 +175,28 @@ class RedisTimelines(RedisBase):
             pipe.execute_command(*command)
         if trim < 0:
             # A lone ZADD is atomic already; no script needed.
-            members: list[Any] = []
-            for hexed in hexes:
-                members.append(0)
-                members.append(hexed)
+            scored: list[Any] = []
+            for member in members:
+                scored.append(0)
+                scored.append(member)
             for timeline in timelines:
-                pipe.execute_command("ZADD", timeline, *members)
+                pipe.execute_command("ZADD", timeline, *scored)
             return
         by_slot: dict[int, list[str]] = defaultdict(list)
         keyslot = self._c.keyslot
         for timeline in timelines:
             by_slot[keyslot(timeline)].append(timeline)
-        args = [trim, *hexes]
+        args = [trim, *members]
         for slot_keys in by_slot.values():
             scripts.ADD_TO_TIMELINES.queue(pipe, slot_keys, args)
 
     async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
-        """Remove ids from every feed in ``keys`` (missing ones are ignored)."""
-        hexes = valid_keys(ids)
-        if not hexes or not keys:
+        """Remove ids from every feed in ``keys`` (missing ones are ignored): both
+        members of each, binary and the hex one of a timeline not migrated yet."""
+        valid = [i for i in ids if is_id(i)]
+        members: list[bytes | str] = [timeline_member(i) for i in valid]
+        members += [id_to_key(i) for i in valid]
+        if not valid or not keys:
             return
         timelines = [self._tag + key + "}:t" for key in keys]
         async with self._op("remove_from_timelines"):
@@ -195,20 +204,20 @@ class RedisTimelines(RedisBase):
                 await self._cluster_fanout(
                     "remove",
                     timelines,
-                    hexes,
+                    members,
                     -1,
                     [],
-                    lambda pipe: [pipe.execute_command("ZREM", t, *hexes) for t in timelines],
+                    lambda pipe: [pipe.execute_command("ZREM", t, *members) for t in timelines],
                 )
                 return
             size = self.chunk_size
             if len(timelines) <= size:
-                await scripts.REMOVE_FROM_TIMELINES(self._c, timelines, hexes)
+                await scripts.REMOVE_FROM_TIMELINES(self._c, timelines, members)
                 return
 
             def fill(pipe: Any) -> None:
                 for i in range(0, len(timelines), size):
-                    scripts.REMOVE_FROM_TIMELINES.queue(pipe, timelines[i : i + size], hexes)
+                    scripts.REMOVE_FROM_TIMELINES.queue(pipe, timelines[i : i + size], members)
 
             await self._pipeline(fill)
 
@@ -224,11 +233,11 @@ class RedisTimelines(RedisBase):
         """
         if query.is_empty or (stop is not None and stop <= start):
             return []
-        low, high = timeline_bounds(query)
         count = -1 if stop is None else stop - start
         timeline = self._tag + key + "}:t"
         async with self._op("read_timeline"):
             if self._reads is not None:
+                low, high = timeline_bounds(query)
                 # (bounds are "-", "+" or a bracket and hex digits: never a space)
                 numbers = (
                     f"{low} {high} {start} {count} {int(query.descending)} {self.activity_shards}"
@@ -239,38 +248,54 @@ class RedisTimelines(RedisBase):
                 if reply and not isinstance(reply[0], str):
                     reply = [_text(item) for item in reply]
                 return [(int(h, 16), p) for h, p in zip(reply[::2], reply[1::2], strict=True)]
-            window = LiveWindow(start, stop)
-            return await self._read_cluster_timeline(timeline, low, high, window, query)
+            return await self._read_cluster_timeline(timeline, LiveWindow(start, stop), query)
 
     async def _read_cluster_timeline(
-        self, timeline: str, low: str, high: str, window: LiveWindow, query: Query
+        self, timeline: str, window: LiveWindow, query: Query
     ) -> list[Entry]:
         """:meth:`read_timeline` on a cluster: what the read script does on a standalone
         server, in steps (the activity shards live in other slots than the timeline)."""
+        low, high = member_bounds(query)
+        if query.low > 0 or query.high < MAX_ID:
+            # Bounds over hex ids if the timeline still holds hex members (see the read
+            # script): its oldest member says so.
+            oldest = await self._c.execute_command("ZRANGE", timeline, 0, 0, **{NEVER_DECODE: True})
+            if oldest and len(oldest[0]) == ID_KEY_WIDTH:
+                low, high = (bound.encode() for bound in timeline_bounds(query))
+        seen: set[int] = set()
         while True:
             ask = -1 if window.want is None else window.skip + window.want
+            # Members are bytes, whatever the client decodes.
             if query.descending:
                 members = await self._c.execute_command(
-                    "ZREVRANGEBYLEX", timeline, high, low, "LIMIT", 0, ask
+                    "ZREVRANGEBYLEX", timeline, high, low, "LIMIT", 0, ask, **{NEVER_DECODE: True}
                 )
             else:
                 members = await self._c.execute_command(
-                    "ZRANGEBYLEX", timeline, low, high, "LIMIT", 0, ask
+                    "ZRANGEBYLEX", timeline, low, high, "LIMIT", 0, ask, **{NEVER_DECODE: True}
                 )
-            hexes = [_text(m) for m in members]
-            found = await self._load_hexes(hexes)
-            dead = [h for h in hexes if not window.offer(int(h, 16), found.get(h))]
+            ids = [member_id(m) for m in members]
+            found = await self._load_hexes([id_to_key(i) for i in ids])
+            dead = []
+            for member, activity_id in zip(members, ids, strict=True):
+                # The second member of an id (hex beside binary) is dropped like a dead one.
+                if activity_id in seen or not window.offer(
+                    activity_id, found.get(id_to_key(activity_id))
+                ):
+                    dead.append(member)
+                else:
+                    seen.add(activity_id)
             if not dead:
                 return window.page
             await self._c.execute_command("ZREM", timeline, *dead)
-            if ask < 0 or len(hexes) < ask or window.full:
+            if ask < 0 or len(members) < ask or window.full:
                 return window.page
             # Go on after the last entry read: bounds, not positions, so entries added
             # meanwhile neither repeat nor shift the page.
             if query.descending:
-                high = "(" + hexes[-1]
+                high = b"(" + members[-1]
             else:
-                low = "(" + hexes[-1]
+                low = b"(" + members[-1]
 
     async def count_timeline(self, key: str) -> int:
         """Number of entries in the feed (``ZCARD``)."""
@@ -285,11 +310,67 @@ class RedisTimelines(RedisBase):
                 "ZREMRANGEBYRANK", self._tag + key + "}:t", 0, -length - 1
             )
 
+    async def migrate_timelines(self, *, batch: int = 100) -> tuple[int, int]:
+        """Rewrite the hex members of every timeline under this storage's prefix as
+        binary ones (the current layout: see :mod:`aiostream.storage.redis._layout`).
+
+        Safe beside live reads and writes and idempotent: run it again after an
+        interruption, or as often as you like. Until a timeline is rewritten its hex
+        members read as before, filters included. Once newer entries were added to it
+        (binary members, sorting above the hex ones) its pages stay in order, but an
+        ``activity_id`` filter over it, and the place of an old activity written again,
+        are exact only after the rewrite.
+
+        Args:
+            batch: Timelines rewritten per script call (per key on a cluster).
+
+        Returns:
+            ``(timelines scanned, members rewritten)``.
+        """
+        pattern = "{" + _glob_escape(self.prefix) + "*}:t"
+        scanned = rewritten = 0
+        keys: list[str] = []
+
+        async def flush() -> int:
+            if self.cluster:
+
+                def fill(pipe: Any) -> None:
+                    for k in keys:
+                        scripts.MIGRATE_TIMELINE.queue(pipe, [k], [])
+
+                replies = await self._pipeline(fill)
+            else:
+                replies = [await scripts.MIGRATE_TIMELINE(self._c, keys, [])]
+            keys.clear()
+            return sum(int(r) for r in replies)
+
+        async with self._op("migrate_timelines"):
+            async for key in self._c.scan_iter(match=pattern, count=1000):
+                keys.append(_text(key))
+                scanned += 1
+                if len(keys) >= batch:
+                    rewritten += await flush()
+            if keys:
+                rewritten += await flush()
+        return scanned, rewritten
+
     async def timeline_index_of(self, key: str, activity_id: int) -> int | None:
-        """Position from the newest (``ZREVRANK``), None when absent."""
-        hexes = valid_keys([activity_id])
-        if not hexes:
+        """Position from the newest (``ZREVRANK``), None when absent (either member:
+        binary, or hex in a timeline not migrated yet)."""
+        if not is_id(activity_id):
             return None
+        timeline = self._tag + key + "}:t"
         async with self._op("timeline_index_of"):
-            rank = await self._c.execute_command("ZREVRANK", self._tag + key + "}:t", hexes[0])
+            ranks = await self._pipeline(
+                lambda pipe: [
+                    pipe.execute_command("ZREVRANK", timeline, timeline_member(activity_id)),
+                    pipe.execute_command("ZREVRANK", timeline, id_to_key(activity_id)),
+                ]
+            )
+        rank = next((r for r in ranks if r is not None), None)
         return None if rank is None else int(rank)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a ``SCAN MATCH`` pattern."""
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)

@@ -1,4 +1,4 @@
--- KEYS: timelines. ARGV[1]: max_length (-1: no trim). ARGV[2..]: hex ids.
+-- KEYS: timelines. ARGV[1]: max_length (-1: no trim). ARGV[2..]: members.
 -- Fanout writes one id to a thousand keys: that case skips building a table.
 local maxlen = tonumber(ARGV[1])
 local stop = -maxlen - 1

@@ -1,12 +1,13 @@
 -- feed.add on a standalone server: store the activities and add them to the
 -- timelines in one command.
 -- KEYS[1..t]: timelines, then one activity shard per entry (in entry order).
--- ARGV[1]: max_length (-1: no trim). ARGV[2]: t. ARGV[3..]: id, payload, id, ...
+-- ARGV[1]: max_length (-1: no trim). ARGV[2]: t. ARGV[3..]: member, payload, member, ...
+-- (the shards' fields are the members' hex ids).
 local maxlen = tonumber(ARGV[1])
 local t = tonumber(ARGV[2])
 local members = {}
 for j = 3, #ARGV, 2 do
-  redis.call('HSET', KEYS[t + (j - 1) / 2], ARGV[j], ARGV[j + 1])
+  redis.call('HSET', KEYS[t + (j - 1) / 2], member_hex(ARGV[j]), ARGV[j + 1])
   members[#members + 1] = 0
   members[#members + 1] = ARGV[j]
 end

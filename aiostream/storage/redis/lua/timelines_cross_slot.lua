@@ -4,7 +4,7 @@
 -- call is sent to (the storage groups them so); a key of another node makes the script
 -- fail, and the storage then falls back to one command per feed.
 -- ARGV[1]: 'add' or 'remove'. ARGV[2]: max_length (-1: no trim; add only).
--- ARGV[3]: n, the number of ids. ARGV[4 .. n+3]: hex ids. ARGV[n+4 ..]: timelines.
+-- ARGV[3]: n, the number of members. ARGV[4 .. n+3]: members. ARGV[n+4 ..]: timelines.
 local maxlen = tonumber(ARGV[2])
 local stop = -maxlen - 1
 local n = tonumber(ARGV[3])
