@@ -61,6 +61,7 @@ from benchmarks.common import (
     summarize,
     write_results,
 )
+from benchmarks.feed_kinds_bench import ceilings
 from benchmarks.redis_bench import (
     T0,
     BenchAggregated,
@@ -655,6 +656,16 @@ def table(results: dict[str, Any]) -> list[dict[str, Any]]:
             unit="x",
             compare=False,
         )
+    loop = results["fanout"]["lua_ceiling"]
+    for path, label in (("storage", "storage path"), ("manager", "Manager")):
+        add(
+            f"fanout {n} as a share of the ceiling, a Lua loop of ZADD + trim over 1,000 keys "
+            f"a call ({loop:,.0f}/s), aiostream {label}",
+            sf_fanout / loop,
+            fanout[path] / loop,
+            unit="x",
+            compare=False,
+        )
 
     flat = results["flat"]
     sf_flat, aio_flat = flat["stream_framework"], flat["aiostream"]
@@ -926,7 +937,12 @@ def measure(
         results["fanout"] = {
             "redis_benchmark": redis_benchmark_zadd(host, port, options.repeat),
             "sweep": fanout_phase(sf, client, url, sweep, options.repeat),
+            # The least a flat fanout write can be (benchmarks.feed_kinds_bench):
+            "lua_ceiling": with_storage(
+                url, "peer:ceiling:", functools.partial(ceilings, feeds=max(sweep))
+            )["flat"],
         }
+        drop_keys(client, "ceiling:*")
         results["flat"] = feed_phase(
             sf,
             url,
