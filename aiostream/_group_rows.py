@@ -16,7 +16,7 @@ from aiostream.activity import Activity
 from aiostream.group_format import ID_WIDTH
 from aiostream.verbs import Verb, VerbRegistry
 
-_SIZES = (5, 6)  # the fields of a stored activity row, without and with extra_context
+_SIZES = (5, 6, 7)  # the fields of a stored activity row: extra_context and foreign id optional
 
 
 class GroupRows:

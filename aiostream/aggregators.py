@@ -20,6 +20,7 @@ from typing import ClassVar
 from aiostream.activity import Activity, AggregatedActivity, NotificationActivity, group_key
 from aiostream.exceptions import DuplicateActivityError
 from aiostream.group_format import Capabilities, DeclaresCapabilities
+from aiostream.ids import id_text
 
 __all__ = [
     "BaseAggregator",
@@ -149,5 +150,6 @@ class NotificationAggregator(RecentRankMixin, BaseAggregator):
         super().__init__(aggregated_activity_class, activity_class)
 
     def get_group(self, activity: Activity) -> str:
-        """``"<verb id>-<object id>-<UTC date>"``."""
-        return f"{activity.verb.id}-{activity.object_id}-{activity.time.date()}"
+        """``"<verb id>-<object id>-<UTC date>"`` (an object id as
+        :func:`~aiostream.ids.id_text` writes it: ints in decimal, a str quoted)."""
+        return f"{activity.verb.id}-{id_text(activity.object_id)}-{activity.time.date()}"

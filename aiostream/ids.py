@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import uuid
 from collections.abc import Iterable
 
 from aiostream.exceptions import ValidationError
@@ -28,6 +30,7 @@ from aiostream.exceptions import ValidationError
 __all__ = [
     "EPOCH",
     "ID_KEY_WIDTH",
+    "ItemId",
     "MAX_ID",
     "MAX_TIME",
     "MICROSECOND",
@@ -36,6 +39,8 @@ __all__ = [
     "checked_key",
     "clamp_id",
     "datetime_to_us",
+    "foreign_activity_id",
+    "id_text",
     "id_to_key",
     "id_to_time",
     "is_id",
@@ -112,6 +117,22 @@ def us_to_datetime(us: int) -> dt.datetime:
     return EPOCH + MICROSECOND * us
 
 
+ItemId = int | str | uuid.UUID
+"""An actor, object or target id: an int, a str or a UUID (``7``, ``"7"`` and a UUID are
+different ids)."""
+
+
+def id_text(value: ItemId | None) -> str:
+    """An actor / object / target id as text that tells the types apart, for digests and
+    group keys: an int in decimal (as always), a str JSON-quoted, a UUID as ``u`` and its
+    32 hex digits, None as ``None``. No two ids share a text."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, uuid.UUID):
+        return "u" + value.hex
+    return f"{value}"  # what ids made of ints always hashed
+
+
 def make_id(time: dt.datetime, discriminator: str) -> int:
     """Build an id from a time and a string that tells apart things of the same instant.
 
@@ -126,6 +147,16 @@ def make_id(time: dt.datetime, discriminator: str) -> int:
         raise _out_of_range(time, "time")
     digest = hashlib.blake2b(discriminator.encode(), digest_size=7).digest()
     return (us << DIGEST_BITS) | (int.from_bytes(digest, "big") >> (56 - DIGEST_BITS))
+
+
+def foreign_activity_id(foreign_id: str, time: dt.datetime) -> int:
+    """The id of the activity with this foreign id and time (see
+    :class:`~aiostream.activity.Activity`'s ``foreign_id``): the two are its identity.
+
+    Raises:
+        ValidationError: ``time`` is before 1970 or after 2112.
+    """
+    return make_id(time, "f|" + json.dumps(foreign_id, ensure_ascii=False))
 
 
 def id_to_time(activity_id: int) -> dt.datetime:

@@ -18,13 +18,16 @@ Example (the seed's Pinterest manager, awaited)::
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import inspect
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any, ClassVar, cast
 
 from aiostream._concurrency import run_each
+from aiostream._lookup import ForeignRef, checked_foreign_ids, checked_ids, foreign_ref_id
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.fanout import (
@@ -37,7 +40,14 @@ from aiostream.fanout import (
     Operation,
 )
 from aiostream.feeds.aggregated import AggregatedFeed
-from aiostream.feeds.base import BaseFeed, UserBaseFeed, check_user_id, format_key
+from aiostream.feeds.base import (
+    BaseFeed,
+    UserBaseFeed,
+    check_user_id,
+    format_key,
+    plain_user_id,
+)
+from aiostream.ids import is_id
 from aiostream.leases import lease
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.progress import Progress
@@ -83,7 +93,10 @@ def check_followers(result: object) -> dict[str | None, list[Any]]:
             )
         ids = list(ids)
         for index, follower in enumerate(ids):
-            check_user_id(follower, f"{where}[{index}]")
+            if isinstance(follower, uuid.UUID):
+                ids[index] = str(follower)  # the same feed, as jobs can carry it
+            else:
+                check_user_id(follower, f"{where}[{index}]")
         followers[key] = ids
     return followers
 
@@ -195,14 +208,83 @@ class Manager:
         await self._publish(user_id, [activity], trim=True)
         self.metrics.on_activity_published()
 
-    async def remove_user_activity(self, user_id: Any, activity: Activity) -> None:
-        """Remove ``activity`` from the user's feed and from every follower's feeds.
+    async def remove_user_activity(
+        self,
+        user_id: Any,
+        activity: Activity | int | None = None,
+        *,
+        foreign_id: str | None = None,
+        time: dt.datetime | None = None,
+    ) -> None:
+        """Remove an activity from the user's feed and from every follower's feeds.
 
-        The stored activity stays (feeds elsewhere may still point at it)."""
+        Name it by the activity, by its id, or by its ``foreign_id`` and ``time``; an id
+        or a foreign id is looked up in the activity storage first. The stored activity
+        stays (feeds elsewhere may still point at it).
+
+        Raises:
+            ValidationError: naming ``activity`` or ``foreign_id``: both or neither given,
+                or no stored activity has that id / foreign id and time (nothing is
+                written).
+        """
+        activity = await self._named_activity(activity, foreign_id, time)
         chunks = await self._fanout_chunks(user_id, "remove", [activity], trim=False)
         await self.get_user_feed(user_id).remove(activity)
         await self._dispatch(chunks)
         self.metrics.on_activity_removed()
+
+    async def get_activities(
+        self,
+        ids: Iterable[int] | None = None,
+        *,
+        foreign_ids: Iterable[ForeignRef] | None = None,
+    ) -> list[Activity]:
+        """Stored activities by id, or by ``(foreign id, time)`` pairs, in the order
+        asked; ids no stored activity has are left out.
+
+        Read from the activity storage of :attr:`user_feed_class` (where every published
+        activity is stored) in one call: one round trip on Redis (one per node on a
+        cluster), one concurrent query per id on Cassandra.
+
+        Raises:
+            ValidationError: naming ``ids[i]`` / ``foreign_ids[i]`` for a bad element,
+                or ``ids`` when both or neither are given.
+        """
+        if (ids is None) == (foreign_ids is None):
+            raise ValidationError("ids", "give ids or foreign_ids (one of them)")
+        wanted = checked_ids(ids) if ids is not None else checked_foreign_ids(foreign_ids)
+        if not wanted:
+            return []
+        user_class = self.user_feed_class
+        storage = timed_storage(self.storage_for(user_class), self.metrics)
+        stored = await storage.load_activities(list(dict.fromkeys(wanted)))
+        found = [(i, stored[i]) for i in wanted if i in stored]
+        return list(user_class.get_activity_serializer().loads_entries(found))
+
+    async def _named_activity(
+        self, activity: Activity | int | None, foreign_id: str | None, time: dt.datetime | None
+    ) -> Activity:
+        """The activity a removal or an update names (see :meth:`remove_user_activity`)."""
+        if isinstance(activity, Activity):
+            if foreign_id is not None:
+                raise ValidationError("foreign_id", "give an activity or a foreign id, not both")
+            return activity
+        if activity is None:
+            if foreign_id is None:
+                raise ValidationError("activity", "give an activity, its id, or a foreign_id")
+            activity_id, field = foreign_ref_id(foreign_id, time), "foreign_id"
+        elif foreign_id is not None:
+            raise ValidationError("foreign_id", "give an activity id or a foreign id, not both")
+        elif is_id(activity):
+            activity_id, field = activity, "activity"
+        else:
+            raise ValidationError(
+                "activity", f"expected an Activity or an int id, got {type(activity).__name__}"
+            )
+        found = await self.get_activities([activity_id])
+        if not found:
+            raise ValidationError(field, f"no stored activity has id {activity_id}")
+        return found[0]
 
     async def update_user_activity(self, activity: Activity) -> None:
         """Update a published activity everywhere it is shown (see
@@ -443,12 +525,10 @@ class Manager:
     async def _dispatch_follow(
         self, operation: FollowOperation, user_id: Any, target_ids: Iterable[Any]
     ) -> None:
-        check_user_id(user_id)
-        targets = list(target_ids) if not isinstance(target_ids, str | bytes) else None
-        if targets is None:
+        user_id = plain_user_id(user_id)
+        if isinstance(target_ids, str | bytes):
             raise ValidationError("target_ids", "expected a collection of user ids, got a str")
-        for index, target in enumerate(targets):
-            check_user_id(target, f"target_ids[{index}]")
+        targets = [plain_user_id(t, f"target_ids[{i}]") for i, t in enumerate(target_ids)]
         jobs = [
             FollowChunk(operation, user_id, chunk)
             for chunk in chunked(targets, self.fanout_chunk_size)

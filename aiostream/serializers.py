@@ -314,29 +314,31 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
         return activity
 
     def to_data(self, activity: A) -> list[Any]:
-        """The activity as a JSON-ready list, without the version element."""
+        """The activity as a JSON-ready list, without the version element: actor, verb,
+        object, target, time, then ``extra_context`` if it is not empty or a foreign id
+        follows, then the foreign id if there is one."""
+        actor, obj, target = activity.actor_id, activity.object_id, activity.target_id
         row: list[Any] = [
-            activity.actor_id,
+            actor if type(actor) is int else _id_data(actor),
             activity.verb.id,
-            activity.object_id,
-            activity.target_id,
+            obj if type(obj) is int else _id_data(obj),
+            target if target is None or type(target) is int else _id_data(target),
             datetime_to_us(activity.time),
         ]
-        if activity.extra_context:
+        foreign_id = activity.foreign_id
+        if activity.extra_context or foreign_id is not None:
             row.append(encode_value(activity.extra_context, "extra_context"))
+        if foreign_id is not None:
+            row.append(foreign_id)
         return row
 
     def from_data(self, row: list[Any]) -> A:
         """Inverse of :meth:`to_data`."""
         actor, verb_id, obj, target, time_us, *rest = row
-        return self.activity_class.from_storage(
-            actor,
-            self.verbs.get(verb_id),
-            obj,
-            target,
-            us_to_datetime(time_us),
-            rest[0] if rest else {},
-        )
+        fields = (actor, self.verbs.get(verb_id), obj, target, us_to_datetime(time_us))
+        if len(rest) > 1:
+            return self.activity_class.from_storage(*fields, rest[0], foreign_id=rest[1])
+        return self.activity_class.from_storage(*fields, rest[0] if rest else {})
 
     def from_rows(self, rows: list[Any], *, versioned: bool = False) -> list[A]:
         """:meth:`from_data` of many rows (with their version element when ``versioned``).
@@ -370,6 +372,11 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             if versioned and (type(row) is not list or not row or row[0] != FORMAT_VERSION):
                 _check_version(row, "activity")
             size = len(row)
+            foreign_id = None
+            if size == full + 1:  # with a foreign id too
+                foreign_id = row[-1]
+                row = row[:-1]
+                size -= 1
             if size == full:
                 if skip:
                     _, actor, verb_id, obj, target, time_us, extra = row
@@ -382,7 +389,7 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
                     actor, verb_id, obj, target, time_us = row
                 extra = {}
             else:
-                raise ValueError(f"an activity has {full - 1} or {full} fields, got {size}")
+                raise ValueError(f"an activity has {full - 1} to {full + 1} fields, got {len(row)}")
             verb = verbs.get(verb_id)
             if verb is None:
                 verb = verbs[verb_id] = get_verb(verb_id)
@@ -398,6 +405,8 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             activity.time = epoch + microsecond * time_us
             activity.extra_context = extra
             activity.dehydrated = False
+            if foreign_id is not None:
+                activity.foreign_id = foreign_id
             append(activity)
         return activities
 
@@ -588,6 +597,12 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
         except (ValueError, TypeError) as exc:
             raise SerializationError("aggregated", f"malformed payload {payload[:60]!r}") from exc
         return aggregated
+
+
+def _id_data(value: Any) -> Any:
+    """An actor / object / target id other than an int as JSON data: a str as it is,
+    a UUID tagged (``{"$uuid": ...}``, read back as a UUID)."""
+    return {"$uuid": str(value)} if isinstance(value, uuid.UUID) else value
 
 
 def _json_us(value: dt.datetime | None) -> str:

@@ -32,6 +32,7 @@ from aiostream import (
     Verb,
     register,
 )
+from aiostream.ids import ItemId
 from aiostream.progress import Progress
 
 NAMES = [
@@ -132,8 +133,10 @@ class PinManager(Manager):
         return {FanoutPriority.HIGH: followers[:half], FanoutPriority.LOW: followers[half:]}
 
 
-def name(user_id: int) -> str:
-    """A readable name for a user id."""
+def name(user_id: ItemId) -> str:
+    """A readable name for a user id (the demo's are ints)."""
+    if not isinstance(user_id, int):
+        return str(user_id)
     base = NAMES[user_id % len(NAMES)]
     return base if user_id < len(NAMES) else f"{base}{user_id // len(NAMES)}"
 

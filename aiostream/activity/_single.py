@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping
-from typing import Any, ClassVar, Self, cast
+from typing import Any, ClassVar, Self, TypeGuard, cast
 
-from aiostream._text import unwritable_int
+from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.exceptions import ActivityNotFoundError, UnknownVerbError, ValidationError
 from aiostream.group_format import Capabilities, DeclaresCapabilities
-from aiostream.ids import check_time, make_id
+from aiostream.ids import ItemId, check_time, foreign_activity_id, id_text, make_id
 from aiostream.verbs import Verb, VerbRegistry, default_registry
 
 _LAZY_FIELDS = ("actor", "object", "target")
@@ -20,28 +21,50 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _object_id(field: str, value: Any, *, required: bool) -> tuple[int | None, Any]:
+_ID_TYPES = (int, str, uuid.UUID)
+_EXPECTED_ID = "expected an int, str or UUID id, or an object with one as its .id"
+
+
+def _is_id(value: object) -> TypeGuard[ItemId]:
+    return isinstance(value, _ID_TYPES) and not isinstance(value, bool)
+
+
+def _object_id(field: str, value: Any, *, required: bool) -> tuple[ItemId | None, Any]:
     """Split an actor / object / target argument into ``(id, object or None)``."""
     if value is None:
         if required:
             raise ValidationError(field, "is required, got None")
         return None, None
-    if isinstance(value, bool):
-        raise ValidationError(field, "expected an int id or an object with an int .id, got bool")
-    if isinstance(value, int):
+    if _is_id(value):
         return _checked_id(field, value), None
     ident = getattr(value, "id", None)
-    if isinstance(ident, int) and not isinstance(ident, bool):
+    if _is_id(ident):
         return _checked_id(field, ident), value
-    raise ValidationError(
-        field, f"expected an int id or an object with an int .id, got {type(value).__name__}"
-    )
+    raise ValidationError(field, f"{_EXPECTED_ID}, got {type(value).__name__}")
 
 
-def _checked_id(field: str, value: int) -> int:
-    problem = unwritable_int(value)
+def _checked_id(field: str, value: ItemId) -> ItemId:
+    problem = _text_problem(value) if isinstance(value, str) else None
+    if isinstance(value, int):
+        problem = unwritable_int(value)
     if problem is not None:
         raise ValidationError(field, problem)
+    return value
+
+
+def _text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a str id or foreign id (None when it can)."""
+    return "must not be empty" if not value else lone_surrogate(value)
+
+
+def _checked_foreign_id(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("foreign_id", f"expected a non-empty str, got {type(value).__name__}")
+    problem = _text_problem(value)
+    if problem is not None:
+        raise ValidationError("foreign_id", problem)
     return value
 
 
@@ -63,14 +86,20 @@ class Activity(DeclaresCapabilities):
     """One thing that happened: ``actor`` did ``verb`` to ``object`` (on ``target``).
 
     Args:
-        actor: Int id of the actor, or an object with an int ``id``.
+        actor: Id of the actor (an int, a non-empty str or a UUID: ``7``, ``"7"`` and
+            ``UUID(...)`` are different actors), or an object with such an ``id``.
         verb: A registered :class:`~aiostream.verbs.Verb` subclass (or its int id).
-        object: Int id of the object, or an object with an int ``id``.
-        target: Optional int id / object (e.g. the board a pin was added to).
+        object: Id of the object, or an object with such an ``id`` (as ``actor``).
+        target: Optional id / object (e.g. the board a pin was added to).
         time: When it happened, from 1970 to 2112 (:data:`~aiostream.ids.MIN_TIME` ..
             :data:`~aiostream.ids.MAX_TIME`, the times ids can encode). Naive datetimes are
             taken as UTC; the stored time is always an aware UTC datetime. Defaults to now.
         extra_context: JSON-compatible dict (plus datetimes, dates, Decimals, UUIDs).
+        foreign_id: Optional non-empty str naming the activity in your own system
+            (``"pin:42"``). With ``time`` it *is* the activity's identity: its id is made of
+            the two (instead of actor, verb, object and target), so the calls that take a
+            foreign id and a time find it without a lookup, and a second activity with the
+            same foreign id and time is the same activity.
 
     Raises:
         ValidationError: a required field is missing or of the wrong type, or ``time`` is
@@ -86,6 +115,9 @@ class Activity(DeclaresCapabilities):
 
     inline_from_storage: ClassVar[bool] = True
     capability_rules: ClassVar[Capabilities] = {"inline_from_storage": ("from_storage",)}
+    # Set on the instance only when given: most activities have none, and read ones are
+    # built without __init__.
+    foreign_id: str | None = None
 
     def __init__(
         self,
@@ -96,13 +128,14 @@ class Activity(DeclaresCapabilities):
         time: dt.datetime | None = None,
         extra_context: Mapping[str, Any] | None = None,
         *,
+        foreign_id: str | None = None,
         verbs: VerbRegistry = default_registry,
     ) -> None:
         actor_id, actor_obj = _object_id("actor", actor, required=True)
         object_id, object_obj = _object_id("object", object, required=True)
-        self.actor_id: int = cast(int, actor_id)
-        self.object_id: int = cast(int, object_id)
-        self.target_id: int | None
+        self.actor_id: ItemId = cast("ItemId", actor_id)  # (required: never None)
+        self.object_id: ItemId = cast("ItemId", object_id)
+        self.target_id: ItemId | None
         self.target_id, target_obj = _object_id("target", target, required=False)
         for name, obj in zip(_LAZY_FIELDS, (actor_obj, object_obj, target_obj), strict=True):
             if obj is not None:
@@ -121,19 +154,23 @@ class Activity(DeclaresCapabilities):
             )
         self.extra_context: dict[str, Any] = dict(extra_context)
         self.dehydrated = False
+        if foreign_id is not None:
+            self.foreign_id = _checked_foreign_id(foreign_id)
 
     @classmethod
     def from_storage(
         cls,
-        actor_id: int,
+        actor_id: ItemId,
         verb: type[Verb],
-        object_id: int,
-        target_id: int | None,
+        object_id: ItemId,
+        target_id: ItemId | None,
         time: dt.datetime,
         extra_context: dict[str, Any],
+        foreign_id: str | None = None,
     ) -> Self:
         """Rebuild an activity from trusted stored fields, skipping validation (the read
-        path of every feed). Override it if a subclass sets more state in ``__init__``."""
+        path of every feed). Override it if a subclass sets more state in ``__init__``
+        (serializers pass ``foreign_id`` only to activities that have one)."""
         activity = cls.__new__(cls)
         # Set one by one, in __init__'s order: the values stay inline in the object.
         activity.actor_id = actor_id
@@ -143,6 +180,8 @@ class Activity(DeclaresCapabilities):
         activity.time = time
         activity.extra_context = extra_context
         activity.dehydrated = False
+        if foreign_id is not None:
+            activity.foreign_id = foreign_id
         return activity
 
     def __getattr__(self, name: str) -> Any:
@@ -155,19 +194,34 @@ class Activity(DeclaresCapabilities):
         """Take ``activity_id`` as the id of the current fields instead of computing it:
         for an activity read back with the id it was stored under (a storage keeps the
         ids it was given). Changing a field later computes the id again."""
-        fields = (self.time, self.actor_id, self.verb.id, self.object_id, self.target_id)
-        self.__dict__["_id_cache"] = (fields, activity_id)
+        self.__dict__["_id_cache"] = (self._id_fields(), activity_id)
+
+    def _id_fields(self) -> tuple[Any, ...]:
+        return (
+            self.time,
+            self.actor_id,
+            self.verb.id,
+            self.object_id,
+            self.target_id,
+            self.foreign_id,
+        )
 
     @property
     def serialization_id(self) -> int:
         """Unique, exactly ordered id: the time in microseconds, then a digest of
         actor, verb, object and target (see :mod:`aiostream.ids`)."""
-        fields = (self.time, self.actor_id, self.verb.id, self.object_id, self.target_id)
+        fields = self._id_fields()
         cached = self.__dict__.get("_id_cache")
         if cached is not None and cached[0] == fields:
             return cached[1]  # type: ignore[no-any-return]
-        time, actor_id, verb_id, object_id, target_id = fields
-        activity_id = make_id(time, f"a|{actor_id}|{verb_id}|{object_id}|{target_id}")
+        time, actor_id, verb_id, object_id, target_id, foreign_id = fields
+        if foreign_id is not None:
+            activity_id = foreign_activity_id(foreign_id, time)
+        else:
+            activity_id = make_id(
+                time,
+                f"a|{id_text(actor_id)}|{verb_id}|{id_text(object_id)}|{id_text(target_id)}",
+            )
         # Cached with the fields it was made from: reassigning a field recomputes it.
         self.__dict__["_id_cache"] = (fields, activity_id)
         return activity_id

@@ -20,6 +20,7 @@ import functools
 import inspect
 import random
 import re
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar
@@ -52,7 +53,10 @@ _SMALL_INT = 1 << 63  # far below the width past which an int cannot be written 
 
 
 def check_user_id(user_id: object, field: str = "user_id") -> str:
-    """The text of a feed owner's id, which must be an int or a non-empty str.
+    """The text of a feed owner's id, which must be an int, a non-empty str or a UUID.
+
+    A feed is named by this text: ``7`` and ``"7"`` are one feed, as are a UUID and its
+    ``str()`` (actor ids keep the types apart: see :class:`~aiostream.activity.Activity`).
 
     Raises:
         ValidationError: naming ``field``, for any other value (``None``, a bool, ``""``),
@@ -61,8 +65,12 @@ def check_user_id(user_id: object, field: str = "user_id") -> str:
     """
     if type(user_id) is int and -_SMALL_INT < user_id < _SMALL_INT:
         return str(user_id)  # the usual id: nothing else to check (fanout calls this a lot)
+    if isinstance(user_id, uuid.UUID):
+        return str(user_id)
     if isinstance(user_id, bool) or not isinstance(user_id, int | str):
-        raise ValidationError(field, f"expected an int or a str, got {type(user_id).__name__}")
+        raise ValidationError(
+            field, f"expected an int, a str or a UUID, got {type(user_id).__name__}"
+        )
     problem = lone_surrogate(user_id) if isinstance(user_id, str) else unwritable_int(user_id)
     if problem is not None:
         raise ValidationError(field, problem)
@@ -72,6 +80,13 @@ def check_user_id(user_id: object, field: str = "user_id") -> str:
     return text
 
 
+def plain_user_id(user_id: object, field: str = "user_id") -> int | str:
+    """A checked feed owner's id (:func:`check_user_id`) as jobs carry it: an int or a
+    str as given, a UUID as its ``str()`` (the same feed, and JSON can hold it)."""
+    text = check_user_id(user_id, field)
+    return text if isinstance(user_id, uuid.UUID) else user_id  # type: ignore[return-value]
+
+
 def format_key(key_format: str, user_id: object) -> str:
     """Render a feed key, escaping the user id so it cannot reach another feed's keys.
 
@@ -79,7 +94,7 @@ def format_key(key_format: str, user_id: object) -> str:
     ``%XX``; so does nothing else, and ints render as themselves.
 
     Raises:
-        ValidationError: ``user_id`` is not an int or a str (or is empty / a bool).
+        ValidationError: ``user_id`` is not an int, a str or a UUID (or is empty / a bool).
     """
     text = check_user_id(user_id)
     if isinstance(user_id, int):  # digits and "-": nothing to escape
@@ -211,7 +226,7 @@ class BaseFeed:
 
     def __init__(
         self,
-        user_id: int | str,
+        user_id: int | str | uuid.UUID,
         *,
         storage: FeedStorage | None = None,
         metrics: Metrics | None = None,

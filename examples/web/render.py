@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from aiostream import Activity, AggregatedActivity, Follow
+from aiostream.ids import ItemId
 from examples.pinterest_demo import name, people
 
 __all__ = ["activity_json", "group_json", "notification_json", "user_json"]
 
 
-def user_json(user_id: int) -> dict[str, Any]:
+def user_json(user_id: ItemId) -> dict[str, Any]:
     """``{"id": 1, "name": "bob"}``."""
     return {"id": user_id, "name": name(user_id)}
 
