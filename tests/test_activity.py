@@ -49,7 +49,7 @@ def test_fields_and_lazy_objects() -> None:
         ({"actor": None}, "actor"),
         ({"verb": None}, "verb"),
         ({"object": None}, "object"),
-        ({"actor": "bob"}, "actor"),
+        ({"actor": ""}, "actor"),  # a str id is fine, an empty one is not
         ({"actor": True}, "actor"),
         ({"target": 1.5}, "target"),
         ({"time": "2024-01-01"}, "time"),

@@ -43,6 +43,7 @@ __all__ = [
     "check_user_id",
     "format_key",
     "hybridmethod",
+    "plain_user_id",
 ]
 
 T = TypeVar("T")

@@ -34,10 +34,13 @@ def manager_returning(followers: Any, storage: FeedStorage) -> Manager:
     ("followers", "field"),
     [
         ({FanoutPriority.HIGH: "23"}, r"\['HIGH'\]: expected a collection"),
-        ({FanoutPriority.HIGH: [10, None, 11]}, r"\['HIGH'\]\[1\]: expected an int or a str"),
+        (
+            {FanoutPriority.HIGH: [10, None, 11]},
+            r"\['HIGH'\]\[1\]: expected an int, a str or a UUID",
+        ),
         ({FanoutPriority.HIGH: [10], FanoutPriority.LOW: 7}, r"\['LOW'\]: expected a collection"),
         ({FanoutPriority.HIGH: [10, ""]}, r"\['HIGH'\]\[1\]: must not be empty"),
-        ({FanoutPriority.HIGH: [10, True]}, r"\['HIGH'\]\[1\]: expected an int or a str"),
+        ({FanoutPriority.HIGH: [10, True]}, r"\['HIGH'\]\[1\]: expected an int, a str or a UUID"),
         ({FanoutPriority.HIGH: {10: 1}}, r"\['HIGH'\]: expected a collection"),
         ([10, 11], r"must return a mapping"),
     ],

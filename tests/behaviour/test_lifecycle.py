@@ -1,0 +1,170 @@
+"""The activity lifecycle of hosted feed APIs (ids of any kind, foreign ids, get by id,
+removal by id or foreign id), run against every backend."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+import pytest
+
+from aiostream import Activity, FanoutPriority, Love, Manager, ValidationError
+from aiostream.ids import foreign_activity_id
+from aiostream.storage.base import FeedStorage
+from tests.helpers import (
+    Pin,
+    TestAggregatedFeed,
+    TestFeed,
+    TestNotificationFeed,
+    TestUserFeed,
+    at,
+)
+
+pytestmark = pytest.mark.anyio
+
+ALICE = uuid.UUID("3f2a0c1e-5b6d-4e7f-8a9b-0c1d2e3f4a5b")
+
+
+class LifecycleManager(Manager):
+    feed_classes: ClassVar[dict[str, Any]] = {
+        "normal": TestFeed,
+        "aggregated": TestAggregatedFeed,
+        "notification": TestNotificationFeed,
+    }
+    user_feed_class = TestUserFeed
+    fanout_chunk_size = 2
+
+    def get_user_follower_ids(self, user_id: Any) -> dict[str, list[Any]]:
+        return {FanoutPriority.HIGH: [10, "11", ALICE]}
+
+
+@pytest.fixture
+def manager(storage: FeedStorage) -> LifecycleManager:
+    return LifecycleManager(storage=storage)
+
+
+async def test_int_str_and_uuid_ids_are_different_and_read_back_exactly(make_feed: Any) -> None:
+    feed = make_feed(TestFeed)
+    activities = [
+        Activity(7, Pin, 1, time=at(0)),
+        Activity("7", Pin, 1, time=at(0)),
+        Activity(ALICE, Pin, "pin:1", target=str(ALICE), time=at(0)),
+        Activity(str(ALICE), Pin, "pin:1", target=ALICE, time=at(0)),
+    ]
+    assert len({a.serialization_id for a in activities}) == 4
+    await feed.add_many(activities)
+    back = sorted(await feed[:], key=lambda a: a.serialization_id)
+    assert back == sorted(activities, key=lambda a: a.serialization_id)
+    fields = {(type(a.actor_id), a.actor_id, a.object_id, type(a.target_id)) for a in back}
+    assert fields == {
+        (int, 7, 1, type(None)),
+        (str, "7", 1, type(None)),
+        (uuid.UUID, ALICE, "pin:1", str),
+        (str, str(ALICE), "pin:1", uuid.UUID),
+    }
+
+
+async def test_notification_groups_tell_str_and_int_objects_apart(make_feed: Any) -> None:
+    feed = make_feed(TestNotificationFeed)
+    await feed.add_many([Activity(1, Love, 7, time=at(0)), Activity(2, Love, "7", time=at(1))])
+    newer, older = await feed[:]
+    assert (newer.object_ids, older.object_ids) == (["7"], [7])
+    assert newer.group != older.group
+
+
+async def test_7_and_the_str_7_are_one_feed(make_feed: Any) -> None:
+    await make_feed(TestFeed, 7).add(Activity(1, Pin, 1, time=at(0)))
+    assert await make_feed(TestFeed, "7").count() == 1
+    await make_feed(TestFeed, ALICE).add(Activity(1, Pin, 2, time=at(1)))
+    assert await make_feed(TestFeed, str(ALICE)).count() == 1
+
+
+async def test_a_foreign_id_is_stored_and_names_the_activity(make_feed: Any) -> None:
+    feed = make_feed(TestAggregatedFeed)
+    pin = Activity(1, Pin, 42, time=at(0), foreign_id="pin:42")
+    assert pin.serialization_id == foreign_activity_id("pin:42", at(0))
+    await feed.add(pin)
+    # The same foreign id and time is the same activity, whatever else it says.
+    await feed.add(Activity(2, Pin, 43, time=at(0), foreign_id="pin:42"))
+    (group,) = await feed[:]
+    assert [(a.foreign_id, a.actor_id) for a in group.activities] == [("pin:42", 1)]
+    flat = make_feed(TestFeed)
+    await flat.add(pin)
+    assert [a.foreign_id for a in await flat[:]] == ["pin:42"]
+
+
+@pytest.mark.parametrize("bad", ["", 42, b"pin", None])
+def test_a_foreign_id_must_be_a_non_empty_str(bad: Any) -> None:
+    if bad is None:
+        assert Activity(1, Pin, 2, time=at(0), foreign_id=None).foreign_id is None
+        return
+    with pytest.raises(ValidationError, match=r"^foreign_id: "):
+        Activity(1, Pin, 2, time=at(0), foreign_id=bad)
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("actor", {"actor": ""}),
+        ("object", {"object": 1.5}),
+        ("target", {"target": True}),
+        ("actor", {"actor": "\ud800"}),
+    ],
+)
+def test_bad_ids_are_refused_naming_the_field(field: str, kwargs: dict[str, Any]) -> None:
+    values = {"actor": 1, "object": 2, **kwargs}
+    with pytest.raises(ValidationError, match=f"^{field}: "):
+        Activity(values.pop("actor"), Pin, values.pop("object"), time=at(0), **values)
+
+
+async def test_get_activities_by_id_and_by_foreign_id(manager: LifecycleManager) -> None:
+    pins = [Activity(1, Pin, i, time=at(i), foreign_id=f"pin:{i}") for i in range(3)]
+    for pin in pins:
+        await manager.add_user_activity(1, pin)
+    ids = [pins[2].serialization_id, 12345, pins[0].serialization_id]
+    assert await manager.get_activities(ids) == [pins[2], pins[0]]
+    by_foreign = await manager.get_activities(
+        foreign_ids=[("pin:1", at(1)), ("pin:1", at(2)), ("pin:0", at(0))]
+    )
+    assert by_foreign == [pins[1], pins[0]]
+    assert [a.foreign_id for a in by_foreign] == ["pin:1", "pin:0"]
+    assert await manager.get_activities([]) == []
+
+
+async def test_get_activities_checks_its_arguments(manager: LifecycleManager) -> None:
+    with pytest.raises(ValidationError, match=r"^ids\[1\]: "):
+        await manager.get_activities([1, "2"])  # type: ignore[list-item]
+    with pytest.raises(ValidationError, match=r"^foreign_ids\[0\]: "):
+        await manager.get_activities(foreign_ids=[("", at(0))])
+    with pytest.raises(ValidationError, match=r"^ids: "):
+        await manager.get_activities()
+    with pytest.raises(ValidationError, match=r"^ids: "):
+        await manager.get_activities([1], foreign_ids=[])
+
+
+async def test_remove_by_foreign_id_reaches_every_feed(manager: LifecycleManager) -> None:
+    kept = Activity(ALICE, Love, "pin:1", time=at(0), foreign_id="love:1")
+    gone = Activity(ALICE, Love, "pin:2", time=at(1), foreign_id="love:2")
+    for activity in (kept, gone):
+        await manager.add_user_activity(ALICE, activity)
+    await manager.remove_user_activity(ALICE, foreign_id="love:2", time=at(1))
+    for follower in (10, "11", ALICE):
+        feeds = manager.get_feeds(follower)
+        assert await feeds["normal"][:] == [kept]
+        for name in ("aggregated", "notification"):
+            assert [a for g in await feeds[name][:] for a in g.activities] == [kept]
+    assert await manager.get_user_feed(ALICE)[:] == [kept]
+    await manager.remove_user_activity(ALICE, kept.serialization_id)
+    assert await manager.get_feeds(10)["normal"][:] == []
+
+
+async def test_remove_of_an_unknown_foreign_id_writes_nothing(manager: LifecycleManager) -> None:
+    pin = Activity(1, Pin, 1, time=at(0), foreign_id="pin:1")
+    await manager.add_user_activity(1, pin)
+    with pytest.raises(ValidationError, match=r"^foreign_id: no stored activity"):
+        await manager.remove_user_activity(1, foreign_id="pin:1", time=at(5))
+    with pytest.raises(ValidationError, match=r"^activity: no stored activity"):
+        await manager.remove_user_activity(1, pin.serialization_id + 1)
+    with pytest.raises(ValidationError, match=r"^foreign_id: "):
+        await manager.remove_user_activity(1, pin, foreign_id="pin:1", time=at(0))
+    assert await manager.get_feeds(10)["normal"][:] == [pin]
