@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import json
 import signal
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from aiostream.tasks import (
     worker_settings,
 )
 from tests.arq.app import AppAggregatedFeed, AppFeed, AppManager, AppNotificationFeed
-from tests.helpers import make_activities
+from tests.helpers import Pin, at, make_activities
 
 pytestmark = pytest.mark.anyio
 
@@ -142,6 +143,30 @@ async def test_workers_fan_out_to_every_feed(dispatcher: ArqDispatcher, app_stor
         assert await AppFeed(user)[:] == [second]
         (group,) = await AppAggregatedFeed(user)[:]
         assert group.activities == [second]
+
+
+async def test_uuid_ids_and_foreign_ids_travel_through_the_workers(
+    dispatcher: ArqDispatcher, app_storage: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    author, follower = uuid.UUID(int=7), uuid.UUID(int=8)
+    monkeypatch.setattr(AppManager, "followers", {author: {FanoutPriority.HIGH: [follower]}})
+    manager = AppManager(dispatcher=dispatcher)
+    kept = Activity(author, Pin, "pin:1", time=at(0), foreign_id="pin:1")
+    gone = Activity(author, Pin, "pin:2", time=at(1), foreign_id="pin:2")
+    for activity in (kept, gone):
+        await manager.add_user_activity(author, activity)
+    await run_all_queues(app_storage)
+    (_, back) = await AppFeed(follower)[:]
+    assert (back.actor_id, back.object_id, back.foreign_id) == (author, "pin:1", "pin:1")
+    (group,) = await AppAggregatedFeed(str(follower))[:]  # the same feed as the UUID's
+    assert group.activities == [kept, gone]
+
+    await manager.remove_user_activity(author, foreign_id="pin:2", time=at(1))
+    await run_all_queues(app_storage)
+    assert await AppFeed(follower)[:] == [kept]
+    (group,) = await AppAggregatedFeed(follower)[:]
+    assert group.activities == [kept]
+    assert await dispatcher.failed_jobs() == []
 
 
 async def test_a_job_run_twice_changes_nothing_more(
