@@ -25,7 +25,7 @@ import itertools
 import random
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 
@@ -155,3 +155,10 @@ class RetryPolicy:
     async def backoff(self, attempt: int) -> None:
         """Wait after the lost attempt ``attempt`` (from 0)."""
         await anyio.sleep(random.uniform(0, self.step * min(attempt + 1, self.max_steps)))
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterable[tuple[Any, ...]]:
+    """Split ``items`` into tuples of at most ``size``."""
+    iterator = iter(items)
+    while chunk := tuple(itertools.islice(iterator, size)):
+        yield chunk

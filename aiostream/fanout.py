@@ -203,11 +203,14 @@ class FollowChunk(_PlainJob):
         operation: ``"follow"`` or ``"unfollow"``.
         user_id: The user whose feeds change.
         target_ids: The users followed or unfollowed (one chunk of them).
+        activity_copy_limit: Activities a follow copies from each target (None: the
+            manager's ``follow_activity_limit``).
     """
 
     operation: FollowOperation
     user_id: int | str
     target_ids: tuple[int | str, ...]
+    activity_copy_limit: int | None = None
 
 
 Job = FanoutChunk | FollowChunk

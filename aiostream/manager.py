@@ -23,10 +23,10 @@ import enum
 import inspect
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from itertools import islice
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
-from aiostream._concurrency import run_each
+from aiostream._concurrency import chunked
+from aiostream._following import apply_follow, follow_chunks
 from aiostream._lookup import ForeignRef, checked_foreign_ids, checked_ids, foreign_ref_id
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, ValidationError
@@ -34,7 +34,6 @@ from aiostream.fanout import (
     Dispatcher,
     FanoutChunk,
     FollowChunk,
-    FollowOperation,
     InProcessDispatcher,
     Job,
     Operation,
@@ -45,7 +44,6 @@ from aiostream.feeds.base import (
     UserBaseFeed,
     check_user_id,
     format_key,
-    plain_user_id,
 )
 from aiostream.ids import is_id
 from aiostream.leases import lease
@@ -61,13 +59,6 @@ class FanoutPriority(enum.StrEnum):
 
     HIGH = "HIGH"
     LOW = "LOW"
-
-
-def chunked(items: Iterable[Any], size: int) -> Iterable[tuple[Any, ...]]:
-    """Split ``items`` into tuples of at most ``size``."""
-    iterator = iter(items)
-    while chunk := tuple(islice(iterator, size)):
-        yield chunk
 
 
 def check_followers(result: object) -> dict[str | None, list[Any]]:
@@ -502,38 +493,67 @@ class Manager:
             feed_class.__name__, chunk.operation, len(chunk.user_ids), elapsed[0]
         )
 
-    # -- following -------------------------------------------------------------------------------
+    # -- following (the work is in aiostream._following) ------------------------------------
 
-    async def follow_user(self, user_id: Any, target_user_id: Any) -> None:
-        """Copy the target's recent activities into the user's feeds."""
-        await self.follow_many_users(user_id, [target_user_id])
-
-    async def unfollow_user(self, user_id: Any, target_user_id: Any) -> None:
-        """Remove the target's activities from the user's feeds."""
-        await self.unfollow_many_users(user_id, [target_user_id])
-
-    async def follow_many_users(self, user_id: Any, target_ids: Iterable[Any]) -> None:
-        """Copy up to ``follow_activity_limit`` recent activities of each target into
-        every feed of ``user_id`` (idempotent; through the dispatcher, in chunks of
-        ``fanout_chunk_size`` targets)."""
-        await self._dispatch_follow("follow", user_id, target_ids)
-
-    async def unfollow_many_users(self, user_id: Any, target_ids: Iterable[Any]) -> None:
-        """Remove every activity by one of ``target_ids`` from every feed of ``user_id``."""
-        await self._dispatch_follow("unfollow", user_id, target_ids)
-
-    async def _dispatch_follow(
-        self, operation: FollowOperation, user_id: Any, target_ids: Iterable[Any]
+    async def follow_user(
+        self, user_id: Any, target_user_id: Any, *, activity_copy_limit: int | None = None
     ) -> None:
-        user_id = plain_user_id(user_id)
-        if isinstance(target_ids, str | bytes):
-            raise ValidationError("target_ids", "expected a collection of user ids, got a str")
-        targets = [plain_user_id(t, f"target_ids[{i}]") for i, t in enumerate(target_ids)]
-        jobs = [
-            FollowChunk(operation, user_id, chunk)
-            for chunk in chunked(targets, self.fanout_chunk_size)
-        ]
-        await self._dispatch(jobs)
+        """Copy the target's recent activities into the user's feeds (see
+        :meth:`follow_many_users`)."""
+        await self._dispatch(
+            follow_chunks(
+                self,
+                "follow",
+                user_id,
+                [target_user_id],
+                activity_copy_limit=activity_copy_limit,
+                field="target_user_id",
+            )
+        )
+
+    async def unfollow_user(
+        self, user_id: Any, target_user_id: Any, *, keep_history: bool = False
+    ) -> None:
+        """Remove the target's activities from the user's feeds (see
+        :meth:`unfollow_many_users`)."""
+        await self._dispatch(
+            follow_chunks(
+                self,
+                "unfollow",
+                user_id,
+                [target_user_id],
+                keep_history=keep_history,
+                field="target_user_id",
+            )
+        )
+
+    async def follow_many_users(
+        self, user_id: Any, target_ids: Iterable[Any], *, activity_copy_limit: int | None = None
+    ) -> None:
+        """Copy up to ``activity_copy_limit`` recent activities of each target (None:
+        :attr:`follow_activity_limit`; 0: none) into every feed of ``user_id``
+        (idempotent; through the dispatcher, in chunks of ``fanout_chunk_size`` targets).
+
+        Raises:
+            ValidationError: a bad user id, a user following themself (naming the
+                target), or a limit that is not a non-negative int; nothing is written.
+        """
+        await self._dispatch(
+            follow_chunks(
+                self, "follow", user_id, target_ids, activity_copy_limit=activity_copy_limit
+            )
+        )
+
+    async def unfollow_many_users(
+        self, user_id: Any, target_ids: Iterable[Any], *, keep_history: bool = False
+    ) -> None:
+        """Remove every activity by one of ``target_ids`` from every feed of ``user_id``
+        (an actor is a target when its id's text is the target's, as feeds are named);
+        with ``keep_history`` leave the feeds as they are (what was copied or fanned out
+        stays: only your follow graph changes, and it is yours)."""
+        await self._dispatch(
+            follow_chunks(self, "unfollow", user_id, target_ids, keep_history=keep_history)
+        )
 
     async def run_follow(self, job: FollowChunk) -> None:
         """Carry out one follow or unfollow chunk, holding the user's follow lease.
@@ -549,27 +569,4 @@ class Manager:
 
     async def apply_follow(self, job: FollowChunk) -> None:
         """The work of :meth:`run_follow`, done while its lease is held."""
-        if job.operation == "unfollow":
-            # Actor ids are ints in the activity model; a job carries them as given.
-            targets = cast(list[int], list(job.target_ids))
-            feeds = self.get_feeds(job.user_id).values()
-            await run_each(feeds, lambda feed: feed.remove_actors(targets))
-            return
-        activities: list[Activity] = []
-        for target in job.target_ids:
-            activities.extend(await self.get_user_feed(target)[: self.follow_activity_limit])
-        if not activities:
-            return
-        names = self.feed_classes if self.follow_feeds is None else self.follow_feeds
-        await run_each(
-            names,
-            lambda name: self._follow_into(self.feed_classes[name], job.user_id, activities),
-        )
-
-    async def _follow_into(
-        self, feed_class: type[BaseFeed], user_id: Any, activities: list[Activity]
-    ) -> None:
-        storage = self.storage_for(feed_class)
-        await feed_class.fanout_add(
-            [user_id], activities, storage=storage, metrics=self._feed_metrics
-        )
+        await apply_follow(self, job)

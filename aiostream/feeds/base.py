@@ -29,6 +29,7 @@ from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.activity import Activity
 from aiostream.exceptions import ActivityNotFoundError, ValidationError
 from aiostream.fanout import StoredActivities
+from aiostream.ids import ItemId
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.query import Query, check_slice
 from aiostream.serializers import ActivitySerializer
@@ -524,11 +525,16 @@ class BaseFeed:
         """Delete the whole feed (the activity storage is left alone)."""
         await self._io.delete_feeds([self.key])
 
-    async def remove_actors(self, actor_ids: Iterable[int]) -> None:
-        """Remove every activity by one of ``actor_ids`` (used by unfollow)."""
-        actors = set(actor_ids)
+    async def remove_actors(self, actor_ids: Iterable[ItemId]) -> None:
+        """Remove every activity by one of ``actor_ids`` (used by unfollow): actors are
+        matched as users are, by their id's text (``7`` and ``"7"``, a UUID and its str,
+        are one user, as they are one feed)."""
+        actors = {str(a) for a in actor_ids}
         doomed = [
-            a async for item in self for a in self.inner_activities(item) if a.actor_id in actors
+            a
+            async for item in self
+            for a in self.inner_activities(item)
+            if str(a.actor_id) in actors
         ]
         await self.remove_many(doomed)
 

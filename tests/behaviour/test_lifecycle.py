@@ -168,3 +168,56 @@ async def test_remove_of_an_unknown_foreign_id_writes_nothing(manager: Lifecycle
     with pytest.raises(ValidationError, match=r"^foreign_id: "):
         await manager.remove_user_activity(1, pin, foreign_id="pin:1", time=at(0))
     assert await manager.get_feeds(10)["normal"][:] == [pin]
+
+
+async def test_follow_copies_up_to_the_limit_asked(manager: LifecycleManager) -> None:
+    pins = [Activity(ALICE, Pin, i, time=at(i)) for i in range(3)]
+    for pin in pins:
+        await manager.add_user_activity(ALICE, pin)
+    await manager.follow_user(1, ALICE, activity_copy_limit=2)
+    assert await manager.get_feeds(1)["normal"][:] == [pins[2], pins[1]]
+    await manager.follow_user(2, str(ALICE), activity_copy_limit=0)
+    assert await manager.get_feeds(2)["normal"][:] == []
+    await manager.follow_many_users(3, [ALICE])  # the class's follow_activity_limit
+    assert await manager.get_feeds(3)["normal"][:] == pins[::-1]
+
+
+async def test_unfollow_keeps_history_when_asked(manager: LifecycleManager) -> None:
+    pin = Activity(ALICE, Pin, 1, time=at(0))
+    await manager.add_user_activity(ALICE, pin)
+    await manager.follow_user(1, ALICE)
+    await manager.unfollow_user(1, ALICE, keep_history=True)
+    assert await manager.get_feeds(1)["normal"][:] == [pin]
+    await manager.unfollow_many_users(1, [str(ALICE)])  # the same user as the UUID
+    feeds = manager.get_feeds(1)
+    assert await feeds["normal"][:] == []
+    assert await feeds["aggregated"][:] == []
+
+
+async def test_a_user_cannot_follow_themself(manager: LifecycleManager) -> None:
+    await manager.add_user_activity(2, Activity(2, Pin, 1, time=at(0)))
+    with pytest.raises(ValidationError, match=r"^target_user_id: .*cannot follow themself"):
+        await manager.follow_user(7, "7")
+    with pytest.raises(ValidationError, match=r"^target_ids\[1\]: .*cannot follow themself"):
+        await manager.follow_many_users(5, [2, "5"])
+    assert await manager.get_feeds(5)["normal"][:] == []  # user 2 was not followed either
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"activity_copy_limit": -1}, "activity_copy_limit"),
+        ({"activity_copy_limit": True}, "activity_copy_limit"),
+        ({"activity_copy_limit": 1.5}, "activity_copy_limit"),
+    ],
+)
+async def test_bad_follow_options_are_refused(
+    manager: LifecycleManager, kwargs: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError, match=rf"^{field}: "):
+        await manager.follow_user(1, 2, **kwargs)
+
+
+async def test_keep_history_must_be_a_bool(manager: LifecycleManager) -> None:
+    with pytest.raises(ValidationError, match=r"^keep_history: "):
+        await manager.unfollow_user(1, 2, keep_history="yes")  # type: ignore[arg-type]
