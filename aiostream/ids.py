@@ -24,6 +24,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterable
+from typing import TypeGuard
 
 from aiostream.exceptions import ValidationError
 
@@ -169,7 +170,7 @@ def id_to_key(activity_id: int) -> str:
     return format(activity_id, _KEY_FORMAT)
 
 
-def is_id(value: object) -> bool:
+def is_id(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an int an id can be (``0..MAX_ID``, not a bool)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID
 

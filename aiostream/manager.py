@@ -27,7 +27,8 @@ from typing import Any, ClassVar
 
 from aiostream._concurrency import chunked
 from aiostream._following import apply_follow, follow_chunks
-from aiostream._lookup import ForeignRef, checked_foreign_ids, checked_ids, foreign_ref_id
+from aiostream._lookup import ForeignRef, checked_foreign_ids, checked_ids, named_activity
+from aiostream._targets import MAX_FEEDS, MAX_TO_TARGETS, Target, checked_targets, target_chunks
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.fanout import (
@@ -45,7 +46,6 @@ from aiostream.feeds.base import (
     check_user_id,
     format_key,
 )
-from aiostream.ids import is_id
 from aiostream.leases import lease
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.progress import Progress
@@ -189,15 +189,46 @@ class Manager:
 
     # -- publishing ------------------------------------------------------------------------------
 
-    async def add_user_activity(self, user_id: Any, activity: Activity) -> None:
+    async def add_user_activity(
+        self, user_id: Any, activity: Activity, *, to: Iterable[Target] | None = None
+    ) -> None:
         """Store ``activity``, add it to the user's feed and fan it out to followers.
 
+        ``to`` names up to 100 more feeds, as ``(feed name, user id)`` pairs, that get
+        the activity too ("CC"), without a fanout to their users' followers; the
+        activity keeps them (:attr:`~aiostream.activity.Activity.to`), so removing or
+        updating it reaches them as well.
+
         Raises:
-            ValidationError / SerializationError: bad activity (nothing is written).
+            ValidationError / SerializationError: bad activity or ``to`` (nothing is
+                written).
             FanoutError: some chunks failed (the rest were written).
         """
+        if to is not None:
+            targets = checked_targets(to, self.feed_classes, limit=MAX_TO_TARGETS, field="to")
+            activity.to = tuple(targets)
         await self._publish(user_id, [activity], trim=True)
         self.metrics.on_activity_published()
+
+    async def add_to_feeds(self, activity: Activity, feeds: Iterable[Target]) -> None:
+        """Store ``activity`` and put it into up to 5,000 named feeds, ``(feed name,
+        user id)`` pairs, through the dispatcher in chunks of ``fanout_chunk_size``
+        users, without any follower fanout (the activity does not keep them: remove it
+        from those feeds with their own ``remove``).
+
+        Raises:
+            ValidationError / SerializationError: bad activity or ``feeds`` (nothing is
+                written).
+            FanoutError: some chunks failed (the rest were written; adding again is safe).
+        """
+        targets = checked_targets(feeds, self.feed_classes, limit=MAX_FEEDS, field="feeds")
+        size = self.fanout_chunk_size
+        chunks = target_chunks(self.feed_classes, targets, "add", [activity], size=size)
+        entries = self.user_feed_class.serialize_activities([activity])
+        classes = {self.feed_classes[name] for name, _ in targets}
+        for storage in self._storages(self.user_feed_class, *classes):
+            await timed_storage(storage, self.metrics).store_activities(entries)
+        await self._dispatch(chunks)
 
     async def remove_user_activity(
         self,
@@ -218,8 +249,12 @@ class Manager:
                 or no stored activity has that id / foreign id and time (nothing is
                 written).
         """
-        activity = await self._named_activity(activity, foreign_id, time)
+        activity = await named_activity(self, activity, foreign_id, time)
+        if not activity.to:  # the caller's object may lack the targets the stored one has
+            stored = await self.get_activities([activity.serialization_id])
+            activity.to = stored[0].to if stored else ()
         chunks = await self._fanout_chunks(user_id, "remove", [activity], trim=False)
+        chunks += self._target_chunks("remove", [activity])
         await self.get_user_feed(user_id).remove(activity)
         await self._dispatch(chunks)
         self.metrics.on_activity_removed()
@@ -251,31 +286,6 @@ class Manager:
         stored = await storage.load_activities(list(dict.fromkeys(wanted)))
         found = [(i, stored[i]) for i in wanted if i in stored]
         return list(user_class.get_activity_serializer().loads_entries(found))
-
-    async def _named_activity(
-        self, activity: Activity | int | None, foreign_id: str | None, time: dt.datetime | None
-    ) -> Activity:
-        """The activity a removal or an update names (see :meth:`remove_user_activity`)."""
-        if isinstance(activity, Activity):
-            if foreign_id is not None:
-                raise ValidationError("foreign_id", "give an activity or a foreign id, not both")
-            return activity
-        if activity is None:
-            if foreign_id is None:
-                raise ValidationError("activity", "give an activity, its id, or a foreign_id")
-            activity_id, field = foreign_ref_id(foreign_id, time), "foreign_id"
-        elif foreign_id is not None:
-            raise ValidationError("foreign_id", "give an activity id or a foreign id, not both")
-        elif is_id(activity):
-            activity_id, field = activity, "activity"
-        else:
-            raise ValidationError(
-                "activity", f"expected an Activity or an int id, got {type(activity).__name__}"
-            )
-        found = await self.get_activities([activity_id])
-        if not found:
-            raise ValidationError(field, f"no stored activity has id {activity_id}")
-        return found[0]
 
     async def update_user_activity(self, activity: Activity) -> None:
         """Update a published activity everywhere it is shown (see
@@ -322,15 +332,22 @@ class Manager:
                     "its actor, verb, object, target or time changed (they make the id; an "
                     "update changes extra_context only)",
                 )
-            self._check_groups(activity, serializer.loads(stored[activity_id]))
+            original = serializer.loads(stored[activity_id])
+            self._check_groups(activity, original)
+            activity.to = original.to  # the targets it was published to stay its own
             by_actor.setdefault(activity.actor_id, []).append(activity)
         # Flat feeds read the activity storage: only feeds holding copies need a job.
         chunks = [
             chunk
             for actor, updated in by_actor.items()
-            for chunk in await self._fanout_chunks(actor, "update", updated, trim=False)
+            for chunk in [
+                *await self._fanout_chunks(actor, "update", updated, trim=False),
+                *(c for a in updated for c in self._target_chunks("update", [a])),
+            ]
             if self.feed_classes[chunk.feed].keeps_copies
         ]
+        if any(a.to for a in activities):  # stored with the targets each keeps
+            entries = user_class.serialize_activities(activities)
         for storage in self._storages(user_class, *self.feed_classes.values()):
             await timed_storage(storage, self.metrics).store_activities(entries)
         for actor, updated in by_actor.items():
@@ -393,6 +410,7 @@ class Manager:
         user_feed = self.get_user_feed(user_id)
         # Everything is checked before the first write: the activities, the follower ids.
         chunks = await self._fanout_chunks(user_id, "add", activities, trim=trim)
+        chunks += (c for a in activities for c in self._target_chunks("add", [a]))
         await user_feed.add_many(activities, trim=trim)
         # Follower feeds on another storage need the activity there too: store it once
         # per distinct storage before any follower feed points at it.
@@ -403,6 +421,13 @@ class Manager:
             for storage in others:
                 await timed_storage(storage, self.metrics).store_activities(entries)
         await self._dispatch(chunks)
+
+    def _target_chunks(self, operation: Operation, activities: list[Activity]) -> list[FanoutChunk]:
+        """Chunks carrying ``operation`` to the ``to`` targets of ``activities`` (all
+        with the same targets)."""
+        targets = activities[0].to if activities else ()
+        size = self.fanout_chunk_size
+        return target_chunks(self.feed_classes, targets, operation, activities, size=size)
 
     def _storages(self, *feed_classes: type[BaseFeed]) -> list[FeedStorage]:
         """The distinct storages of ``feed_classes``, each once."""

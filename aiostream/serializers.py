@@ -313,10 +313,12 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             )
         return activity
 
-    def to_data(self, activity: A) -> list[Any]:
+    def to_data(self, activity: A, *, targets: bool = True) -> list[Any]:
         """The activity as a JSON-ready list, without the version element: actor, verb,
-        object, target, time, then ``extra_context`` if it is not empty or a foreign id
-        follows, then the foreign id if there is one."""
+        object, target, time, then ``extra_context`` if it is not empty or more follows,
+        then, when it has a foreign id or ``to`` targets, ``{"f": foreign id, "to":
+        [[feed, user id], ...]}`` (each key only when set; ``targets=False`` leaves the
+        targets out, as the copies groups embed do)."""
         actor, obj, target = activity.actor_id, activity.object_id, activity.target_id
         row: list[Any] = [
             actor if type(actor) is int else _id_data(actor),
@@ -325,20 +327,35 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             target if target is None or type(target) is int else _id_data(target),
             datetime_to_us(activity.time),
         ]
-        foreign_id = activity.foreign_id
-        if activity.extra_context or foreign_id is not None:
+        more: dict[str, Any] = {}
+        if activity.foreign_id is not None:
+            more["f"] = activity.foreign_id
+        if targets and activity.to:
+            more["to"] = [list(target) for target in activity.to]
+        if activity.extra_context or more:
             row.append(encode_value(activity.extra_context, "extra_context"))
-        if foreign_id is not None:
-            row.append(foreign_id)
+        if more:
+            row.append(more)
         return row
 
     def from_data(self, row: list[Any]) -> A:
         """Inverse of :meth:`to_data`."""
         actor, verb_id, obj, target, time_us, *rest = row
         fields = (actor, self.verbs.get(verb_id), obj, target, us_to_datetime(time_us))
-        if len(rest) > 1:
-            return self.activity_class.from_storage(*fields, rest[0], foreign_id=rest[1])
-        return self.activity_class.from_storage(*fields, rest[0] if rest else {})
+        if len(rest) < 2:
+            return self.activity_class.from_storage(*fields, rest[0] if rest else {})
+        more = rest[1]
+        if type(more) is not dict:
+            raise ValueError(f"not an activity's foreign id and targets: {more!r}")
+        foreign_id = more.get("f")
+        activity = (
+            self.activity_class.from_storage(*fields, rest[0])
+            if foreign_id is None
+            else self.activity_class.from_storage(*fields, rest[0], foreign_id=foreign_id)
+        )
+        if more.get("to"):
+            activity.to = tuple((name, user) for name, user in more["to"])
+        return activity
 
     def from_rows(self, rows: list[Any], *, versioned: bool = False) -> list[A]:
         """:meth:`from_data` of many rows (with their version element when ``versioned``).
@@ -372,9 +389,11 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             if versioned and (type(row) is not list or not row or row[0] != FORMAT_VERSION):
                 _check_version(row, "activity")
             size = len(row)
-            foreign_id = None
-            if size == full + 1:  # with a foreign id too
-                foreign_id = row[-1]
+            more = None
+            if size == full + 1:  # with a foreign id or targets too
+                more = row[-1]
+                if type(more) is not dict:
+                    raise ValueError(f"not an activity's foreign id and targets: {more!r}")
                 row = row[:-1]
                 size -= 1
             if size == full:
@@ -405,8 +424,11 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             activity.time = epoch + microsecond * time_us
             activity.extra_context = extra
             activity.dehydrated = False
-            if foreign_id is not None:
-                activity.foreign_id = foreign_id
+            if more is not None:
+                if more.get("f") is not None:
+                    activity.foreign_id = more["f"]
+                if more.get("to"):
+                    activity.to = tuple((name, user) for name, user in more["to"])
             append(activity)
         return activities
 
@@ -506,11 +528,13 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
         """
         self.check(aggregated)
         check, to_data = self.activity_serializer.check, self.activity_serializer.to_data
+        # (the copies groups embed leave ``to`` targets out: only the stored activity,
+        # which removals and updates read, needs them)
         items: list[tuple[int, int, str]] = []
         rows: list[str] = []
         ids: list[str] = []
         for activity in aggregated.activities:
-            row = to_data(check(activity))
+            row = to_data(check(activity), targets=False)
             text = _dumps(row)
             activity_id = activity.serialization_id
             items.append((activity_id, row[4], text))

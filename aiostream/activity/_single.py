@@ -118,6 +118,11 @@ class Activity(DeclaresCapabilities):
     # Set on the instance only when given: most activities have none, and read ones are
     # built without __init__.
     foreign_id: str | None = None
+    to: tuple[tuple[str, int | str], ...] = ()
+    """The feeds (``(feed name, user id)``) the activity was also written to when
+    published with ``Manager.add_user_activity(..., to=...)``; set on activities read
+    from the activity storage (flat feeds, ``get_activities``), not on the copies groups
+    embed."""
 
     def __init__(
         self,

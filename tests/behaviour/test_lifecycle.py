@@ -221,3 +221,60 @@ async def test_bad_follow_options_are_refused(
 async def test_keep_history_must_be_a_bool(manager: LifecycleManager) -> None:
     with pytest.raises(ValidationError, match=r"^keep_history: "):
         await manager.unfollow_user(1, 2, keep_history="yes")  # type: ignore[arg-type]
+
+
+async def test_to_targets_get_the_activity_and_its_removal_and_updates(
+    manager: LifecycleManager,
+) -> None:
+    pin = Activity(1, Love, 5, time=at(0), extra_context={"v": 1})
+    await manager.add_user_activity(1, pin, to=[("notification", 42), ("normal", 43)])
+    assert pin.to == (("notification", 42), ("normal", 43))
+    (notification,) = await manager.get_feeds(42)["notification"][:]
+    assert notification.activities == [pin]
+    assert await manager.get_feeds(42)["normal"][:] == []  # only the feed named
+    assert await manager.get_feeds(43)["normal"][:] == [pin]
+    (stored,) = await manager.get_activities([pin.serialization_id])
+    assert stored.to == pin.to
+
+    await manager.update_user_activity(Activity(1, Love, 5, time=at(0), extra_context={"v": 2}))
+    (notification,) = await manager.get_feeds(42)["notification"][:]
+    assert [a.extra_context for a in notification.activities] == [{"v": 2}]
+    assert [a.extra_context for a in await manager.get_feeds(43)["normal"][:]] == [{"v": 2}]
+
+    await manager.remove_user_activity(1, Activity(1, Love, 5, time=at(0)))  # no `to` on it
+    assert await manager.get_feeds(42)["notification"][:] == []
+    assert await manager.get_feeds(43)["normal"][:] == []
+    assert await manager.get_feeds(10)["normal"][:] == []
+
+
+@pytest.mark.parametrize(
+    ("to", "field"),
+    [
+        ([("unknown", 1)], r"to\[0\]: no feed named 'unknown'"),
+        ([("normal", 1), ("normal",)], r"to\[1\]: expected a \(feed name, user id\) pair"),
+        ([("normal", None)], r"to\[0\]: expected an int"),
+        ("normal", "to: expected a list"),
+        ([("normal", i) for i in range(101)], "to: at most 100 feeds, got 101"),
+    ],
+)
+async def test_bad_to_targets_write_nothing(manager: LifecycleManager, to: Any, field: str) -> None:
+    pin = Activity(1, Pin, 1, time=at(0))
+    with pytest.raises(ValidationError, match=f"^{field}"):
+        await manager.add_user_activity(1, pin, to=to)
+    assert await manager.get_user_feed(1)[:] == []
+    assert await manager.get_activities([pin.serialization_id]) == []
+
+
+async def test_add_to_feeds_writes_the_named_feeds_only(manager: LifecycleManager) -> None:
+    pin = Activity(1, Pin, 1, time=at(0), foreign_id="pin:1")
+    feeds = [("normal", u) for u in range(100, 105)] + [("aggregated", 100), ("normal", 100)]
+    await manager.add_to_feeds(pin, feeds)
+    for user in range(100, 105):
+        assert await manager.get_feeds(user)["normal"][:] == [pin]
+    (group,) = await manager.get_feeds(100)["aggregated"][:]
+    assert group.activities == [pin]
+    assert await manager.get_feeds(10)["normal"][:] == []  # no follower fanout
+    assert await manager.get_user_feed(1)[:] == []
+    assert await manager.get_activities(foreign_ids=[("pin:1", at(0))]) == [pin]
+    with pytest.raises(ValidationError, match=r"^feeds: at most 5000 feeds, got 5001"):
+        await manager.add_to_feeds(pin, [("normal", u) for u in range(5001)])
