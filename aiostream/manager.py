@@ -29,6 +29,7 @@ from aiostream._concurrency import chunked
 from aiostream._following import apply_follow, follow_chunks
 from aiostream._lookup import ForeignRef, checked_foreign_ids, checked_ids, named_activity
 from aiostream._targets import MAX_FEEDS, MAX_TO_TARGETS, Target, checked_targets, target_chunks
+from aiostream._updates import partial_update, update_activities
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.fanout import (
@@ -39,7 +40,6 @@ from aiostream.fanout import (
     Job,
     Operation,
 )
-from aiostream.feeds.aggregated import AggregatedFeed
 from aiostream.feeds.base import (
     BaseFeed,
     UserBaseFeed,
@@ -287,6 +287,33 @@ class Manager:
         found = [(i, stored[i]) for i in wanted if i in stored]
         return list(user_class.get_activity_serializer().loads_entries(found))
 
+    async def partial_update_activity(
+        self,
+        activity_id: int | None = None,
+        *,
+        foreign_id: str | None = None,
+        time: dt.datetime | None = None,
+        set: Mapping[str, Any] | None = None,
+        unset: Iterable[str] | None = None,
+    ) -> Activity:
+        """Change part of a published activity's ``extra_context`` everywhere it is
+        shown, as :meth:`update_user_activity` does with the whole of it; returns the
+        new version.
+
+        Name the activity by ``activity_id``, or by ``foreign_id`` and ``time``.
+        ``set`` maps dotted paths to new values (``{"extra_context.title": "New"}``;
+        ``"title"`` is the same path; dicts missing on the way are made), ``unset``
+        lists paths to remove (a missing one changes nothing); sets apply first.
+
+        Raises:
+            ValidationError: a path that is bad, goes through a value that is not a
+                dict, would change actor, verb, object, target, time or foreign id, or
+                is both set and unset; or no stored activity is named (nothing is
+                written).
+            SerializationError: a value cannot be stored.
+        """
+        return await partial_update(self, activity_id, foreign_id, time, set, unset)
+
     async def update_user_activity(self, activity: Activity) -> None:
         """Update a published activity everywhere it is shown (see
         :meth:`update_user_activities`)."""
@@ -314,65 +341,7 @@ class Manager:
             FanoutError: some chunks failed (the rest were written; updating again is
                 safe).
         """
-        activities = list(activities)
-        if not activities:
-            return
-        user_class = self.user_feed_class
-        entries = user_class.serialize_activities(activities)
-        user_storage = timed_storage(self.storage_for(user_class), self.metrics)
-        stored = await user_storage.load_activities([i for i, _ in entries])
-        serializer = user_class.get_activity_serializer()
-        by_actor: dict[Any, list[Activity]] = {}
-        for index, ((activity_id, _), activity) in enumerate(zip(entries, activities, strict=True)):
-            field = "activity" if len(activities) == 1 else f"activities[{index}]"
-            if activity_id not in stored:
-                raise ValidationError(
-                    field,
-                    f"no stored activity has id {activity_id}: it was never published, or "
-                    "its actor, verb, object, target or time changed (they make the id; an "
-                    "update changes extra_context only)",
-                )
-            original = serializer.loads(stored[activity_id])
-            self._check_groups(activity, original)
-            activity.to = original.to  # the targets it was published to stay its own
-            by_actor.setdefault(activity.actor_id, []).append(activity)
-        # Flat feeds read the activity storage: only feeds holding copies need a job.
-        chunks = [
-            chunk
-            for actor, updated in by_actor.items()
-            for chunk in [
-                *await self._fanout_chunks(actor, "update", updated, trim=False),
-                *(c for a in updated for c in self._target_chunks("update", [a])),
-            ]
-            if self.feed_classes[chunk.feed].keeps_copies
-        ]
-        if any(a.to for a in activities):  # stored with the targets each keeps
-            entries = user_class.serialize_activities(activities)
-        for storage in self._storages(user_class, *self.feed_classes.values()):
-            await timed_storage(storage, self.metrics).store_activities(entries)
-        for actor, updated in by_actor.items():
-            await user_class.fanout_update(
-                [actor],
-                updated,
-                storage=self.storage_for(user_class),
-                metrics=self._feed_metrics,
-            )
-        await self._dispatch(chunks)
-
-    def _check_groups(self, activity: Activity, original: Activity) -> None:
-        """Refuse an update that moves ``activity`` to another group of an aggregated
-        feed (the feeds find the copy to replace by its group)."""
-        for name, feed in self.get_feeds(activity.actor_id).items():
-            if not isinstance(feed, AggregatedFeed):
-                continue
-            aggregator = feed.get_aggregator()
-            before, after = aggregator.group_of(original), aggregator.group_of(activity)
-            if before != after:
-                raise ValidationError(
-                    "extra_context",
-                    f"the update moves the activity from group {before!r} to {after!r} of "
-                    f"feed {name!r}; remove the activity and publish the new one instead",
-                )
+        await update_activities(self, activities)
 
     async def batch_import(
         self,

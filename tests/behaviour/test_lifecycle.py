@@ -278,3 +278,64 @@ async def test_add_to_feeds_writes_the_named_feeds_only(manager: LifecycleManage
     assert await manager.get_activities(foreign_ids=[("pin:1", at(0))]) == [pin]
     with pytest.raises(ValidationError, match=r"^feeds: at most 5000 feeds, got 5001"):
         await manager.add_to_feeds(pin, [("normal", u) for u in range(5001)])
+
+
+async def test_partial_update_reaches_every_feed_and_keeps_the_groups(
+    manager: LifecycleManager,
+) -> None:
+    extra = {"title": "old", "meta": {"a": 1, "b": 2}, "tags": ["x"]}
+    love = Activity(1, Love, 5, time=at(0), extra_context=extra, foreign_id="love:5")
+    await manager.add_user_activity(1, love)
+    await manager.get_feeds(10)["notification"].mark_all(seen=True)
+    changed = await manager.partial_update_activity(
+        foreign_id="love:5",
+        time=at(0),
+        set={"extra_context.title": "new", "meta.c.d": 3},
+        unset=["meta.a", "extra_context.missing", "nowhere.at.all"],
+    )
+    expected = {"title": "new", "meta": {"b": 2, "c": {"d": 3}}, "tags": ["x"]}
+    assert changed.extra_context == expected
+    assert love.extra_context == extra  # the caller's object is left alone
+    assert changed.serialization_id == love.serialization_id
+    feeds = manager.get_feeds(10)
+    assert [a.extra_context for a in await feeds["normal"][:]] == [expected]
+    (group,) = await feeds["aggregated"][:]
+    assert [a.extra_context for a in group.activities] == [expected]
+    (note,) = await feeds["notification"][:]
+    assert [a.extra_context for a in note.activities] == [expected]
+    assert (note.activity_count, note.is_seen()) == (1, True)
+    again = await manager.partial_update_activity(love.serialization_id, unset=["tags"])
+    assert again.extra_context == {"title": "new", "meta": {"b": 2, "c": {"d": 3}}}
+    (stored,) = await manager.get_activities([love.serialization_id])
+    assert (stored.extra_context, stored.foreign_id) == (again.extra_context, "love:5")
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"set": {"actor": 2}}, r"set\['actor'\]: actor cannot change"),
+        ({"set": {"time": 2}}, r"set\['time'\]: time cannot change"),
+        ({"unset": ["foreign_id"]}, r"unset\[0\]: foreign_id cannot change"),
+        ({"set": {"title.x": 1}}, r"set\['title.x'\]: extra_context.title is a str"),
+        ({"set": {"a..b": 1}}, r"set\['a..b'\]: 'a..b' has an empty key"),
+        ({"set": {"extra_context": {}}}, r"set\['extra_context'\]: name a key"),
+        ({"set": {"t": 1}, "unset": ["extra_context.t"]}, "unset: 't' is both set and unset"),
+        ({"set": ["title"]}, "set: expected a dict"),
+        ({"unset": "title"}, "unset: expected a list"),
+        ({"set": {"t": {1, 2}}}, r"extra_context\['t'\]: cannot store a set"),
+    ],
+)
+async def test_bad_partial_updates_change_nothing(
+    manager: LifecycleManager, changes: dict[str, Any], field: str
+) -> None:
+    pin = Activity(1, Pin, 1, time=at(0), extra_context={"title": "old"})
+    await manager.add_user_activity(1, pin)
+    with pytest.raises(ValidationError, match=f"^{field}"):
+        await manager.partial_update_activity(pin.serialization_id, **changes)
+    (stored,) = await manager.get_activities([pin.serialization_id])
+    assert stored.extra_context == {"title": "old"}
+
+
+async def test_partial_update_of_an_unknown_activity(manager: LifecycleManager) -> None:
+    with pytest.raises(ValidationError, match=r"^foreign_id: no stored activity"):
+        await manager.partial_update_activity(foreign_id="x", time=at(0), set={"a": 1})

@@ -1,0 +1,102 @@
+"""Updates: a published activity's new version replaces it everywhere it is shown
+(see :meth:`~aiostream.manager.Manager.update_user_activities` and
+:meth:`~aiostream.manager.Manager.partial_update_activity`)."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from aiostream._lookup import named_activity
+from aiostream._partial import apply_changes, checked_changes
+from aiostream.activity import Activity
+from aiostream.exceptions import ValidationError
+from aiostream.feeds.aggregated import AggregatedFeed
+from aiostream.metrics import timed_storage
+
+if TYPE_CHECKING:
+    from aiostream.manager import Manager
+
+
+async def update_activities(manager: Manager, activities: Iterable[Activity]) -> None:
+    """The work of :meth:`~aiostream.manager.Manager.update_user_activities`."""
+    activities = list(activities)
+    if not activities:
+        return
+    user_class = manager.user_feed_class
+    entries = user_class.serialize_activities(activities)
+    user_storage = timed_storage(manager.storage_for(user_class), manager.metrics)
+    stored = await user_storage.load_activities([i for i, _ in entries])
+    serializer = user_class.get_activity_serializer()
+    by_actor: dict[Any, list[Activity]] = {}
+    for index, ((activity_id, _), activity) in enumerate(zip(entries, activities, strict=True)):
+        field = "activity" if len(activities) == 1 else f"activities[{index}]"
+        if activity_id not in stored:
+            raise ValidationError(
+                field,
+                f"no stored activity has id {activity_id}: it was never published, or "
+                "its actor, verb, object, target or time changed (they make the id; an "
+                "update changes extra_context only)",
+            )
+        original = serializer.loads(stored[activity_id])
+        check_groups(manager, activity, original)
+        activity.to = original.to  # the targets it was published to stay its own
+        by_actor.setdefault(activity.actor_id, []).append(activity)
+    # Flat feeds read the activity storage: only feeds holding copies need a job.
+    chunks = [
+        chunk
+        for actor, updated in by_actor.items()
+        for chunk in [
+            *await manager._fanout_chunks(actor, "update", updated, trim=False),
+            *(c for a in updated for c in manager._target_chunks("update", [a])),
+        ]
+        if manager.feed_classes[chunk.feed].keeps_copies
+    ]
+    if any(a.to for a in activities):  # stored with the targets each keeps
+        entries = user_class.serialize_activities(activities)
+    for storage in manager._storages(user_class, *manager.feed_classes.values()):
+        await timed_storage(storage, manager.metrics).store_activities(entries)
+    for actor, updated in by_actor.items():
+        await user_class.fanout_update(
+            [actor],
+            updated,
+            storage=manager.storage_for(user_class),
+            metrics=manager._feed_metrics,
+        )
+    await manager._dispatch(chunks)
+
+
+def check_groups(manager: Manager, activity: Activity, original: Activity) -> None:
+    """Refuse an update that moves ``activity`` to another group of an aggregated feed
+    (the feeds find the copy to replace by its group)."""
+    for name, feed in manager.get_feeds(activity.actor_id).items():
+        if not isinstance(feed, AggregatedFeed):
+            continue
+        aggregator = feed.get_aggregator()
+        before, after = aggregator.group_of(original), aggregator.group_of(activity)
+        if before != after:
+            raise ValidationError(
+                "extra_context",
+                f"the update moves the activity from group {before!r} to {after!r} of "
+                f"feed {name!r}; remove the activity and publish the new one instead",
+            )
+
+
+async def partial_update(
+    manager: Manager,
+    activity_id: int | None,
+    foreign_id: str | None,
+    time: dt.datetime | None,
+    set_: object,
+    unset: object,
+) -> Activity:
+    """The work of :meth:`~aiostream.manager.Manager.partial_update_activity`: the paths
+    checked first, then the stored activity looked up, changed and updated."""
+    sets, unsets = checked_changes(set_, unset)
+    original = await named_activity(manager, activity_id, foreign_id, time)
+    changed = copy.copy(original)
+    changed.extra_context = apply_changes(original.extra_context, sets, unsets)
+    await update_activities(manager, [changed])
+    return changed
