@@ -313,12 +313,11 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             )
         return activity
 
-    def to_data(self, activity: A, *, targets: bool = True) -> list[Any]:
+    def to_data(self, activity: A) -> list[Any]:
         """The activity as a JSON-ready list, without the version element: actor, verb,
         object, target, time, then ``extra_context`` if it is not empty or more follows,
         then, when it has a foreign id or ``to`` targets, ``{"f": foreign id, "to":
-        [[feed, user id], ...]}`` (each key only when set; ``targets=False`` leaves the
-        targets out, as the copies groups embed do)."""
+        [[feed, user id], ...]}`` (each key only when set)."""
         actor, obj, target = activity.actor_id, activity.object_id, activity.target_id
         row: list[Any] = [
             actor if type(actor) is int else _id_data(actor),
@@ -330,7 +329,7 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
         more: dict[str, Any] = {}
         if activity.foreign_id is not None:
             more["f"] = activity.foreign_id
-        if targets and activity.to:
+        if activity.to:
             more["to"] = [list(target) for target in activity.to]
         if activity.extra_context or more:
             row.append(encode_value(activity.extra_context, "extra_context"))
@@ -528,13 +527,13 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
         """
         self.check(aggregated)
         check, to_data = self.activity_serializer.check, self.activity_serializer.to_data
-        # (the copies groups embed leave ``to`` targets out: only the stored activity,
-        # which removals and updates read, needs them)
         items: list[tuple[int, int, str]] = []
         rows: list[str] = []
         ids: list[str] = []
         for activity in aggregated.activities:
-            row = to_data(check(activity), targets=False)
+            row = to_data(check(activity))
+            if activity.to:
+                row = _without_targets(row)
             text = _dumps(row)
             activity_id = activity.serialization_id
             items.append((activity_id, row[4], text))
@@ -621,6 +620,16 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
         except (ValueError, TypeError) as exc:
             raise SerializationError("aggregated", f"malformed payload {payload[:60]!r}") from exc
         return aggregated
+
+
+def _without_targets(row: list[Any]) -> list[Any]:
+    """A stored activity row without its ``to`` targets: the copies groups embed leave
+    them out (only the stored activity, which removals and updates read, needs them)."""
+    more = row[-1]
+    if len(row) != 7 or type(more) is not dict or "to" not in more:
+        return row
+    rest = {k: v for k, v in more.items() if k != "to"}
+    return [*row[:-1], rest] if rest else row[:-1]
 
 
 def _id_data(value: Any) -> Any:

@@ -14,6 +14,8 @@ Endpoints (``{id}`` is a user id, a positive integer):
 ``GET  /api/users/{id}``                         the user, whom they follow, their followers
 ``POST /api/users/{id}/pins``                    pin ``{"board": str, "title": str}`` (201)
 ``GET  /api/users/{id}/pins``                    the user's own pins
+``PATCH /api/users/{id}/pins/{pin_id}``          edit ``{"board": str, "title": str}``
+``DELETE /api/users/{id}/pins/{pin_id}``         delete a pin from every feed
 ``POST /api/users/{id}/following``               follow ``{"target_id": int}``
 ``DELETE /api/users/{id}/following/{target_id}`` unfollow
 ``GET  /api/users/{id}/feed``                    flat feed: pins of the people followed
@@ -241,6 +243,35 @@ async def post_pin(service: FeedService, request: ApiRequest) -> ApiResponse:
     return ApiResponse.json({"pin": activity_json(pin)}, status=201)
 
 
+def _pin_id(request: ApiRequest) -> int:
+    return _int(request.path_params.get("pin_id"), "pin_id", low=0, high=MAX_ID)
+
+
+async def edit_pin(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Change a pin's board and / or title; every feed showing it shows the change."""
+    user_id, pin_id = _user_id(request), _pin_id(request)
+    data = _body(request)
+    changes = {}
+    if data.get("board") is not None:
+        changes["board"] = _text(data, "board", required=True, max_length=60)
+    if data.get("title") is not None:
+        changes["title"] = _text(data, "title", required=False, max_length=200)
+    if not changes:
+        raise ApiError(400, "title", "give a new title or board")
+    pin = await service.edit_pin(user_id, pin_id, changes)
+    if pin is None:
+        raise ApiError(404, "pin_id", f"user {user_id} has no pin {pin_id}")
+    return ApiResponse.json({"pin": activity_json(pin)})
+
+
+async def delete_pin(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Delete a pin: it leaves the user's feed and every feed it was fanned out to."""
+    user_id, pin_id = _user_id(request), _pin_id(request)
+    if not await service.delete_pin(user_id, pin_id):
+        raise ApiError(404, "pin_id", f"user {user_id} has no pin {pin_id}")
+    return ApiResponse.json({"deleted": str(pin_id)})
+
+
 async def follow(service: FeedService, request: ApiRequest) -> ApiResponse:
     """Follow ``target_id`` (idempotent: ``changed`` tells whether anything happened)."""
     user_id = _user_id(request)
@@ -334,6 +365,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/users/{user_id}", profile),
     Route("POST", "/api/users/{user_id}/pins", post_pin),
     Route("GET", "/api/users/{user_id}/pins", own_pins),
+    Route("PATCH", "/api/users/{user_id}/pins/{pin_id}", edit_pin),
+    Route("DELETE", "/api/users/{user_id}/pins/{pin_id}", delete_pin),
     Route("POST", "/api/users/{user_id}/following", follow),
     Route("DELETE", "/api/users/{user_id}/following/{target_id}", unfollow),
     Route("GET", "/api/users/{user_id}/feed", flat_feed),

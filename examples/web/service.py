@@ -130,6 +130,27 @@ class FeedService:
         await self.manager.add_user_activity(user_id, pin)
         return pin
 
+    async def edit_pin(self, user_id: int, pin_id: int, changes: dict[str, str]) -> Activity | None:
+        """Change a pin's board / title everywhere it is shown (a partial update of its
+        ``extra_context``); None when ``user_id`` has no pin with that id."""
+        if await self._own_pin(user_id, pin_id) is None:
+            return None
+        return await self.manager.partial_update_activity(pin_id, set=changes)
+
+    async def delete_pin(self, user_id: int, pin_id: int) -> bool:
+        """Take a pin out of every feed it reached; False when ``user_id`` has no pin with
+        that id."""
+        if await self._own_pin(user_id, pin_id) is None:
+            return False
+        await self.manager.remove_user_activity(user_id, pin_id)
+        return True
+
+    async def _own_pin(self, user_id: int, pin_id: int) -> Activity | None:
+        found = await self.manager.get_activities([pin_id])
+        if not found or found[0].actor_id != user_id or found[0].verb is not PinVerb:
+            return None
+        return found[0]
+
     async def follow(self, user_id: int, target_id: int) -> bool:
         """Follow ``target_id``: backfill their recent pins, notify them. Idempotent;
         False when ``user_id`` already followed them."""

@@ -224,6 +224,36 @@ async def test_unfollow_removes_their_pins(client: httpx.AsyncClient) -> None:
     assert [a["id"] for a in (await read(client, 1, "feed"))["items"]] == [dave["id"]]
 
 
+async def test_editing_and_deleting_a_pin_reach_every_feed(client: httpx.AsyncClient) -> None:
+    await follow(client, 1, 2)
+    carol = await pin(client, 2, "draft", board="Garden")
+    edited = await ok(
+        await client.patch(f"/api/users/2/pins/{carol['id']}", json={"title": "final"})
+    )
+    assert (edited["pin"]["id"], edited["pin"]["title"], edited["pin"]["board"]) == (
+        carol["id"],
+        "final",
+        "Garden",
+    )
+    assert [a["title"] for a in (await read(client, 1, "feed"))["items"]] == ["final"]
+    (group,) = (await read(client, 1, "aggregated"))["items"]
+    assert [a["title"] for a in group["activities"]] == ["final"]
+    assert [a["title"] for a in (await read(client, 2, "pins"))["items"]] == ["final"]
+
+    # Another user's pin, or no pin at all: a 404, nothing changes.
+    wrong = await client.patch(f"/api/users/1/pins/{carol['id']}", json={"title": "x"})
+    assert (wrong.status_code, wrong.json()["error"]["field"]) == (404, "pin_id")
+    assert (await client.delete("/api/users/1/pins/12345")).status_code == 404
+    empty = await client.patch(f"/api/users/2/pins/{carol['id']}", json={})
+    assert (empty.status_code, empty.json()["error"]["field"]) == (400, "title")
+
+    deleted = await ok(await client.delete(f"/api/users/2/pins/{carol['id']}"))
+    assert deleted == {"deleted": carol["id"]}
+    assert (await read(client, 1, "feed"))["items"] == []
+    assert (await read(client, 1, "aggregated"))["items"] == []
+    assert (await read(client, 2, "pins"))["items"] == []
+
+
 async def test_follow_backfills_feeds_but_not_notifications(client: httpx.AsyncClient) -> None:
     earlier = await pin(client, 2, "before you came")
     await follow(client, 1, 2)

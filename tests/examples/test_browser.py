@@ -186,4 +186,26 @@ def test_follow_pin_and_see_it_arrive(browser: WebDriver, service_url: str, fram
     wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#notifications li.unseen"))
     assert browser.find_element(By.ID, "unread-count").text == "1"
     lap("mark seen")
+
+    # carol edits the pin's title, then deletes it; bob's feeds follow
+    carol = browser.window_handles[-1]
+    browser.switch_to.window(carol)
+    wait.until(contains("pins", "Sunset over Lisbon"))
+    browser.find_element(By.ID, "edit-title").send_keys("Sunset over Porto")
+    browser.find_element(By.CSS_SELECTOR, "#pins li button.edit").click()
+    wait.until(contains("status", "Edited “Sunset over Porto”"))
+    wait.until(contains("pins", "Sunset over Porto"))
+    browser.switch_to.window(bob)
+    browser.refresh()
+    wait.until(contains("feed", "carol pinned “Sunset over Porto” to Kitchen"))
+    wait.until(contains("notifications", "carol pinned “Sunset over Porto”"))
+    lap("edit reaches bob's feeds")
+    browser.switch_to.window(carol)
+    browser.find_element(By.CSS_SELECTOR, "#pins li button.delete").click()
+    wait.until(contains("status", "Deleted the pin from every feed"))
+    browser.switch_to.window(bob)
+    browser.refresh()
+    wait.until(text_is("feed", "nothing yet"))
+    wait.until(text_is("aggregated", "nothing yet"))
+    lap("delete reaches bob's feeds")
     print(f"{framework}: " + ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))

@@ -54,6 +54,8 @@ TIMINGS: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {
     ("storage", (("operation", "add_to_timelines"),)): 5,
     ("storage", (("operation", "remove_from_timelines"),)): 5,
     ("storage", (("operation", "read_timeline"),)): 2,
+    # the removal reads the stored activity: the feeds it was also sent to (`to`)
+    ("storage", (("operation", "load_activities"),)): 1,
     ("storage", (("operation", "get_groups"),)): 1,
     ("storage", (("operation", "write_groups"),)): 1,
     ("storage", (("operation", "read_groups"),)): 1,
