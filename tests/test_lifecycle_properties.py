@@ -61,18 +61,10 @@ class LifeManager(Manager):
 
 
 user = st.sampled_from(USERS)
-number = st.integers(0, 7)  # activity n: by user n % 3 + 1, at T0 + n s, foreign id a<n>
-ops = st.lists(
-    st.one_of(
-        st.tuples(st.just("add"), number),
-        st.tuples(st.just("partial"), number, st.integers(0, 9)),
-        st.tuples(st.just("update"), number, st.integers(0, 9)),
-        st.tuples(st.just("remove"), number),
-        st.tuples(st.just("follow"), user, user),
-        st.tuples(st.just("unfollow"), user, user),
-    ),
-    max_size=14,
-)
+number = st.integers(0, 5)  # activity n: by user n % 3 + 1, at T0 + n s, foreign id a<n>
+# Adds and follows weigh more: the other operations act on what they made, and draw
+# their activity or follow among those made when there are some.
+KINDS = ["add"] * 3 + ["follow"] * 3 + ["unfollow"] * 2 + ["partial", "update", "remove"]
 
 
 def author(n: int) -> int:
@@ -91,21 +83,22 @@ def make(n: int, extra: dict[str, Any]) -> Activity:
 
 
 @settings(
-    max_examples=15,
+    max_examples=60,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(ops=ops)
-def test_the_lifecycle_matches_a_model(storage_factory: StorageFactory, ops: list[Any]) -> None:
+@given(data=st.data())
+def test_the_lifecycle_matches_a_model(storage_factory: StorageFactory, data: Any) -> None:
     async def run() -> None:
         async with storage_factory() as storage:
             graph: dict[int, set[int]] = {u: set() for u in USERS}
             manager = LifeManager(graph, storage=storage)
             versions: dict[int, dict[str, Any]] = {}  # n: current extra_context (published)
             shown: dict[int, set[int]] = {u: set() for u in USERS}  # user: n in their feeds
-            for op, *args in ops:
+            for _ in range(data.draw(st.integers(3, 20), label="steps")):
+                op = data.draw(st.sampled_from(KINDS), label="op")
                 if op == "add":
-                    (n,) = args
+                    n = data.draw(number, label="n")
                     if n in versions:
                         continue  # (adding it again is a duplicate: nothing changes)
                     versions[n] = {"v": 0}
@@ -113,32 +106,37 @@ def test_the_lifecycle_matches_a_model(storage_factory: StorageFactory, ops: lis
                     for follower, follows in graph.items():
                         if author(n) in follows:
                             shown[follower].add(n)
-                elif op in ("partial", "update") and args[0] in versions:
-                    n, value = args
+                elif op in ("partial", "update", "remove"):
+                    if not versions:
+                        continue
+                    n = data.draw(st.sampled_from(sorted(versions)), label="n")
+                    when = T0 + dt.timedelta(seconds=n)
                     if op == "partial":
+                        value = data.draw(st.integers(0, 9), label="value")
                         await manager.partial_update_activity(
-                            foreign_id=f"a{n}", time=T0 + dt.timedelta(seconds=n), set={"v": value}
+                            foreign_id=f"a{n}", time=when, set={"v": value}
                         )
                         versions[n] = {**versions[n], "v": value}
-                    else:
-                        versions[n] = {"v": value, "full": True}
+                    elif op == "update":
+                        versions[n] = {"v": data.draw(st.integers(0, 9)), "full": True}
                         await manager.update_user_activity(make(n, versions[n]))
-                elif op == "remove" and args[0] in versions:
-                    (n,) = args
-                    await manager.remove_user_activity(
-                        author(n), foreign_id=f"a{n}", time=T0 + dt.timedelta(seconds=n)
-                    )
-                    del versions[n]
-                    for follower, follows in graph.items():
-                        if author(n) in follows:
-                            shown[follower].discard(n)
-                elif op == "follow" and args[0] != args[1]:
-                    who, target = args
+                    else:
+                        await manager.remove_user_activity(author(n), foreign_id=f"a{n}", time=when)
+                        del versions[n]
+                        for follower, follows in graph.items():
+                            if author(n) in follows:
+                                shown[follower].discard(n)
+                elif op == "follow":
+                    who, target = data.draw(st.tuples(user, user), label="follow")
+                    if who == target:
+                        continue
                     await manager.follow_user(who, target)
                     graph[who].add(target)
                     shown[who] |= {n for n in versions if author(n) == target}
-                elif op == "unfollow":
-                    who, target = args
+                else:
+                    pairs = sorted((w, t) for w, ts in graph.items() for t in ts)
+                    pair = st.sampled_from(pairs) if pairs else st.tuples(user, user)
+                    who, target = data.draw(pair, label="unfollow")
                     await manager.unfollow_user(who, target)
                     graph[who].discard(target)
                     shown[who] = {n for n in shown[who] if author(n) != target}
