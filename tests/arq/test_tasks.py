@@ -169,6 +169,38 @@ async def test_uuid_ids_and_foreign_ids_travel_through_the_workers(
     assert await dispatcher.failed_jobs() == []
 
 
+async def test_to_targets_add_to_feeds_and_updates_run_twice_leave_one_effect(
+    dispatcher: ArqDispatcher, app_storage: str
+) -> None:
+    manager = AppManager(dispatcher=dispatcher)
+    pin = Activity(1, Pin, 5, time=at(0), extra_context={"v": 1}, foreign_id="pin:5")
+    for _ in range(2):  # each call made twice, its jobs run each time: one effect
+        await manager.add_user_activity(1, pin, to=[("notification", 99)])
+        await manager.add_to_feeds(pin, [("normal", 98), ("aggregated", 98)])
+        await run_all_queues(app_storage)
+    assert await AppFeed(98)[:] == [pin]
+    (note,) = await AppNotificationFeed(99)[:]
+    assert (note.activity_count, note.activities) == (1, [pin])
+
+    for _ in range(2):
+        await manager.partial_update_activity(foreign_id="pin:5", time=at(0), set={"v": 2})
+        await run_all_queues(app_storage)
+    for feed in (AppNotificationFeed(99), AppAggregatedFeed(98), AppAggregatedFeed(10)):
+        (group,) = await feed[:]
+        assert (group.activity_count, [a.extra_context for a in group.activities]) == (
+            1,
+            [{"v": 2}],
+        )
+    assert [a.extra_context for a in await AppFeed(10)[:]] == [{"v": 2}]
+
+    await manager.remove_user_activity(1, foreign_id="pin:5", time=at(0))
+    await run_all_queues(app_storage)
+    assert await AppNotificationFeed(99)[:] == []
+    assert await AppFeed(10)[:] == []
+    assert await AppFeed(98)[:] == [pin]  # add_to_feeds feeds are not the activity's own
+    assert await dispatcher.failed_jobs() == []
+
+
 async def test_a_job_run_twice_changes_nothing_more(
     dispatcher: ArqDispatcher, app_storage: str
 ) -> None:
