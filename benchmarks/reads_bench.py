@@ -26,7 +26,7 @@ from aiostream import Activity, AggregatedFeed, BaseFeed, Love
 from aiostream.storage.redis import RedisStorage
 from benchmarks import chart
 from benchmarks.common import RESULTS, latencies, write_results
-from benchmarks.peer_bench import TOUCH
+from benchmarks.peer.touch import TOUCH
 from tests.servers import start_redis
 
 T0 = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)

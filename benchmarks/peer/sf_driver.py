@@ -84,6 +84,7 @@ from stream_framework.feeds.notification_feed.redis import RedisNotificationFeed
 from stream_framework.feeds.redis import RedisFeed  # noqa: E402
 from stream_framework.verbs import base as _stock_verbs  # noqa: E402, F401  (registers them)
 from stream_framework.verbs import get_verb_by_id  # noqa: E402
+from touch import TOUCH  # noqa: E402  (beside this file: the same reads as aiostream's)
 
 EPOCH = dt.datetime(1970, 1, 1)  # Stream Framework wants naive UTC datetimes
 
@@ -148,33 +149,6 @@ def activity(row: Sequence[Any]) -> Activity:
         time=EPOCH + dt.timedelta(microseconds=time_us),
         extra_context=extra or {},
     )
-
-
-def render(groups: list[Any]) -> int:
-    """What a notification list shows of each group (the same fields as aiostream's
-    ``benchmarks.peer_bench.render``); returns how many groups."""
-    shown = []
-    for g in groups:
-        last = g.last_activity
-        counts = (g.activity_count, g.actor_count, g.actor_ids)
-        times = (last.time, g.created_at, g.updated_at, g.is_seen(), g.is_read())
-        shown.append((g.group, g.verb, counts, last.actor_id, times))
-    return len(shown)
-
-
-def full(groups: list[Any]) -> int:
-    """Every field of every activity of each group; returns how many groups."""
-    shown = [
-        [
-            (a.actor_id, a.verb, a.object_id, a.target_id, a.time, a.extra_context)
-            for a in g.activities
-        ]
-        for g in groups
-    ]
-    return len(shown)
-
-
-TOUCH: dict[str, Any] = {"none": len, "render": render, "full": full}
 
 
 class Driver:
