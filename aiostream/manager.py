@@ -213,8 +213,9 @@ class Manager:
     async def add_to_feeds(self, activity: Activity, feeds: Iterable[Target]) -> None:
         """Store ``activity`` and put it into up to 5,000 named feeds, ``(feed name,
         user id)`` pairs, through the dispatcher in chunks of ``fanout_chunk_size``
-        users, without any follower fanout (the activity does not keep them: remove it
-        from those feeds with their own ``remove``).
+        users, without any follower fanout. The stored activity adds them to its
+        :attr:`~aiostream.activity.Activity.to` (with those it had), so removing or
+        updating it reaches them, as it does ``to`` targets.
 
         Raises:
             ValidationError / SerializationError: bad activity or ``feeds`` (nothing is
@@ -222,6 +223,10 @@ class Manager:
             FanoutError: some chunks failed (the rest were written; adding again is safe).
         """
         targets = checked_targets(feeds, self.feed_classes, limit=MAX_FEEDS, field="feeds")
+        self.user_feed_class.serialize_activities([activity])  # checked before any read
+        stored = await self.get_activities([activity.serialization_id])
+        kept = stored[0].to if stored else ()
+        activity.to = tuple(dict.fromkeys([*kept, *activity.to, *targets]))
         size = self.fanout_chunk_size
         chunks = target_chunks(self.feed_classes, targets, "add", [activity], size=size)
         entries = self.user_feed_class.serialize_activities([activity])

@@ -197,7 +197,8 @@ async def test_to_targets_add_to_feeds_and_updates_run_twice_leave_one_effect(
     await run_all_queues(app_storage)
     assert await AppNotificationFeed(99)[:] == []
     assert await AppFeed(10)[:] == []
-    assert await AppFeed(98)[:] == [pin]  # add_to_feeds feeds are not the activity's own
+    assert await AppFeed(98)[:] == []  # add_to_feeds feeds too
+    assert await AppAggregatedFeed(98)[:] == []
     assert await dispatcher.failed_jobs() == []
 
 

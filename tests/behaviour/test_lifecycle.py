@@ -275,9 +275,17 @@ async def test_add_to_feeds_writes_the_named_feeds_only(manager: LifecycleManage
     assert group.activities == [pin]
     assert await manager.get_feeds(10)["normal"][:] == []  # no follower fanout
     assert await manager.get_user_feed(1)[:] == []
-    assert await manager.get_activities(foreign_ids=[("pin:1", at(0))]) == [pin]
+    (stored,) = await manager.get_activities(foreign_ids=[("pin:1", at(0))])
+    assert stored == pin
+    assert stored.to == tuple(dict.fromkeys(feeds))
     with pytest.raises(ValidationError, match=r"^feeds: at most 5000 feeds, got 5001"):
         await manager.add_to_feeds(pin, [("normal", u) for u in range(5001)])
+    # The feeds are the activity's: a later call adds to them, a removal reaches them all.
+    await manager.add_to_feeds(Activity(1, Pin, 1, time=at(0), foreign_id="pin:1"), [("normal", 7)])
+    await manager.remove_user_activity(1, foreign_id="pin:1", time=at(0))
+    for user in (*range(100, 105), 7):
+        assert await manager.get_feeds(user)["normal"][:] == []
+    assert await manager.get_feeds(100)["aggregated"][:] == []
 
 
 async def test_partial_update_reaches_every_feed_and_keeps_the_groups(
