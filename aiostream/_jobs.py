@@ -67,7 +67,10 @@ class Queues:
     def route(self, job: Job) -> tuple[str, str, tuple[Any, ...]]:
         """``(function name, queue, arguments)`` a job is enqueued with."""
         if isinstance(job, FollowChunk):
-            return f"{job.operation}_many", self.default, (job.user_id, list(job.target_ids))
+            arguments: tuple[Any, ...] = (job.user_id, list(job.target_ids))
+            if job.activity_copy_limit is not None:  # (jobs without one stay as they were)
+                arguments += (job.activity_copy_limit,)
+            return f"{job.operation}_many", self.default, arguments
         if job.priority == FanoutPriority.HIGH:
             return "fanout_operation_high", self.high, (job.to_dict(),)
         if job.priority == FanoutPriority.LOW:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiostream._lookup import named_activity
@@ -20,27 +20,34 @@ if TYPE_CHECKING:
     from aiostream.manager import Manager
 
 
-async def update_activities(manager: Manager, activities: Iterable[Activity]) -> None:
-    """The work of :meth:`~aiostream.manager.Manager.update_user_activities`."""
+async def update_activities(
+    manager: Manager,
+    activities: Iterable[Activity],
+    originals: Mapping[int, Activity] | None = None,
+) -> None:
+    """The work of :meth:`~aiostream.manager.Manager.update_user_activities`
+    (``originals``: the stored versions, by id, when the caller has read them already)."""
     activities = list(activities)
     if not activities:
         return
     user_class = manager.user_feed_class
     entries = user_class.serialize_activities(activities)
-    user_storage = timed_storage(manager.storage_for(user_class), manager.metrics)
-    stored = await user_storage.load_activities([i for i, _ in entries])
-    serializer = user_class.get_activity_serializer()
+    if originals is None:
+        user_storage = timed_storage(manager.storage_for(user_class), manager.metrics)
+        stored = await user_storage.load_activities([i for i, _ in entries])
+        serializer = user_class.get_activity_serializer()
+        originals = {i: serializer.loads(payload) for i, payload in stored.items()}
     by_actor: dict[Any, list[Activity]] = {}
     for index, ((activity_id, _), activity) in enumerate(zip(entries, activities, strict=True)):
         field = "activity" if len(activities) == 1 else f"activities[{index}]"
-        if activity_id not in stored:
+        original = originals.get(activity_id)
+        if original is None:
             raise ValidationError(
                 field,
                 f"no stored activity has id {activity_id}: it was never published, or "
                 "its actor, verb, object, target or time changed (they make the id; an "
                 "update changes extra_context only)",
             )
-        original = serializer.loads(stored[activity_id])
         check_groups(manager, activity, original)
         activity.to = original.to  # the targets it was published to stay its own
         by_actor.setdefault(activity.actor_id, []).append(activity)
@@ -95,8 +102,10 @@ async def partial_update(
     """The work of :meth:`~aiostream.manager.Manager.partial_update_activity`: the paths
     checked first, then the stored activity looked up, changed and updated."""
     sets, unsets = checked_changes(set_, unset)
+    if isinstance(activity_id, Activity):  # (an id is looked up: the stored version counts)
+        raise ValidationError("activity_id", "expected an int id, got an Activity")
     original = await named_activity(manager, activity_id, foreign_id, time)
     changed = copy.copy(original)
     changed.extra_context = apply_changes(original.extra_context, sets, unsets)
-    await update_activities(manager, [changed])
+    await update_activities(manager, [changed], {original.serialization_id: original})
     return changed

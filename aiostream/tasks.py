@@ -418,10 +418,20 @@ async def fanout_operation_low(ctx: dict[str, Any], chunk: dict[str, Any]) -> in
     return await _run(ctx, "fanout_operation_low", FanoutChunk.from_dict(chunk), [chunk])
 
 
-async def follow_many(ctx: dict[str, Any], user_id: Any, target_ids: list[Any]) -> int:
-    """Copy the targets' recent activities into ``user_id``'s feeds; returns len(targets)."""
-    job = FollowChunk("follow", user_id, tuple(target_ids))
-    return await _run(ctx, "follow_many", job, [user_id, target_ids])
+async def follow_many(
+    ctx: dict[str, Any],
+    user_id: Any,
+    target_ids: list[Any],
+    activity_copy_limit: int | None = None,
+) -> int:
+    """Copy the targets' recent activities (at most ``activity_copy_limit`` each; None:
+    the manager's ``follow_activity_limit``) into ``user_id``'s feeds; returns
+    len(targets)."""
+    job = FollowChunk("follow", user_id, tuple(target_ids), activity_copy_limit)
+    arguments: list[Any] = [user_id, target_ids]
+    if activity_copy_limit is not None:
+        arguments.append(activity_copy_limit)
+    return await _run(ctx, "follow_many", job, arguments)
 
 
 async def unfollow_many(ctx: dict[str, Any], user_id: Any, target_ids: list[Any]) -> int:

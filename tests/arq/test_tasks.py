@@ -247,6 +247,22 @@ async def test_follow_and_unfollow_run_as_jobs(dispatcher: ArqDispatcher, app_st
     assert await AppAggregatedFeed(99).count() == 0
 
 
+async def test_follow_options_travel_with_the_jobs(
+    dispatcher: ArqDispatcher, app_storage: str
+) -> None:
+    manager = AppManager(dispatcher=dispatcher)
+    activities = make_activities(3, actor=2)
+    for activity in activities:
+        await manager.add_user_activity(2, activity)
+    for _ in range(2):  # run twice: one effect
+        await manager.follow_user(98, 2, activity_copy_limit=2)
+        await run_burst(app_storage, DEFAULT_QUEUE)
+    assert await AppFeed(98)[:] == activities[:0:-1]
+    await manager.unfollow_user(98, 2, keep_history=True)
+    assert await queue_lengths(app_storage) == {HIGH_QUEUE: 0, LOW_QUEUE: 0, DEFAULT_QUEUE: 0}
+    assert await AppFeed(98)[:] == activities[:0:-1]
+
+
 class RecordingMetrics(NoopMetrics):
     def __init__(self) -> None:
         self.retries: list[tuple[str, int, str]] = []

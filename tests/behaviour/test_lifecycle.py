@@ -10,6 +10,7 @@ import pytest
 
 from aiostream import Activity, FanoutPriority, Love, Manager, ValidationError
 from aiostream.ids import foreign_activity_id
+from aiostream.metrics import NoopMetrics
 from aiostream.storage.base import FeedStorage
 from tests.helpers import (
     Pin,
@@ -347,3 +348,22 @@ async def test_bad_partial_updates_change_nothing(
 async def test_partial_update_of_an_unknown_activity(manager: LifecycleManager) -> None:
     with pytest.raises(ValidationError, match=r"^foreign_id: no stored activity"):
         await manager.partial_update_activity(foreign_id="x", time=at(0), set={"a": 1})
+
+
+async def test_a_partial_update_reads_the_stored_activity_once(storage: FeedStorage) -> None:
+    class Counting(NoopMetrics):
+        def __init__(self) -> None:
+            self.operations: list[str] = []
+
+        def on_storage_operation(self, operation: str, seconds: float) -> None:
+            self.operations.append(operation)
+
+    metrics = Counting()
+    manager = LifecycleManager(storage=storage, metrics=metrics)
+    pin = Activity(1, Pin, 1, time=at(0), foreign_id="pin:1")
+    await manager.add_user_activity(1, pin)
+    metrics.operations.clear()
+    await manager.partial_update_activity(foreign_id="pin:1", time=at(0), set={"t": 1})
+    # One read names the activity and is the update's check; then the new version is
+    # stored (the group update jobs after it read the version stored then, by design).
+    assert metrics.operations[:2] == ["load_activities", "store_activities"]
