@@ -17,7 +17,7 @@ from aiostream._concurrency import chunked, run_each
 from aiostream.activity import Activity
 from aiostream.exceptions import ValidationError
 from aiostream.fanout import FollowChunk, FollowOperation
-from aiostream.feeds.base import check_user_id, plain_user_id
+from aiostream.feeds.base import plain_user_id
 
 if TYPE_CHECKING:
     from aiostream.manager import Manager
@@ -34,8 +34,8 @@ def follow_chunks(
     field: str = "",
 ) -> list[FollowChunk]:
     """The chunks of a follow or unfollow, everything checked (``field``: the argument
-    name of a lone target; else targets are ``target_ids[i]``). None to run for an
-    unfollow that keeps history.
+    name of a lone target; else targets are ``target_ids[i]``); none for an unfollow
+    that keeps history.
 
     Raises:
         ValidationError: a bad user id, a user following themself (naming the target),
@@ -52,13 +52,14 @@ def follow_chunks(
         )
     if not isinstance(keep_history, bool):
         raise ValidationError("keep_history", f"expected a bool, got {type(keep_history).__name__}")
-    own = check_user_id(user_id)
+    own = str(user_id)  # the feed's name, as check_user_id gives it
     targets = []
     for index, target in enumerate(target_ids):
         where = field or f"target_ids[{index}]"
-        targets.append(plain_user_id(target, where))
-        if operation == "follow" and check_user_id(target) == own:
+        plain = plain_user_id(target, where)
+        if operation == "follow" and str(plain) == own:
             raise ValidationError(where, f"user {user_id!r} cannot follow themself")
+        targets.append(plain)
     if keep_history:
         return []
     return [

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from aiostream.activity import Activity
+from aiostream.activity._single import checked_foreign_id
 from aiostream.exceptions import ValidationError
 from aiostream.ids import foreign_activity_id, is_id
 
@@ -33,44 +34,41 @@ def checked_ids(ids: object, field: str = "ids") -> list[int]:
     return found
 
 
-def foreign_ref_id(foreign_id: object, time: object, field: str = "foreign_id") -> int:
+def foreign_ref_id(
+    foreign_id: object, time: object, field: str = "foreign_id", time_field: str = "time"
+) -> int:
     """The id of the activity a foreign id and a time name.
 
     Raises:
-        ValidationError: naming ``field`` (the foreign id is not a non-empty str) or
-            ``time`` (not a datetime an id can encode).
+        ValidationError: naming ``field`` (not a foreign id Activity would take) or
+            ``time_field`` (not a datetime an id can encode).
     """
-    if not isinstance(foreign_id, str) or not foreign_id:
-        raise ValidationError(field, f"expected a non-empty str, got {foreign_id!r}")
+    checked = checked_foreign_id(foreign_id, field)
     if not isinstance(time, dt.datetime):
-        raise ValidationError("time", f"expected a datetime, got {type(time).__name__}")
-    return foreign_activity_id(foreign_id, time)
+        raise ValidationError(time_field, f"expected a datetime, got {type(time).__name__}")
+    try:
+        return foreign_activity_id(checked, time)
+    except ValidationError as exc:  # (a time out of range: "time: ...")
+        if exc.field == time_field:
+            raise
+        raise ValidationError(time_field, str(exc)) from None
 
 
 def checked_foreign_ids(refs: object, field: str = "foreign_ids") -> list[int]:
     """The ids of ``(foreign id, time)`` pairs.
 
     Raises:
-        ValidationError: naming ``field[i]``: not a pair of a non-empty str and a
-            datetime an id can encode.
+        ValidationError: naming ``field[i]``: not a pair of a foreign id and a datetime
+            an id can encode.
     """
     found = []
     for index, ref in enumerate(_collection(refs, field)):
         where = f"{field}[{index}]"
-        if (
-            not isinstance(ref, tuple | list)
-            or len(ref) != 2
-            or not isinstance(ref[0], str)
-            or not ref[0]
-            or not isinstance(ref[1], dt.datetime)
-        ):
+        if not isinstance(ref, tuple | list) or len(ref) != 2:
             raise ValidationError(
                 where, f"expected a (non-empty str foreign id, datetime) pair, got {ref!r}"
             )
-        try:
-            found.append(foreign_activity_id(ref[0], ref[1]))
-        except ValidationError as exc:
-            raise ValidationError(where, str(exc)) from None
+        found.append(foreign_ref_id(ref[0], ref[1], where, where))
     return found
 
 

@@ -57,7 +57,7 @@ async def update_activities(
         for actor, updated in by_actor.items()
         for chunk in [
             *await manager._fanout_chunks(actor, "update", updated, trim=False),
-            *(c for a in updated for c in manager._target_chunks("update", [a])),
+            *(c for a in updated for c in manager._target_chunks("update", [a], a.to)),
         ]
         if manager.feed_classes[chunk.feed].keeps_copies
     ]

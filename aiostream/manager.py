@@ -254,12 +254,14 @@ class Manager:
                 or no stored activity has that id / foreign id and time (nothing is
                 written).
         """
+        given = isinstance(activity, Activity)
         activity = await named_activity(self, activity, foreign_id, time)
-        if not activity.to:  # the caller's object may lack the targets the stored one has
+        targets = activity.to
+        if given and not targets:  # the caller's object may lack the stored one's targets
             stored = await self.get_activities([activity.serialization_id])
-            activity.to = stored[0].to if stored else ()
+            targets = stored[0].to if stored else ()
         chunks = await self._fanout_chunks(user_id, "remove", [activity], trim=False)
-        chunks += self._target_chunks("remove", [activity])
+        chunks += self._target_chunks("remove", [activity], targets)
         await self.get_user_feed(user_id).remove(activity)
         await self._dispatch(chunks)
         self.metrics.on_activity_removed()
@@ -384,7 +386,7 @@ class Manager:
         user_feed = self.get_user_feed(user_id)
         # Everything is checked before the first write: the activities, the follower ids.
         chunks = await self._fanout_chunks(user_id, "add", activities, trim=trim)
-        chunks += (c for a in activities for c in self._target_chunks("add", [a]))
+        chunks += (c for a in activities for c in self._target_chunks("add", [a], a.to))
         await user_feed.add_many(activities, trim=trim)
         # Follower feeds on another storage need the activity there too: store it once
         # per distinct storage before any follower feed points at it.
@@ -396,10 +398,10 @@ class Manager:
                 await timed_storage(storage, self.metrics).store_activities(entries)
         await self._dispatch(chunks)
 
-    def _target_chunks(self, operation: Operation, activities: list[Activity]) -> list[FanoutChunk]:
-        """Chunks carrying ``operation`` to the ``to`` targets of ``activities`` (all
-        with the same targets)."""
-        targets = activities[0].to if activities else ()
+    def _target_chunks(
+        self, operation: Operation, activities: list[Activity], targets: Sequence[Target]
+    ) -> list[FanoutChunk]:
+        """Chunks carrying ``operation`` of ``activities`` to the ``targets`` feeds."""
         size = self.fanout_chunk_size
         return target_chunks(self.feed_classes, targets, operation, activities, size=size)
 

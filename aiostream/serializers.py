@@ -343,17 +343,14 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
         fields = (actor, self.verbs.get(verb_id), obj, target, us_to_datetime(time_us))
         if len(rest) < 2:
             return self.activity_class.from_storage(*fields, rest[0] if rest else {})
-        more = rest[1]
-        if type(more) is not dict:
-            raise ValueError(f"not an activity's foreign id and targets: {more!r}")
-        foreign_id = more.get("f")
+        foreign_id, targets = _more_of(rest[1])
         activity = (
             self.activity_class.from_storage(*fields, rest[0])
             if foreign_id is None
             else self.activity_class.from_storage(*fields, rest[0], foreign_id=foreign_id)
         )
-        if more.get("to"):
-            activity.to = tuple((name, user) for name, user in more["to"])
+        if targets:
+            activity.to = targets
         return activity
 
     def from_rows(self, rows: list[Any], *, versioned: bool = False) -> list[A]:
@@ -390,9 +387,7 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             size = len(row)
             more = None
             if size == full + 1:  # with a foreign id or targets too
-                more = row[-1]
-                if type(more) is not dict:
-                    raise ValueError(f"not an activity's foreign id and targets: {more!r}")
+                more = _more_of(row[-1])
                 row = row[:-1]
                 size -= 1
             if size == full:
@@ -424,10 +419,11 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
             activity.extra_context = extra
             activity.dehydrated = False
             if more is not None:
-                if more.get("f") is not None:
-                    activity.foreign_id = more["f"]
-                if more.get("to"):
-                    activity.to = tuple((name, user) for name, user in more["to"])
+                foreign_id, targets = more
+                if foreign_id is not None:
+                    activity.foreign_id = foreign_id
+                if targets:
+                    activity.to = targets
             append(activity)
         return activities
 
@@ -620,6 +616,18 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
         except (ValueError, TypeError) as exc:
             raise SerializationError("aggregated", f"malformed payload {payload[:60]!r}") from exc
         return aggregated
+
+
+def _more_of(more: Any) -> tuple[str | None, tuple[tuple[str, int | str], ...]]:
+    """The foreign id and ``to`` targets of a stored activity's last element (see
+    :meth:`ActivitySerializer.to_data`).
+
+    Raises:
+        ValueError: it is not what ``to_data`` writes there.
+    """
+    if type(more) is not dict:
+        raise ValueError(f"not an activity's foreign id and targets: {more!r}")
+    return more.get("f"), tuple((name, user) for name, user in more.get("to", ()))
 
 
 def _without_targets(row: list[Any]) -> list[Any]:

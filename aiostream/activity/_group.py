@@ -44,7 +44,7 @@ def _unique(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-class StoredActivities(Protocol):
+class UnbuiltActivities(Protocol):
     """A group's activities as a storage returned them, not built yet.
 
     A serializer hands one to :meth:`AggregatedActivity.defer_activities`; the group
@@ -126,7 +126,7 @@ class AggregatedActivity(DeclaresCapabilities):
     ) -> None:
         self.group = group_key(group)
         self._activities: list[Activity] = []
-        self._stored: StoredActivities | None = None
+        self._stored: UnbuiltActivities | None = None
         self.created_at = None if created_at is None else check_time(created_at, "created_at")
         self.updated_at = None if updated_at is None else check_time(updated_at, "updated_at")
         self.seen_at: dt.datetime | None = None
@@ -199,7 +199,7 @@ class AggregatedActivity(DeclaresCapabilities):
         self._activities = activities
         self._stored = None
 
-    def defer_activities(self, stored: StoredActivities) -> None:
+    def defer_activities(self, stored: UnbuiltActivities) -> None:
         """Hold ``stored`` instead of built activities: summaries (ids, actors, objects,
         verbs, counts, the last activity) are answered from it, and :attr:`activities`
         builds the rest when first touched. For serializers reading groups back."""

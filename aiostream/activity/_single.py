@@ -44,9 +44,12 @@ def _object_id(field: str, value: Any, *, required: bool) -> tuple[ItemId | None
 
 
 def _checked_id(field: str, value: ItemId) -> ItemId:
-    problem = _text_problem(value) if isinstance(value, str) else None
-    if isinstance(value, int):
+    if isinstance(value, str):
+        problem = _text_problem(value)
+    elif isinstance(value, int):
         problem = unwritable_int(value)
+    else:
+        problem = None  # a UUID
     if problem is not None:
         raise ValidationError(field, problem)
     return value
@@ -57,14 +60,17 @@ def _text_problem(value: str) -> str | None:
     return "must not be empty" if not value else lone_surrogate(value)
 
 
-def _checked_foreign_id(value: object) -> str | None:
-    if value is None:
-        return None
+def checked_foreign_id(value: object, field: str = "foreign_id") -> str:
+    """``value`` if it can be a foreign id: a non-empty str that UTF-8 can encode.
+
+    Raises:
+        ValidationError: naming ``field``.
+    """
     if not isinstance(value, str):
-        raise ValidationError("foreign_id", f"expected a non-empty str, got {type(value).__name__}")
+        raise ValidationError(field, f"expected a non-empty str, got {type(value).__name__}")
     problem = _text_problem(value)
     if problem is not None:
-        raise ValidationError("foreign_id", problem)
+        raise ValidationError(field, problem)
     return value
 
 
@@ -160,7 +166,7 @@ class Activity(DeclaresCapabilities):
         self.extra_context: dict[str, Any] = dict(extra_context)
         self.dehydrated = False
         if foreign_id is not None:
-            self.foreign_id = _checked_foreign_id(foreign_id)
+            self.foreign_id = checked_foreign_id(foreign_id)
 
     @classmethod
     def from_storage(
