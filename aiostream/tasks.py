@@ -56,32 +56,34 @@ jobs), never pickle.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import dataclasses
-import datetime as dt
-import math
-import sys
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Protocol
-
-import anyio
+from typing import Any
 
 from aiostream.exceptions import requires_extra
 
 with requires_extra("aiostream.tasks", "arq", "redis,arq"):
-    from arq import Retry, create_pool
+    from arq import create_pool
     from arq.connections import ArqRedis, RedisSettings
     from arq.constants import job_key_prefix, result_key_prefix
     from arq.jobs import serialize_job
-    from arq.utils import timestamp_ms, to_seconds
-    from arq.worker import JobExecutionFailed, func
-    from redis.asyncio.retry import Retry as RedisRetry
-    from redis.backoff import ExponentialBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from arq.utils import timestamp_ms
+
+    from aiostream._arq_worker import (
+        ManagerFactory,
+        WorkerSettings,
+        fanout_operation,
+        fanout_operation_high,
+        fanout_operation_low,
+        follow_many,
+        unfollow_many,
+        worker_settings,
+    )
+    from aiostream.storage.redis._connection import translate_error
 
 from aiostream._concurrency import run_bounded
 from aiostream._jobs import (
@@ -94,14 +96,8 @@ from aiostream._jobs import (
     json_deserializer,
     json_serializer,
 )
-from aiostream.exceptions import (
-    ConfigurationError,
-    FanoutError,
-)
-from aiostream.fanout import FanoutChunk, FollowChunk, Job, join_chunks
-from aiostream.manager import Manager
-from aiostream.settings import Settings
-from aiostream.storage.registry import Storages
+from aiostream.exceptions import ConfigurationError, FanoutError
+from aiostream.fanout import Job, join_chunks
 
 __all__ = [
     "ArqDispatcher",
@@ -111,6 +107,7 @@ __all__ = [
     "LOW_QUEUE",
     "ManagerFactory",
     "Queues",
+    "WorkerSettings",
     "fanout_operation",
     "fanout_operation_high",
     "fanout_operation_low",
@@ -121,6 +118,8 @@ __all__ = [
     "unfollow_many",
     "worker_settings",
 ]
+
+logger = logging.getLogger("aiostream.tasks")
 
 # KEYS: the queue, then each job's job key and result key; ARGV: enqueue time (the
 # score), expiry in ms, then each job's id and serialized data. The same checks and
@@ -137,6 +136,59 @@ for i = 3, #ARGV, 2 do
 end
 return added
 """
+
+# KEYS: the queue, the job key, the result key, the failed jobs' hash; ARGV: enqueue
+# time, expiry in ms, job id, serialized job. Enqueues like _ENQUEUE and removes the
+# failed record in the same step, so a record goes only with its job back in the queue.
+_REQUEUE = """
+if redis.call('EXISTS', KEYS[2], KEYS[3]) == 0 then
+    redis.call('PSETEX', KEYS[2], ARGV[2], ARGV[4])
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+    redis.call('HDEL', KEYS[4], ARGV[3])
+    return 1
+end
+return 0
+"""
+
+_PROBE = {"aiostream": [1, "probe"]}
+
+
+def _check_json_pool(pool: ArqRedis) -> None:
+    """Refuse a pool that would write jobs aiostream's workers cannot read (arq's
+    default serializer is pickle)."""
+    serializer = getattr(pool, "job_serializer", None)
+    deserializer = getattr(pool, "job_deserializer", None)
+    hint = (
+        "create the pool with job_serializer=aiostream.tasks.json_serializer and "
+        "job_deserializer=aiostream.tasks.json_deserializer, or use ArqDispatcher.connect()"
+    )
+    if serializer is None or deserializer is None:
+        raise ConfigurationError(f"the arq pool serializes jobs with pickle; {hint}")
+    try:
+        written = serializer(_PROBE)
+        readable = json.loads(written) == _PROBE and deserializer(written) == _PROBE
+    except Exception:
+        readable = False
+    if not readable:
+        raise ConfigurationError(f"the arq pool's job serializer does not write JSON; {hint}")
+
+
+@contextlib.contextmanager
+def _queue_errors(server: str, operation: str) -> Iterator[None]:
+    """Raise redis-py's errors as aiostream's, naming the queue Redis."""
+    try:
+        yield
+    except Exception as exc:
+        error = translate_error(exc, server, operation=operation)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _describe(redis_settings: RedisSettings) -> str:
+    if redis_settings.unix_socket_path:
+        return f"unix://{redis_settings.unix_socket_path}"
+    return f"{redis_settings.host}:{redis_settings.port}/{redis_settings.database}"
 
 
 class ArqDispatcher:
@@ -181,21 +233,63 @@ class ArqDispatcher:
         self.queues = queues or Queues()
         self.max_in_flight = max_in_flight
         self.batch_size = batch_size
+        _check_json_pool(pool)
         self._own_pool = own_pool
         self._script = pool.register_script(_ENQUEUE)
+        self._requeue = pool.register_script(_REQUEUE)
 
     @classmethod
     async def connect(
-        cls, url: str, *, queues: Queues | None = None, **options: Any
+        cls,
+        redis: str | RedisSettings,
+        *,
+        queues: Queues | None = None,
+        connect_retries: int = 0,
+        **options: Any,
     ) -> ArqDispatcher:
-        """A dispatcher with its own pool to the Redis at ``url`` (closed by :meth:`aclose`);
-        ``options`` are the constructor's (``job_size``, ``batch_size``, ...)."""
-        pool = await create_pool(
-            RedisSettings.from_dsn(url),
-            job_serializer=json_serializer,
-            job_deserializer=json_deserializer,
+        """A dispatcher with its own JSON pool to the queue Redis (closed by :meth:`aclose`).
+
+        Args:
+            redis: A URL (``redis://host:6379/0``) or arq ``RedisSettings``.
+            queues: Queue names; workers must use the same.
+            connect_retries: More tries of the first connection, a second apart (none
+                by default, so that a down server is reported at once).
+            options: The constructor's (``job_size``, ``batch_size``, ...).
+
+        Raises:
+            StorageUnavailableError: the Redis is down or refused the connection (the
+                message names it).
+            StorageTimeoutError: it did not answer in time.
+        """
+        redis_settings = (
+            redis if isinstance(redis, RedisSettings) else RedisSettings.from_dsn(redis)
         )
+        redis_settings = dataclasses.replace(
+            redis_settings, conn_retries=connect_retries, conn_retry_delay=1
+        )
+        with _queue_errors(_describe(redis_settings), "connect"):
+            pool = await create_pool(
+                redis_settings,
+                job_serializer=json_serializer,
+                job_deserializer=json_deserializer,
+            )
         return cls(pool, queues=queues, own_pool=True, **options)
+
+    async def ping(self) -> None:
+        """Check that the queue Redis answers (a readiness probe).
+
+        Raises:
+            StorageUnavailableError: it is down or refused the connection.
+            StorageTimeoutError: it did not answer in time.
+        """
+        with _queue_errors(self._server(), "ping"):
+            await self.pool.ping()
+
+    def _server(self) -> str:
+        kwargs = self.pool.connection_pool.connection_kwargs
+        if "path" in kwargs:
+            return f"unix://{kwargs['path']}"
+        return f"{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
 
     async def aclose(self) -> None:
         """Close the pool if this dispatcher opened it."""
@@ -271,6 +365,10 @@ class ArqDispatcher:
     async def requeue_failed(self, job_ids: Sequence[str] | None = None) -> int:
         """Put failed jobs (all, or those in ``job_ids``) back on their queues.
 
+        Each job is enqueued and its record removed in one atomic step, so a record
+        never goes without its job. A job already waiting (or running) under the same
+        id is left alone, and its record kept.
+
         Returns:
             How many were enqueued again.
         """
@@ -278,275 +376,26 @@ class ArqDispatcher:
         for failed in await self.failed_jobs():
             if job_ids is not None and failed.job_id not in job_ids:
                 continue
-            await self.pool.enqueue_job(
-                failed.function, *failed.args, _job_id=failed.job_id, _queue_name=failed.queue
+            data = serialize_job(
+                failed.function,
+                tuple(failed.args),
+                {},
+                None,
+                timestamp_ms(),
+                serializer=json_serializer,
             )
-            await self.pool.hdel(self.queues.failed, failed.job_id)  # type: ignore[misc]
-            requeued += 1
+            keys = [
+                failed.queue,
+                job_key_prefix + failed.job_id,
+                result_key_prefix + failed.job_id,
+                self.queues.failed,
+            ]
+            argv: list[Any] = [timestamp_ms(), self.pool.expires_extra_ms, failed.job_id, data]
+            with _queue_errors(self._server(), "requeue_failed"):
+                done = await self._requeue(keys=keys, args=argv, client=self.pool)
+            if done:
+                requeued += 1
+                logger.info(
+                    "job %s (%s) requeued on %s", failed.job_id, failed.function, failed.queue
+                )
         return requeued
-
-
-# -- the worker side --------------------------------------------------------------------------
-
-
-class ManagerFactory(Protocol):
-    """Returns the Manager the worker runs jobs with (a Manager subclass works)."""
-
-    def __call__(self) -> Manager: ...
-
-
-@dataclass(frozen=True)
-class _WorkerState:
-    manager: Manager
-    queues: Queues
-    queue: str  # the one this worker takes jobs from, so the failed jobs' queue
-    max_tries: int
-    retry_delay: float
-    max_retry_delay: float
-    job_timeout: float
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds before try ``attempt + 1``: doubling from ``retry_delay``, capped."""
-        return float(min(self.retry_delay * 2 ** (attempt - 1), self.max_retry_delay))
-
-
-def _state(ctx: Mapping[str, Any]) -> _WorkerState:
-    try:
-        state: _WorkerState = ctx["aiostream"]
-    except KeyError:
-        raise ConfigurationError(
-            "the arq worker was not started with aiostream.tasks.worker_settings(...)"
-        ) from None
-    return state
-
-
-async def _run(ctx: dict[str, Any], function: str, job: Job, args: list[Any]) -> int:
-    state = _state(ctx)
-    attempt = int(ctx.get("job_try", 1))
-    if attempt > state.max_tries:
-        # Every try so far ended without a word from us: its worker was killed or
-        # stopped mid-job. arq would drop the job here; we record it instead.
-        error = JobExecutionFailed(
-            f"max {state.max_tries} tries exceeded; the last one never finished "
-            "(its worker was killed or stopped)"
-        )
-        await _record_failure(ctx, state, function, args, error, attempt - 1, "tries exhausted")
-        raise error
-    try:
-        with anyio.move_on_after(state.job_timeout) as deadline:
-            await state.manager.run(job)
-    except Exception as exc:
-        transient = is_transient(exc)
-        if transient and attempt < state.max_tries:
-            state.manager.metrics.on_job_retry(function, attempt, exc)
-            raise Retry(defer=state.backoff(attempt)) from exc
-        reason = "tries exhausted" if transient else "error"
-        await _record_failure(ctx, state, function, args, exc, attempt, reason)
-        raise
-    except asyncio.CancelledError as exc:
-        # The worker is stopping, or arq aborted the job: record it before letting the
-        # cancellation through (arq runs it again after a stop; then the record goes).
-        await _record_failure(ctx, state, function, args, exc, attempt, "cancelled")
-        raise
-    if deadline.cancelled_caught:
-        # Most often a slow or frozen server: as transient as a storage timeout, so it
-        # is tried again, and recorded only when its tries are used up.
-        timeout = TimeoutError(
-            f"{function} did not finish within job_timeout ({state.job_timeout:g} s)"
-        )
-        if attempt < state.max_tries:
-            state.manager.metrics.on_job_retry(function, attempt, timeout)
-            raise Retry(defer=state.backoff(attempt)) from timeout
-        await _record_failure(ctx, state, function, args, timeout, attempt, "timeout")
-        raise timeout
-    if attempt > 1:  # an earlier try may have left a record ("cancelled")
-        await _uncancellable(ctx["redis"].hdel(state.queues.failed, str(ctx.get("job_id", ""))))
-    return len(job.user_ids) if isinstance(job, FanoutChunk) else len(job.target_ids)
-
-
-async def _record_failure(
-    ctx: dict[str, Any],
-    state: _WorkerState,
-    function: str,
-    args: list[Any],
-    exc: BaseException,
-    tries: int,
-    reason: str,
-) -> None:
-    failed = FailedJob(
-        job_id=str(ctx.get("job_id", "")),
-        function=function,
-        queue=state.queue,
-        args=args,
-        error=repr(exc),
-        error_type=type(exc).__name__,
-        tries=tries,
-        failed_at=time.time(),
-        reason=reason,
-    )
-    await _uncancellable(ctx["redis"].hset(state.queues.failed, failed.job_id, failed.to_json()))
-
-
-async def _uncancellable(write: Awaitable[Any]) -> None:
-    """Await ``write`` to its end even when this task is cancelled meanwhile (arq cancels
-    jobs with plain ``Task.cancel()``, which an anyio shield does not hold off), then let
-    the cancellation through."""
-    task = asyncio.ensure_future(write)
-    cancelled: asyncio.CancelledError | None = None
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError as exc:
-            cancelled = exc
-    task.result()
-    if cancelled is not None:
-        raise cancelled
-
-
-async def fanout_operation(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
-    """Apply one fanout chunk (default queue); returns the number of feeds."""
-    return await _run(ctx, "fanout_operation", FanoutChunk.from_dict(chunk), [chunk])
-
-
-async def fanout_operation_high(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
-    """Apply one fanout chunk of HIGH priority followers; returns the number of feeds."""
-    return await _run(ctx, "fanout_operation_high", FanoutChunk.from_dict(chunk), [chunk])
-
-
-async def fanout_operation_low(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
-    """Apply one fanout chunk of LOW priority followers; returns the number of feeds."""
-    return await _run(ctx, "fanout_operation_low", FanoutChunk.from_dict(chunk), [chunk])
-
-
-async def follow_many(
-    ctx: dict[str, Any],
-    user_id: Any,
-    target_ids: list[Any],
-    activity_copy_limit: int | None = None,
-) -> int:
-    """Copy the targets' recent activities (at most ``activity_copy_limit`` each; None:
-    the manager's ``follow_activity_limit``) into ``user_id``'s feeds; returns
-    len(targets)."""
-    job = FollowChunk("follow", user_id, tuple(target_ids), activity_copy_limit)
-    arguments: list[Any] = [user_id, target_ids]
-    if activity_copy_limit is not None:
-        arguments.append(activity_copy_limit)
-    return await _run(ctx, "follow_many", job, arguments)
-
-
-async def unfollow_many(ctx: dict[str, Any], user_id: Any, target_ids: list[Any]) -> int:
-    """Take the targets' activities out of ``user_id``'s feeds; returns len(targets)."""
-    job = FollowChunk("unfollow", user_id, tuple(target_ids))
-    return await _run(ctx, "unfollow_many", job, [user_id, target_ids])
-
-
-FUNCTIONS = (
-    fanout_operation,
-    fanout_operation_high,
-    fanout_operation_low,
-    follow_many,
-    unfollow_many,
-)
-
-
-# arq's own timeout, for a job ours did not stop (it only cancels), comes this much later.
-_ARQ_TIMEOUT_GRACE = 2.0
-
-
-def _queue_retry(outage: float) -> RedisRetry:
-    """Retries of a queue Redis command: 0.1 s doubling to 1 s, for ``outage`` seconds."""
-    backoff = ExponentialBackoff(cap=1.0, base=0.05)
-    retries, waited = 0, 0.0
-    while waited < outage:
-        retries += 1
-        waited += backoff.compute(retries)
-    return RedisRetry(backoff, retries)
-
-
-def worker_settings(
-    make_manager: ManagerFactory,
-    *,
-    queue: str = DEFAULT_QUEUE,
-    settings: Settings | None = None,
-    queues: Queues | None = None,
-    max_tries: int = 5,
-    retry_delay: float = 0.5,
-    max_retry_delay: float = 30.0,
-    job_timeout: float | dt.timedelta = 300,
-    queue_outage: float = 60.0,
-    **worker_options: Any,
-) -> type:
-    """A settings class for ``arq module.ClassName`` that runs aiostream's jobs from ``queue``.
-
-    At start-up the worker enters a :class:`~aiostream.storage.registry.Storages` built
-    from ``settings`` (default: :meth:`Settings.from_env`, read when this is called), in
-    which its feeds find their storages, and builds its Manager with ``make_manager()``;
-    at shutdown it closes the storages it opened.
-
-    Args:
-        make_manager: Returns the Manager (a Manager subclass itself works).
-        queue: The queue this worker takes jobs from.
-        settings: Storage settings; the arq Redis is ``settings.arq_redis_url``.
-        queues: Queue names, the same the dispatcher uses.
-        max_tries: Tries per job before it is recorded as failed. A try whose worker
-            was killed counts; aiostream counts them itself (arq's own limit is set out
-            of reach, so that no job is dropped without a record).
-        retry_delay: Seconds before the second try; doubles each time.
-        max_retry_delay: Cap of the delay between tries.
-        job_timeout: Seconds a try may run (arq's default, 300); one that outlasts it is
-            stopped and tried again like a transient error, and recorded with reason
-            ``"timeout"`` when it was the last try.
-        queue_outage: Seconds the worker retries a failing command to the queue Redis
-            (and its first connection) before giving up and exiting, so that it rides
-            out a restart of that server.
-        worker_options: More ``arq.Worker`` options (``max_jobs`` 32, ``poll_delay``
-            0.01 s, ...); a ``redis_settings`` given here replaces the retrying ones.
-    """
-    if max_tries < 1:
-        raise ConfigurationError(f"max_tries must be at least 1, got {max_tries!r}")
-    timeout = to_seconds(job_timeout)
-    if timeout is None or timeout <= 0:
-        raise ConfigurationError(f"job_timeout must be positive, got {job_timeout!r}")
-    settings = settings or Settings.from_env()
-    queues = queues or Queues()
-
-    async def on_startup(ctx: dict[str, Any]) -> None:
-        # The worker's storages: feeds resolve theirs here, and shutdown closes them.
-        ctx["aiostream_storages"] = await Storages(settings).__aenter__()
-        ctx["aiostream"] = _WorkerState(
-            make_manager(), queues, queue, max_tries, retry_delay, max_retry_delay, timeout
-        )
-
-    async def on_shutdown(ctx: dict[str, Any]) -> None:
-        storages = ctx.get("aiostream_storages")
-        if storages is not None:
-            await storages.__aexit__(None, None, None)
-
-    redis_settings = dataclasses.replace(
-        RedisSettings.from_dsn(settings.arq_redis_url or settings.redis_url),
-        conn_retries=math.ceil(queue_outage),
-        conn_retry_delay=1,
-        retry=_queue_retry(queue_outage),
-        # OSError: redis-py 5 retries a refused connection only if told to.
-        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
-    )
-    options: dict[str, Any] = {
-        # _run enforces max_tries (arq would drop a job past its limit unrecorded) and
-        # job_timeout (so that it knows a timeout from a cancellation).
-        "functions": [func(f, keep_result=0, max_tries=sys.maxsize) for f in FUNCTIONS],
-        "job_timeout": timeout + _ARQ_TIMEOUT_GRACE,
-        "queue_name": queue,
-        "redis_settings": redis_settings,
-        "on_startup": on_startup,
-        "on_shutdown": on_shutdown,
-        "job_serializer": json_serializer,
-        "job_deserializer": json_deserializer,
-        "keep_result": 0,
-        "max_jobs": 32,
-        # arq's default (0.5 s) paces a busy worker's queue reads; at 10 ms one worker
-        # moved 1.6-2.3x the feed writes per second (benchmarks/arq_bench.py, chunks of
-        # 100), for an idle cost of 100 cheap reads a second.
-        "poll_delay": 0.01,
-        **worker_options,
-    }
-    return type("WorkerSettings", (), options)

@@ -383,5 +383,13 @@ class FeedStorage(ActivityStorage, TimelineStorage, GroupStorage, LeaseStorage, 
     async def delete_feeds(self, keys: Sequence[str]) -> None:
         """Delete everything stored under each feed key: entries, groups and markers."""
 
+    async def ping(self) -> None:
+        """Check that the server answers (a readiness probe); a no-op without a server.
+
+        Raises:
+            StorageUnavailableError: the server is down or refused the connection.
+            StorageTimeoutError: it did not answer in time.
+        """
+
     async def aclose(self) -> None:
         """Release connections this storage opened (injected clients are left open)."""

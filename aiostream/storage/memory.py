@@ -94,6 +94,9 @@ class MemoryStorage:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    async def ping(self) -> None:
+        """Always ready: there is no server."""
+
     async def aclose(self) -> None:
         """Nothing to release."""
 

@@ -199,6 +199,17 @@ class CassandraClient:
         if cluster is not None:
             await bridge.run_blocking(cluster.shutdown)
 
+    async def ping(self) -> None:
+        """Connect if needed, check the schema once and ask a node for its version: a
+        readiness probe.
+
+        Raises:
+            StorageUnavailableError: no host answers.
+            StorageTimeoutError: the query timed out.
+            SchemaError: the keyspace or a table is missing.
+        """
+        await self._run("SELECT release_version FROM system.local", ())
+
     def close_nowait(self) -> None:
         """Like :meth:`aclose`, for code without a running event loop: the cluster is
         shut down by a background thread."""

@@ -192,6 +192,16 @@ class RedisBase:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
+    async def ping(self) -> None:
+        """Check that the server (on a cluster, its nodes) answers: a readiness probe.
+
+        Raises:
+            StorageUnavailableError: the server is down or refused the connection.
+            StorageTimeoutError: it did not answer in time.
+        """
+        async with self._op("ping"):
+            await self._c.execute_command("PING")
+
     async def aclose(self) -> None:
         """Close the connection pool if this storage created it (idempotent)."""
         if self._closed:

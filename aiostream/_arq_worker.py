@@ -1,0 +1,490 @@
+"""The worker side of arq fanout: the job functions and :func:`worker_settings`.
+
+:mod:`aiostream.tasks` is the public module; this one holds what runs in a worker:
+the try counting, the failed-job records, the hooks chained with the user's, and the
+log lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import inspect
+import logging
+import math
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import anyio
+from arq import Retry
+from arq.connections import RedisSettings
+from arq.utils import to_seconds
+from arq.worker import Function, JobExecutionFailed, func
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from aiostream._jobs import (
+    DEFAULT_QUEUE,
+    FailedJob,
+    Queues,
+    is_transient,
+    json_deserializer,
+    json_serializer,
+)
+from aiostream.connection import Connection
+from aiostream.exceptions import ConfigurationError
+from aiostream.fanout import FanoutChunk, FollowChunk, Job
+from aiostream.manager import Manager
+from aiostream.settings import Settings
+
+logger = logging.getLogger("aiostream.tasks")
+
+Hook = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class ManagerFactory(Protocol):
+    """Returns the Manager the worker runs jobs with: a Manager subclass itself, or a
+    function of no argument or of the worker's arq ``ctx`` (which may be ``async``)."""
+
+    def __call__(self, *args: Any) -> Manager | Awaitable[Manager]: ...
+
+
+class WorkerSettings:
+    """What :func:`worker_settings` returns: an arq settings class (``arq module.Name``).
+
+    The attributes are arq ``Worker`` arguments; aiostream sets these and passes any
+    other you give it.
+    """
+
+    functions: ClassVar[list[Function]]
+    queue_name: ClassVar[str]
+    redis_settings: ClassVar[RedisSettings]
+    on_startup: ClassVar[Hook]
+    on_shutdown: ClassVar[Hook]
+    job_serializer: ClassVar[Callable[[Any], bytes]]
+    job_deserializer: ClassVar[Callable[[bytes], Any]]
+    job_timeout: ClassVar[float]
+    keep_result: ClassVar[int]
+    max_jobs: ClassVar[int]
+    poll_delay: ClassVar[float]
+
+
+@dataclass
+class _WorkerState:
+    manager: Manager
+    queues: Queues
+    queue: str  # the one this worker takes jobs from, so the failed jobs' queue
+    max_tries: int
+    retry_delay: float
+    max_retry_delay: float
+    job_timeout: float
+    counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "retried": 0, "failed": 0})
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds before try ``attempt + 1``: doubling from ``retry_delay``, capped."""
+        return float(min(self.retry_delay * 2 ** (attempt - 1), self.max_retry_delay))
+
+
+def _state(ctx: Mapping[str, Any]) -> _WorkerState:
+    try:
+        state: _WorkerState = ctx["aiostream"]
+    except KeyError:
+        raise ConfigurationError(
+            "the arq worker was not started with aiostream.tasks.worker_settings(...)"
+        ) from None
+    return state
+
+
+async def _run(ctx: dict[str, Any], function: str, job: Job, args: list[Any]) -> int:
+    state = _state(ctx)
+    attempt = int(ctx.get("job_try", 1))
+    job_id = str(ctx.get("job_id", ""))
+    if attempt > state.max_tries:
+        # Every try so far ended without a word from us: its worker was killed or
+        # stopped mid-job. arq would drop the job here; we record it instead.
+        error = JobExecutionFailed(
+            f"max {state.max_tries} tries exceeded; the last one never finished "
+            "(its worker was killed or stopped)"
+        )
+        await _record_failure(ctx, state, function, args, error, attempt - 1, "tries exhausted")
+        raise error
+    try:
+        with anyio.move_on_after(state.job_timeout) as deadline:
+            await state.manager.run(job)
+    except Exception as exc:
+        transient = is_transient(exc)
+        if transient and attempt < state.max_tries:
+            _retrying(state, function, job_id, attempt, exc)
+            raise Retry(defer=state.backoff(attempt)) from exc
+        reason = "tries exhausted" if transient else "error"
+        await _record_failure(ctx, state, function, args, exc, attempt, reason)
+        raise
+    except asyncio.CancelledError as exc:
+        # The worker is stopping, or arq aborted the job: record it before letting the
+        # cancellation through (arq runs it again after a stop; then the record goes).
+        await _record_failure(ctx, state, function, args, exc, attempt, "cancelled")
+        raise
+    if deadline.cancelled_caught:
+        # Most often a slow or frozen server: as transient as a storage timeout, so it
+        # is tried again, and recorded only when its tries are used up.
+        timeout = TimeoutError(
+            f"{function} did not finish within job_timeout ({state.job_timeout:g} s)"
+        )
+        if attempt < state.max_tries:
+            _retrying(state, function, job_id, attempt, timeout)
+            raise Retry(defer=state.backoff(attempt)) from timeout
+        await _record_failure(ctx, state, function, args, timeout, attempt, "timeout")
+        raise timeout
+    if attempt > 1:  # an earlier try may have left a record ("cancelled")
+        await _uncancellable(ctx["redis"].hdel(state.queues.failed, job_id))
+    state.counts["done"] += 1
+    return len(job.user_ids) if isinstance(job, FanoutChunk) else len(job.target_ids)
+
+
+def _retrying(
+    state: _WorkerState, function: str, job_id: str, attempt: int, exc: BaseException
+) -> None:
+    state.counts["retried"] += 1
+    state.manager.metrics.on_job_retry(function, attempt, exc)
+    # The error's type and message name the server and the operation, never the
+    # activities the job carries.
+    logger.warning(
+        "job %s (%s) try %d of %d failed with %s: %s; retrying in %.1f s",
+        job_id,
+        function,
+        attempt,
+        state.max_tries,
+        type(exc).__name__,
+        exc,
+        state.backoff(attempt),
+    )
+
+
+async def _record_failure(
+    ctx: dict[str, Any],
+    state: _WorkerState,
+    function: str,
+    args: list[Any],
+    exc: BaseException,
+    tries: int,
+    reason: str,
+) -> None:
+    state.counts["failed"] += 1
+    failed = FailedJob(
+        job_id=str(ctx.get("job_id", "")),
+        function=function,
+        queue=state.queue,
+        args=args,
+        error=repr(exc),
+        error_type=type(exc).__name__,
+        tries=tries,
+        failed_at=time.time(),
+        reason=reason,
+    )
+    # Only the error's type at WARNING: a message about bad data may quote it. The
+    # record (``ArqDispatcher.failed_jobs()``) keeps the whole error.
+    level = logging.INFO if reason == "cancelled" else logging.WARNING
+    logger.log(
+        level,
+        "job %s (%s) on %s failed (%s) after %d tries: %s",
+        failed.job_id,
+        function,
+        state.queue,
+        reason,
+        tries,
+        failed.error_type,
+    )
+    await _uncancellable(ctx["redis"].hset(state.queues.failed, failed.job_id, failed.to_json()))
+
+
+async def _uncancellable(write: Awaitable[Any]) -> None:
+    """Await ``write`` to its end even when this task is cancelled meanwhile (arq cancels
+    jobs with plain ``Task.cancel()``, which an anyio shield does not hold off), then let
+    the cancellation through."""
+    task = asyncio.ensure_future(write)
+    cancelled: asyncio.CancelledError | None = None
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    task.result()
+    if cancelled is not None:
+        raise cancelled
+
+
+async def fanout_operation(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
+    """Apply one fanout chunk (default queue); returns the number of feeds."""
+    return await _run(ctx, "fanout_operation", FanoutChunk.from_dict(chunk), [chunk])
+
+
+async def fanout_operation_high(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
+    """Apply one fanout chunk of HIGH priority followers; returns the number of feeds."""
+    return await _run(ctx, "fanout_operation_high", FanoutChunk.from_dict(chunk), [chunk])
+
+
+async def fanout_operation_low(ctx: dict[str, Any], chunk: dict[str, Any]) -> int:
+    """Apply one fanout chunk of LOW priority followers; returns the number of feeds."""
+    return await _run(ctx, "fanout_operation_low", FanoutChunk.from_dict(chunk), [chunk])
+
+
+async def follow_many(
+    ctx: dict[str, Any],
+    user_id: Any,
+    target_ids: list[Any],
+    activity_copy_limit: int | None = None,
+) -> int:
+    """Copy the targets' recent activities (at most ``activity_copy_limit`` each; None:
+    the manager's ``follow_activity_limit``) into ``user_id``'s feeds; returns
+    len(targets)."""
+    job = FollowChunk("follow", user_id, tuple(target_ids), activity_copy_limit)
+    arguments: list[Any] = [user_id, target_ids]
+    if activity_copy_limit is not None:
+        arguments.append(activity_copy_limit)
+    return await _run(ctx, "follow_many", job, arguments)
+
+
+async def unfollow_many(ctx: dict[str, Any], user_id: Any, target_ids: list[Any]) -> int:
+    """Take the targets' activities out of ``user_id``'s feeds; returns len(targets)."""
+    job = FollowChunk("unfollow", user_id, tuple(target_ids))
+    return await _run(ctx, "unfollow_many", job, [user_id, target_ids])
+
+
+FUNCTIONS = (
+    fanout_operation,
+    fanout_operation_high,
+    fanout_operation_low,
+    follow_many,
+    unfollow_many,
+)
+
+
+# arq's own timeout, for a job ours did not stop (it only cancels), comes this much later.
+_ARQ_TIMEOUT_GRACE = 2.0
+
+
+def _queue_retry(outage: float) -> RedisRetry:
+    """Retries of a queue Redis command: 0.1 s doubling to 1 s, for ``outage`` seconds."""
+    backoff = ExponentialBackoff(cap=1.0, base=0.05)
+    retries, waited = 0, 0.0
+    while waited < outage:
+        retries += 1
+        waited += backoff.compute(retries)
+    return RedisRetry(backoff, retries)
+
+
+_JOB_LINE = "→"  # arq's "job started" line: '%6.2fs → %s(%s)%s' with the job's arguments
+
+
+class _RedactJobArguments(logging.Filter):
+    """Drops the arguments (users' activities) from arq's "job started" lines of
+    aiostream's functions; arq prints them at INFO."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if (
+            _JOB_LINE in str(record.msg)
+            and isinstance(args, tuple)
+            and len(args) == 4
+            and str(args[1]).rpartition(":")[2] in _FUNCTION_NAMES
+        ):
+            record.args = (args[0], args[1], "…", args[3])
+        return True
+
+
+_FUNCTION_NAMES = frozenset(f.__name__ for f in FUNCTIONS)
+_redact = _RedactJobArguments()
+
+
+async def _make_manager(make_manager: ManagerFactory, ctx: dict[str, Any]) -> Manager:
+    if isinstance(make_manager, type):
+        made: Any = make_manager()
+    else:
+        try:
+            parameters = list(inspect.signature(make_manager).parameters.values())
+        except (TypeError, ValueError):  # a builtin or C callable: call it as it is
+            parameters = []
+        positional = [
+            p
+            for p in parameters
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+        made = make_manager(ctx) if positional else make_manager()
+    if inspect.isawaitable(made):
+        made = await made
+    if not isinstance(made, Manager):
+        raise ConfigurationError(
+            f"the worker's manager factory returned {type(made).__name__}, not a Manager"
+        )
+    return made
+
+
+def _storages_in_use(manager: Manager, connection: Connection) -> list[str]:
+    """The storages the manager's feeds resolve (described, without passwords)."""
+    names: dict[tuple[str, str], str] = {}
+    for feed_class in [*manager.feed_classes.values(), manager.user_feed_class]:
+        if feed_class is None:
+            continue
+        key = (feed_class.storage_backend, feed_class.storage_server)
+        if key not in names:
+            names[key] = repr(connection.storage(*key))
+    return list(names.values())
+
+
+def _user_functions(functions: Sequence[Any]) -> list[Any]:
+    ours = _FUNCTION_NAMES
+    taken = []
+    for function in functions:
+        name = func(function).name  # arq's name for it (a coroutine's __qualname__)
+        if name in ours:
+            taken.append(name)
+    if taken:
+        raise ConfigurationError(
+            f"functions {taken!r} have the names of aiostream's own jobs; rename them"
+        )
+    return list(functions)
+
+
+def worker_settings(
+    make_manager: ManagerFactory,
+    *,
+    queue: str = DEFAULT_QUEUE,
+    settings: Settings | None = None,
+    queues: Queues | None = None,
+    max_tries: int = 5,
+    retry_delay: float = 0.5,
+    max_retry_delay: float = 30.0,
+    job_timeout: float | dt.timedelta = 300,
+    queue_outage: float = 60.0,
+    functions: Sequence[Any] = (),
+    on_startup: Hook | None = None,
+    on_shutdown: Hook | None = None,
+    **worker_options: Any,
+) -> type[WorkerSettings]:
+    """A settings class for ``arq module.ClassName`` that runs aiostream's jobs from ``queue``.
+
+    At start-up the worker enters an :class:`~aiostream.connection.Connection` built
+    from ``settings`` (default: :meth:`Settings.from_env`, read when this is called),
+    in which its feeds find their storages, builds its Manager and logs (at INFO, on
+    the ``aiostream.tasks`` logger) its queue and storages; then your ``on_startup``
+    runs. At shutdown your ``on_shutdown`` runs first, then the storages close.
+
+    Your own jobs run beside aiostream's: pass them as ``functions`` (coroutines or
+    ``arq.func(...)``); ``ctx["aiostream"].manager`` is the worker's Manager and
+    ``ctx["aiostream_connection"]`` its :class:`~aiostream.connection.Connection`.
+
+    Args:
+        make_manager: Returns the Manager: a Manager subclass itself, or a function of
+            no argument or of the worker's arq ``ctx`` (``async`` works too).
+        queue: The queue this worker takes jobs from.
+        settings: Storage settings; the arq Redis is ``settings.arq_redis_url``.
+        queues: Queue names, the same the dispatcher uses.
+        max_tries: Tries per job before it is recorded as failed. A try whose worker
+            was killed counts; aiostream counts them itself (arq's own limit is set out
+            of reach, so that no job is dropped without a record).
+        retry_delay: Seconds before the second try; doubles each time.
+        max_retry_delay: Cap of the delay between tries.
+        job_timeout: Seconds a try may run (arq's default, 300); one that outlasts it is
+            stopped and tried again like a transient error, and recorded with reason
+            ``"timeout"`` when it was the last try.
+        queue_outage: Seconds the worker retries a failing command to the queue Redis
+            (and its first connection) before giving up and exiting, so that it rides
+            out a restart of that server.
+        functions: Your jobs, run by the same workers (their names must differ from
+            aiostream's).
+        on_startup: Your start-up hook, run after aiostream's.
+        on_shutdown: Your shutdown hook, run before aiostream's.
+        worker_options: More ``arq.Worker`` options (``max_jobs`` 32, ``poll_delay``
+            0.01 s, ``on_job_start``, ``cron_jobs``, ...); a ``redis_settings`` given
+            here replaces the retrying ones.
+
+    Raises:
+        ConfigurationError: a bad limit, or a function named like one of aiostream's.
+
+    Example::
+
+        WorkerSettings = worker_settings(PinManager, functions=[send_digest])
+    """
+    if max_tries < 1:
+        raise ConfigurationError(f"max_tries must be at least 1, got {max_tries!r}")
+    timeout = to_seconds(job_timeout)
+    if timeout is None or timeout <= 0:
+        raise ConfigurationError(f"job_timeout must be positive, got {job_timeout!r}")
+    settings = settings or Settings.from_env()
+    queues = queues or Queues()
+    user_functions = _user_functions(functions)
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        # The worker's storages: feeds resolve theirs here, and shutdown closes them.
+        connection = await Connection(settings).__aenter__()
+        ctx["aiostream_connection"] = connection
+        manager = await _make_manager(make_manager, ctx)
+        ctx["aiostream"] = _WorkerState(
+            manager, queues, queue, max_tries, retry_delay, max_retry_delay, timeout
+        )
+        logging.getLogger("arq.worker").addFilter(_redact)
+        logger.info(
+            "aiostream worker started: queue %s, manager %s, storages %s",
+            queue,
+            type(manager).__name__,
+            ", ".join(_storages_in_use(manager, connection)),
+        )
+        if on_startup is not None:
+            await on_startup(ctx)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        try:
+            if on_shutdown is not None:
+                await on_shutdown(ctx)
+        finally:
+            connection = ctx.pop("aiostream_connection", None)
+            if connection is not None:
+                await connection.aclose()
+            state = ctx.get("aiostream")
+            if state is not None:
+                counts = state.counts
+                logger.info(
+                    "aiostream worker stopped: queue %s, jobs done %d, retried %d, failed %d",
+                    queue,
+                    counts["done"],
+                    counts["retried"],
+                    counts["failed"],
+                )
+
+    redis_settings = dataclasses.replace(
+        RedisSettings.from_dsn(settings.arq_redis_url or settings.redis_url),
+        conn_retries=math.ceil(queue_outage),
+        conn_retry_delay=1,
+        retry=_queue_retry(queue_outage),
+        # OSError: redis-py 5 retries a refused connection only if told to.
+        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
+    )
+    options: dict[str, Any] = {
+        # _run enforces max_tries (arq would drop a job past its limit unrecorded) and
+        # job_timeout (so that it knows a timeout from a cancellation).
+        "functions": [
+            *(func(f, keep_result=0, max_tries=sys.maxsize) for f in FUNCTIONS),
+            *user_functions,
+        ],
+        "job_timeout": timeout + _ARQ_TIMEOUT_GRACE,
+        "queue_name": queue,
+        "redis_settings": redis_settings,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "job_serializer": json_serializer,
+        "job_deserializer": json_deserializer,
+        "keep_result": 0,
+        "max_jobs": 32,
+        # arq's default (0.5 s) paces a busy worker's queue reads; at 10 ms one worker
+        # moved 1.6-2.3x the feed writes per second (benchmarks/arq_bench.py, chunks of
+        # 100), for an idle cost of 100 cheap reads a second.
+        "poll_delay": 0.01,
+        **worker_options,
+    }
+    return type("WorkerSettings", (WorkerSettings,), options)
