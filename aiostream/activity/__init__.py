@@ -14,6 +14,16 @@ Example::
     (13, 'loved', 42, None)
     >>> a.time.isoformat()
     '2024-05-01T12:00:00+00:00'
+
+``to_dict()`` gives the JSON view of an activity or a group (ids beyond ``2**53`` and
+UUIDs as strings, named in ``"id_types"``; times in ISO 8601 UTC) and ``from_dict()``
+rebuilds it::
+
+    >>> data = a.to_dict()
+    >>> data["actor"], data["verb"], data["time"], data["id"] == str(a.serialization_id)
+    (13, 'love', '2024-05-01T12:00:00Z', True)
+    >>> Activity.from_dict(data).serialization_id == a.serialization_id
+    True
 """
 
 from aiostream.activity._group import (

@@ -5,14 +5,28 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 from aiostream._text import lone_surrogate, unwritable_int
+from aiostream.activity._json_view import (
+    IdReader,
+    check_same,
+    check_same_ids,
+    check_verb_name,
+    check_view_id,
+    checked_view,
+    encode_id,
+    format_optional_time,
+    parse_optional_time,
+    read_count,
+    required,
+    reraise_nested,
+)
 from aiostream.activity._single import Activity, DehydratedActivity, utcnow
 from aiostream.exceptions import ActivityNotFoundError, DuplicateActivityError, ValidationError
 from aiostream.group_format import Capabilities, DeclaresCapabilities
 from aiostream.ids import check_time, make_id
-from aiostream.verbs import Verb
+from aiostream.verbs import Verb, VerbRegistry, default_registry
 
 MAX_AGGREGATED_ACTIVITIES_LENGTH = 15
 # What AggregatedActivity.append, the stock merge rule, depends on (see server_mergeable).
@@ -395,6 +409,123 @@ class AggregatedActivity(DeclaresCapabilities):
         """Mark read now (on this object; notification feeds persist marks themselves)."""
         self.read_at = utcnow()
 
+    # -- the JSON view -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The group as JSON-ready data (``json.dumps`` takes it as it is); a group read
+        from storage builds its activities for it.
+
+        Keys: ``"id"`` (:attr:`serialization_id` as a str), ``"group"``, ``"verb"`` and
+        ``"verb_id"`` (of :attr:`verb`), ``"activity_count"``, ``"actor_count"``,
+        ``"actor_ids"``, ``"created_at"``, ``"updated_at"``, ``"seen_at"`` and
+        ``"read_at"`` (ISO 8601 in UTC with a trailing ``Z``, or None),
+        ``"minimized_activities"`` and ``"activities"`` (each activity's
+        :meth:`~aiostream.activity.Activity.to_dict`, oldest first as held). Actor ids are
+        written as :meth:`~aiostream.activity.Activity.to_dict` writes ids, a wide int or
+        a UUID named in ``"id_types"`` (``{"actor_ids.3": "uuid"}``).
+
+        Raises:
+            ValidationError: the group is dehydrated or empty (it has nothing to show),
+                or an activity's ``extra_context`` has no JSON form.
+        """
+        if self.dehydrated:
+            raise ValidationError("aggregated", "is dehydrated: it holds only activity ids")
+        activities = self.activities
+        if not activities:
+            raise ValidationError("activities", "an empty group has no JSON view")
+        id_types: dict[str, str] = {}
+        verb = self.verb
+        data: dict[str, Any] = {
+            "id": str(self.serialization_id),
+            "group": self.group,
+            "verb": verb.infinitive,
+            "verb_id": verb.id,
+            "activity_count": self.activity_count,
+            "actor_count": self.actor_count,
+            "actor_ids": [
+                encode_id(actor, f"actor_ids.{i}", id_types)
+                for i, actor in enumerate(self.actor_ids)
+            ],
+            "created_at": format_optional_time(self.created_at),
+            "updated_at": format_optional_time(self.updated_at),
+            "seen_at": format_optional_time(self.seen_at),
+            "read_at": format_optional_time(self.read_at),
+            "minimized_activities": self.minimized_activities,
+            "activities": [activity.to_dict() for activity in activities],
+        }
+        if id_types:
+            data["id_types"] = id_types
+        return data
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        activity_class: type[Activity] = Activity,
+        verbs: VerbRegistry = default_registry,
+    ) -> Self:
+        """The group of a :meth:`to_dict` view (of this class: a subclass builds its own),
+        equal to the group it was made of, with the same :attr:`serialization_id`.
+
+        ``"group"`` and ``"activities"`` (at least one, at most
+        ``max_aggregated_activities_length``) are required; the activities are appended
+        (so held in id order). ``"created_at"`` and ``"updated_at"`` default to the
+        activities' oldest and newest times, ``"seen_at"`` and ``"read_at"`` to None and
+        ``"minimized_activities"`` to 0. What the view repeats (``"id"``, ``"verb"``,
+        ``"verb_id"``, the counts, ``"actor_ids"``) must agree with the rebuilt group when
+        given. Other keys are ignored.
+
+        Args:
+            data: The view.
+            activity_class: Class the activities are built as (its ``from_dict``).
+            verbs: Registry the activities' verb ids are looked up in.
+
+        Raises:
+            ValidationError: naming the bad field (``"updated_at"``,
+                ``"activities.2.time"``, ``"id_types.actor_ids.0"``...), or the repeated
+                field that disagrees (``"id"``, ``"actor_count"``...).
+        """
+        data = checked_view(data, "aggregated")
+        group = cls(required(data, "group"))
+        rows = required(data, "activities")
+        if not isinstance(rows, list | tuple) or not rows:
+            raise ValidationError("activities", f"expected a non-empty list, got {rows!r}")
+        if len(rows) > cls.max_aggregated_activities_length:
+            raise ValidationError(
+                "activities",
+                f"a group holds at most {cls.max_aggregated_activities_length}, got {len(rows)}",
+            )
+        for index, row in enumerate(rows):
+            try:
+                activity = activity_class.from_dict(row, verbs=verbs)
+            except ValidationError as exc:
+                reraise_nested(exc, f"activities.{index}")
+            try:
+                group.append(activity)
+            except DuplicateActivityError:
+                raise ValidationError(f"activities.{index}", "repeats an activity") from None
+        for field in ("created_at", "updated_at"):
+            when = parse_optional_time(data, field)
+            if when is not None:
+                setattr(group, field, when)
+        group.seen_at = parse_optional_time(data, "seen_at")
+        group.read_at = parse_optional_time(data, "read_at")
+        group.minimized_activities = read_count(data, "minimized_activities", 0)
+        group._check_view(data)
+        return group
+
+    def _check_view(self, data: Mapping[str, Any]) -> None:
+        """Raise unless what ``data`` repeats agrees with this group, rebuilt from it."""
+        check_view_id(data, self.serialization_id)
+        check_verb_name(data, self.verb)
+        check_same(data, "verb_id", self.verb.id)
+        check_same(data, "activity_count", self.activity_count)
+        check_same(data, "actor_count", self.actor_count)
+        ids = IdReader(data)
+        check_same_ids(data, "actor_ids", self.actor_ids, ids)
+        ids.check_all_read()
+
     def __repr__(self) -> str:
         if self.dehydrated:
             return f"Dehydrated {type(self).__name__} ({self._activity_ids})"
@@ -423,3 +554,42 @@ class NotificationActivity(AggregatedActivity):
     def is_read(self) -> bool:
         """Read according to the feed's markers (or ``read_at`` when not from a feed)."""
         return super().is_read() if self.marked_read is None else self.marked_read
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`AggregatedActivity.to_dict` plus ``"is_seen"`` and ``"is_read"`` (what
+        :meth:`is_seen` and :meth:`is_read` answer: the feed's markers when the group came
+        from a notification feed).
+
+        Raises:
+            ValidationError: as :meth:`AggregatedActivity.to_dict` does.
+        """
+        data = super().to_dict()
+        data["is_seen"] = self.is_seen()
+        data["is_read"] = self.is_read()
+        return data
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        activity_class: type[Activity] = Activity,
+        verbs: VerbRegistry = default_registry,
+    ) -> Self:
+        """:meth:`AggregatedActivity.from_dict`; ``"is_seen"`` and ``"is_read"``, when
+        given, become the group's markers (``marked_seen`` / ``marked_read``), so the
+        rebuilt group answers :meth:`is_seen` and :meth:`is_read` as the one viewed did.
+
+        Raises:
+            ValidationError: as :meth:`AggregatedActivity.from_dict` does, or naming
+                ``is_seen`` / ``is_read`` when it is not a bool.
+        """
+        group = super().from_dict(data, activity_class=activity_class, verbs=verbs)
+        for field, marker in (("is_seen", "marked_seen"), ("is_read", "marked_read")):
+            value = data.get(field)
+            if value is None:
+                continue
+            if not isinstance(value, bool):
+                raise ValidationError(field, f"expected a bool, got {value!r}")
+            setattr(group, marker, value)
+        return group

@@ -8,6 +8,17 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self, TypeGuard, cast
 
 from aiostream._text import lone_surrogate, unwritable_int
+from aiostream.activity._json_view import (
+    IdReader,
+    check_view_id,
+    checked_view,
+    encode_id,
+    format_time,
+    json_context,
+    parse_time,
+    read_verb,
+    required,
+)
 from aiostream.exceptions import ActivityNotFoundError, UnknownVerbError, ValidationError
 from aiostream.group_format import Capabilities, DeclaresCapabilities
 from aiostream.ids import ItemId, check_time, foreign_activity_id, id_text, make_id
@@ -86,6 +97,30 @@ def _resolve_verb(verb: Any, verbs: VerbRegistry) -> type[Verb]:
             raise UnknownVerbError(verb.id)
         return verb
     raise ValidationError("verb", f"expected a registered Verb class or id, got {verb!r}")
+
+
+def _read_targets(value: object, ids: IdReader) -> tuple[tuple[str, int | str], ...]:
+    """The ``"to"`` of a view: ``[feed name, user id]`` pairs (None: no targets).
+
+    Raises:
+        ValidationError: naming ``to`` or ``to.<i>``.
+    """
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise ValidationError("to", f"expected a list of [feed, user id] pairs, got {value!r}")
+    targets: list[tuple[str, int | str]] = []
+    for index, pair in enumerate(value):
+        where = f"to.{index}"
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ValidationError(where, f"expected a [feed name, user id] pair, got {pair!r}")
+        name, user_id = pair
+        if not isinstance(name, str) or not name:
+            raise ValidationError(where, f"expected a feed name (a str), got {name!r}")
+        user = ids.read(where, user_id)
+        # A UUID user id names the feed its str names, as add_user_activity keeps it.
+        targets.append((name, str(user) if isinstance(user, uuid.UUID) else user))
+    return tuple(targets)
 
 
 class Activity(DeclaresCapabilities):
@@ -245,6 +280,116 @@ class Activity(DeclaresCapabilities):
     def get_dehydrated(self) -> DehydratedActivity:
         """A reference to this activity that holds only its id."""
         return DehydratedActivity(self.serialization_id)
+
+    # -- the JSON view -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The activity as JSON-ready data (``json.dumps`` takes it as it is).
+
+        Keys: ``"id"`` (:attr:`serialization_id` as a str: it is far beyond ``2**53``),
+        ``"actor"``, ``"verb"`` (the verb's ``infinitive``), ``"verb_id"``, ``"object"``,
+        ``"target"`` (or None), ``"time"`` (ISO 8601 in UTC with a trailing ``Z``,
+        microseconds only when not 0), ``"foreign_id"`` (or None), ``"to"`` (the
+        :attr:`to` targets as ``[feed name, user id]`` pairs, ``[]`` when none) and
+        ``"extra_context"``.
+
+        Ids: a str is a JSON string and an int with ``abs(n) <= 2**53`` a JSON number;
+        a wider int and a UUID are written as strings and named in ``"id_types"``
+        (``{"actor": "int", "object": "uuid", "to.0": "int"}``), a key there only when
+        some id needs it, so :meth:`from_dict` gives each id back as the type it was.
+
+        ``extra_context`` is plain JSON: JSON values as they are, a datetime in ISO 8601
+        (``Z`` when aware and in UTC), a date as an ISO date, a Decimal and a UUID as their
+        ``str()``, ints wider than ``2**53`` as ints (data, not ids). Read back by
+        :meth:`from_dict` those rich values are strings, so ``Activity.from_dict(
+        a.to_dict()) == a`` with every field equal holds exactly when ``extra_context``
+        is plain JSON; ids, time, verb, foreign id and targets always come back exactly,
+        and so does :attr:`serialization_id`.
+
+        Returns:
+            A new dict (its lists and dicts are new too).
+
+        Raises:
+            SerializationError: naming the path of an ``extra_context`` value with no
+                JSON form (a set, bytes, NaN, a key that is not a str...).
+
+        Example::
+
+            >>> import datetime as dt
+            >>> from aiostream import Activity, Love
+            >>> a = Activity(13, Love, 2**60, time=dt.datetime(2024, 5, 1, 12, 0))
+            >>> data = a.to_dict()
+            >>> data["actor"], data["object"], data["id_types"], data["time"]
+            (13, '1152921504606846976', {'object': 'int'}, '2024-05-01T12:00:00Z')
+        """
+        id_types: dict[str, str] = {}
+        target = self.target_id
+        data: dict[str, Any] = {
+            "id": str(self.serialization_id),
+            "actor": encode_id(self.actor_id, "actor", id_types),
+            "verb": self.verb.infinitive,
+            "verb_id": self.verb.id,
+            "object": encode_id(self.object_id, "object", id_types),
+            "target": None if target is None else encode_id(target, "target", id_types),
+            "time": format_time(self.time),
+            "foreign_id": self.foreign_id,
+            "to": [
+                [name, encode_id(user_id, f"to.{i}", id_types)]
+                for i, (name, user_id) in enumerate(self.to)
+            ],
+            "extra_context": json_context(self.extra_context),
+        }
+        if id_types:
+            data["id_types"] = id_types
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, verbs: VerbRegistry = default_registry) -> Self:
+        """The activity of a :meth:`to_dict` view (of this class: a subclass builds its own).
+
+        ``"actor"``, ``"verb_id"``, ``"object"`` and ``"time"`` are required; when given,
+        ``"verb"`` must be that verb's ``infinitive`` and ``"id"`` the rebuilt activity's
+        id. ``"target"``, ``"foreign_id"``, ``"to"``, ``"extra_context"`` and
+        ``"id_types"`` may be left out (or null). A time without an offset is taken as
+        UTC. Other keys are ignored, so a view may carry display fields of its own.
+
+        Args:
+            data: The view.
+            verbs: Registry the verb id is looked up in.
+
+        Returns:
+            The activity, built (and checked) by the constructor, with its ``to``.
+
+        Raises:
+            ValidationError: naming the bad field (``"time"``, ``"verb"``, ``"to.0"``,
+                ``"id_types.actor"``...), or ``"id"`` when it is not the id of the rest.
+            UnknownVerbError: no verb is registered under ``"verb_id"``.
+        """
+        data = checked_view(data, "activity")
+        ids = IdReader(data)
+        actor = ids.read("actor", required(data, "actor"))
+        obj = ids.read("object", required(data, "object"))
+        target = data.get("target")
+        if target is not None:
+            target = ids.read("target", target)
+        verb = read_verb(data, verbs)
+        time = parse_time(required(data, "time"), "time")
+        targets = _read_targets(data.get("to"), ids)
+        ids.check_all_read()
+        activity = cls(
+            actor,
+            verb,
+            obj,
+            target,
+            time,
+            data.get("extra_context"),
+            foreign_id=data.get("foreign_id"),
+            verbs=verbs,
+        )
+        if targets:
+            activity.to = targets
+        check_view_id(data, activity.serialization_id)
+        return activity
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Activity):
