@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from aiostream import Activity, AggregatedActivity, NotificationActivity
 from examples.web.service import Config
 
 pytestmark = pytest.mark.anyio
@@ -67,9 +68,13 @@ async def test_pin_reaches_follower_feeds_and_notifications(
     assert follow_note["verb"] == "follow"
 
     posted = await pin(client, 2, "Sunset over Lisbon", board="Road Trips")
-    assert posted["actor"] == {"id": 2, "name": "carol"}
+    assert (posted["actor"], posted["actor_name"]) == (2, "carol")
     assert posted["title"] == "Sunset over Lisbon"
     assert posted["id"].isdigit()
+    # an item is the activity's JSON view (plus display fields): a client rebuilds it
+    rebuilt = Activity.from_dict(posted)
+    assert str(rebuilt.serialization_id) == posted["id"]
+    assert rebuilt.extra_context["board"] == "Road Trips"
 
     flat = await read(client, 1, "feed")
     assert flat["next"] is None
@@ -83,10 +88,12 @@ async def test_pin_reaches_follower_feeds_and_notifications(
     assert group["actors"] == [{"id": 2, "name": "carol"}]
     assert [a["id"] for a in group["activities"]] == [posted["id"]]
     assert group["text"] == "carol pinned 1 pin"
+    assert str(AggregatedActivity.from_dict(group).serialization_id) == group["id"]
 
     notes = await read(client, 1, "notifications")
     (note,) = notes["items"]
-    assert note["seen"] is False and note["read"] is False
+    assert note["is_seen"] is False and note["is_read"] is False
+    assert not NotificationActivity.from_dict(note).is_seen()
     assert note["text"] == "carol pinned “Sunset over Lisbon” to Road Trips"
     assert (notes["unseen_count"], notes["unread_count"]) == (1, 1)
     assert await counts(client, 1) == {"unseen_count": 1, "unread_count": 1}
@@ -119,7 +126,7 @@ async def test_second_pin_joins_the_groups(client: httpx.AsyncClient) -> None:
     first = await pin(client, 2, "one")
     second = await pin(client, 2, "two")
     (group,) = (await read(client, 1, "aggregated"))["items"]
-    assert [a["id"] for a in group["activities"]] == [second["id"], first["id"]]
+    assert [a["id"] for a in group["activities"]] == [first["id"], second["id"]]  # oldest first
     assert group["text"] == "carol pinned 2 pins"
     (note,) = (await read(client, 1, "notifications"))["items"]
     assert note["text"] == "carol pinned 2 new pins"
@@ -184,7 +191,7 @@ async def test_mark_seen_and_read_changes_counts(client: httpx.AsyncClient) -> N
     )
     assert after == {"unseen_count": 1, "unread_count": 1}
     items = (await read(client, 1, "notifications"))["items"]
-    assert [(n["id"], n["seen"], n["read"]) for n in items] == [
+    assert [(n["id"], n["is_seen"], n["is_read"]) for n in items] == [
         (newest["id"], True, True),
         (older["id"], False, False),
     ]
