@@ -243,6 +243,8 @@ def test_from_dict_ignores_other_keys_and_takes_what_may_be_left_out() -> None:
     }
     back = Activity.from_dict(data)
     assert fields(back) == fields(activity)
+    nulls = dict.fromkeys(("id", "verb", "target", "foreign_id", "to", "extra_context"))
+    assert fields(Activity.from_dict({**data, **nulls, "id_types": None})) == fields(activity)
     # a time without an offset is UTC; any offset is converted
     for text in ("2024-05-01T12:00:01.5", "2024-05-01T14:00:01.500+02:00"):
         assert Activity.from_dict({**data, "time": text}).time == activity.time

@@ -63,8 +63,10 @@ class IdReader:
     """
 
     def __init__(self, data: Mapping[str, Any]) -> None:
-        types = data.get("id_types", {})
-        if not isinstance(types, Mapping):
+        types = data.get("id_types")
+        if types is None:
+            types = {}
+        elif not isinstance(types, Mapping):
             raise ValidationError(
                 "id_types", f"expected a dict of id types, got {type(types).__name__}"
             )
@@ -200,13 +202,13 @@ def read_verb(data: Mapping[str, Any], verbs: VerbRegistry) -> type[Verb]:
 
 
 def check_verb_name(data: Mapping[str, Any], verb: type[Verb]) -> None:
-    """Raise unless ``data["verb"]`` is missing or ``verb``'s name.
+    """Raise unless ``data["verb"]`` is missing, null or ``verb``'s name.
 
     Raises:
         ValidationError: naming ``verb``.
     """
-    name = data.get("verb", verb.infinitive)
-    if name != verb.infinitive:
+    name = data.get("verb")
+    if name is not None and name != verb.infinitive:
         raise ValidationError(
             "verb", f"verb id {verb.id} is {verb.infinitive!r}, the view says {name!r}"
         )
