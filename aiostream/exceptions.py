@@ -23,6 +23,7 @@ Stream Framework API names them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -113,7 +114,17 @@ class SchemaError(StorageError):
 
 
 class ConflictError(StorageError):
-    """An optimistic read-modify-write lost the race too many times in a row."""
+    """An optimistic read-modify-write lost the race too many times in a row.
+
+    aiostream logs each one it raises at WARNING (on the raising module's logger)
+    before raising it: a conflict given up is a sign of hot contention on one feed.
+    """
+
+    @classmethod
+    def given_up(cls, logger: logging.Logger, message: str) -> ConflictError:
+        """The error for a compare-and-set given up, logged at WARNING on ``logger``."""
+        logger.warning("compare-and-set given up: %s", message)
+        return cls(message)
 
 
 class FanoutError(AiostreamError):

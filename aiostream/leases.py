@@ -35,7 +35,7 @@ from aiostream.exceptions import ConfigurationError, ConflictError
 
 __all__ = ["LeaseStorage", "lease"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class LeaseStorage(Protocol):
@@ -76,7 +76,9 @@ async def lease(
     delay = 0.002
     while not await storage.acquire_lease(name, owner, ttl):
         if anyio.current_time() >= deadline:
-            raise ConflictError(f"lease {name!r} was held by someone else for {wait} s")
+            raise ConflictError.given_up(
+                logger, f"lease {name!r} was held by someone else for {wait} s"
+            )
         # Jittered and growing: waiters spread out instead of polling in step.
         await anyio.sleep(random.uniform(delay / 2, delay))
         delay = min(delay * 2, 0.1)
@@ -99,7 +101,7 @@ async def _give_back(
     try:
         await storage.release_lease(name, owner)
     except Exception:
-        log.warning("could not release lease %r; it expires within %s s", name, ttl)
+        logger.warning("could not release lease %r; it expires within %s s", name, ttl)
 
 
 async def _renew(storage: LeaseStorage, name: str, owner: str, ttl: float) -> None:
@@ -107,8 +109,10 @@ async def _renew(storage: LeaseStorage, name: str, owner: str, ttl: float) -> No
         await anyio.sleep(ttl / 3)
         try:
             if not await storage.renew_lease(name, owner, ttl):
-                log.warning("lease %r expired while held (paused for longer than %s s?)", name, ttl)
+                logger.warning(
+                    "lease %r expired while held (paused for longer than %s s?)", name, ttl
+                )
                 return
         except Exception:
             # A storage hiccup: the next renewal may succeed before the lease expires.
-            log.warning("could not renew lease %r", name, exc_info=True)
+            logger.warning("could not renew lease %r", name, exc_info=True)

@@ -58,3 +58,24 @@ async def test_batch_import_progress(
         assert "import" in err and "5/5" in err
     else:  # pytest's captured stderr is not a terminal
         assert err == ""
+
+
+@pytest.mark.anyio
+async def test_batch_import_reports_to_a_callable(capsys: pytest.CaptureFixture[str]) -> None:
+    reports: list[tuple[int, int]] = []
+    async with MemoryStorage() as storage:
+        manager = ImportManager(storage=storage)
+        await manager.batch_import(
+            1, make_activities(5), chunk_size=2, progress=lambda d, t: reports.append((d, t))
+        )
+    assert reports == [(2, 5), (4, 5), (5, 5)]
+    assert capsys.readouterr().err == ""  # a callback replaces the bar
+
+
+@pytest.mark.anyio
+async def test_batch_import_refuses_a_bad_progress_before_writing() -> None:
+    async with MemoryStorage() as storage:
+        manager = ImportManager(storage=storage)
+        with pytest.raises(TypeError, match="progress must be a bool, None or a callable"):
+            await manager.batch_import(1, make_activities(2), progress="yes")  # type: ignore[arg-type]
+        assert await manager.get_feeds(7)["normal"].count() == 0

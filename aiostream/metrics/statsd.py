@@ -52,7 +52,7 @@ class StatsdMetrics(Metrics):
         host: StatsD server (``localhost``, as in Stream Framework). Resolved once, here.
         port: Its UDP port (8125).
         prefix: Prepended to every name with a dot (none by default, as in Stream
-            Framework's ``statsd`` sink; the seed documentation uses ``"stream"``).
+            Framework's ``statsd`` sink; Stream Framework's documentation uses ``"stream"``).
         client: A ``statsd`` client to use instead (``StatsClient``, ``TCPStatsClient``,
             …); ``host``, ``port`` and ``prefix`` are then ignored and :meth:`close`
             leaves it open.

@@ -9,7 +9,14 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 
-from aiostream import Activity, Love, NotificationFeed, StorageTimeoutError, StorageUnavailableError
+from aiostream import (
+    Activity,
+    Love,
+    NotificationFeed,
+    SchemaError,
+    StorageTimeoutError,
+    StorageUnavailableError,
+)
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
 from aiostream.storage.base import GroupChange, GroupRecord
@@ -373,3 +380,15 @@ async def test_a_batch_bigger_than_a_mutation_is_split(cstorage: CassandraStorag
     await cstorage.add_to_timelines(["big:feed"], payloads, max_length=None, store=True)
     page = await cstorage.read_timeline("big:feed", 0, None, Query())
     assert page == sorted(payloads, reverse=True)
+
+
+async def test_ping_answers_and_checks_the_schema(
+    cstorage: CassandraStorage, cassandra: CassandraHandle
+) -> None:
+    await cstorage.ping()
+    missing = CassandraStorage(
+        hosts=[cassandra.host], port=cassandra.port, keyspace="no_such_keyspace_here"
+    )
+    async with missing:
+        with pytest.raises(SchemaError, match="no_such_keyspace_here"):
+            await missing.ping()

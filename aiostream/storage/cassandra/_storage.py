@@ -21,6 +21,7 @@ How each part maps onto the tables of :mod:`aiostream.storage.cassandra._schema`
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -44,6 +45,8 @@ from aiostream.storage.cassandra._groups import (
     plan_write,
 )
 from aiostream.storage.cassandra._pipeline import Statement
+
+logger = logging.getLogger("aiostream.storage.cassandra")
 
 
 def unique(keys: Iterable[str]) -> Iterator[str]:
@@ -459,7 +462,9 @@ class CassandraStorage(CassandraClient):
             if plan is None or await self._commit(key, snapshot, plan, clear=clear):
                 return
             await retry.backoff(attempt)
-        raise ConflictError(f"feed {key!r}: {self.cas_attempts} concurrent updates in a row won")
+        raise ConflictError.given_up(
+            logger, f"feed {key!r}: {self.cas_attempts} concurrent updates in a row won"
+        )
 
     async def update_groups(
         self, keys: Sequence[str], names: Sequence[str], rewrite: GroupRewrite, *, max_attempts: int
@@ -490,7 +495,9 @@ class CassandraStorage(CassandraClient):
                 if not plan.upserts or await self._commit(key, snapshot, plan):
                     return
                 await retry.backoff(attempt)
-            raise ConflictError(f"feed {key!r}: groups kept changing for {max_attempts} attempts")
+            raise ConflictError.given_up(
+                logger, f"feed {key!r}: groups kept changing for {max_attempts} attempts"
+            )
 
         await self._each(list(dict.fromkeys(keys)), one)
 

@@ -10,6 +10,7 @@ over them, atomic; ``merge_groups`` merges into many feeds per script.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from aiostream.storage.redis._base import RedisBase, _check_length, _group_recor
 from aiostream.storage.redis._layout import (
     group_bounds,
 )
+
+logger = logging.getLogger("aiostream.storage.redis")
 
 
 class RedisGroups(RedisBase):
@@ -203,9 +206,10 @@ class RedisGroups(RedisBase):
                 pending = await self._rewrite_groups(pending, names, feed_keys, rewrite)
                 if not pending:
                     return
-        raise ConflictError(
+        raise ConflictError.given_up(
+            logger,
             f"update_groups: groups of {len(pending)} feed(s) kept changing for "
-            f"{max_attempts} attempts"
+            f"{max_attempts} attempts",
         )
 
     async def _rewrite_groups(
