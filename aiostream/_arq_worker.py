@@ -424,7 +424,12 @@ def worker_settings(
         # The worker's storages: feeds resolve theirs here, and shutdown closes them.
         connection = await Connection(settings).__aenter__()
         ctx["aiostream_connection"] = connection
-        manager = await _make_manager(make_manager, ctx)
+        try:
+            manager = await _make_manager(make_manager, ctx)
+        except BaseException:
+            # arq runs no shutdown hook after a failed start-up.
+            await ctx.pop("aiostream_connection").aclose()
+            raise
         ctx["aiostream"] = _WorkerState(
             manager, queues, queue, max_tries, retry_delay, max_retry_delay, timeout
         )
