@@ -103,11 +103,12 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def serve(session: nox.Session) -> None:
-    """An example web service: ``nox -s serve -- starlette --port 8000`` (or ``aiohttp``;
-    add ``--redis-url redis://...`` for Redis, and ``--arq`` for arq workers)."""
+    """An example web service: ``nox -s serve -- starlette --port 8000`` (or ``aiohttp``,
+    ``fastapi``; add ``--redis-url redis://...`` for Redis, and ``--arq`` for arq workers)."""
     install(session, "examples", extras="redis,arq")
     args = list(session.posargs)
-    framework = args.pop(0) if args and args[0] in ("starlette", "aiohttp") else "starlette"
+    frameworks = ("starlette", "aiohttp", "fastapi")
+    framework = args.pop(0) if args and args[0] in frameworks else "starlette"
     session.run("python", "-m", f"examples.web.{framework}_app", *args)
 
 

@@ -1,9 +1,10 @@
-"""The HTTP API of the example services, written once for both frameworks.
+"""The HTTP API of the example services, written once for every framework.
 
 Each :class:`Route` is a method, a path (``{name}`` placeholders, a syntax Starlette and
 aiohttp share) and a handler taking an :class:`ApiRequest` (path parameters, query
-string, raw body) and returning an :class:`ApiResponse`. The framework modules only turn
-their requests into ``ApiRequest`` and ``ApiResponse`` into theirs.
+string, raw body) and returning an :class:`ApiResponse`. The framework modules (Starlette,
+aiohttp, FastAPI) only turn their requests into ``ApiRequest`` and ``ApiResponse`` into
+theirs.
 
 Endpoints (``{id}`` is a user id, a positive integer):
 
@@ -11,6 +12,7 @@ Endpoints (``{id}`` is a user id, a positive integer):
 ``GET  /``                                       redirects to ``/users/1``
 ``GET  /users/{id}``                             the HTML page of a user's feeds
 ``GET  /healthz``                                ``{"status": "ok", "backend": "memory"}``
+``GET  /ready``                                  ``{"ready": true}``; 503 when a server is down
 ``GET  /api/users/{id}``                         the user, whom they follow, their followers
 ``POST /api/users/{id}/pins``                    pin ``{"board": str, "title": str}`` (201)
 ``GET  /api/users/{id}/pins``                    the user's own pins
@@ -39,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiostream import ValidationError
+from aiostream import StorageError, ValidationError
 from aiostream.ids import MAX_ID
 from examples.web.render import activity_json, group_json, notification_json, user_json
 from examples.web.service import FEED_NAMES, FeedService
@@ -219,6 +221,18 @@ async def health(service: FeedService, request: ApiRequest) -> ApiResponse:
     return ApiResponse.json({"status": "ok", "backend": service.backend})
 
 
+async def ready(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Readiness: ``{"ready": true}`` when every server answers a ping, else a 503
+    ``{"ready": false, "error": ...}`` naming the one that did not."""
+    try:
+        await service.ready()
+    except StorageError as exc:
+        # A probe's answer, not a failed request: the error is the body, never raised.
+        error = f"{type(exc).__name__}: {exc}"
+        return ApiResponse.json({"ready": False, "error": error}, status=503)
+    return ApiResponse.json({"ready": True})
+
+
 async def profile(service: FeedService, request: ApiRequest) -> ApiResponse:
     """The user, whom they follow and who follows them."""
     user_id = _user_id(request)
@@ -361,6 +375,7 @@ async def mark_notifications(service: FeedService, request: ApiRequest) -> ApiRe
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/", index),
     Route("GET", "/healthz", health),
+    Route("GET", "/ready", ready),
     Route("GET", "/users/{user_id}", page),
     Route("GET", "/api/users/{user_id}", profile),
     Route("POST", "/api/users/{user_id}/pins", post_pin),

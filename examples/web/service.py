@@ -1,4 +1,4 @@
-"""The application core shared by both example services: configuration, the lifespan that
+"""The application core shared by the example services: configuration, the lifespan that
 opens and closes aiostream's connections, and the operations behind the endpoints.
 
 Backends:
@@ -8,8 +8,11 @@ Backends:
   feeds of :mod:`examples.web.redis_backend`, resolving their storage in the
   :class:`~aiostream.storage.registry.Storages` the lifespan enters (and closes at
   shutdown);
-- Redis plus arq workers (``--arq`` or ``AIOSTREAM_ARQ=1``): fanout chunks become arq jobs
-  (see :func:`open_dispatcher`, the one place where the dispatcher is chosen).
+- Redis plus arq workers (``--arq`` or ``AIOSTREAM_ARQ=1``): fanout chunks become arq jobs.
+
+Everything is opened by one :func:`aiostream.connect` call (:func:`open_connection`, the
+one place where storages and dispatcher are chosen), pinged at startup, and pinged again
+by ``GET /ready``.
 """
 
 from __future__ import annotations
@@ -30,15 +33,14 @@ from aiostream import (
     NotificationFeed,
     Settings,
 )
-from aiostream.fanout import Dispatcher
-from aiostream.storage.registry import Storages
+from aiostream.connection import Connection, connect
 from examples.web.feeds import MemoryGraph, PinManager, PinVerb, SocialGraph
 
 __all__ = [
     "FEED_NAMES",
     "Config",
     "FeedService",
-    "open_dispatcher",
+    "open_connection",
     "open_service",
     "parse_args",
 ]
@@ -103,12 +105,33 @@ class FeedService:
     Args:
         manager: The Manager (its ``graph`` holds who follows whom).
         backend: ``"memory"`` or ``"redis"`` (reported by ``/healthz``).
+        connection: The entered :class:`~aiostream.connection.Connection` the service
+            runs on, pinged by :meth:`ready`; None has no server to check.
+
+    Example::
+
+        async with open_service(Config()) as service:
+            pin = await service.post_pin(2, board="Kitchen", title="Bread")
+            await service.ready()
     """
 
-    def __init__(self, manager: PinManager, *, backend: str) -> None:
+    def __init__(
+        self, manager: PinManager, *, backend: str, connection: Connection | None = None
+    ) -> None:
         self.manager = manager
         self.graph: SocialGraph = manager.graph
         self.backend = backend
+        self.connection = connection
+
+    async def ready(self) -> None:
+        """Check that every server the service uses answers (``GET /ready``).
+
+        Raises:
+            StorageError: a storage or the queue Redis is down or too slow (the message
+                names it).
+        """
+        if self.connection is not None:
+            await self.connection.ping()
 
     def feed(self, user_id: int, name: str) -> BaseFeed:
         """The feed of ``user_id``: a name of the Manager's ``feed_classes``, or ``"user"``."""
@@ -200,26 +223,40 @@ class FeedService:
         return await self.notifications(user_id).get_notification_data()
 
 
-# ---- The one place where the fanout dispatcher is chosen ---------------------------------
+# ---- The one place where storages and dispatcher are chosen ------------------------------
 
 
-@asynccontextmanager
-async def open_dispatcher(config: Config) -> AsyncIterator[Dispatcher | None]:
-    """The dispatcher the Manager hands its jobs to, closed on exit.
+def open_connection(config: Config) -> Connection:
+    """The :func:`aiostream.connect` connection of ``config``, for ``async with``.
 
-    None (the Manager's in-process dispatcher) unless ``config.arq``; then an
-    :class:`aiostream.tasks.ArqDispatcher` on ``config.redis_url`` that enqueues on the
-    queue of :mod:`examples.web.worker` (run ``python -m arq examples.web.worker.WorkerSettings``).
+    In memory it has no backend to check and dispatches in this process (the service's
+    feeds get their :class:`~aiostream.MemoryStorage` passed in). On Redis it enters a
+    storage registry on ``config.redis_url`` (``backends=["redis"]``, so :meth:`ping
+    <aiostream.connection.Connection.ping>` checks it); with ``config.arq`` its
+    dispatcher is an :class:`aiostream.tasks.ArqDispatcher` on the same Redis, enqueueing
+    on the queues of :mod:`examples.web.worker` (run ``python -m arq
+    examples.web.worker.WorkerSettings``).
+
+    Example::
+
+        async with open_connection(Config(redis_url=url)) as feeds:
+            await feeds.ping()
     """
-    if not config.arq or config.redis_url is None:
-        yield None
-        return
-    # Imported here: arq (and its redis-py 5 pin) is needed in arq mode only.
-    from aiostream.tasks import ArqDispatcher
-    from examples.web.worker import QUEUES
+    if config.redis_url is None:
+        # Settings() and not from_env(): an in-memory service never looks at STREAM_*.
+        return connect(Settings())
+    options: dict[str, Any] = {}
+    if config.arq:
+        # Imported here: arq (and its redis-py 5 pin) is needed in arq mode only.
+        from examples.web.worker import QUEUES
 
-    async with await ArqDispatcher.connect(config.redis_url, queues=QUEUES) as dispatcher:
-        yield dispatcher
+        options["queues"] = QUEUES
+    return connect(
+        Settings(redis_url=config.redis_url),
+        backends=["redis"],
+        arq=config.arq,
+        dispatcher_options=options,
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -229,26 +266,27 @@ async def open_dispatcher(config: Config) -> AsyncIterator[Dispatcher | None]:
 async def open_service(config: Config) -> AsyncIterator[FeedService]:
     """Open the backend's connections, yield the service, close them on exit.
 
-    Both example applications run this in their lifespan (Starlette ``lifespan=``,
-    aiohttp ``cleanup_ctx``). On Redis it pings the server first, so a wrong URL stops
-    the application at startup rather than at its first request.
+    Every example application runs this in its lifespan (Starlette and FastAPI
+    ``lifespan=``, aiohttp ``cleanup_ctx``). It pings every server first (the storage
+    Redis, and the queue in arq mode), so a wrong URL stops the application at startup
+    rather than at its first request.
+
+    Raises:
+        StorageError: a server did not answer the startup ping.
     """
-    if config.redis_url is None:
-        async with open_dispatcher(config) as dispatcher, MemoryStorage() as storage:
-            manager = PinManager(MemoryGraph(), storage=storage, dispatcher=dispatcher)
-            yield FeedService(manager, backend="memory")
-        return
+    async with open_connection(config) as feeds:
+        await feeds.ping()
+        if config.redis_url is None:
+            async with MemoryStorage() as storage:
+                manager = feeds.manager(PinManager, graph=MemoryGraph(), storage=storage)
+                yield FeedService(manager, backend="memory", connection=feeds)
+            return
+        # Imported here: the in-memory service runs without redis-py installed.
+        from examples.web.redis_backend import RedisGraph, RedisPinManager
 
-    # Imported here: the in-memory service runs without redis-py installed.
-    from aiostream.storage.redis import get_default_storage
-    from examples.web.redis_backend import RedisGraph, RedisPinManager
-
-    # The application's storages: feeds find theirs here; leaving closes them.
-    async with Storages(Settings(redis_url=config.redis_url)):
-        await get_default_storage().client.ping()
-        async with open_dispatcher(config) as dispatcher:
-            manager = RedisPinManager(RedisGraph(), dispatcher=dispatcher)
-            yield FeedService(manager, backend="redis")
+        # The feeds and the graph find their storage in the connection's registry.
+        manager = feeds.manager(RedisPinManager, graph=RedisGraph())
+        yield FeedService(manager, backend="redis", connection=feeds)
 
 
 def parse_args(

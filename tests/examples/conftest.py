@@ -1,9 +1,9 @@
 """Fixtures for the example web services: each framework served over real HTTP on a free
 loopback port (in this event loop), on memory or on the session's private redis-server.
 
-``serve(framework, config)`` runs the Starlette app under uvicorn or the aiohttp app
-under ``aiohttp.test_utils.TestServer``; the tests talk to both through one httpx client,
-so one test body checks that the two services behave the same.
+``serve(framework, config)`` runs the Starlette or the FastAPI app under uvicorn, or the
+aiohttp app under ``aiohttp.test_utils.TestServer``; the tests talk to all of them
+through one httpx client, so one test body checks that the services behave the same.
 """
 
 from __future__ import annotations
@@ -25,7 +25,12 @@ from tests.backends.redis import BACKENDS as REDIS_BACKENDS
 # The arq-mode tests need arq (the "arq" stack of `nox -s tests`, with redis-py 5).
 collect_ignore_glob = [] if importlib.util.find_spec("arq") else ["test_arq*.py"]
 
-FRAMEWORKS = ["starlette", "aiohttp"]
+FRAMEWORKS = ["starlette", "aiohttp", "fastapi"]
+# The frameworks whose app is an ASGI application (served under uvicorn).
+ASGI_APPS = {
+    "starlette": "examples.web.starlette_app",
+    "fastapi": "examples.web.fastapi_app",
+}
 BACKENDS = [
     pytest.param("memory", marks=pytest.mark.memory),
     pytest.param("redis", marks=pytest.mark.redis),
@@ -84,11 +89,10 @@ async def serve(framework: str, config: Config) -> AsyncIterator[str]:
     The lifespan runs as in production: startup before the first request, shutdown (which
     closes aiostream's connections) on exit.
     """
-    if framework == "starlette":
+    if framework in ASGI_APPS:
         import uvicorn
 
-        from examples.web.starlette_app import create_app
-
+        create_app = importlib.import_module(ASGI_APPS[framework]).create_app
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]

@@ -1,10 +1,11 @@
-"""The JSON API of both example services, over real HTTP, on memory and on Redis.
+"""The JSON API of every example service, over real HTTP, on memory and on Redis.
 
 Users: 1 is bob, 2 carol, 3 dave, 4 erin (names from the Pinterest demo).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,8 @@ import pytest
 
 from aiostream import Activity, AggregatedActivity, NotificationActivity
 from examples.web.service import Config
+from tests.examples.conftest import serve
+from tests.servers import start_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -52,6 +55,34 @@ async def test_health_and_page(client: httpx.AsyncClient, config: Config) -> Non
     assert page.headers["content-type"].startswith("text/html")
     assert 'id="unseen-count"' in page.text
     assert "/api/users/${userId}" in page.text
+
+
+async def test_ready_when_every_server_answers(client: httpx.AsyncClient) -> None:
+    assert await ok(await client.get("/ready")) == {"ready": True}
+
+
+@pytest.mark.redis
+async def test_ready_is_a_503_naming_a_stopped_redis(framework: str, tmp_path: Path) -> None:
+    # A redis-server of this test's own, so that stopping it leaves the session's alone.
+    server = start_redis(tmp_path / "private")
+    try:
+        async with (
+            serve(framework, Config(redis_url=server.url)) as url,
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            assert await ok(await client.get("/ready")) == {"ready": True}
+            server.stop()
+            down = await ok(await client.get("/ready"), 503)
+            assert down["ready"] is False
+            assert down["error"].startswith(
+                f"StorageUnavailableError: Redis at {server.host}:{server.port} is unavailable"
+            ), down
+            # Liveness is not readiness: the process itself is fine.
+            assert (await client.get("/healthz")).status_code == 200
+            server.restart()
+            assert await ok(await client.get("/ready")) == {"ready": True}
+    finally:
+        server.stop()
 
 
 async def test_pin_reaches_follower_feeds_and_notifications(

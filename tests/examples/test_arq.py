@@ -1,4 +1,4 @@
-"""Both example services in arq mode: fanout, follow and unfollow wait in Redis as jobs
+"""Every example service in arq mode: fanout, follow and unfollow wait in Redis as jobs
 until a worker of :mod:`examples.web.worker` (real arq ``Worker``, burst mode, in this
 event loop) runs them."""
 
@@ -11,8 +11,9 @@ import pytest
 from arq.worker import create_worker
 from redis.asyncio import Redis
 
-from examples.web.service import Config
-from examples.web.worker import QUEUE, WorkerSettings, create_worker_settings
+from aiostream.tasks import ArqDispatcher
+from examples.web.service import Config, open_service
+from examples.web.worker import QUEUE, QUEUES, WorkerSettings, create_worker_settings
 from tests.examples.conftest import fresh_redis_database, serve
 
 pytestmark = [
@@ -65,6 +66,21 @@ async def pin(client: httpx.AsyncClient, user: int, title: str) -> str:
     response = await client.post(f"/api/users/{user}/pins", json={"board": "B", "title": title})
     assert response.status_code == 201, response.text
     return str(response.json()["pin"]["id"])
+
+
+async def test_ready_in_arq_mode(framework: str, arq_config: Config) -> None:
+    async with serve(framework, arq_config) as base, httpx.AsyncClient(base_url=base) as client:
+        response = await client.get("/ready")
+        assert (response.status_code, response.json()) == (200, {"ready": True})
+
+
+async def test_the_connection_enqueues_on_the_worker_queues(arq_config: Config) -> None:
+    async with open_service(arq_config) as service:
+        assert service.connection is not None
+        dispatcher = service.connection.dispatcher
+        assert isinstance(dispatcher, ArqDispatcher)
+        assert dispatcher.queues == QUEUES
+        assert service.manager.dispatcher is dispatcher
 
 
 def test_worker_settings_take_the_example_queue() -> None:

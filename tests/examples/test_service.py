@@ -1,11 +1,13 @@
-"""Configuration of the example services: environment, command line, bad combinations."""
+"""Configuration of the example services: environment, command line, bad combinations,
+and the startup ping."""
 
 from __future__ import annotations
 
 import pytest
 
-from aiostream import ConfigurationError
-from examples.web.service import Config, parse_args
+from aiostream import ConfigurationError, StorageUnavailableError
+from examples.web.service import Config, open_service, parse_args
+from tests.servers import free_port
 
 
 def test_config_from_env() -> None:
@@ -38,3 +40,16 @@ def test_command_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
         parse_args(["--arq", "--redis-url", ""], description="x", default_port=1)
     assert exit_info.value.code == 2
     assert "arq mode needs a Redis URL" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+@pytest.mark.redis
+async def test_startup_pings_redis() -> None:
+    # Nothing listens on a free port: the service must not start (it would fail at its
+    # first request instead).
+    port = free_port()
+    opened = False
+    with pytest.raises(StorageUnavailableError, match=f"127.0.0.1:{port} is unavailable"):
+        async with open_service(Config(redis_url=f"redis://127.0.0.1:{port}/0")):
+            opened = True
+    assert not opened

@@ -1,0 +1,137 @@
+"""The example service on FastAPI.
+
+Start it with::
+
+    nox -s serve -- fastapi --port 8000
+    python -m examples.web.fastapi_app --port 8000      # in memory
+    python -m examples.web.fastapi_app --port 8000 --redis-url redis://127.0.0.1:6379/0
+
+(without ``--port`` it listens on 8002, beside the Starlette and aiohttp services), then
+open http://127.0.0.1:8000/users/1, or http://127.0.0.1:8000/docs for the endpoints.
+``uvicorn --factory examples.web.fastapi_app:create_app`` works too (configured by
+``AIOSTREAM_REDIS_URL`` / ``AIOSTREAM_ARQ``).
+
+The lifespan opens the service (:func:`~examples.web.service.open_service`: one
+:func:`aiostream.connect` for storages and dispatcher, pinged at startup) and keeps it on
+``app.state``; the :func:`get_service` dependency hands it to every endpoint. The
+endpoints are those of :mod:`examples.web.api`, run through
+:func:`~examples.web.api.dispatch` as on Starlette and aiohttp, so the three services
+answer their API alike (the same tests run against all three).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import Response
+
+from examples.web.api import ROUTES, ApiRequest, Route, dispatch
+from examples.web.service import Config, FeedService, open_service, parse_args
+
+__all__ = ["Service", "create_app", "get_service", "main"]
+
+_PLACEHOLDER = re.compile(r"{(\w+)}")
+
+
+def get_service(request: Request) -> FeedService:
+    """The service the lifespan opened: a dependency, ``Depends(get_service)``.
+
+    Args:
+        request: The request (FastAPI passes it).
+
+    Returns:
+        The application's :class:`~examples.web.service.FeedService`.
+    """
+    service: FeedService = request.app.state.service
+    return service
+
+
+Service = Annotated[FeedService, Depends(get_service)]
+"""An endpoint parameter that receives the :class:`~examples.web.service.FeedService`."""
+
+
+def _openapi(route: Route) -> dict[str, Any]:
+    # The handlers read their input themselves (so that errors keep the shared
+    # {"error": {"field", "message"}} shape), so FastAPI cannot infer it: describe the
+    # path parameters and JSON bodies for /docs by hand.
+    extra: dict[str, Any] = {
+        "parameters": [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _PLACEHOLDER.findall(route.path)
+        ]
+    }
+    if route.method in ("POST", "PATCH"):
+        extra["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    return extra
+
+
+def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
+    async def endpoint(request: Request, service: Service) -> Response:
+        reply = await dispatch(
+            service,
+            route,
+            ApiRequest(dict(request.path_params), dict(request.query_params), await request.body()),
+        )
+        return Response(
+            reply.body, reply.status, headers=dict(reply.headers), media_type=reply.content_type
+        )
+
+    return endpoint
+
+
+def create_app(config: Config | None = None) -> FastAPI:
+    """The FastAPI application (``config`` defaults to :meth:`Config.from_env`).
+
+    Args:
+        config: Memory, Redis or Redis with arq workers.
+
+    Returns:
+        The application; its lifespan opens the service and closes it at shutdown.
+    """
+    config = config if config is not None else Config.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_service(config) as service:
+            app.state.service = service
+            try:
+                yield
+            finally:
+                del app.state.service  # a closed service must not serve requests
+
+    app = FastAPI(title="aiostream example service", lifespan=lifespan)
+    for route in ROUTES:
+        app.add_api_route(
+            route.path,
+            _endpoint(route),
+            methods=[route.method],
+            name=route.name,
+            description=route.handler.__doc__ or "",
+            openapi_extra=_openapi(route),
+        )
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Serve the application with uvicorn (``--host``, ``--port``, ``--redis-url``, ``--arq``).
+
+    Args:
+        argv: The command line (default: ``sys.argv[1:]``).
+    """
+    import uvicorn
+
+    config, host, port = parse_args(
+        argv, description="aiostream example service (FastAPI)", default_port=8002
+    )
+    uvicorn.run(create_app(config), host=host, port=port)
+
+
+if __name__ == "__main__":
+    main()
