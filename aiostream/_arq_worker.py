@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import anyio
 from arq import Retry
@@ -48,11 +48,12 @@ logger = logging.getLogger("aiostream.tasks")
 Hook = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
-class ManagerFactory(Protocol):
-    """Returns the Manager the worker runs jobs with: a Manager subclass itself, or a
-    function of no argument or of the worker's arq ``ctx`` (which may be ``async``)."""
-
-    def __call__(self, *args: Any) -> Manager | Awaitable[Manager]: ...
+ManagerFactory = (
+    Callable[[], Manager | Awaitable[Manager]]
+    | Callable[[dict[str, Any]], Manager | Awaitable[Manager]]
+)
+"""Returns the Manager the worker runs jobs with: a Manager subclass itself, or a
+function of no argument or of the worker's arq ``ctx`` (which may be ``async``)."""
 
 
 class WorkerSettings:
@@ -315,7 +316,7 @@ async def _make_manager(make_manager: ManagerFactory, ctx: dict[str, Any]) -> Ma
             for p in parameters
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
         ]
-        made = make_manager(ctx) if positional else make_manager()
+        made = make_manager(ctx) if positional else make_manager()  # type: ignore[call-arg]
     if inspect.isawaitable(made):
         made = await made
     if not isinstance(made, Manager):
