@@ -34,7 +34,13 @@ from aiostream.exceptions import (
     ValidationError,
 )
 from aiostream.fanout import FanoutChunk, InProcessDispatcher
-from aiostream.feeds import AggregatedFeed, BaseFeed, NotificationFeed, UserBaseFeed
+from aiostream.feeds import (
+    AggregatedFeed,
+    BaseFeed,
+    NotificationData,
+    NotificationFeed,
+    UserBaseFeed,
+)
 from aiostream.manager import FanoutPriority, Manager
 from aiostream.metrics import Metrics, NoopMetrics
 from aiostream.settings import Settings
@@ -72,6 +78,7 @@ __all__ = [
     "NoopMetrics",
     "NotificationActivity",
     "NotificationAggregator",
+    "NotificationData",
     "NotificationFeed",
     "RecentRankMixin",
     "RecentVerbAggregator",

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from aiostream._concurrency import chunked
+from aiostream._feed_access import FeedT, HasUserFeed, registered_feed_class
 from aiostream._following import apply_follow, follow_chunks
 from aiostream._lookup import ForeignRef, checked_foreign_ids, checked_ids, named_activity
 from aiostream._targets import MAX_FEEDS, MAX_TO_TARGETS, Target, checked_targets, target_chunks
@@ -116,8 +117,8 @@ class Manager:
             one for that user (30; see :mod:`aiostream.leases`).
     """
 
-    feed_classes: ClassVar[Mapping[str, type[BaseFeed]]] = {"normal": BaseFeed}
-    user_feed_class: ClassVar[type[BaseFeed]] = UserBaseFeed
+    feed_classes: ClassVar[Mapping[str, type[BaseFeed[Any]]]] = {"normal": BaseFeed}
+    user_feed_class: ClassVar[type[BaseFeed[Any]]] = UserBaseFeed
     fanout_chunk_size: ClassVar[int] = 100
     follow_activity_limit: ClassVar[int] = 5000
     follow_feeds: ClassVar[tuple[str, ...] | None] = None
@@ -172,15 +173,30 @@ class Manager:
 
     # -- feeds -----------------------------------------------------------------------------------
 
-    def get_feeds(self, user_id: Any) -> dict[str, BaseFeed]:
+    def get_feeds(self, user_id: Any) -> dict[str, BaseFeed[Any]]:
         """``{name: feed}`` of ``user_id`` for every feed class."""
         return {
             name: cls(user_id, storage=self.storage, metrics=self._feed_metrics)
             for name, cls in self.feed_classes.items()
         }
 
-    def get_user_feed(self, user_id: Any) -> BaseFeed:
-        """The feed of the user's own activities."""
+    def get_feed(self, user_id: Any, name: str, feed_class: type[FeedT]) -> FeedT:
+        """The feed ``name`` of ``user_id``, typed as ``feed_class``.
+
+        Args:
+            feed_class: The class registered as ``name`` or a base of it; subscript a
+                generic base (``NotificationFeed[NotificationActivity]``): mypy reads a
+                bare one with Any items.
+
+        Raises:
+            ConfigurationError: no feed class ``name``, or not a subclass of ``feed_class``.
+        """
+        cls = registered_feed_class(self, self.feed_classes, name, feed_class)
+        return cls(user_id, storage=self.storage, metrics=self._feed_metrics)
+
+    def get_user_feed(self: HasUserFeed[FeedT], user_id: Any) -> FeedT:
+        """The feed of the user's own activities, typed as :attr:`user_feed_class` where
+        a subclass assigns it without a wider annotation."""
         return self.user_feed_class(user_id, storage=self.storage, metrics=self._feed_metrics)
 
     def storage_for(self, feed_class: type[BaseFeed]) -> FeedStorage:

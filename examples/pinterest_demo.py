@@ -26,6 +26,7 @@ from aiostream import (
     Follow,
     Love,
     Manager,
+    NotificationActivity,
     NotificationFeed,
     RecentVerbAggregator,
     UserBaseFeed,
@@ -116,7 +117,7 @@ class Network:
 class PinManager(Manager):
     """Fans pins out to followers' flat and aggregated feeds."""
 
-    feed_classes: ClassVar[dict[str, type[BaseFeed]]] = {
+    feed_classes: ClassVar[dict[str, type[BaseFeed[Any]]]] = {
         "normal": PinFeed,
         "aggregated": AggregatedPinFeed,
     }
@@ -163,7 +164,7 @@ def describe_group(group: AggregatedActivity) -> str:
     return f"{people(actors, group.actor_count)} {group.verb.past_tense} {count} {noun} on {day}"
 
 
-def describe_notification(group: AggregatedActivity) -> str:
+def describe_notification(group: NotificationActivity) -> str:
     actors = list(reversed(group.actor_ids))
     new = "" if group.is_seen() else "  (new)"
     who = people(actors, group.actor_count)
@@ -210,14 +211,15 @@ async def build(users: int, seed: int) -> tuple[PinManager, Network]:
 
 async def show(manager: PinManager, user: int) -> None:
     """Print one user's flat, aggregated and notification feeds."""
-    feeds = manager.get_feeds(user)
+    # Typed accessors: the pages read as list[Activity] and list[AggregatedActivity].
+    flat = manager.get_feed(user, "normal", PinFeed)
     print(f"\n== {name(user)}'s feed (people they follow) ==")
-    for activity in await feeds["normal"][:8]:
+    for activity in await flat[:8]:
         print(f"  {activity.time:%b %d %H:%M}  {describe_pin(activity)}")
-    print(f"  … {await feeds['normal'].count()} entries in all")
+    print(f"  … {await flat.count()} entries in all")
 
     print(f"\n== {name(user)}'s aggregated feed ==")
-    for group in await feeds["aggregated"][:5]:
+    for group in await manager.get_feed(user, "aggregated", AggregatedPinFeed)[:5]:
         print(f"  {describe_group(group)}")
 
     notifications = DemoNotificationFeed(user)

@@ -2,6 +2,13 @@
 
 from aiostream.feeds.aggregated import AggregatedFeed
 from aiostream.feeds.base import BaseFeed, UserBaseFeed, format_key
-from aiostream.feeds.notification import NotificationFeed
+from aiostream.feeds.notification import NotificationData, NotificationFeed
 
-__all__ = ["AggregatedFeed", "BaseFeed", "NotificationFeed", "UserBaseFeed", "format_key"]
+__all__ = [
+    "AggregatedFeed",
+    "BaseFeed",
+    "NotificationData",
+    "NotificationFeed",
+    "UserBaseFeed",
+    "format_key",
+]

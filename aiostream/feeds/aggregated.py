@@ -15,13 +15,15 @@ Example::
         key_format = "feed:aggregated:%(user_id)s"
         aggregator_class = RecentVerbAggregator
 
-    groups = await AggregatedPinFeed(13)[:25]
+    groups = await AggregatedPinFeed(13)[:25]   # list[AggregatedActivity]
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
+
+from typing_extensions import TypeVar
 
 from aiostream._concurrency import RetryPolicy, run_each
 from aiostream.activity import Activity, AggregatedActivity
@@ -35,9 +37,16 @@ from aiostream.storage.base import GroupChange, GroupChanges, GroupMerge, GroupR
 
 __all__ = ["AggregatedFeed"]
 
+# The group class reads return (see BaseFeed's ItemT): AggregatedActivity by default.
+GroupT = TypeVar("GroupT", bound=AggregatedActivity, default=AggregatedActivity, covariant=True)
 
-class AggregatedFeed(DeclaresCapabilities, BaseFeed):
+
+class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
     """A feed of :class:`~aiostream.activity.AggregatedActivity` groups, newest first.
+
+    Generic in the group class its reads return, as :class:`BaseFeed` is in its
+    activities: ``class MyAggregatedFeed(AggregatedFeed[MyGroup])`` with
+    ``aggregated_activity_class = MyGroup``; plain subclasses read ``AggregatedActivity``.
 
     Class attributes (beyond :class:`~aiostream.feeds.base.BaseFeed`'s):
         aggregator_class: Decides the groups (``RecentVerbAggregator``).

@@ -23,7 +23,9 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic
+
+from typing_extensions import TypeVar
 
 from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.activity import Activity
@@ -48,7 +50,11 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-F = TypeVar("F", bound="BaseFeed")
+F = TypeVar("F", bound="BaseFeed[Any]")
+# What a flat feed's reads return: its activity class's instances. A default (PEP 696) so
+# that a plain ``class PinFeed(BaseFeed)`` reads ``list[Activity]``; covariant, as items
+# only come out, so a feed of a subclass of Activity is a feed of Activity too.
+ItemT = TypeVar("ItemT", default=Activity, covariant=True)
 
 _UNSAFE_KEY_CHARS = re.compile(r"[%:{}\s\x00-\x1f\x7f]")
 _SMALL_INT = 1 << 63  # far below the width past which an int cannot be written as text
@@ -144,7 +150,7 @@ class FanoutBatch:
         trim: Whether writes may trim the feeds.
     """
 
-    feed_class: type[BaseFeed]
+    feed_class: type[BaseFeed[Any]]
     user_ids: Sequence[int | str]
     keys: list[str]
     activities: Sequence[Activity]
@@ -161,7 +167,7 @@ class FanoutBatch:
     @classmethod
     def of(
         cls,
-        feed_class: type[BaseFeed],
+        feed_class: type[BaseFeed[Any]],
         user_ids: Sequence[int | str],
         activities: Sequence[Activity],
         storage: FeedStorage | None,
@@ -177,12 +183,18 @@ class FanoutBatch:
         return cls(feed_class, user_ids, keys, activities, storage, metrics, trim)
 
 
-class BaseFeed:
+class BaseFeed(Generic[ItemT]):
     """A flat feed stored under ``key_format % {"user_id": ...}``.
 
     Subclass it and set class attributes; bind it to a backend by subclassing a backend
     feed (``RedisFeed``, ``CassandraFeed``: they set :attr:`storage_backend`) or by
     passing ``storage=``. Without either it uses the process-wide in-memory storage.
+
+    The feed is generic in what its reads return (``await feed[:n]``,
+    :meth:`get_activity_slice`, ``async for``): :class:`~aiostream.activity.Activity` by
+    default; a feed of your own activity class says so for type checkers with
+    ``class MyFeed(BaseFeed[MyActivity])`` (and ``activity_class = MyActivity``, which is
+    what reads build). ``BaseFeed[Any]`` is any feed, aggregated ones included.
 
     The feed holds activity ids and shows the activity storage's payloads, so an update
     of a stored activity shows at once, and an activity deleted from the activity storage
@@ -425,13 +437,13 @@ class BaseFeed:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def __getitem__(self, key: int | slice) -> Coroutine[Any, Any, list[Any]]:
+    def __getitem__(self, key: int | slice) -> Coroutine[Any, Any, list[ItemT]]:
         """``await feed[:10]``, ``await feed[5:10]``; ``await feed[i]`` is a list of at most
         one item, as in the seed API. Bounds are checked here, before any I/O."""
         start, stop = check_slice(key)
         return self.get_activity_slice(start, stop)
 
-    async def get_activity_slice(self, start: int = 0, stop: int | None = None) -> list[Any]:
+    async def get_activity_slice(self, start: int = 0, stop: int | None = None) -> list[ItemT]:
         """Items ``[start:stop]`` under the feed's filter and ordering."""
         if stop is not None and stop <= start:
             return []
@@ -459,7 +471,7 @@ class BaseFeed:
             "(or `await feed.contains(activity)` on aggregated feeds)"
         )
 
-    async def __aiter__(self) -> AsyncIterator[Any]:
+    async def __aiter__(self) -> AsyncIterator[ItemT]:
         """Every item, page by page (``page_size``), keyed on ids so writes in between
         neither repeat nor skip items (every live activity: see the class docstring)."""
         query = self._query
@@ -547,7 +559,7 @@ class BaseFeed:
         return f"<{type(self).__name__} {self.key!r}>"
 
 
-class UserBaseFeed(BaseFeed):
+class UserBaseFeed(BaseFeed[ItemT]):
     """The feed of a user's own activities: kept long (``max_length`` 10**6)."""
 
     key_format: ClassVar[str] = "user_feed:%(user_id)s"

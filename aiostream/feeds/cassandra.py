@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from aiostream.feeds.aggregated import AggregatedFeed
-from aiostream.feeds.base import BaseFeed, UserBaseFeed
-from aiostream.feeds.notification import NotificationFeed
+from aiostream.feeds.aggregated import AggregatedFeed, GroupT
+from aiostream.feeds.base import BaseFeed, ItemT, UserBaseFeed
+from aiostream.feeds.notification import NotificationFeed, NotificationT
 from aiostream.storage.registry import close_default_storages
 
 __all__ = [
@@ -48,17 +48,21 @@ class CassandraBinding:
     storage_backend: ClassVar[str] = "cassandra"
 
 
-class CassandraFeed(CassandraBinding, BaseFeed):
+# Each binding keeps its kind's type parameter (and so its default): a plain subclass of
+# CassandraFeed reads Activity, of CassandraAggregatedFeed AggregatedActivity, and so on.
+
+
+class CassandraFeed(CassandraBinding, BaseFeed[ItemT]):
     """A flat feed stored in Cassandra."""
 
 
-class CassandraUserBaseFeed(UserBaseFeed, CassandraFeed):
+class CassandraUserBaseFeed(UserBaseFeed[ItemT], CassandraFeed[ItemT]):
     """The feed of a user's own activities, in Cassandra (``max_length`` 10**6)."""
 
 
-class CassandraAggregatedFeed(CassandraBinding, AggregatedFeed):
+class CassandraAggregatedFeed(CassandraBinding, AggregatedFeed[GroupT]):
     """An aggregated feed stored in Cassandra."""
 
 
-class CassandraNotificationFeed(CassandraBinding, NotificationFeed):
+class CassandraNotificationFeed(CassandraBinding, NotificationFeed[NotificationT]):
     """A notification feed stored in Cassandra."""

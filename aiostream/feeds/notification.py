@@ -18,7 +18,9 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import ClassVar, TypedDict
+
+from typing_extensions import TypeVar
 
 from aiostream.activity import AggregatedActivity, NotificationActivity
 from aiostream.aggregators import BaseAggregator, NotificationAggregator
@@ -26,11 +28,36 @@ from aiostream.feeds.aggregated import AggregatedFeed
 from aiostream.feeds.base import _ids_of
 from aiostream.storage.base import GroupRecord
 
-__all__ = ["NotificationFeed"]
+__all__ = ["NotificationData", "NotificationFeed"]
+
+# The group class reads return (see BaseFeed's ItemT): NotificationActivity by default.
+NotificationT = TypeVar(
+    "NotificationT", bound=NotificationActivity, default=NotificationActivity, covariant=True
+)
 
 
-class NotificationFeed(AggregatedFeed):
+class NotificationData(TypedDict):
+    """The counts of a notification feed, as :meth:`NotificationFeed.get_notification_data`
+    returns them: both keys are always there, and a count the feed does not track
+    (``track_unseen`` / ``track_unread`` False) is None.
+
+    Example::
+
+        data = await feed.get_notification_data()
+        badge = data["unseen_count"] or 0
+    """
+
+    unseen_count: int | None
+    unread_count: int | None
+
+
+class NotificationFeed(AggregatedFeed[NotificationT]):
     """An aggregated feed with per-group seen / read markers.
+
+    Generic in the group class its reads return (``NotificationActivity`` by default), as
+    :class:`~aiostream.feeds.aggregated.AggregatedFeed` is:
+    ``class MyNotificationFeed(NotificationFeed[MyNotification])`` with
+    ``aggregated_activity_class = MyNotification``.
 
     Class attributes (beyond :class:`~aiostream.feeds.aggregated.AggregatedFeed`'s):
         track_unseen: Report unseen counts (``count_unseen`` returns None otherwise).
@@ -59,15 +86,19 @@ class NotificationFeed(AggregatedFeed):
         _, unread = await self._io.count_markers(self.key)
         return unread if self.track_unread else None
 
-    async def get_notification_data(self) -> dict[str, int]:
-        """``{"unseen_count": n, "unread_count": m}`` (the tracked ones), in one call."""
+    async def get_notification_data(self) -> NotificationData:
+        """Both counts in one storage call.
+
+        Returns:
+            ``{"unseen_count": n, "unread_count": m}``, always with both keys; a count
+            that is not tracked (``track_unseen`` / ``track_unread`` False) is None.
+            (Stream Framework leaves an untracked count's key out instead.)
+        """
         unseen, unread = await self._io.count_markers(self.key)
-        data: dict[str, int] = {}
-        if self.track_unseen:
-            data["unseen_count"] = unseen
-        if self.track_unread:
-            data["unread_count"] = unread
-        return data
+        return {
+            "unseen_count": unseen if self.track_unseen else None,
+            "unread_count": unread if self.track_unread else None,
+        }
 
     async def mark_activity(
         self, activity: AggregatedActivity | int, seen: bool = True, read: bool = False

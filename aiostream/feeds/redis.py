@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from aiostream.feeds.aggregated import AggregatedFeed
-from aiostream.feeds.base import BaseFeed, UserBaseFeed
-from aiostream.feeds.notification import NotificationFeed
+from aiostream.feeds.aggregated import AggregatedFeed, GroupT
+from aiostream.feeds.base import BaseFeed, ItemT, UserBaseFeed
+from aiostream.feeds.notification import NotificationFeed, NotificationT
 from aiostream.storage.registry import close_default_storages
 
 __all__ = [
@@ -59,17 +59,21 @@ class RedisBinding:
             cls.redis_server = cls.storage_server
 
 
-class RedisFeed(RedisBinding, BaseFeed):
+# Each binding keeps its kind's type parameter (and so its default): a plain subclass of
+# RedisFeed reads Activity, of RedisAggregatedFeed AggregatedActivity, and so on.
+
+
+class RedisFeed(RedisBinding, BaseFeed[ItemT]):
     """A flat feed stored in Redis."""
 
 
-class RedisUserBaseFeed(UserBaseFeed, RedisFeed):
+class RedisUserBaseFeed(UserBaseFeed[ItemT], RedisFeed[ItemT]):
     """The feed of a user's own activities, in Redis (``max_length`` 10**6)."""
 
 
-class RedisAggregatedFeed(RedisBinding, AggregatedFeed):
+class RedisAggregatedFeed(RedisBinding, AggregatedFeed[GroupT]):
     """An aggregated feed stored in Redis."""
 
 
-class RedisNotificationFeed(RedisBinding, NotificationFeed):
+class RedisNotificationFeed(RedisBinding, NotificationFeed[NotificationT]):
     """A notification feed stored in Redis."""

@@ -134,10 +134,10 @@ class PinManager(Manager):
 
         manager = PinManager(MemoryGraph())
         await manager.add_user_activity(2, pin)
-        page = await manager.get_feeds(1)["normal"][:10]
+        page = await manager.get_feed(1, "normal", PinFeed)[:10]  # list[Activity]
     """
 
-    feed_classes: ClassVar[Mapping[str, type[BaseFeed]]] = {
+    feed_classes: ClassVar[Mapping[str, type[BaseFeed[Any]]]] = {
         "normal": PinFeed,
         "aggregated": AggregatedPinFeed,
         "notification": PinNotificationFeed,

@@ -54,7 +54,7 @@ class RedisPinManager(PinManager):
     """:class:`~examples.web.feeds.PinManager` over the Redis-bound feeds (and so the
     Manager that arq workers rebuild to run fanout jobs)."""
 
-    feed_classes: ClassVar[Mapping[str, type[BaseFeed]]] = {
+    feed_classes: ClassVar[Mapping[str, type[BaseFeed[Any]]]] = {
         "normal": RedisPinFeed,
         "aggregated": RedisAggregatedPinFeed,
         "notification": RedisPinNotificationFeed,

@@ -30,6 +30,7 @@ from aiostream import (
     ConfigurationError,
     Follow,
     MemoryStorage,
+    NotificationData,
     NotificationFeed,
     Settings,
 )
@@ -209,7 +210,7 @@ class FeedService:
 
     async def mark(
         self, user_id: int, ids: Sequence[int] | None, *, seen: bool, read: bool
-    ) -> dict[str, int]:
+    ) -> NotificationData:
         """Mark notification groups (all when ``ids`` is None) seen / read; the new counts."""
         feed = self.notifications(user_id)
         if ids is None:
@@ -218,7 +219,7 @@ class FeedService:
             await feed.mark_activities(ids, seen=seen, read=read)
         return await feed.get_notification_data()
 
-    async def counts(self, user_id: int) -> dict[str, int]:
+    async def counts(self, user_id: int) -> NotificationData:
         """``{"unseen_count": n, "unread_count": m}``."""
         return await self.notifications(user_id).get_notification_data()
 

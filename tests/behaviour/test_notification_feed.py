@@ -115,7 +115,25 @@ async def test_untracked_counts_are_none(make_feed: Any) -> None:
     feed = make_feed(Quiet)
     await feed.add_many(loves(1))
     assert await feed.count_unread() is None
-    assert await feed.get_notification_data() == {"unseen_count": 1}
+    assert await feed.get_notification_data() == {"unseen_count": 1, "unread_count": None}
+
+
+async def test_notification_data_keeps_both_keys_whatever_is_tracked(make_feed: Any) -> None:
+    class Unseen(TestNotificationFeed):
+        track_unseen = False
+
+    class Neither(TestNotificationFeed):
+        track_unseen = False
+        track_unread = False
+
+    unseen, neither = make_feed(Unseen, 1), make_feed(Neither, 2)
+    await unseen.add_many(loves(2) + loves(1, obj=2, start=10))
+    first, _ = await unseen[:]
+    await unseen.mark_activity(first, seen=True, read=True)
+    await neither.add_many(loves(1))
+    assert await unseen.count_unseen() is None
+    assert await unseen.get_notification_data() == {"unseen_count": None, "unread_count": 1}
+    assert await neither.get_notification_data() == {"unseen_count": None, "unread_count": None}
 
 
 async def test_concurrent_adds_and_marks_lose_nothing(make_feed: Any) -> None:

@@ -1,0 +1,274 @@
+"""What a type checker reads from aiostream's public API, checked by ``mypy --strict``.
+
+Each ``assert_type`` fails the check when a type regresses (to ``Any`` included), and each
+``# type: ignore[code]`` marks a call that must stay refused: strict mode reports an
+ignore that is no longer needed. pyproject's ``[tool.mypy] files`` names this file (so
+``nox -s typing`` checks it) and ``tests/test_typing_usage.py`` runs mypy on it.
+
+Nothing here runs: importing the module only defines classes and coroutine functions
+(pytest does not collect it, its name is not ``test_*``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, assert_type
+
+from aiostream import (
+    Activity,
+    AggregatedActivity,
+    AggregatedFeed,
+    BaseFeed,
+    FanoutPriority,
+    Manager,
+    NotificationActivity,
+    NotificationData,
+    NotificationFeed,
+    UserBaseFeed,
+)
+from aiostream.feeds.cassandra import (
+    CassandraAggregatedFeed,
+    CassandraFeed,
+    CassandraNotificationFeed,
+    CassandraUserBaseFeed,
+)
+from aiostream.feeds.redis import (
+    RedisAggregatedFeed,
+    RedisFeed,
+    RedisNotificationFeed,
+    RedisUserBaseFeed,
+)
+
+# -- plain subclasses of every binding: the defaults ------------------------------------------
+
+
+class PinFeed(BaseFeed):
+    key_format = "typed:pin:%(user_id)s"
+
+
+class UserPinFeed(UserBaseFeed):
+    key_format = "typed:user:%(user_id)s"
+
+
+class AggregatedPinFeed(AggregatedFeed):
+    key_format = "typed:aggregated:%(user_id)s"
+
+
+class PinNotificationFeed(NotificationFeed):
+    key_format = "typed:notification:%(user_id)s"
+
+
+class RedisPinFeed(RedisFeed):
+    key_format = "typed:redis:pin:%(user_id)s"
+
+
+class RedisUserPinFeed(RedisUserBaseFeed):
+    key_format = "typed:redis:user:%(user_id)s"
+
+
+class RedisAggregatedPinFeed(RedisAggregatedFeed):
+    key_format = "typed:redis:aggregated:%(user_id)s"
+
+
+class RedisPinNotificationFeed(RedisNotificationFeed):
+    key_format = "typed:redis:notification:%(user_id)s"
+
+
+class CassandraPinFeed(CassandraFeed):
+    key_format = "typed:cassandra:pin:%(user_id)s"
+
+
+class CassandraUserPinFeed(CassandraUserBaseFeed):
+    key_format = "typed:cassandra:user:%(user_id)s"
+
+
+class CassandraAggregatedPinFeed(CassandraAggregatedFeed):
+    key_format = "typed:cassandra:aggregated:%(user_id)s"
+
+
+class CassandraPinNotificationFeed(CassandraNotificationFeed):
+    key_format = "typed:cassandra:notification:%(user_id)s"
+
+
+# -- your own activity and group classes flow through ------------------------------------------
+
+
+class MyActivity(Activity):
+    pass
+
+
+class MyGroup(AggregatedActivity):
+    pass
+
+
+class MyNotification(NotificationActivity):
+    pass
+
+
+class MyFeed(BaseFeed[MyActivity]):
+    key_format = "typed:mine:%(user_id)s"
+    activity_class = MyActivity
+
+
+class MyRedisFeed(RedisFeed[MyActivity]):
+    key_format = "typed:redis:mine:%(user_id)s"
+    activity_class = MyActivity
+
+
+class MyAggregatedFeed(AggregatedFeed[MyGroup]):
+    key_format = "typed:mine:aggregated:%(user_id)s"
+    aggregated_activity_class = MyGroup
+
+
+class MyCassandraAggregatedFeed(CassandraAggregatedFeed[MyGroup]):
+    key_format = "typed:cassandra:mine:aggregated:%(user_id)s"
+    aggregated_activity_class = MyGroup
+
+
+class MyNotificationFeed(RedisNotificationFeed[MyNotification]):
+    key_format = "typed:redis:mine:notification:%(user_id)s"
+    aggregated_activity_class = MyNotification
+
+
+class PinManager(Manager):
+    # Mixed kinds: the mapping is of any feed class (a bare ``type[BaseFeed]`` is a flat
+    # feed of Activity, which an aggregated feed class is not).
+    feed_classes: ClassVar[dict[str, type[BaseFeed[Any]]]] = {
+        "normal": PinFeed,
+        "aggregated": AggregatedPinFeed,
+        "notification": PinNotificationFeed,
+    }
+    user_feed_class = UserPinFeed
+
+    async def get_user_follower_ids(self, user_id: Any) -> dict[FanoutPriority, list[int]]:
+        return {FanoutPriority.HIGH: [2, 3]}
+
+
+class RedisPinManager(Manager):
+    feed_classes: ClassVar[dict[str, type[BaseFeed[Any]]]] = {
+        "normal": RedisPinFeed,
+        "notification": MyNotificationFeed,
+    }
+    user_feed_class = RedisUserPinFeed
+
+
+# -- reads -------------------------------------------------------------------------------------
+
+
+async def flat_reads(n: int) -> None:
+    assert_type(await PinFeed(1)[:n], list[Activity])
+    assert_type(await UserPinFeed(1)[:n], list[Activity])
+    assert_type(await RedisPinFeed(1)[:n], list[Activity])
+    assert_type(await RedisUserPinFeed(1)[:n], list[Activity])
+    assert_type(await CassandraPinFeed(1)[:n], list[Activity])
+    assert_type(await CassandraUserPinFeed(1)[:n], list[Activity])
+    assert_type(await PinFeed(1)[3], list[Activity])
+    assert_type(await RedisPinFeed(1).get_activity_slice(0, n), list[Activity])
+    assert_type(await CassandraPinFeed(1).get_activity_slice(), list[Activity])
+    async for activity in PinFeed(1):
+        assert_type(activity, Activity)
+    async for activity in CassandraUserPinFeed(1):
+        assert_type(activity, Activity)
+
+
+async def aggregated_reads(n: int) -> None:
+    assert_type(await AggregatedPinFeed(1)[:n], list[AggregatedActivity])
+    assert_type(await RedisAggregatedPinFeed(1)[:n], list[AggregatedActivity])
+    assert_type(await CassandraAggregatedPinFeed(1)[:n], list[AggregatedActivity])
+    assert_type(await RedisAggregatedPinFeed(1).get_activity_slice(0, n), list[AggregatedActivity])
+    async for group in CassandraAggregatedPinFeed(1):
+        assert_type(group, AggregatedActivity)
+
+
+async def notification_reads(n: int) -> None:
+    assert_type(await PinNotificationFeed(1)[:n], list[NotificationActivity])
+    assert_type(await RedisPinNotificationFeed(1)[:n], list[NotificationActivity])
+    assert_type(await CassandraPinNotificationFeed(1)[:n], list[NotificationActivity])
+    assert_type(
+        await CassandraPinNotificationFeed(1).get_activity_slice(0, n), list[NotificationActivity]
+    )
+    async for group in RedisPinNotificationFeed(1):
+        assert_type(group, NotificationActivity)
+
+
+async def custom_classes(n: int) -> None:
+    assert_type(await MyFeed(1)[:n], list[MyActivity])
+    assert_type(await MyRedisFeed(1).get_activity_slice(0, n), list[MyActivity])
+    assert_type(await MyAggregatedFeed(1)[:n], list[MyGroup])
+    assert_type(await MyCassandraAggregatedFeed(1)[:n], list[MyGroup])
+    assert_type(await MyNotificationFeed(1)[:n], list[MyNotification])
+    async for mine in MyFeed(1):
+        assert_type(mine, MyActivity)
+    async for group in MyNotificationFeed(1):
+        assert_type(group, MyNotification)
+
+
+async def filtered_reads(n: int) -> None:
+    flat = PinFeed(1).filter(activity_id__lt=10**30).order_by("-activity_id")
+    assert_type(flat, PinFeed)
+    assert_type(await flat[:n], list[Activity])
+    groups = RedisAggregatedPinFeed(1).filter(activity_id__gt=0).order_by("activity_id")
+    assert_type(await groups[:n], list[AggregatedActivity])
+    notes = CassandraPinNotificationFeed(1).order_by("-activity_id").filter(activity_id__lte=9)
+    assert_type(await notes[:n], list[NotificationActivity])
+    assert_type(await MyAggregatedFeed(1).filter(activity_id__lt=5)[:n], list[MyGroup])
+
+
+# -- kinds and their subtypes --------------------------------------------------------------------
+
+
+def subtypes() -> None:
+    # A notification feed is an aggregated feed; a feed of a subclass of Activity is a
+    # feed of Activity (the item type is covariant).
+    aggregated: AggregatedFeed = RedisPinNotificationFeed(1)
+    flat: BaseFeed = MyFeed(1)
+    anything: list[BaseFeed[Any]] = [PinFeed(1), AggregatedPinFeed(1), MyNotificationFeed(1)]
+    classes: dict[str, type[BaseFeed[Any]]] = {"normal": PinFeed, "aggregated": MyAggregatedFeed}
+    # ...and an aggregated feed is not a flat feed of activities, nor the reverse.
+    not_flat: BaseFeed = AggregatedPinFeed(1)  # type: ignore[assignment]
+    not_grouped: AggregatedFeed = PinFeed(1)  # type: ignore[assignment]
+    not_notifications: NotificationFeed = AggregatedPinFeed(1)  # type: ignore[assignment]
+    del aggregated, flat, anything, classes, not_flat, not_grouped, not_notifications
+
+
+# -- the Manager's feeds -----------------------------------------------------------------------
+
+
+async def manager_feeds(n: int) -> None:
+    manager = PinManager()
+    assert_type(manager.get_feeds(1), dict[str, BaseFeed[Any]])
+    notifications = manager.get_feed(1, "notification", PinNotificationFeed)
+    assert_type(notifications, PinNotificationFeed)
+    assert_type(await notifications[:n], list[NotificationActivity])
+    # A base class of the registered one works too, typed as that base. (mypy reads a
+    # bare generic class passed as an argument with Any for its parameter, not its
+    # default: subscript it to have the items typed.)
+    assert_type(
+        await manager.get_feed(1, "notification", NotificationFeed[NotificationActivity])[:n],
+        list[NotificationActivity],
+    )
+    assert_type(
+        await manager.get_feed(1, "aggregated", AggregatedFeed[AggregatedActivity])[:n],
+        list[AggregatedActivity],
+    )
+    assert_type(manager.get_feed(1, "normal", PinFeed), PinFeed)
+    assert_type(manager.get_user_feed(1), UserPinFeed)
+    assert_type(await manager.get_user_feed(1)[:n], list[Activity])
+    redis_manager = RedisPinManager()
+    assert_type(redis_manager.get_user_feed(1), RedisUserPinFeed)
+    assert_type(
+        await redis_manager.get_feed(1, "notification", MyNotificationFeed)[:n],
+        list[MyNotification],
+    )
+    # The stock Manager's user feed class is any feed class.
+    assert_type(Manager().get_user_feed(1), BaseFeed[Any])
+    manager.get_feed(1, "normal", "PinFeed")  # type: ignore[arg-type]
+
+
+async def notification_data() -> None:
+    data = await PinNotificationFeed(1).get_notification_data()
+    assert_type(data, NotificationData)
+    assert_type(data["unseen_count"], int | None)
+    assert_type(data["unread_count"], int | None)
+    assert_type(await MyNotificationFeed(1).get_notification_data(), NotificationData)
+    data["unseen_count"] + 1  # type: ignore[operator]  # an untracked count is None
+    data["seen_count"]  # type: ignore[typeddict-item]
