@@ -11,7 +11,7 @@ Nothing here runs: importing the module only defines classes and coroutine funct
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, assert_type
+from typing import TYPE_CHECKING, Any, ClassVar, assert_type
 
 from aiostream import (
     Activity,
@@ -37,6 +37,9 @@ from aiostream.feeds.redis import (
     RedisNotificationFeed,
     RedisUserBaseFeed,
 )
+
+if TYPE_CHECKING:  # aiostream.tasks needs arq, which the newest test stack leaves out
+    from aiostream.tasks import WorkerSettings, worker_settings
 
 # -- plain subclasses of every binding: the defaults ------------------------------------------
 
@@ -272,3 +275,7 @@ async def notification_data() -> None:
     assert_type(await MyNotificationFeed(1).get_notification_data(), NotificationData)
     data["unseen_count"] + 1  # type: ignore[operator]  # an untracked count is None
     data["seen_count"]  # type: ignore[typeddict-item]
+
+
+def arq_worker_settings() -> None:
+    assert_type(worker_settings(PinManager), type[WorkerSettings])
