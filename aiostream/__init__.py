@@ -4,6 +4,8 @@ The top level re-exports the backend-free API; backends are imported from
 ``aiostream.storage.redis`` / ``aiostream.storage.cassandra`` (behind their extras).
 """
 
+# First: refuses to run beside the unrelated PyPI package "aiostream" (see the module).
+from aiostream import _name_clash  # noqa: F401
 from aiostream.activity import (
     Activity,
     AggregatedActivity,
@@ -16,6 +18,7 @@ from aiostream.aggregators import (
     RecentRankMixin,
     RecentVerbAggregator,
 )
+from aiostream.connection import Connection, connect
 from aiostream.exceptions import (
     ActivityNotFound,
     ActivityNotFoundError,
@@ -47,7 +50,7 @@ from aiostream.settings import Settings
 from aiostream.storage import FeedStorage, MemoryStorage
 from aiostream.verbs import Add, Comment, Follow, Love, Verb, get_verb_by_id, register
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "Activity",
@@ -62,6 +65,7 @@ __all__ = [
     "Comment",
     "ConfigurationError",
     "ConflictError",
+    "Connection",
     "DehydratedActivity",
     "DuplicateActivityError",
     "FanoutChunk",
@@ -93,6 +97,7 @@ __all__ = [
     "ValidationError",
     "Verb",
     "__version__",
+    "connect",
     "get_verb_by_id",
     "register",
 ]

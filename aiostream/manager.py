@@ -1,6 +1,6 @@
 """The Manager: publishes a user's activities to the feeds of all their followers.
 
-Example (the seed's Pinterest manager, awaited)::
+Example (Stream Framework's Pinterest manager, awaited)::
 
     class PinManager(Manager):
         feed_classes = {"normal": PinFeed, "aggregated": AggregatedPinFeed}
@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import inspect
+import logging
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -49,10 +50,12 @@ from aiostream.feeds.base import (
 )
 from aiostream.leases import lease
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
-from aiostream.progress import Progress
+from aiostream.progress import Progress, ProgressOption
 from aiostream.storage.base import FeedStorage
 
 __all__ = ["FanoutPriority", "Manager", "check_followers", "chunked"]
+
+logger = logging.getLogger("aiostream.manager")
 
 
 class FanoutPriority(enum.StrEnum):
@@ -372,25 +375,28 @@ class Manager:
         activities: Sequence[Activity],
         fanout: bool = True,
         chunk_size: int = 500,
-        progress: bool | None = None,
+        progress: ProgressOption = None,
     ) -> None:
         """Import many past activities of one user (no trimming), ``chunk_size`` at a time.
 
         Args:
-            progress: Draw a progress bar on stderr (default: only when it is a terminal).
+            progress: A progress bar on stderr (``None``, the default: only when it is a
+                terminal; ``True``: always; ``False``: never), or a callable called with
+                ``(done, total)`` after each chunk (tqdm, rich, a log line).
 
         Raises:
             ValidationError: an activity's actor is not ``user_id`` (checked for all first).
         """
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValidationError("chunk_size", f"expected a positive int, got {chunk_size!r}")
+        Progress.of(progress, 0, "import")  # a bad progress= is refused before any write
         for index, activity in enumerate(activities):
             if activity.actor_id != user_id:
                 raise ValidationError(
                     f"activities[{index}].actor_id",
                     f"is {activity.actor_id!r}, expected the importing user {user_id!r}",
                 )
-        with Progress(len(activities), "import", enabled=progress) as bar:
+        with Progress.of(progress, len(activities), "import") as bar:
             for chunk in chunked(activities, chunk_size):
                 if fanout:
                     await self._publish(user_id, list(chunk), trim=False)
@@ -429,7 +435,24 @@ class Manager:
         self, user_id: Any, operation: Operation, activities: list[Activity], *, trim: bool
     ) -> list[FanoutChunk]:
         followers = await self.follower_ids(user_id)
-        return list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
+        chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
+        if logger.isEnabledFor(logging.DEBUG):
+            what = (
+                f"activity {activities[0].serialization_id}"
+                if len(activities) == 1
+                else f"{len(activities)} activities"
+            )
+            logger.debug(
+                "fanout %s of %s by user %s: %d followers (%s) into %d feed classes, %d chunks",
+                operation,
+                what,
+                user_id,
+                sum(map(len, followers.values())),
+                ", ".join(f"{priority}: {len(ids)}" for priority, ids in followers.items()),
+                len(self.feed_classes),
+                len(chunks),
+            )
+        return chunks
 
     async def _dispatch(self, jobs: Sequence[Job]) -> None:
         if jobs:

@@ -65,7 +65,7 @@ START = dt.datetime(2024, 5, 1, 8, 0, tzinfo=dt.UTC)
 
 
 class PinVerb(Verb):
-    """Verb 5, as in the seed's example app."""
+    """Verb 5, as in Stream Framework's example app."""
 
     id = 5
     infinitive = "pin"

@@ -32,7 +32,6 @@ USAGE = "tests/typing/typed_usage.py"
 
 
 def test_typed_usage_passes_mypy_strict(tmp_path: Path) -> None:
-    pytest.importorskip("mypy")  # the typing dependency group (nox -s typing) has it
     # A cache of its own: other mypy runs in the same tree never share it.
     command = [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path), USAGE]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -342,7 +342,8 @@ class AggregatedActivity(DeclaresCapabilities):
 
     @property
     def actor_count(self) -> int:
-        """Distinct actors held plus minimized activities (an upper bound, as in the seed)."""
+        """Distinct actors held plus minimized activities (an upper bound, as in Stream
+        Framework)."""
         return self.minimized_activities + len(self.actor_ids)
 
     @property

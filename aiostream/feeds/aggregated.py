@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -36,6 +37,8 @@ from aiostream.serializers import AggregatedActivitySerializer
 from aiostream.storage.base import GroupChange, GroupChanges, GroupMerge, GroupRecord
 
 __all__ = ["AggregatedFeed"]
+
+logger = logging.getLogger("aiostream.feeds.aggregated")
 
 # The group class reads return (see BaseFeed's ItemT): AggregatedActivity by default.
 GroupT = TypeVar("GroupT", bound=AggregatedActivity, default=AggregatedActivity, covariant=True)
@@ -116,9 +119,9 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
     async def _backoff(self, attempt: int) -> None:
         retry = self._retry
         if retry.is_last(attempt):
-            raise ConflictError(
-                f"feed {self.key!r}: {self.max_write_attempts} concurrent updates in a row won; "
-                "giving up"
+            raise ConflictError.given_up(
+                logger,
+                f"feed {self.key!r}: {self.max_write_attempts} concurrent updates in a row won",
             )
         await retry.backoff(attempt)
 

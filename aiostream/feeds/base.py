@@ -114,7 +114,7 @@ def format_key(key_format: str, user_id: object) -> str:
 class hybridmethod(Generic[T]):
     """A method bound to the instance when called on one, to the class otherwise.
 
-    ``Feed.insert_activity(a)`` uses the class's default storage (as in the seed API);
+    ``Feed.insert_activity(a)`` uses the class's default storage (as in Stream Framework);
     ``feed.insert_activity(a)`` uses the storage injected into that feed.
     """
 
@@ -439,7 +439,7 @@ class BaseFeed(Generic[ItemT]):
 
     def __getitem__(self, key: int | slice) -> Coroutine[Any, Any, list[ItemT]]:
         """``await feed[:10]``, ``await feed[5:10]``; ``await feed[i]`` is a list of at most
-        one item, as in the seed API. Bounds are checked here, before any I/O."""
+        one item, as in the Stream Framework API. Bounds are checked here, before any I/O."""
         start, stop = check_slice(key)
         return self.get_activity_slice(start, stop)
 
