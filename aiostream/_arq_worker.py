@@ -303,6 +303,19 @@ _FUNCTION_NAMES = frozenset(f.__name__ for f in FUNCTIONS)
 _redact = _RedactJobArguments()
 
 
+def _log_beside_arq() -> None:
+    """Send aiostream's records where arq's go when the application configured no
+    logging of its own: ``python -m arq`` sets up arq's loggers only, and aiostream's
+    worker lines (its queue, its storages, its retries) would be lost."""
+    ours, arq = logging.getLogger("aiostream"), logging.getLogger("arq")
+    if ours.hasHandlers() or not arq.handlers:
+        return
+    for handler in arq.handlers:
+        ours.addHandler(handler)
+    if ours.level == logging.NOTSET:
+        ours.setLevel(logging.INFO)
+
+
 async def _make_manager(make_manager: ManagerFactory, ctx: dict[str, Any]) -> Manager:
     if isinstance(make_manager, type):
         made: Any = make_manager()
@@ -435,6 +448,7 @@ def worker_settings(
             manager, queues, queue, max_tries, retry_delay, max_retry_delay, timeout
         )
         logging.getLogger("arq.worker").addFilter(_redact)
+        _log_beside_arq()
         logger.info(
             "aiostream worker started: queue %s, manager %s, storages %s",
             queue,

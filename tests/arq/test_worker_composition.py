@@ -240,3 +240,23 @@ async def test_fanout_is_summarized_at_debug(
         f"fanout add of activity {activity.serialization_id} by user 1: 2 followers "
         "(other: 2) into 3 feed classes, 3 chunks"
     )
+
+
+def test_without_logging_of_their_own_aiostreams_lines_go_where_arqs_do(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiostream._arq_worker import _log_beside_arq
+
+    ours, arq, root = (logging.getLogger(n) for n in ("aiostream", "arq", ""))
+    handler = logging.StreamHandler()
+    monkeypatch.setattr(arq, "handlers", [handler])
+    monkeypatch.setattr(ours, "handlers", [])
+    monkeypatch.setattr(root, "handlers", [])  # as under `python -m arq`
+    monkeypatch.setattr(ours, "level", logging.NOTSET)
+    _log_beside_arq()
+    assert (ours.handlers, ours.level) == ([handler], logging.INFO)
+    # Configured logging is left alone.
+    other = logging.StreamHandler()
+    monkeypatch.setattr(ours, "handlers", [other])
+    _log_beside_arq()
+    assert ours.handlers == [other]
