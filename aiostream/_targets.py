@@ -10,7 +10,7 @@ from typing import Any
 
 from aiostream._concurrency import chunked
 from aiostream.activity import Activity
-from aiostream.exceptions import ValidationError
+from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.fanout import FanoutChunk, Operation
 from aiostream.feeds.base import BaseFeed, plain_user_id
 
@@ -61,10 +61,23 @@ def target_chunks(
     trim: bool = True,
 ) -> list[FanoutChunk]:
     """Fanout chunks writing ``activities`` into the ``targets`` feeds: per feed name,
-    ``size`` users a chunk (no priority: they are not followers)."""
+    ``size`` users a chunk (no priority: they are not followers).
+
+    Raises:
+        ConfigurationError: a target names a feed ``feed_classes`` lacks (a stored
+            activity's ``to`` written through another Manager), before anything is
+            written, rather than leave that feed holding it.
+    """
     by_name: dict[str, list[Any]] = {}
     for name, user_id in targets:
         by_name.setdefault(name, []).append(user_id)
+    unknown = sorted(name for name in by_name if name not in feed_classes)
+    if unknown:
+        raise ConfigurationError(
+            f"the activity goes to feeds named {unknown!r} (its `to`), which "
+            f"feed_classes lacks (it has {sorted(feed_classes)}); use a Manager that "
+            "has them"
+        )
     chunks = []
     for name, user_ids in by_name.items():
         entries = feed_classes[name].serialize_activities(activities)

@@ -8,7 +8,14 @@ from typing import Any, ClassVar
 
 import pytest
 
-from aiostream import Activity, FanoutPriority, Love, Manager, ValidationError
+from aiostream import (
+    Activity,
+    ConfigurationError,
+    FanoutPriority,
+    Love,
+    Manager,
+    ValidationError,
+)
 from aiostream.ids import foreign_activity_id
 from aiostream.metrics import NoopMetrics
 from aiostream.storage.base import FeedStorage
@@ -246,6 +253,24 @@ async def test_to_targets_get_the_activity_and_its_removal_and_updates(
     assert await manager.get_feeds(42)["notification"][:] == []
     assert await manager.get_feeds(43)["normal"][:] == []
     assert await manager.get_feeds(10)["normal"][:] == []
+
+
+class FlatOnlyManager(LifecycleManager):
+    feed_classes: ClassVar[dict[str, Any]] = {"normal": TestFeed}
+
+
+async def test_removal_through_a_manager_lacking_a_to_feed_is_refused_before_writing(
+    manager: LifecycleManager, storage: FeedStorage
+) -> None:
+    pin = Activity(1, Love, 5, time=at(0))
+    await manager.add_user_activity(1, pin, to=[("notification", 42)])
+    other = FlatOnlyManager(storage=storage)
+    with pytest.raises(ConfigurationError, match=r"feeds named \['notification'\] \(its `to`\)"):
+        await other.remove_user_activity(1, pin.serialization_id)
+    assert await manager.get_feeds(10)["normal"][:] == [pin]  # nothing removed anywhere
+    assert await manager.get_user_feed(1)[:] == [pin]
+    (group,) = await manager.get_feeds(42)["notification"][:]
+    assert group.activities == [pin]
 
 
 @pytest.mark.parametrize(

@@ -17,8 +17,9 @@ How it behaves, and why:
 
 * **Schema** (:mod:`~aiostream.storage.cassandra._schema`): one partition per feed,
   clustered by id descending. Flat feeds keep the serialized activity in the row
-  (Stream Framework's denormalized design: a page is one query, and deleting an
-  activity from the activity storage does not hide it in feeds). Nothing is created
+  (Stream Framework's denormalized design); a page is two queries, the timeline rows
+  and then the stored activities of their ids, so a page shows each activity's stored
+  version and passes over (and removes) entries of deleted ones. Nothing is created
   implicitly; a missing keyspace, table or column raises
   :class:`~aiostream.exceptions.SchemaError` with the command that creates it.
 * **Never blocking the loop**: requests go through ``execute_async`` and come back with
