@@ -37,6 +37,11 @@ Operation = Literal["add", "remove", "update"]
 FollowOperation = Literal["follow", "unfollow"]
 
 
+# Fields added after jobs were first enqueued: left out of a job's data while unset, so
+# the jobs (and their ids) of everything that does not use them stay as they were.
+_OMITTED_WHEN_NONE = frozenset({"producer"})
+
+
 class _PlainJob:
     """Shared by the job types: JSON-ready data and a deterministic id."""
 
@@ -49,7 +54,11 @@ class _PlainJob:
         # Shallow on purpose: dataclasses.asdict deep-copies every follower id, which
         # made enqueueing a 100,000-follower fanout take seconds.
         values = ((f.name, getattr(self, f.name)) for f in fields(self))  # type: ignore[arg-type]
-        return {name: list(v) if isinstance(v, tuple) else v for name, v in values}
+        return {
+            name: list(v) if isinstance(v, tuple) else v
+            for name, v in values
+            if v is not None or name not in _OMITTED_WHEN_NONE
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
@@ -95,6 +104,9 @@ class FanoutChunk(_PlainJob):
         activity_ids: The activities' ids, in order (empty in jobs of older versions):
             with them a flat feed's fanout writes the payloads as they are, decoding
             nothing.
+        producer: The user whose activities these are, when a materialization policy
+            needs it to choose which followers are written (see
+            :mod:`aiostream.materialize`); None otherwise.
     """
 
     operation: Operation
@@ -104,6 +116,7 @@ class FanoutChunk(_PlainJob):
     priority: str | None = None
     trim: bool = True
     activity_ids: tuple[int, ...] = ()
+    producer: int | str | None = None
 
     @property
     def work(self) -> tuple[Any, ...]:
@@ -116,6 +129,7 @@ class FanoutChunk(_PlainJob):
             self.activity_ids,
             self.priority,
             self.trim,
+            self.producer,
         )
 
     def stored_activities(self, serializer: ActivitySerializer[Any]) -> StoredActivities:

@@ -22,14 +22,17 @@ import datetime as dt
 import enum
 import inspect
 import logging
-import uuid
+import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from aiostream._concurrency import chunked
 from aiostream._feed_access import FeedT, HasUserFeed, registered_feed_class
 from aiostream._following import apply_follow, follow_chunks
+from aiostream._hooks import check_followers
 from aiostream._lookup import ForeignRef, checked_foreign_ids, checked_ids, named_activity
+from aiostream._materialized import policy_of
 from aiostream._targets import MAX_FEEDS, MAX_TO_TARGETS, Target, checked_targets, target_chunks
 from aiostream._updates import partial_update, update_activities
 from aiostream.activity import Activity
@@ -45,10 +48,10 @@ from aiostream.fanout import (
 from aiostream.feeds.base import (
     BaseFeed,
     UserBaseFeed,
-    check_user_id,
     format_key,
 )
 from aiostream.leases import lease
+from aiostream.materialize import MaterializationPolicy
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.progress import Progress, ProgressOption
 from aiostream.storage.base import FeedStorage
@@ -65,37 +68,6 @@ class FanoutPriority(enum.StrEnum):
     LOW = "LOW"
 
 
-def check_followers(result: object) -> dict[str | None, list[Any]]:
-    """Validate what ``get_user_follower_ids`` returned: ``{priority: ids}``.
-
-    Raises:
-        ValidationError: naming ``get_user_follower_ids`` (and the priority and position
-            of a bad id).
-    """
-    field = "get_user_follower_ids"
-    if not isinstance(result, Mapping):
-        raise ValidationError(
-            field, f"must return a mapping of priority to ids, got {type(result).__name__}"
-        )
-    followers: dict[str | None, list[Any]] = {}
-    for priority, ids in result.items():
-        key = None if priority is None else str(priority)
-        where = f"{field}()[{key!r}]"
-        # A str is iterable too: "23" would otherwise fan out to users 2 and 3.
-        if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
-            raise ValidationError(
-                where, f"expected a collection of user ids, got {type(ids).__name__}"
-            )
-        ids = list(ids)
-        for index, follower in enumerate(ids):
-            if isinstance(follower, uuid.UUID):
-                ids[index] = str(follower)  # the same feed, as jobs can carry it
-            else:
-                check_user_id(follower, f"{where}[{index}]")
-        followers[key] = ids
-    return followers
-
-
 def _check_positive(name: str, value: object, *, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigurationError(f"{name} must be an int of at least {minimum}, got {value!r}")
@@ -108,6 +80,9 @@ class Manager:
         storage: Storage for every feed the manager builds (default: each feed class's own).
         dispatcher: Runs fanout chunks (default: :class:`InProcessDispatcher`).
         metrics: Metrics sink (default: no-op).
+        policy: Which flat feeds fanout writes (:mod:`aiostream.materialize`; default:
+            a :class:`~aiostream.materialize.SelectivePolicy` of the two attributes
+            below when one is set, else every feed).
 
     Class attributes:
         feed_classes: ``{name: feed class}`` every follower gets.
@@ -118,6 +93,10 @@ class Manager:
             (None: all of them; e.g. leave a notification feed out).
         follow_lease_ttl: Seconds a follow / unfollow holder that died blocks the next
             one for that user (30; see :mod:`aiostream.leases`).
+        inactive_after: A ``timedelta``: followers who have not read for this long are
+            not written, and their flat feeds are rebuilt when they next read (None).
+        pull_threshold: Producers with at least this many followers are written to no
+            flat feed; their followers' reads pull them (None).
     """
 
     feed_classes: ClassVar[Mapping[str, type[BaseFeed[Any]]]] = {"normal": BaseFeed}
@@ -126,6 +105,8 @@ class Manager:
     follow_activity_limit: ClassVar[int] = 5000
     follow_feeds: ClassVar[tuple[str, ...] | None] = None
     follow_lease_ttl: ClassVar[float] = 30.0
+    inactive_after: ClassVar[dt.timedelta | None] = None
+    pull_threshold: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -133,6 +114,7 @@ class Manager:
         storage: FeedStorage | None = None,
         dispatcher: Dispatcher | None = None,
         metrics: Metrics | None = None,
+        policy: MaterializationPolicy | None = None,
     ) -> None:
         if not self.feed_classes:
             raise ConfigurationError("Manager.feed_classes must name at least one feed class")
@@ -151,6 +133,7 @@ class Manager:
         self.metrics: Metrics = metrics or noop_metrics
         # Given to the feeds only when set, so a feed class's own sink is kept otherwise.
         self._feed_metrics = metrics
+        self._materializer = policy_of(self, policy)
 
     # -- hooks ---------------------------------------------------------------------------------
 
@@ -158,6 +141,16 @@ class Manager:
         """Return ``{FanoutPriority.HIGH: ids, FanoutPriority.LOW: ids}`` (may be
         ``async def``). Any key works; each becomes the chunk's priority."""
         raise NotImplementedError("subclass Manager and implement get_user_follower_ids")
+
+    def get_user_following_ids(self, user_id: Any) -> Any:
+        """Return the ids of the users ``user_id`` follows (may be ``async def``): needed
+        only with a materialization policy, to pull and to rebuild. It must agree with
+        :meth:`get_user_follower_ids`."""
+        raise NotImplementedError("implement get_user_following_ids to skip feeds")
+
+    def now(self) -> float:
+        """The time (Unix seconds) the materialization policy goes by."""
+        return time.time()
 
     async def follower_ids(self, user_id: Any) -> dict[str | None, list[Any]]:
         """Await :meth:`get_user_follower_ids` if needed and validate its whole result.
@@ -178,10 +171,14 @@ class Manager:
 
     def get_feeds(self, user_id: Any) -> dict[str, BaseFeed[Any]]:
         """``{name: feed}`` of ``user_id`` for every feed class."""
-        return {
-            name: cls(user_id, storage=self.storage, metrics=self._feed_metrics)
-            for name, cls in self.feed_classes.items()
-        }
+        return {name: self._feed(name, cls, user_id) for name, cls in self.feed_classes.items()}
+
+    def _feed(self, name: str, cls: type[FeedT], user_id: Any) -> FeedT:
+        feed = cls(user_id, storage=self.storage, metrics=self._feed_metrics)
+        materializer = self._materializer
+        if materializer is not None and name in materializer.flat_feeds:
+            feed._materializer, feed._feed_name = materializer, name
+        return feed
 
     def get_feed(self, user_id: Any, name: str, feed_class: type[FeedT]) -> FeedT:
         """The feed ``name`` of ``user_id``, typed as ``feed_class``.
@@ -195,7 +192,7 @@ class Manager:
             ConfigurationError: no feed class ``name``, or not a subclass of ``feed_class``.
         """
         cls = registered_feed_class(self, self.feed_classes, name, feed_class)
-        return cls(user_id, storage=self.storage, metrics=self._feed_metrics)
+        return self._feed(name, cls, user_id)
 
     def get_user_feed(self: HasUserFeed[FeedT], user_id: Any) -> FeedT:
         """The feed of the user's own activities, typed as :attr:`user_feed_class` where
@@ -436,6 +433,8 @@ class Manager:
     ) -> list[FanoutChunk]:
         followers = await self.follower_ids(user_id)
         chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
+        if self._materializer is not None and operation == "add":
+            chunks = await self._materializer.plan_add(user_id, followers, chunks)
         if logger.isEnabledFor(logging.DEBUG):
             what = (
                 f"activity {activities[0].serialization_id}"
@@ -502,6 +501,8 @@ class Manager:
         serializer = feed_class.get_activity_serializer()
         activities: Sequence[Activity] = chunk.stored_activities(serializer)
         storage = self.storage_for(feed_class)
+        if chunk.producer is not None and self._materializer is not None:
+            chunk = replace(chunk, user_ids=await self._materializer.writable(chunk))
         with stopwatch() as elapsed:
             if chunk.operation == "add":
                 await feed_class.fanout_add(

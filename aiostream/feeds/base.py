@@ -237,6 +237,10 @@ class BaseFeed(Generic[ItemT]):
     storage_backend: ClassVar[str] = "memory"
     keeps_copies: ClassVar[bool] = False
     storage_server: ClassVar[str] = "default"
+    # Set by a Manager with a materialization policy on the flat feeds it hands out
+    # (aiostream.materialize): their reads make up for the writes the policy skipped.
+    _materializer: Any = None
+    _feed_name: str = ""
 
     def __init__(
         self,
@@ -453,6 +457,13 @@ class BaseFeed(Generic[ItemT]):
         return items
 
     async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
+        if self._materializer is not None:
+            items: list[Any] = await self._materializer.read(self, start, stop, query)
+            return items
+        return await self._read_stored(start, stop, query)
+
+    async def _read_stored(self, start: int, stop: int | None, query: Query) -> list[Any]:
+        """The page as stored in this feed's own timeline."""
         entries = await self._io.read_timeline(self.key, start, stop, query)
         return self.get_activity_serializer().loads_entries(entries)
 

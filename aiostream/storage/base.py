@@ -39,7 +39,7 @@ implementation; the behaviour suite runs every backend against the same expectat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
@@ -58,6 +58,7 @@ __all__ = [
     "GroupStorage",
     "LeaseStorage",
     "LiveWindow",
+    "StateStorage",
     "TimelineStorage",
 ]
 
@@ -373,7 +374,30 @@ class LeaseStorage(Protocol):
 
 
 @runtime_checkable
-class FeedStorage(ActivityStorage, TimelineStorage, GroupStorage, LeaseStorage, Protocol):
+class StateStorage(Protocol):
+    """Small named values kept beside the feeds: when users last read, which feeds are
+    stale, which producers are pulled, decayed rates (see :mod:`aiostream.materialize`).
+
+    Names and values are short strings; a name is unique across the storage (the
+    callers give them prefixes). Every method takes many names, so a backend batches
+    them its own way.
+    """
+
+    async def load_states(self, names: Sequence[str]) -> dict[str, str]:
+        """The values of ``names`` that are set (unset ones are left out)."""
+        ...
+
+    async def store_states(self, states: Mapping[str, str]) -> None:
+        """Set each name to its value (overwriting)."""
+
+    async def delete_states(self, names: Sequence[str]) -> None:
+        """Unset ``names`` (unset ones are ignored)."""
+
+
+@runtime_checkable
+class FeedStorage(
+    ActivityStorage, TimelineStorage, GroupStorage, LeaseStorage, StateStorage, Protocol
+):
     """A whole storage backend, as feeds, the Manager and the registry use it: every
     concern above, plus deleting feeds and closing.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from anyio.lowlevel import checkpoint
@@ -87,12 +87,26 @@ class MemoryStorage:
         self.timelines: dict[str, list[int]] = {}
         self.groups: dict[str, _Groups] = {}
         self.leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expiry)
+        self._states: dict[str, str] = {}
 
     async def __aenter__(self) -> MemoryStorage:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+    async def load_states(self, names: Sequence[str]) -> dict[str, str]:
+        await checkpoint()
+        return {name: self._states[name] for name in names if name in self._states}
+
+    async def store_states(self, states: Mapping[str, str]) -> None:
+        await checkpoint()
+        self._states.update(states)
+
+    async def delete_states(self, names: Sequence[str]) -> None:
+        await checkpoint()
+        for name in names:
+            self._states.pop(name, None)
 
     async def ping(self) -> None:
         """Always ready: there is no server."""

@@ -40,7 +40,8 @@ TIMELINE = "timeline"
 ACTIVITIES = "activities"
 GROUPS = "groups"
 LEASES = "leases"
-TABLES = (TIMELINE, ACTIVITIES, GROUPS, LEASES)
+STATES = "states"
+TABLES = (TIMELINE, ACTIVITIES, GROUPS, LEASES, STATES)
 
 # Columns aiostream owns, per table; extra columns must not reuse these names.
 BASE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -182,6 +183,11 @@ def table_ddl(keyspace: str) -> dict[str, str]:
         LEASES: (
             f"CREATE TABLE IF NOT EXISTS {ks}.{LEASES} ("
             "namespace text, name text, owner text, PRIMARY KEY ((namespace, name)))"
+        ),
+        # Small named values (aiostream.materialize): one partition per name.
+        STATES: (
+            f"CREATE TABLE IF NOT EXISTS {ks}.{STATES} ("
+            "namespace text, name text, value text, PRIMARY KEY ((namespace, name)))"
         ),
     }
 

@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
-from aiostream.storage.cassandra._schema import ACTIVITIES, GROUPS, LEASES, TIMELINE, quote
+from aiostream.storage.cassandra._schema import (
+    ACTIVITIES,
+    GROUPS,
+    LEASES,
+    STATES,
+    TIMELINE,
+    quote,
+)
 
 _PK = "namespace = ? AND feed = ?"
 _RANGE = "AND {col} >= ? AND {col} <= ? ORDER BY {col} {order} LIMIT ?"
@@ -185,6 +192,20 @@ class Statements:
         columns = [c for c, flag in (("unseen", seen), ("unread", read)) if flag]
         sets = ", ".join(f"{c} = null" if every else f"{c} = {c} - ?" for c in columns)
         return f"UPDATE {self._table(GROUPS)} SET {sets} WHERE {_PK} IF version != null"
+
+    # -- states -------------------------------------------------------------------------------
+
+    @cached_property
+    def state_select(self) -> str:
+        return f"SELECT name, value FROM {self._table(STATES)} WHERE namespace = ? AND name = ?"
+
+    @cached_property
+    def state_insert(self) -> str:
+        return f"INSERT INTO {self._table(STATES)} (namespace, name, value) VALUES (?, ?, ?)"
+
+    @cached_property
+    def state_delete(self) -> str:
+        return f"DELETE FROM {self._table(STATES)} WHERE namespace = ? AND name = ?"
 
     # -- leases -------------------------------------------------------------------------------
 

@@ -540,6 +540,31 @@ class CassandraStorage(CassandraClient):
 
         await self._each(list(dict.fromkeys(keys)), delete)
 
+    # -- states ------------------------------------------------------------------------------
+
+    async def load_states(self, names: Sequence[str]) -> dict[str, str]:
+        rows: list[Row] = []
+        await self._send_all(self.statements.state_select, [(n,) for n in names], rows)
+        return {str(name): str(value) for name, value in rows}
+
+    async def store_states(self, states: Mapping[str, str]) -> None:
+        await self._send_all(self.statements.state_insert, list(states.items()))
+
+    async def delete_states(self, names: Sequence[str]) -> None:
+        await self._send_all(self.statements.state_delete, [(n,) for n in names])
+
+    async def _send_all(
+        self, cql: str, params: Sequence[tuple[Any, ...]], rows: list[Row] | None = None
+    ) -> None:
+        """Run ``cql`` once per parameter tuple (after the namespace), all at once."""
+        unique = list(dict.fromkeys(params))
+        if not unique:
+            return
+        session = await self._ready()
+        statement = await self._prepare(session, cql)
+        ns = self.namespace
+        await self._send_many(session, ((statement, (ns, *p)) for p in unique), len(unique), rows)
+
     # -- leases ------------------------------------------------------------------------------
 
     async def _lease_cas(self, cql: str, params: Sequence[Any]) -> bool:

@@ -37,12 +37,12 @@ negative length, before anything is sent.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiostream.ids import valid_keys
 from aiostream.storage.base import Entry
 from aiostream.storage.redis import _scripts as scripts
-from aiostream.storage.redis._base import _ttl_ms
+from aiostream.storage.redis._base import _text, _ttl_ms
 from aiostream.storage.redis._groups import RedisGroups
 from aiostream.storage.redis._timelines import RedisTimelines
 
@@ -113,6 +113,44 @@ class RedisStorage(RedisTimelines, RedisGroups):
             await self._pipeline(
                 lambda pipe: [pipe.execute_command("HDEL", k, *f) for k, f in groups]
             )
+
+    # -- states ------------------------------------------------------------------------------
+
+    def _state_key(self, name: str) -> str:
+        # The name is the hash tag: states spread over a cluster's slots.
+        return f"{self._tag}st:{name}}}"
+
+    async def load_states(self, names: Sequence[str]) -> dict[str, str]:
+        """``MGET`` (split by node on a cluster)."""
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        keys = [self._state_key(n) for n in names]
+        async with self._op("load_states"):
+            if self.cluster:
+                values = await self._c.mget_nonatomic(keys)
+            else:
+                values = await self._c.execute_command("MGET", *keys)
+        return {n: _text(v) for n, v in zip(names, values, strict=True) if v is not None}
+
+    async def store_states(self, states: Mapping[str, str]) -> None:
+        """``MSET`` (split by node on a cluster)."""
+        if not states:
+            return
+        mapping = {self._state_key(n): v for n, v in states.items()}
+        async with self._op("store_states"):
+            if self.cluster:
+                await self._c.mset_nonatomic(mapping)
+            else:
+                await self._c.execute_command("MSET", *[x for kv in mapping.items() for x in kv])
+
+    async def delete_states(self, names: Sequence[str]) -> None:
+        """``DEL`` per name, pipelined."""
+        keys = [self._state_key(n) for n in dict.fromkeys(names)]
+        if not keys:
+            return
+        async with self._op("delete_states"):
+            await self._pipeline(lambda pipe: [pipe.execute_command("DEL", k) for k in keys])
 
     # -- leases ------------------------------------------------------------------------------
 

@@ -1,0 +1,343 @@
+"""What a Manager with a :class:`~aiostream.materialize.MaterializationPolicy` does on
+each side: which followers a fanout writes, and how a read makes up for the others.
+
+The state it keeps lives in the user feed's storage (:class:`StateStorage`), under
+these names:
+
+===================== ==========================================================
+``read:<user>``       when the user last read (recorded at most once an hour)
+``stale:<feed>:<u>``  the user's flat feed ``<feed>`` missed a write: rebuild it
+``pulled:<user>``     since when the user's posts may skip followers (sticky)
+``rate.post:<user>``  decayed count of the user's posts
+``rate.read:<user>``  decayed count of the user's reads
+===================== ==========================================================
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from aiostream._concurrency import run_each
+from aiostream._hooks import check_following
+from aiostream.activity import Activity
+from aiostream.exceptions import ConfigurationError
+from aiostream.fanout import FanoutChunk
+from aiostream.feeds.aggregated import AggregatedFeed
+from aiostream.feeds.base import BaseFeed, plain_user_id
+from aiostream.leases import lease
+from aiostream.materialize import (
+    PULL_GRACE,
+    MaterializationPolicy,
+    SelectivePolicy,
+    decayed_count,
+    decayed_rate,
+)
+from aiostream.query import Query
+from aiostream.storage.base import StateStorage
+
+if TYPE_CHECKING:
+    from aiostream.manager import Manager
+
+# How often a process records that a user read (and so how stale "last read" may be).
+RECORD_EVERY = 3600.0
+# Entries of a process's caches before they are dropped and rebuilt as used.
+CACHE_LIMIT = 100_000
+# Reads of user feeds at once when a feed is rebuilt.
+REBUILD_CONCURRENCY = 32
+
+
+def read_name(user: object) -> str:
+    return f"read:{user}"
+
+
+def stale_name(feed: str, user: object) -> str:
+    return f"stale:{feed}:{user}"
+
+
+def pulled_name(user: object) -> str:
+    return f"pulled:{user}"
+
+
+def post_rate_name(user: object) -> str:
+    return f"rate.post:{user}"
+
+
+def read_rate_name(user: object) -> str:
+    return f"rate.read:{user}"
+
+
+def policy_of(manager: Manager, policy: MaterializationPolicy | None) -> Materializer | None:
+    """The Manager's policy at work: ``policy``, else one built from its
+    ``inactive_after`` / ``pull_threshold`` (None when nothing is ever skipped).
+
+    Raises:
+        ConfigurationError: a bad setting, or a policy that pulls without a
+            ``get_user_following_ids`` hook to tell whom a reader follows.
+    """
+    owner = type(manager)
+    if policy is None and (owner.inactive_after is not None or owner.pull_threshold is not None):
+        policy = SelectivePolicy(owner.inactive_after, owner.pull_threshold)
+    if policy is None or not policy.active:
+        return None
+    if not isinstance(policy, MaterializationPolicy):
+        raise ConfigurationError(f"policy must be a MaterializationPolicy, got {policy!r}")
+    from aiostream.manager import Manager as Base
+
+    if owner.get_user_following_ids is Base.get_user_following_ids:
+        raise ConfigurationError(
+            f"{owner.__name__} skips feeds ({policy!r}) but does not implement "
+            "get_user_following_ids(user_id), which reads and rebuilds need"
+        )
+    return Materializer(manager, policy)
+
+
+async def checked_following(manager: Manager, user_id: Any) -> list[Any]:
+    """The Manager's ``get_user_following_ids(user_id)``, awaited if need be, checked."""
+    result = manager.get_user_following_ids(user_id)
+    if inspect.isawaitable(result):
+        result = await result
+    return check_following(result)
+
+
+def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value
+
+
+def is_flat(feed_class: type[BaseFeed[Any]]) -> bool:
+    """Whether a policy applies to feeds of ``feed_class`` (flat feeds only)."""
+    return not issubclass(feed_class, AggregatedFeed)
+
+
+class Materializer:
+    """A Manager's policy at work (one per Manager; its caches are per process)."""
+
+    def __init__(self, manager: Manager, policy: MaterializationPolicy) -> None:
+        self.manager = manager
+        self.policy = policy
+        self.flat_feeds = frozenset(n for n, c in manager.feed_classes.items() if is_flat(c))
+        # user -> until when this process need not look at the user's read state
+        self._fresh: dict[str, float] = {}
+        # producer -> since when it is pulled (sticky: trusted forever)
+        self._pulled: dict[str, float] = {}
+        # producer -> when this process last saw it not pulled (trusted < PULL_GRACE)
+        self._not_pulled: dict[str, float] = {}
+        # user -> reads since this process last recorded one (for the read rate)
+        self._reads: dict[str, int] = {}
+        inactive = policy.inactive_after
+        self._record_every = RECORD_EVERY if inactive is None else min(RECORD_EVERY, inactive / 2)
+
+    @property
+    def states(self) -> StateStorage:
+        """Where the state lives: beside every user's own feed."""
+        return self.manager.storage_for(self.manager.user_feed_class)
+
+    # -- fanout, where the Manager cuts chunks --------------------------------------------------
+
+    async def plan_add(
+        self, producer: Any, followers: Mapping[str | None, Sequence[Any]], chunks: list[Any]
+    ) -> list[Any]:
+        """The chunks of an add by ``producer``: none for flat feeds when the producer is
+        pulled (past its grace), and the others tagged with the producer when the
+        workers choose followers (inactive ones, rates)."""
+        policy, now = self.policy, self.manager.now()
+        producer = plain_user_id(producer, "user_id")
+        if policy.keeps_rates:
+            name = post_rate_name(producer)
+            stored = (await self.states.load_states([name])).get(name)
+            new = decayed_count(stored, now, policy.half_life, add=1.0)
+            await self.states.store_states({name: new})
+        skip = False
+        if policy.pulls_all(sum(len(ids) for ids in followers.values())):
+            since = await self._flag_pulled(producer, now)
+            skip = now - since >= PULL_GRACE
+        tag = policy.inactive_after is not None or policy.keeps_rates
+        planned = []
+        for chunk in chunks:
+            if isinstance(chunk, FanoutChunk) and chunk.feed in self.flat_feeds:
+                if skip:
+                    continue
+                if tag:
+                    chunk = replace(chunk, producer=producer)
+            planned.append(chunk)
+        return planned
+
+    async def _flag_pulled(self, producer: Any, now: float) -> float:
+        key = str(producer)
+        if key in self._pulled:
+            return self._pulled[key]
+        name = pulled_name(producer)
+        found = await self.states.load_states([name])
+        since = float(found[name]) if name in found else now
+        if name not in found:
+            await self.states.store_states({name: repr(now)})
+        _remember(self._pulled, key, since)
+        return since
+
+    # -- fanout, where a chunk is written ----------------------------------------------------
+
+    async def writable(self, chunk: FanoutChunk) -> tuple[int | str, ...]:
+        """The followers of ``chunk`` (an add into a flat feed) the policy writes; marks
+        the feeds of the inactive ones stale."""
+        policy, now, producer = self.policy, self.manager.now(), chunk.producer
+        users = chunk.user_ids
+        names: list[str] = []
+        if policy.inactive_after is not None:
+            names += [read_name(u) for u in users] + [stale_name(chunk.feed, u) for u in users]
+        rates = policy.keeps_rates and producer is not None
+        if rates:
+            names += [read_rate_name(u) for u in users]
+            names += [post_rate_name(producer), pulled_name(producer)]
+        found = await self.states.load_states(names)
+        marks: dict[str, str] = {}
+        post_rate = decayed_rate(found.get(post_rate_name(producer)), now, policy.half_life)
+        pulled_since = found.get(pulled_name(producer))
+        may_skip = pulled_since is not None and now - float(pulled_since) >= PULL_GRACE
+        written = []
+        for user in users:
+            if policy.inactive_after is not None:
+                last = found.get(read_name(user))
+                if last is None or now - float(last) >= policy.inactive_after:
+                    if stale_name(chunk.feed, user) not in found:
+                        marks[stale_name(chunk.feed, user)] = "1"
+                    continue
+            if rates:
+                read_rate = decayed_rate(found.get(read_rate_name(user)), now, policy.half_life)
+                if not policy.pushes(post_rate, read_rate):
+                    if may_skip:
+                        continue
+                    if pulled_since is None:  # readers must learn it before anyone is skipped
+                        pulled_since = repr(now)
+                        marks[pulled_name(producer)] = pulled_since
+            written.append(user)
+        if marks:
+            await self.states.store_states(marks)
+        return tuple(written)
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def read(
+        self, feed: BaseFeed[Any], start: int, stop: int | None, query: Query
+    ) -> list[Any]:
+        """A page of ``feed`` as a push-everything Manager would show it."""
+        user = plain_user_id(feed.user_id)
+        now = self.manager.now()
+        if self.policy.inactive_after is not None or self.policy.keeps_rates:
+            await self._note_read(feed, user, now)
+        sources: list[BaseFeed[Any]] = [feed]
+        if self.policy.pulls:
+            following = await checked_following(self.manager, user)
+            for producer in await self._pulled_among(following, now):
+                sources.append(self.manager.user_feed_class(producer, storage=self.manager.storage))
+        if len(sources) == 1:
+            return await feed._read_stored(start, stop, query)
+        return await _merged(sources, start, stop, query)
+
+    async def _note_read(self, feed: BaseFeed[Any], user: Any, now: float) -> None:
+        key = str(user)
+        self._reads[key] = self._reads.get(key, 0) + 1
+        if self._fresh.get(key, 0.0) > now:
+            return
+        names, name = [read_name(user)], feed._feed_name
+        if self.policy.inactive_after is not None:
+            names.append(stale_name(name, user))
+        if self.policy.keeps_rates:
+            names.append(read_rate_name(user))
+        found = await self.states.load_states(names)
+        last = float(found[read_name(user)]) if read_name(user) in found else None
+        if last is None or now - last >= self._record_every:
+            record = {read_name(user): repr(now)}
+            if self.policy.keeps_rates:
+                count = float(self._reads.pop(key, 1))
+                record[read_rate_name(user)] = decayed_count(
+                    found.get(read_rate_name(user)), now, self.policy.half_life, add=count
+                )
+            await self.states.store_states(record)
+            last = now
+        if stale_name(name, user) in found:
+            await self._rebuild(feed, name, user)
+        until = last + self._record_every
+        if self.policy.inactive_after is not None:
+            until = min(until, last + self.policy.inactive_after)
+        _remember(self._fresh, key, until)
+
+    async def _rebuild(self, feed: BaseFeed[Any], name: str, user: Any) -> None:
+        """Fill a stale feed from the user feeds of whom its owner follows, once."""
+        states, mark = self.states, stale_name(name, user)
+        async with lease(states, f"rebuild:{name}:{user}"):  # type: ignore[arg-type]
+            if mark not in await states.load_states([mark]):
+                return  # another reader rebuilt it meanwhile
+            # Cleared first: a fanout that skips the feed from now on marks it again.
+            await states.delete_states([mark])
+            following = await checked_following(self.manager, user)
+            pulled = set(map(str, await self._pulled_among(following, self.manager.now())))
+            sources = [
+                self.manager.user_feed_class(p, storage=self.manager.storage)
+                for p in following
+                if str(p) not in pulled
+            ]
+            pages: list[list[Any]] = []
+
+            async def page(source: BaseFeed[Any]) -> None:
+                pages.append(await source._read_stored(0, feed.max_length, Query()))
+
+            await run_each(sources, page, limit=REBUILD_CONCURRENCY)
+            # Each followee's newest max_length: what push would have put there (their
+            # newest max_length overall among them), trimmed as any write trims.
+            copies = _unique([p for page_ in pages for p in page_])
+            if copies:
+                entries = feed.serialize_activities(copies)
+                max_length = feed.max_length if feed._should_trim(True) else None
+                await feed._io.add_to_timelines(
+                    [feed.key], entries, max_length=max_length, store=False
+                )
+
+    async def _pulled_among(self, following: Sequence[Any], now: float) -> list[Any]:
+        """The producers in ``following`` that are pulled (this process's view, which is
+        never more than a grace period late)."""
+        unknown = [
+            p
+            for p in following
+            if str(p) not in self._pulled
+            and now - self._not_pulled.get(str(p), -1e18) >= (PULL_GRACE / 2)
+        ]
+        if unknown:
+            found = await self.states.load_states([pulled_name(p) for p in unknown])
+            for producer in unknown:
+                since = found.get(pulled_name(producer))
+                if since is None:
+                    _remember(self._not_pulled, str(producer), now)
+                else:
+                    _remember(self._pulled, str(producer), float(since))
+        return [p for p in following if str(p) in self._pulled]
+
+
+def _unique(activities: Sequence[Activity]) -> list[Activity]:
+    by_id: dict[int, Activity] = {}
+    for activity in activities:
+        by_id.setdefault(activity.serialization_id, activity)
+    return list(by_id.values())
+
+
+async def _merged(
+    sources: Sequence[BaseFeed[Any]], start: int, stop: int | None, query: Query
+) -> list[Any]:
+    """``[start:stop]`` under ``query`` of every source's entries together: the first
+    ``stop`` of the union are among each source's first ``stop``, so each source is
+    read once, all at once (on a standalone Redis, one round trip)."""
+    pages: list[list[Any]] = [[] for _ in sources]
+
+    async def page(index: int) -> None:
+        pages[index] = await sources[index]._read_stored(0, stop, query)
+
+    await run_each(range(len(sources)), page)
+    by_id: dict[int, Any] = {}
+    for items in pages:
+        for item in items:
+            by_id.setdefault(item.serialization_id, item)
+    ordered = sorted(by_id, reverse=query.descending)
+    return [by_id[i] for i in ordered[start:stop]]

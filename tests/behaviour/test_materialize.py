@@ -1,0 +1,251 @@
+"""Selective materialization on every backend: what fanout skips, and how reads make up
+for it (pulled producers, stale feeds rebuilt once, rates), and the errors of bad
+settings and hooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+import anyio
+import pytest
+
+from aiostream import (
+    Activity,
+    AggregatedFeed,
+    BaseFeed,
+    ConfigurationError,
+    FanoutPriority,
+    Love,
+    Manager,
+    RecentVerbAggregator,
+    UserBaseFeed,
+    ValidationError,
+)
+from aiostream.materialize import PULL_GRACE, RatePolicy, SelectivePolicy
+from aiostream.storage.base import FeedStorage
+from tests.helpers import T0
+
+pytestmark = pytest.mark.anyio
+
+DAY = 86400.0
+
+
+class SelFlat(BaseFeed):
+    key_format = "sel:flat:%(user_id)s"
+
+
+class SelGroups(AggregatedFeed):
+    key_format = "sel:groups:%(user_id)s"
+    aggregator_class = RecentVerbAggregator
+
+
+class SelUser(UserBaseFeed):
+    key_format = "sel:user:%(user_id)s"
+
+
+class SelManager(Manager):
+    feed_classes: ClassVar[dict[str, Any]] = {"flat": SelFlat, "groups": SelGroups}
+    user_feed_class = SelUser
+    # 1 is followed by 2, 3 and 4; 5 follows nobody.
+    graph: ClassVar[dict[int, list[int]]] = {1: [], 2: [1], 3: [1], 4: [1], 5: []}
+    clock = T0.timestamp()
+
+    def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
+        return {FanoutPriority.HIGH: [u for u, f in self.graph.items() if user_id in f]}
+
+    def get_user_following_ids(self, user_id: int) -> list[int]:
+        return self.graph[user_id]
+
+    def now(self) -> float:
+        return self.clock
+
+
+class Pulling(SelManager):
+    pull_threshold = 3
+
+
+class Idle(SelManager):
+    inactive_after = dt.timedelta(days=1)
+
+
+def pin(n: int, manager: SelManager) -> Activity:
+    """Activity ``n`` by user 1, a second after the previous one."""
+    manager.clock += 1
+    return Activity(1, Love, n, time=dt.datetime.fromtimestamp(manager.clock, dt.UTC))
+
+
+async def stored(manager: SelManager, user: int) -> list[Activity]:
+    """What the user's flat feed holds in its own timeline (no merging)."""
+    feed = manager.get_feeds(user)["flat"]
+    return await feed._read_stored(0, None, feed._query)
+
+
+async def test_a_pulled_producer_is_written_to_no_flat_feed_and_read_by_its_followers(
+    storage: FeedStorage,
+) -> None:
+    manager = Pulling(storage=storage)
+    first = pin(1, manager)
+    await manager.add_user_activity(1, first)  # pulled from now on, still pushed in grace
+    assert await stored(manager, 2) == [first]
+    manager.clock += PULL_GRACE
+    later = [pin(n, manager) for n in (2, 3)]
+    for activity in later:
+        await manager.add_user_activity(1, activity)
+    assert await stored(manager, 2) == [first]  # nothing written past the grace
+    feed = manager.get_feeds(2)["flat"]
+    assert await feed[:] == [later[1], later[0], first]
+    assert await feed[1:2] == [later[0]]
+    assert await feed.order_by("activity_id")[:2] == [first, later[0]]
+    assert await feed.filter(activity_id__lt=later[1].serialization_id)[:] == [later[0], first]
+    assert [a async for a in feed] == [later[1], later[0], first]
+    # Aggregated feeds are pushed as ever.
+    (group,) = await manager.get_feeds(2)["groups"][:]
+    assert group.activities == [first, *later]
+    # Removal reaches pulled and pushed copies alike.
+    await manager.remove_user_activity(1, first)
+    assert await manager.get_feeds(3)["flat"][:] == [later[1], later[0]]
+
+
+async def test_a_producer_stays_pulled_when_followers_leave(storage: FeedStorage) -> None:
+    manager = Pulling(storage=storage)
+    await manager.add_user_activity(1, pin(1, manager))
+    manager.clock += PULL_GRACE
+    skipped = pin(2, manager)
+    await manager.add_user_activity(1, skipped)
+    fewer = SelManager.graph | {4: []}  # below the threshold now
+
+    class Fewer(Pulling):
+        graph = fewer
+
+    again = Fewer(storage=storage)
+    await again.add_user_activity(1, pin(3, manager))
+    assert skipped in await again.get_feeds(2)["flat"][:]
+
+
+async def test_an_inactive_follower_is_skipped_and_rebuilt_once_at_their_next_read(
+    storage: FeedStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = Idle(storage=storage)
+    assert await manager.get_feeds(2)["flat"][:] == []  # 2 reads now: active
+    activities = [pin(1, manager)]
+    await manager.add_user_activity(1, activities[0])
+    assert await stored(manager, 2) == activities
+    assert await stored(manager, 3) == []  # 3 never read: skipped, marked stale
+    manager.clock += 2 * DAY  # now 2 is inactive too
+    activities.append(pin(2, manager))
+    await manager.add_user_activity(1, activities[1])
+    assert await stored(manager, 2) == activities[:1]
+
+    writes: list[str] = []
+    add_to_timelines = type(storage).add_to_timelines
+
+    async def counted(self: Any, keys: Any, *args: Any, **kwargs: Any) -> None:
+        writes.extend(keys)
+        await add_to_timelines(self, keys, *args, **kwargs)
+
+    monkeypatch.setattr(type(storage), "add_to_timelines", counted)
+    fresh = Idle(storage=storage)  # another process: nothing cached
+    pages = []
+
+    async def read() -> None:
+        pages.append(await fresh.get_feeds(3)["flat"][:])
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(read)
+    assert pages == [activities[::-1]] * 4
+    assert writes == [SelFlat(3).key]  # rebuilt once, by one of the four reads
+    assert await stored(manager, 3) == activities[::-1]
+    assert await fresh.get_feeds(2)["flat"][:] == activities[::-1]
+
+
+async def test_reads_are_recorded_at_most_once_an_hour(storage: FeedStorage) -> None:
+    manager = Idle(storage=storage)
+    for _ in range(3):
+        await manager.get_feeds(2)["flat"][:]
+    assert await storage.load_states(["read:2"]) == {"read:2": repr(manager.clock)}
+    first = manager.clock
+    manager.clock += 1800
+    await Idle(storage=storage).get_feeds(2)["flat"][:]  # another process, within the hour
+    assert await storage.load_states(["read:2"]) == {"read:2": repr(first)}
+    manager.clock += 1800
+    await manager.get_feeds(2)["flat"][:]
+    assert await storage.load_states(["read:2"]) == {"read:2": repr(manager.clock)}
+
+
+class Rated(SelManager):
+    pass
+
+
+async def test_the_rate_policy_pushes_to_readers_and_pulls_for_the_others(
+    storage: FeedStorage,
+) -> None:
+    policy = RatePolicy(cost_ratio=1.0, half_life=dt.timedelta(days=1))
+    manager = Rated(storage=storage, policy=policy)
+    for _ in range(5):  # 2 reads five times an hour apart; 3 and 4 never read
+        await manager.get_feeds(2)["flat"][:]
+        manager.clock += 3600
+    first = pin(1, manager)
+    await manager.add_user_activity(1, first)  # flags 1 as pulled; pushed in the grace
+    manager.clock += PULL_GRACE
+    second = pin(2, manager)
+    await manager.add_user_activity(1, second)
+    assert await stored(manager, 2) == [second, first]  # a reader: pushed
+    assert await stored(manager, 3) == [first]  # reads nothing: pulled
+    assert await manager.get_feeds(3)["flat"][:] == [second, first]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "match"),
+    [
+        ({"pull_threshold": 0}, "pull_threshold must be at least 1, got 0"),
+        ({"pull_threshold": -5}, "pull_threshold must be at least 1, got -5"),
+        ({"pull_threshold": True}, "pull_threshold must be an int, got True"),
+        ({"inactive_after": dt.timedelta(0)}, "inactive_after must be positive"),
+        ({"inactive_after": dt.timedelta(hours=-1)}, "inactive_after must be positive"),
+        ({"inactive_after": 3600}, "inactive_after must be a datetime.timedelta or None"),
+    ],
+)
+def test_bad_settings_are_refused(attributes: dict[str, Any], match: str) -> None:
+    bad = type("Bad", (SelManager,), attributes)
+    with pytest.raises(ConfigurationError, match=match):
+        bad()
+
+
+def test_a_policy_needs_the_following_hook() -> None:
+    class NoFollowing(Manager):
+        feed_classes: ClassVar[dict[str, Any]] = {"flat": SelFlat}
+        user_feed_class = SelUser
+        inactive_after = dt.timedelta(days=1)
+
+    with pytest.raises(ConfigurationError, match="does not implement get_user_following_ids"):
+        NoFollowing()
+
+
+async def test_a_following_hook_that_returns_no_ids_is_a_validation_error(
+    storage: FeedStorage,
+) -> None:
+    class Broken(Pulling):
+        def get_user_following_ids(self, user_id: int) -> Any:
+            return "1,2"
+
+    with pytest.raises(ValidationError, match=r"get_user_following_ids\(\): expected a collection"):
+        await Broken(storage=storage).get_feeds(2)["flat"][:]
+
+
+async def test_a_following_hook_that_raises_fails_the_read(storage: FeedStorage) -> None:
+    class Failing(Pulling):
+        def get_user_following_ids(self, user_id: int) -> Any:
+            raise LookupError("graph service down")
+
+    with pytest.raises(LookupError, match="graph service down"):
+        await Failing(storage=storage).get_feeds(2)["flat"][:]
+
+
+def test_the_policy_objects_check_their_arguments() -> None:
+    with pytest.raises(ConfigurationError, match="cost_ratio must be a positive number"):
+        RatePolicy(cost_ratio=0)
+    with pytest.raises(ConfigurationError, match="half_life must be positive"):
+        RatePolicy(half_life=dt.timedelta(0))
+    assert not SelectivePolicy().active
