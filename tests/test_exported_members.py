@@ -13,7 +13,6 @@ import pytest
 
 import aiostream
 
-
 # Modules that need the arq extra: checked in the stack that has it.
 NEEDS_ARQ = {"aiostream.tasks", "aiostream._arq_worker"}
 
