@@ -130,7 +130,7 @@ def serve(session: nox.Session) -> None:
 @nox.session
 def benchmarks(session: nox.Session) -> None:
     """Benchmarks against real servers; results land in benchmarks/results/."""
-    install(session, "test", extras="redis,cassandra")
+    install(session, "test", "benchmarks", extras="redis,cassandra")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

@@ -166,6 +166,21 @@ class Materializer:
             planned.append(chunk)
         return planned
 
+    async def skips_followers(self, producer: Any) -> bool:
+        """Whether an add by ``producer`` needs no follower at all: every feed is flat,
+        and the Manager's ``get_user_follower_count`` says the producer is pulled (past
+        its grace)."""
+        if self.flat_feeds != set(self.manager.feed_classes) or not self.policy.pulls:
+            return False
+        count = self.manager.get_user_follower_count(producer)
+        if inspect.isawaitable(count):
+            count = await count
+        if count is None or not self.policy.pulls_all(count):
+            return False
+        now = self.manager.now()
+        producer = plain_user_id(producer, "user_id")
+        return now - await self._flag_pulled(producer, now) >= PULL_GRACE
+
     async def _flag_pulled(self, producer: Any, now: float) -> float:
         key = str(producer)
         if key in self._pulled:
@@ -328,16 +343,19 @@ async def _merged(
 ) -> list[Any]:
     """``[start:stop]`` under ``query`` of every source's entries together: the first
     ``stop`` of the union are among each source's first ``stop``, so each source is
-    read once, all at once (on a standalone Redis, one round trip)."""
-    pages: list[list[Any]] = [[] for _ in sources]
+    read once, all at once (on a standalone Redis, one round trip), and only the
+    entries of the page are decoded."""
+    pages: list[Sequence[tuple[int, str]]] = [() for _ in sources]
 
     async def page(index: int) -> None:
-        pages[index] = await sources[index]._read_stored(0, stop, query)
+        source = sources[index]
+        pages[index] = await source._io.read_timeline(source.key, 0, stop, query)
 
     await run_each(range(len(sources)), page)
-    by_id: dict[int, Any] = {}
-    for items in pages:
-        for item in items:
-            by_id.setdefault(item.serialization_id, item)
+    by_id: dict[int, tuple[int, str]] = {}
+    for entries in pages:
+        for entry in entries:
+            by_id.setdefault(entry[0], entry)
     ordered = sorted(by_id, reverse=query.descending)
-    return [by_id[i] for i in ordered[start:stop]]
+    chosen = [by_id[i] for i in ordered[start:stop]]
+    return sources[0].get_activity_serializer().loads_entries(chosen)

@@ -148,6 +148,12 @@ class Manager:
         :meth:`get_user_follower_ids`."""
         raise NotImplementedError("implement get_user_following_ids to skip feeds")
 
+    def get_user_follower_count(self, user_id: Any) -> Any:
+        """Optional: how many followers ``user_id`` has (may be ``async def``; None:
+        unknown). With a pull threshold and only flat feeds, a post by a pulled producer
+        then skips :meth:`get_user_follower_ids` altogether."""
+        return None
+
     def now(self) -> float:
         """The time (Unix seconds) the materialization policy goes by."""
         return time.time()
@@ -431,6 +437,9 @@ class Manager:
     async def _fanout_chunks(
         self, user_id: Any, operation: Operation, activities: list[Activity], *, trim: bool
     ) -> list[FanoutChunk]:
+        materializer = self._materializer
+        if materializer and operation == "add" and await materializer.skips_followers(user_id):
+            return []
         followers = await self.follower_ids(user_id)
         chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
         if self._materializer is not None and operation == "add":

@@ -107,6 +107,36 @@ async def test_a_pulled_producer_is_written_to_no_flat_feed_and_read_by_its_foll
     assert await manager.get_feeds(3)["flat"][:] == [later[1], later[0]]
 
 
+class Counted(Pulling):
+    feed_classes: ClassVar[dict[str, Any]] = {"flat": SelFlat}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asked: list[int] = []  # whose followers were asked for
+
+    def get_user_follower_count(self, user_id: int) -> int:
+        return len(super().get_user_follower_ids(user_id)[FanoutPriority.HIGH])
+
+    def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
+        self.asked.append(user_id)
+        return super().get_user_follower_ids(user_id)
+
+
+async def test_a_pulled_producer_with_a_follower_count_needs_no_follower_list(
+    storage: FeedStorage,
+) -> None:
+    manager = Counted(storage=storage)
+    first = pin(1, manager)
+    await manager.add_user_activity(1, first)
+    assert manager.asked == [1]  # within the grace: pushed, so its followers are needed
+    manager.clock += PULL_GRACE
+    later = pin(2, manager)
+    await manager.add_user_activity(1, later)
+    assert manager.asked == [1]
+    assert await stored(manager, 2) == [first]
+    assert await manager.get_feeds(2)["flat"][:] == [later, first]
+
+
 async def test_a_producer_stays_pulled_when_followers_leave(storage: FeedStorage) -> None:
     manager = Pulling(storage=storage)
     await manager.add_user_activity(1, pin(1, manager))

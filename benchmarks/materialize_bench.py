@@ -1,0 +1,279 @@
+"""Selective materialization on Stream-Framework-Bench's social model: one simulated day.
+
+Users are ranked; the rank decides posts and reads per day (top 5%: 25 / 50, next 10%:
+10 / 20, next 10%: 5 / 10, next 25%: 1 / 5, bottom 50%: 0 / 1) and followers (top 2%:
+max(10% of the network, 1,000), next 13%: min(5%, 1,000), next 10%: 100, next 25%: 50,
+bottom 50%: 5). 10% of the users are active on the day: they post and read; the others
+read nothing (and read last before the day began, when they were active). The follow
+graph is implicit (each producer's followers are an arithmetic progression modulo the
+network size), so a million users fit in memory.
+
+For each network size and policy (push-all; :class:`SelectivePolicy` with
+``inactive_after`` one day and ``pull_threshold`` 1,000; :class:`RatePolicy`) it
+reports feed writes (entries written into flat feeds), Redis memory (``used_memory``
+after the day less before), read latency p50 / p99 of ``feed[:25]`` through the Manager
+for readers drawn by their read rates, and fanout seconds per post (p50 / p99). Where a
+run would write too much for this machine (push-all beyond 10,000 users, the rate
+policy beyond 10,000), writes and memory are computed from the model (marked
+``"computed"``); a 1,000,000-user day runs a sample of its posts (``post_sample``) and
+scales its writes. Finally one post by a user with 1,000,000 followers, pulled.
+
+    python -m benchmarks.materialize_bench [--users 10000,100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import random
+import tempfile
+import time
+from math import gcd
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from aiostream import Activity, BaseFeed, FanoutPriority, Love, Manager, UserBaseFeed
+from aiostream.materialize import MaterializationPolicy, RatePolicy, SelectivePolicy
+from aiostream.storage.redis import RedisStorage
+from benchmarks.common import percentile, write_results
+from tests.servers import start_redis
+
+BANDS = [(0.05, 25, 50), (0.15, 10, 20), (0.25, 5, 10), (0.50, 1, 5), (1.0, 0, 1)]
+ACTIVE = 0.10
+DAY = 86400.0
+READS = 2000  # sampled reads per run
+MAX_RUN_WRITES = 20_000_000  # beyond this, writes and memory are computed
+
+
+def band(rank: int, n: int) -> tuple[int, int]:
+    """(posts, reads) a day of the user of ``rank``."""
+    share = rank / n
+    return next((posts, reads) for top, posts, reads in BANDS if share < top)
+
+
+def follower_count(rank: int, n: int) -> int:
+    share = rank / n
+    if share < 0.02:
+        count = max(n // 10, 1000)
+    elif share < 0.15:
+        count = min(n // 20, 1000)
+    elif share < 0.25:
+        count = 100
+    elif share < 0.50:
+        count = 50
+    else:
+        count = 5
+    return min(count, n - 1)
+
+
+class Network:
+    """The implicit follow graph: followers of ``p`` are ``start[p] + i * STEP`` (mod n)
+    for ``i < count[p]`` (``p`` itself left out)."""
+
+    def __init__(self, n: int, seed: int = 7) -> None:
+        self.n = n
+        self.step = next(s for s in range(1_000_003, 10**8, 2) if gcd(s, n) == 1)
+        self.inverse = pow(self.step, -1, n)
+        rng = np.random.default_rng(seed)
+        self.start = rng.integers(0, n, n, dtype=np.int64)
+        self.count = np.array([follower_count(r, n) for r in range(n)], dtype=np.int64)
+
+    def followers(self, p: int) -> list[int]:
+        ids = (self.start[p] + np.arange(self.count[p], dtype=np.int64) * self.step) % self.n
+        return [int(u) for u in ids if u != p]
+
+    def following(self, f: int) -> list[int]:
+        offsets = ((f - self.start) % self.n) * self.inverse % self.n
+        found = np.nonzero(offsets < self.count)[0]
+        return [int(p) for p in found if p != f]
+
+
+class SimFlat(BaseFeed):
+    key_format = "sim:flat:%(user_id)s"
+
+
+class SimUser(UserBaseFeed):
+    key_format = "sim:user:%(user_id)s"
+
+
+class SimManager(Manager):
+    feed_classes: ClassVar[dict[str, Any]] = {"flat": SimFlat}
+    user_feed_class = SimUser
+    fanout_chunk_size = 1000
+    network: Network
+    followings: dict[int, list[int]]
+    clock: float
+
+    def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
+        return {FanoutPriority.HIGH: self.network.followers(user_id)}
+
+    def get_user_following_ids(self, user_id: int) -> list[int]:
+        if user_id not in self.followings:  # the application's lookup, not timed
+            self.followings[user_id] = self.network.following(user_id)
+        return self.followings[user_id]
+
+    def now(self) -> float:
+        return self.clock
+
+
+class CountingStorage(RedisStorage):
+    """Counts the entries written into flat feed timelines."""
+
+    written = 0
+
+    async def add_to_timelines(self, keys: Any, entries: Any, **kwargs: Any) -> None:
+        self.written += len(keys) * len(entries)
+        await super().add_to_timelines(keys, entries, **kwargs)
+
+
+def day_plan(network: Network, seed: int = 11) -> tuple[list[int], list[int], list[int]]:
+    """The day's active users, its posts (authors, in order) and its readers (drawn)."""
+    rng = random.Random(seed)
+    n = network.n
+    active = rng.sample(range(n), max(1, int(n * ACTIVE)))
+    posts = [u for u in active for _ in range(band(u, n)[0])]
+    rng.shuffle(posts)
+    weights = [band(u, n)[1] for u in active]
+    readers = rng.choices(active, weights=weights, k=READS)
+    return active, posts, readers
+
+
+def model_writes(network: Network, posts: list[int]) -> int:
+    return sum(int(network.count[p]) - 1 for p in posts)
+
+
+async def used_memory(storage: RedisStorage) -> int:
+    info = await storage.client.info("memory")
+    return int(info["used_memory"])
+
+
+async def run_day(
+    url: str, network: Network, policy: MaterializationPolicy | None, post_sample: float
+) -> dict[str, Any]:
+    active, posts, readers = day_plan(network)
+    if post_sample < 1.0:
+        posts = random.Random(3).sample(posts, int(len(posts) * post_sample))
+    async with CountingStorage.from_url(url, prefix="sim:") as storage:
+        await storage.client.flushdb()  # our own private server
+        manager = SimManager(storage=storage, policy=policy)
+        manager.network, manager.followings = network, {}
+        manager.clock = time.time()
+        # The active users read before the day (the day before): the rest did not.
+        await storage.store_states({f"read:{u}": repr(manager.clock - 3600) for u in active})
+        before = await used_memory(storage)
+        fanout: list[float] = []
+        for index, author in enumerate(posts):
+            manager.clock += DAY / max(len(posts), 1)
+            activity = Activity(
+                author, Love, index, time=dt.datetime.fromtimestamp(manager.clock, dt.UTC)
+            )
+            started = time.perf_counter()
+            await manager.add_user_activity(author, activity)
+            fanout.append(time.perf_counter() - started)
+        after = await used_memory(storage)
+        written = storage.written - len(posts)  # less the authors' own user feeds
+        for reader in set(readers):
+            manager.get_user_following_ids(reader)  # the application's cache, warmed
+        reads: list[float] = []
+        for reader in readers:
+            started = time.perf_counter()
+            await manager.get_feeds(reader)["flat"][:25]
+            reads.append(time.perf_counter() - started)
+    scale = 1 / post_sample
+    return {
+        "posts": len(posts),
+        "feed_writes": int(written * scale),
+        "redis_bytes": int((after - before) * scale) if post_sample == 1.0 else after - before,
+        "read_p50_ms": percentile(reads, 0.5) * 1000,
+        "read_p99_ms": percentile(reads, 0.99) * 1000,
+        "fanout_p50_s": percentile(fanout, 0.5),
+        "fanout_p99_s": percentile(fanout, 0.99),
+        "post_sample": post_sample,
+    }
+
+
+async def celebrity(url: str) -> dict[str, Any]:
+    """One post by a user with 1,000,000 followers, pulled: the time of the call."""
+    followers = list(range(1, 1_000_001))
+
+    class Celebrity(SimManager):
+        def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
+            return {FanoutPriority.HIGH: followers}
+
+        def get_user_follower_count(self, user_id: int) -> int:
+            return len(followers)
+
+    async with RedisStorage.from_url(url, prefix="celeb:") as storage:
+        manager = Celebrity(storage=storage, policy=SelectivePolicy(pull_threshold=1000))
+        manager.clock = time.time()
+        warm = Activity(0, Love, 1, time=dt.datetime.fromtimestamp(manager.clock, dt.UTC))
+        await manager.add_user_activity(0, warm)  # flags the producer; pushed in the grace
+        manager.clock += 120
+        timings = []
+        for n in range(5):
+            manager.clock += 1
+            post = Activity(0, Love, 2 + n, time=dt.datetime.fromtimestamp(manager.clock, dt.UTC))
+            started = time.perf_counter()
+            await manager.add_user_activity(0, post)
+            timings.append(time.perf_counter() - started)
+    return {"followers": len(followers), "post_ms": sorted(timings)[len(timings) // 2] * 1000}
+
+
+POLICIES: dict[str, Any] = {
+    "push-all": lambda: None,
+    "selective": lambda: SelectivePolicy(inactive_after=dt.timedelta(days=1), pull_threshold=1000),
+    "rate": lambda: RatePolicy(cost_ratio=1.0, inactive_after=dt.timedelta(days=1)),
+}
+
+
+async def run(url: str, sizes: list[int]) -> dict[str, Any]:
+    results: dict[str, Any] = {"sizes": {}}
+    for n in sizes:
+        network = Network(n)
+        _, posts, _ = day_plan(network)
+        push_writes = model_writes(network, posts)
+        rows: dict[str, Any] = {}
+        for name, make in POLICIES.items():
+            sample = 1.0 if n < 1_000_000 else 0.05
+            if name == "push-all" and push_writes * sample > MAX_RUN_WRITES:
+                rows[name] = {"feed_writes": push_writes, "computed": True}
+                continue
+            if name == "rate" and n > 10_000:
+                # Every post checks every follower's rate: too many reads for this machine.
+                rows[name] = {"not_run": "the per-follower rate checks exceed this machine"}
+                continue
+            print(f"{n} users, {name}...", flush=True)
+            rows[name] = await run_day(url, network, make(), sample)
+        measured = rows["push-all"].get("redis_bytes")
+        per_entry = (
+            measured / rows["push-all"]["feed_writes"]
+            if measured and rows["push-all"]["feed_writes"]
+            else None
+        )
+        results["sizes"][str(n)] = {"push_all_model_writes": push_writes, "rows": rows}
+        if per_entry:
+            results["bytes_per_pushed_entry"] = per_entry
+    per_entry = results.get("bytes_per_pushed_entry")
+    for size in results["sizes"].values():
+        push = size["rows"]["push-all"]
+        if push.get("computed") and per_entry:
+            push["redis_bytes"] = int(push["feed_writes"] * per_entry)
+    results["celebrity"] = await celebrity(url)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", default="10000,100000,1000000")
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.users.split(",")]
+    with tempfile.TemporaryDirectory() as workdir, start_redis(Path(workdir)) as server:
+        results = asyncio.run(run(server.url, sizes))
+    write_results("materialize", results)
+
+
+if __name__ == "__main__":
+    main()
