@@ -120,7 +120,7 @@ class Materializer:
         self.manager = manager
         self.policy = policy
         self.flat_feeds = frozenset(n for n, c in manager.feed_classes.items() if is_flat(c))
-        # user -> until when this process need not look at the user's read state
+        # "<feed>:<user>" -> until when this process need not look at its read state
         self._fresh: dict[str, float] = {}
         # producer -> since when it is pulled (sticky: trusted forever)
         self._pulled: dict[str, float] = {}
@@ -253,11 +253,13 @@ class Materializer:
         return await _merged(sources, start, stop, query)
 
     async def _note_read(self, feed: BaseFeed[Any], user: Any, now: float) -> None:
-        key = str(user)
+        key, name = str(user), feed._feed_name
         self._reads[key] = self._reads.get(key, 0) + 1
-        if self._fresh.get(key, 0.0) > now:
+        # Per feed: each flat feed of a user has its own stale mark.
+        fresh_key = f"{name}:{user}"
+        if self._fresh.get(fresh_key, 0.0) > now:
             return
-        names, name = [read_name(user)], feed._feed_name
+        names = [read_name(user)]
         if self.policy.inactive_after is not None:
             names.append(stale_name(name, user))
         if self.policy.keeps_rates:
@@ -278,7 +280,7 @@ class Materializer:
         until = last + self._record_every
         if self.policy.inactive_after is not None:
             until = min(until, last + self.policy.inactive_after)
-        _remember(self._fresh, key, until)
+        _remember(self._fresh, fresh_key, until)
 
     async def _rebuild(self, feed: BaseFeed[Any], name: str, user: Any) -> None:
         """Fill a stale feed from the user feeds of whom its owner follows, once."""

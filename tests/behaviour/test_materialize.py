@@ -190,6 +190,24 @@ async def test_an_inactive_follower_is_skipped_and_rebuilt_once_at_their_next_re
     assert await fresh.get_feeds(2)["flat"][:] == activities[::-1]
 
 
+class SelOther(BaseFeed):
+    key_format = "sel:other:%(user_id)s"
+
+
+class IdleTwice(Idle):
+    feed_classes: ClassVar[dict[str, Any]] = {"flat": SelFlat, "other": SelOther}
+
+
+async def test_each_flat_feed_of_a_reader_is_rebuilt_when_it_is_read(
+    storage: FeedStorage,
+) -> None:
+    manager = IdleTwice(storage=storage)
+    activity = pin(1, manager)
+    await manager.add_user_activity(1, activity)  # 3 never read: both feeds skipped
+    assert await manager.get_feeds(3)["flat"][:] == [activity]
+    assert await manager.get_feeds(3)["other"][:] == [activity]
+
+
 async def test_reads_are_recorded_at_most_once_an_hour(storage: FeedStorage) -> None:
     manager = Idle(storage=storage)
     for _ in range(3):
