@@ -110,6 +110,9 @@ class SimManager(Manager):
     def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
         return {FanoutPriority.HIGH: self.network.followers(user_id)}
 
+    def get_user_follower_count(self, user_id: int) -> int:
+        return int(self.network.count[user_id]) - 1
+
     def get_user_following_ids(self, user_id: int) -> list[int]:
         if user_id not in self.followings:  # the application's lookup, not timed
             self.followings[user_id] = self.network.following(user_id)
