@@ -18,7 +18,7 @@ policy beyond 10,000), writes and memory are computed from the model (marked
 ``"computed"``); a 1,000,000-user day runs a sample of its posts (``post_sample``) and
 scales its writes. Finally one post by a user with 1,000,000 followers, pulled.
 
-    python -m benchmarks.materialize_bench [--users 10000,100000,1000000]
+    python -m benchmarks materialize   (or: python -m benchmarks.materialize_bench --users 10000)
 """
 
 from __future__ import annotations
