@@ -288,30 +288,35 @@ class Materializer:
         async with lease(states, f"rebuild:{name}:{user}"):  # type: ignore[arg-type]
             if mark not in await states.load_states([mark]):
                 return  # another reader rebuilt it meanwhile
-            # Cleared first: a fanout that skips the feed from now on marks it again.
+            # The mark goes only once the feed is filled, so a reader that finds no mark
+            # finds the feed rebuilt. A fanout that skipped the feed meanwhile (it saw
+            # the mark and did not set it again) wrote its author's user feed first:
+            # the second copy, after the mark is gone, takes its activity in.
+            await self._copy_followees(feed, user)
             await states.delete_states([mark])
-            following = await checked_following(self.manager, user)
-            pulled = set(map(str, await self._pulled_among(following, self.manager.now())))
-            sources = [
-                self.manager.user_feed_class(p, storage=self.manager.storage)
-                for p in following
-                if str(p) not in pulled
-            ]
-            pages: list[list[Any]] = []
+            await self._copy_followees(feed, user)
 
-            async def page(source: BaseFeed[Any]) -> None:
-                pages.append(await source._read_stored(0, feed.max_length, Query()))
+    async def _copy_followees(self, feed: BaseFeed[Any], user: Any) -> None:
+        following = await checked_following(self.manager, user)
+        pulled = set(map(str, await self._pulled_among(following, self.manager.now())))
+        sources = [
+            self.manager.user_feed_class(p, storage=self.manager.storage)
+            for p in following
+            if str(p) not in pulled
+        ]
+        pages: list[list[Any]] = []
 
-            await run_each(sources, page, limit=REBUILD_CONCURRENCY)
-            # Each followee's newest max_length: what push would have put there (their
-            # newest max_length overall among them), trimmed as any write trims.
-            copies = _unique([p for page_ in pages for p in page_])
-            if copies:
-                entries = feed.serialize_activities(copies)
-                max_length = feed.max_length if feed._should_trim(True) else None
-                await feed._io.add_to_timelines(
-                    [feed.key], entries, max_length=max_length, store=False
-                )
+        async def page(source: BaseFeed[Any]) -> None:
+            pages.append(await source._read_stored(0, feed.max_length, Query()))
+
+        await run_each(sources, page, limit=REBUILD_CONCURRENCY)
+        # Each followee's newest max_length: what push would have put there (their
+        # newest max_length overall among them), trimmed as any write trims.
+        copies = _unique([p for page_ in pages for p in page_])
+        if copies:
+            entries = feed.serialize_activities(copies)
+            max_length = feed.max_length if feed._should_trim(True) else None
+            await feed._io.add_to_timelines([feed.key], entries, max_length=max_length, store=False)
 
     async def _pulled_among(self, following: Sequence[Any], now: float) -> list[Any]:
         """The producers in ``following`` that are pulled (this process's view, which is
