@@ -254,7 +254,8 @@ class Materializer:
 
     async def _note_read(self, feed: BaseFeed[Any], user: Any, now: float) -> None:
         key, name = str(user), feed._feed_name
-        self._reads[key] = self._reads.get(key, 0) + 1
+        if self.policy.keeps_rates:  # counted only where a rate is kept of them
+            _remember(self._reads, key, self._reads.get(key, 0) + 1)
         # Per feed: each flat feed of a user has its own stale mark.
         fresh_key = f"{name}:{user}"
         if self._fresh.get(fresh_key, 0.0) > now:

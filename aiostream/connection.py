@@ -101,9 +101,8 @@ class Connection:
             StorageTimeoutError: a server did not answer in time.
             SchemaError: Cassandra answers but the keyspace or a table is missing.
         """
-        for name in self.backends:
-            backend, _, server = name.partition(":")
-            await self.storages.get(backend, server or "default").ping()
+        for storage in self._named_storages():
+            await storage.ping()
         ping = getattr(self.dispatcher, "ping", None)
         if ping is not None:
             await ping()
@@ -111,9 +110,7 @@ class Connection:
     async def __aenter__(self) -> Connection:
         if self._entered:
             raise ConfigurationError("this connection is already entered")
-        for name in self.backends:  # unknown backends or servers fail here, not later
-            backend, _, server = name.partition(":")
-            self.storages.get(backend, server or "default")
+        self._named_storages()  # unknown backends or servers fail here, not later
         await self.storages.__aenter__()
         try:
             self._dispatcher = await self._open_dispatcher()
@@ -142,6 +139,14 @@ class Connection:
             if self._entered:
                 self._entered = False
                 await self.storages.__aexit__(None, None, None)
+
+    def _named_storages(self) -> list[FeedStorage]:
+        """The storages of :attr:`backends` (``"backend"`` or ``"backend:server"``)."""
+        storages = []
+        for name in self.backends:
+            backend, _, server = name.partition(":")
+            storages.append(self.storages.get(backend, server or "default"))
+        return storages
 
     async def _open_dispatcher(self) -> Dispatcher:
         if not self._arq:
