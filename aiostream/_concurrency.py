@@ -117,6 +117,18 @@ async def run_each(
         raise FanoutError(failures)
 
 
+async def gather(*calls: Awaitable[Any]) -> list[Any]:
+    """The results of ``calls``, awaited concurrently, in order (failures as in
+    :func:`run_each`: the first cancels the others)."""
+    results: list[Any] = [None] * len(calls)
+
+    async def run(index: int) -> None:
+        results[index] = await calls[index]
+
+    await run_each(range(len(calls)), run)
+    return results
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """Tries of an optimistic write (read, compute, compare-and-set), and the pause

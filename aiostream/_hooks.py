@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiostream.exceptions import ValidationError
-from aiostream.feeds.base import check_user_id
+from aiostream.feeds.base import _SMALL_INT, check_user_id
 
 
 def _user_ids(ids: object, where: str) -> list[Any]:
@@ -21,6 +21,10 @@ def _user_ids(ids: object, where: str) -> list[Any]:
     if isinstance(ids, str | bytes | Mapping) or not isinstance(ids, Iterable):
         raise ValidationError(where, f"expected a collection of user ids, got {type(ids).__name__}")
     found = list(ids)
+    if all(type(user) is int for user in found) and (
+        not found or (min(found) > -_SMALL_INT and max(found) < _SMALL_INT)
+    ):
+        return found  # the usual ids (a reader may follow thousands): nothing to check
     for index, user in enumerate(found):
         if isinstance(user, uuid.UUID):
             found[index] = str(user)

@@ -11,6 +11,10 @@ these names:
 ``rate.post:<user>``  decayed count of the user's posts
 ``rate.read:<user>``  decayed count of the user's reads
 ===================== ==========================================================
+
+and one set of maxima (:meth:`StateStorage.raise_maxima`), ``posted``: per producer,
+the time (microseconds) of its newest activity. A read of many pulled producers reads
+only those that may hold an entry of its page.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from aiostream._concurrency import run_each
+from aiostream._concurrency import gather, run_each
 from aiostream._hooks import check_following
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError
 from aiostream.fanout import FanoutChunk
 from aiostream.feeds.aggregated import AggregatedFeed
 from aiostream.feeds.base import BaseFeed, plain_user_id
+from aiostream.ids import DIGEST_BITS
 from aiostream.leases import lease
 from aiostream.materialize import (
     PULL_GRACE,
@@ -45,8 +50,12 @@ if TYPE_CHECKING:
 RECORD_EVERY = 3600.0
 # Entries of a process's caches before they are dropped and rebuilt as used.
 CACHE_LIMIT = 100_000
+# Readers whose pulled followees a process keeps (each a list as long as theirs).
+READER_CACHE_LIMIT = 10_000
 # Reads of user feeds at once when a feed is rebuilt.
 REBUILD_CONCURRENCY = 32
+# The maxima: per producer, the microsecond of its newest activity.
+POSTED = "posted"
 
 
 def read_name(user: object) -> str:
@@ -102,8 +111,8 @@ async def checked_following(manager: Manager, user_id: Any) -> list[Any]:
     return check_following(result)
 
 
-def _remember(cache: dict[str, Any], key: str, value: Any) -> None:
-    if len(cache) >= CACHE_LIMIT:
+def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int = CACHE_LIMIT) -> None:
+    if len(cache) >= limit:
         cache.clear()
     cache[key] = value
 
@@ -122,10 +131,13 @@ class Materializer:
         self.flat_feeds = frozenset(n for n, c in manager.feed_classes.items() if is_flat(c))
         # "<feed>:<user>" -> until when this process need not look at its read state
         self._fresh: dict[str, float] = {}
-        # producer -> since when it is pulled (sticky: trusted forever)
-        self._pulled: dict[str, float] = {}
-        # producer -> when this process last saw it not pulled (trusted < PULL_GRACE)
-        self._not_pulled: dict[str, float] = {}
+        # producer id -> since when it is pulled (sticky: trusted forever)
+        self._pulled: dict[Any, float] = {}
+        # producer id -> when this process last saw it not pulled (trusted < PULL_GRACE)
+        self._not_pulled: dict[Any, float] = {}
+        # reader -> ((length, hash) of their following, the pulled among them, when the
+        # others were last looked at)
+        self._pulled_of: dict[Any, tuple[tuple[int, int], list[Any], float]] = {}
         # user -> reads since this process last recorded one (for the read rate)
         self._reads: dict[str, int] = {}
         inactive = policy.inactive_after
@@ -138,6 +150,20 @@ class Materializer:
 
     # -- fanout, where the Manager cuts chunks --------------------------------------------------
 
+    async def note_posts(self, producer: Any, activities: Sequence[Activity]) -> None:
+        """Record an add by ``producer`` before any follower may be skipped: the time of
+        its newest activity (what reads prune pulled producers by) and its post rate."""
+        policy, now = self.policy, self.manager.now()
+        producer = plain_user_id(producer, "user_id")
+        if policy.pulls and activities:
+            newest = max(a.serialization_id >> DIGEST_BITS for a in activities)
+            await self.states.raise_maxima(POSTED, {str(producer): newest})
+        if policy.keeps_rates:
+            name = post_rate_name(producer)
+            stored = (await self.states.load_states([name])).get(name)
+            new = decayed_count(stored, now, policy.half_life, add=1.0)
+            await self.states.store_states({name: new})
+
     async def plan_add(
         self, producer: Any, followers: Mapping[str | None, Sequence[Any]], chunks: list[Any]
     ) -> list[Any]:
@@ -146,11 +172,6 @@ class Materializer:
         workers choose followers (inactive ones, rates)."""
         policy, now = self.policy, self.manager.now()
         producer = plain_user_id(producer, "user_id")
-        if policy.keeps_rates:
-            name = post_rate_name(producer)
-            stored = (await self.states.load_states([name])).get(name)
-            new = decayed_count(stored, now, policy.half_life, add=1.0)
-            await self.states.store_states({name: new})
         skip = False
         if policy.pulls_all(sum(len(ids) for ids in followers.values())):
             since = await self._flag_pulled(producer, now)
@@ -182,7 +203,7 @@ class Materializer:
         return now - await self._flag_pulled(producer, now) >= PULL_GRACE
 
     async def _flag_pulled(self, producer: Any, now: float) -> float:
-        key = str(producer)
+        key = producer
         if key in self._pulled:
             return self._pulled[key]
         name = pulled_name(producer)
@@ -243,14 +264,83 @@ class Materializer:
         now = self.manager.now()
         if self.policy.inactive_after is not None or self.policy.keeps_rates:
             await self._note_read(feed, user, now)
-        sources: list[BaseFeed[Any]] = [feed]
-        if self.policy.pulls:
-            following = await checked_following(self.manager, user)
-            for producer in await self._pulled_among(following, now):
-                sources.append(self.manager.user_feed_class(producer, storage=self.manager.storage))
-        if len(sources) == 1:
+        if not self.policy.pulls:
             return await feed._read_stored(start, stop, query)
-        return await _merged(sources, start, stop, query)
+        following = await checked_following(self.manager, user)
+        signature = (len(following), hash(tuple(following)))
+        cached = self._pulled_of.get(user)
+        if cached is not None and cached[0] == signature and now - cached[2] < PULL_GRACE / 2:
+            pulled, unknown, checked = cached[1], list[Any](), cached[2]
+        else:
+            pulled, unknown, checked = self._known_pulled(following, now)
+        if stop is None or not query.descending:
+            pulled = pulled + await self._resolve(unknown, now)
+            if not pulled:
+                return await feed._read_stored(start, stop, query)
+            return await _merged([feed, *self._user_feeds(pulled)], start, stop, query)
+        if not pulled and not unknown:
+            return await feed._read_stored(start, stop, query)
+        # One round trip for the feed's own page, the newest posts of the producers that
+        # are or may be pulled, and whether the latter are; then the producers' pages.
+        own, posted, states = await gather(
+            feed._io.read_timeline(feed.key, 0, stop, query),
+            self.states.load_maxima(POSTED, [str(p) for p in (*pulled, *unknown)]),
+            self.states.load_states([pulled_name(p) for p in unknown]),
+        )
+        if unknown:
+            pulled = pulled + await self._resolve(unknown, now, states)
+        if cached is None or cached[1] is not pulled:
+            _remember(self._pulled_of, user, (signature, pulled, checked), READER_CACHE_LIMIT)
+        # A producer with no post recorded has none that skipped a follower.
+        ranked = sorted(
+            ((posted[str(p)], p) for p in pulled if str(p) in posted),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        return await self._pruned_merge(feed, own, ranked, start, stop, query)
+
+    def _user_feeds(self, producers: Sequence[Any]) -> list[BaseFeed[Any]]:
+        storage = self.manager.storage
+        return [self.manager.user_feed_class(p, storage=storage) for p in producers]
+
+    async def _pruned_merge(
+        self,
+        feed: BaseFeed[Any],
+        own: Sequence[tuple[int, str]],
+        ranked: Sequence[tuple[int, Any]],
+        start: int,
+        stop: int,
+        query: Query,
+    ) -> list[Any]:
+        """:func:`_merged` for a newest-first page, reading only the pulled producers
+        that may hold one of its entries. A producer's entries are no newer than its
+        newest post (``ranked``: newest posts first, with their producers), so they are
+        read in that order, in waves (of ``stop``, doubling while the page is not yet
+        full), until the next one's newest post is older than the ``stop``-th entry
+        found so far: for an unfiltered read of a full page, one wave."""
+        found: dict[int, tuple[int, str]] = {entry[0]: entry for entry in own}
+        done, size = 0, stop
+        while done < len(ranked):
+            floor = sorted(found, reverse=True)[stop - 1] if len(found) >= stop else -1
+            if floor < 0 and done:
+                size *= 2  # a sparse page: the producers read so far held too few entries
+            wave = []
+            for newest, producer in ranked[done : done + size]:
+                # The largest id an activity of that microsecond can have.
+                if ((newest + 1) << DIGEST_BITS) - 1 <= floor:
+                    break
+                wave.append(producer)
+            if not wave:
+                break
+            done += len(wave)
+            pages = await gather(
+                *(s._io.read_timeline(s.key, 0, stop, query) for s in self._user_feeds(wave))
+            )
+            for entries in pages:
+                for entry in entries:
+                    found.setdefault(entry[0], entry)
+        chosen = [found[i] for i in sorted(found, reverse=True)[start:stop]]
+        return feed.get_activity_serializer().loads_entries(chosen)
 
     async def _note_read(self, feed: BaseFeed[Any], user: Any, now: float) -> None:
         key, name = str(user), feed._feed_name
@@ -319,24 +409,53 @@ class Materializer:
             max_length = feed.max_length if feed._should_trim(True) else None
             await feed._io.add_to_timelines([feed.key], entries, max_length=max_length, store=False)
 
+    def _known_pulled(
+        self, following: Sequence[Any], now: float
+    ) -> tuple[list[Any], list[Any], float]:
+        """The producers in ``following`` this process knows are pulled, those it must
+        look up (unknown, or seen not pulled too long ago: a producer's followers are
+        skipped a grace period after it is flagged, and this process looks again within
+        half of it), and when the least recently looked at of the others was."""
+        # Keyed by the ids as given (7 and "7" are one user: a miss, then a second entry).
+        pulled, not_pulled = self._pulled, self._not_pulled
+        recent = now - PULL_GRACE / 2
+        known, unknown = [], []
+        checked = now
+        for producer in following:
+            if producer in pulled:
+                known.append(producer)
+                continue
+            seen = not_pulled.get(producer, -1e18)
+            if seen <= recent:
+                unknown.append(producer)
+            elif seen < checked:
+                checked = seen
+        return known, unknown, checked
+
+    async def _resolve(
+        self, unknown: Sequence[Any], now: float, found: Mapping[str, str] | None = None
+    ) -> list[Any]:
+        """Which of ``unknown`` are pulled, by their stored marks (``found``, or loaded),
+        remembered."""
+        if not unknown:
+            return []
+        if found is None:
+            found = await self.states.load_states([pulled_name(p) for p in unknown])
+        newly = []
+        for producer in unknown:
+            since = found.get(pulled_name(producer))
+            if since is None:
+                _remember(self._not_pulled, producer, now)
+            else:
+                _remember(self._pulled, producer, float(since))
+                newly.append(producer)
+        return newly
+
     async def _pulled_among(self, following: Sequence[Any], now: float) -> list[Any]:
         """The producers in ``following`` that are pulled (this process's view, which is
         never more than a grace period late)."""
-        unknown = [
-            p
-            for p in following
-            if str(p) not in self._pulled
-            and now - self._not_pulled.get(str(p), -1e18) >= (PULL_GRACE / 2)
-        ]
-        if unknown:
-            found = await self.states.load_states([pulled_name(p) for p in unknown])
-            for producer in unknown:
-                since = found.get(pulled_name(producer))
-                if since is None:
-                    _remember(self._not_pulled, str(producer), now)
-                else:
-                    _remember(self._pulled, str(producer), float(since))
-        return [p for p in following if str(p) in self._pulled]
+        known, unknown, _ = self._known_pulled(following, now)
+        return known + await self._resolve(unknown, now)
 
 
 def _unique(activities: Sequence[Activity]) -> list[Activity]:

@@ -437,13 +437,15 @@ class Manager:
     async def _fanout_chunks(
         self, user_id: Any, operation: Operation, activities: list[Activity], *, trim: bool
     ) -> list[FanoutChunk]:
-        materializer = self._materializer
-        if materializer and operation == "add" and await materializer.skips_followers(user_id):
-            return []
+        materializer = self._materializer if operation == "add" else None
+        if materializer is not None:
+            await materializer.note_posts(user_id, activities)
+            if await materializer.skips_followers(user_id):
+                return []
         followers = await self.follower_ids(user_id)
         chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
-        if self._materializer is not None and operation == "add":
-            chunks = await self._materializer.plan_add(user_id, followers, chunks)
+        if materializer is not None:
+            chunks = await materializer.plan_add(user_id, followers, chunks)
         if logger.isEnabledFor(logging.DEBUG):
             what = (
                 f"activity {activities[0].serialization_id}"

@@ -12,7 +12,9 @@ For each network size and policy (push-all; :class:`SelectivePolicy` with
 ``inactive_after`` one day and ``pull_threshold`` 1,000; :class:`RatePolicy`) it
 reports feed writes (entries written into flat feeds), Redis memory (``used_memory``
 after the day less before), read latency p50 / p99 of ``feed[:25]`` through the Manager
-for readers drawn by their read rates, and fanout seconds per post (p50 / p99). Where a
+for readers drawn by their read rates at random moments among the day's posts (the reads
+that found their feed stale and rebuilt it are counted apart, with their copies among the
+feed writes), and fanout seconds per post (p50 / p99). Where a
 run would write too much for this machine (push-all beyond 10,000 users, the rate
 policy beyond 10,000), writes and memory are computed from the model (marked
 ``"computed"``); a 1,000,000-user day runs a sample of its posts (``post_sample``) and
@@ -188,32 +190,49 @@ async def run_day(
             for start in range(0, len(pulled), 10_000):
                 chunk = pulled[start : start + 10_000]
                 await storage.store_states({f"pulled:{int(p)}": since for p in chunk})
+        for reader in set(readers):
+            manager.get_user_following_ids(reader)  # the application's cache, warmed
         before = await used_memory(storage)
+        start_clock = manager.clock
+        # Posts evenly through the day, reads at random moments among them.
+        events = [((i + 1) * DAY / max(len(posts), 1), 0, a) for i, a in enumerate(posts)]
+        moments = random.Random(5)
+        events += [(moments.uniform(0, DAY), 1, r) for r in readers]
+        events.sort()
         fanout: list[float] = []
-        for index, author in enumerate(posts):
-            manager.clock += DAY / max(len(posts), 1)
-            activity = Activity(
-                author, Love, index, time=dt.datetime.fromtimestamp(manager.clock, dt.UTC)
-            )
+        reads: list[float] = []
+        rebuilds: list[float] = []
+        rebuild_writes = 0
+        for index, (moment, is_read, user) in enumerate(events):
+            manager.clock = start_clock + moment
+            if is_read:
+                stale = f"stale:flat:{user}"
+                rebuilt = stale in await storage.load_states([stale])  # (not timed)
+                written = storage.written
+                started = time.perf_counter()
+                await manager.get_feeds(user)["flat"][:25]
+                took = time.perf_counter() - started
+                (rebuilds if rebuilt else reads).append(took)
+                rebuild_writes += storage.written - written  # rebuild copies
+                continue
+            when = dt.datetime.fromtimestamp(manager.clock, dt.UTC)
+            activity = Activity(user, Love, index, time=when)
             started = time.perf_counter()
-            await manager.add_user_activity(author, activity)
+            await manager.add_user_activity(user, activity)
             fanout.append(time.perf_counter() - started)
         after = await used_memory(storage)
         written = storage.written - len(posts)  # less the authors' own user feeds
-        for reader in set(readers):
-            manager.get_user_following_ids(reader)  # the application's cache, warmed
-        reads: list[float] = []
-        for reader in readers:
-            started = time.perf_counter()
-            await manager.get_feeds(reader)["flat"][:25]
-            reads.append(time.perf_counter() - started)
     scale = 1 / post_sample
     return {
         "posts": len(posts),
-        "feed_writes": int(written * scale),
+        # Rebuilds copy into feeds too; the reads are not sampled, so they are not scaled.
+        "feed_writes": int((written - rebuild_writes) * scale) + rebuild_writes,
         "redis_bytes": int((after - before) * scale) if post_sample == 1.0 else after - before,
         "read_p50_ms": percentile(reads, 0.5) * 1000,
         "read_p99_ms": percentile(reads, 0.99) * 1000,
+        "rebuild_reads": len(rebuilds),
+        "rebuild_p50_ms": percentile(rebuilds, 0.5) * 1000 if rebuilds else None,
+        "rebuild_writes": rebuild_writes,
         "fanout_p50_s": percentile(fanout, 0.5),
         "fanout_p99_s": percentile(fanout, 0.99),
         "post_sample": post_sample,
@@ -299,13 +318,14 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Selective materialization: one simulated day",
         "",
-        "| users | policy | feed writes | Redis bytes | read p50 / p99 ms | fanout p99 s |",
-        "|---|---|---|---|---|---|",
+        "| users | policy | feed writes | Redis bytes | read p50 / p99 ms "
+        "| reads that rebuilt: count, p50 ms | fanout p99 s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for n, size in results["sizes"].items():
         for name, row in size["rows"].items():
             if "not_run" in row:
-                lines.append(f"| {int(n):,} | {name} | not run: {row['not_run']} | | | |")
+                lines.append(f"| {int(n):,} | {name} | not run: {row['not_run']} | | | | |")
                 continue
             how = " (computed)" if row.get("computed") else ""
             sample = row.get("post_sample", 1.0)
@@ -316,9 +336,14 @@ def markdown(results: dict[str, Any]) -> str:
                 else ""
             )
             fanout = f"{row['fanout_p99_s']:.3f}" if "fanout_p99_s" in row else ""
+            rebuilt = ""
+            if row.get("rebuild_reads"):
+                rebuilt = f"{row['rebuild_reads']:,}, {row['rebuild_p50_ms']:.1f}"
+            elif "rebuild_reads" in row:
+                rebuilt = "0"
             lines.append(
                 f"| {int(n):,} | {name} | {row['feed_writes']:,}{how}{scaled} | "
-                f"{row.get('redis_bytes', 0):,}{how} | {reads} | {fanout} |"
+                f"{row.get('redis_bytes', 0):,}{how} | {reads} | {rebuilt} | {fanout} |"
             )
     celebrity = results["celebrity"]
     lines += [

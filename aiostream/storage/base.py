@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from aiostream.exceptions import ValidationError
 from aiostream.query import Query
 
 __all__ = [
@@ -373,6 +374,24 @@ class LeaseStorage(Protocol):
         """Give the lease ``name`` back, if ``owner`` still holds it (atomically)."""
 
 
+# Maxima are kept where an int is exact as a double too (Redis sorted-set scores).
+MAX_MAXIMUM = 1 << 53
+
+
+def check_maxima(values: Mapping[str, int]) -> Mapping[str, int]:
+    """``values`` for :meth:`StateStorage.raise_maxima`, checked.
+
+    Raises:
+        ValidationError: naming the member whose value is not an int in ``[0, 2**53)``.
+    """
+    for member, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_MAXIMUM:
+            raise ValidationError(
+                f"maxima[{member!r}]", f"expected an int in [0, 2**53), got {value!r}"
+            )
+    return values
+
+
 @runtime_checkable
 class StateStorage(Protocol):
     """Small named values kept beside the feeds: when users last read, which feeds are
@@ -392,6 +411,15 @@ class StateStorage(Protocol):
 
     async def delete_states(self, names: Sequence[str]) -> None:
         """Unset ``names`` (unset ones are ignored)."""
+
+    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
+        """Keep, for each member of the set of maxima ``name``, the largest value it was
+        ever given: a value below the kept one changes nothing, whoever wrote either,
+        so writers in many processes need no lock. Values are ints in ``[0, 2**53)``."""
+
+    async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
+        """The kept maximum of each of ``members`` of ``name`` that has one."""
+        ...
 
 
 @runtime_checkable

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from anyio.lowlevel import checkpoint
 
 from aiostream.query import Query
-from aiostream.storage.base import Entry, GroupChanges, GroupRecord, GroupRewrite, LiveWindow
+from aiostream.storage.base import (
+    Entry,
+    GroupChanges,
+    GroupRecord,
+    GroupRewrite,
+    LiveWindow,
+    check_maxima,
+)
 
 __all__ = ["MemoryStorage", "default_memory_storage", "storage_from_settings"]
 
@@ -88,6 +95,7 @@ class MemoryStorage:
         self.groups: dict[str, _Groups] = {}
         self.leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expiry)
         self._states: dict[str, str] = {}
+        self._maxima: dict[str, dict[str, int]] = {}
 
     async def __aenter__(self) -> MemoryStorage:
         return self
@@ -107,6 +115,17 @@ class MemoryStorage:
         await checkpoint()
         for name in names:
             self._states.pop(name, None)
+
+    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
+        await checkpoint()
+        kept = self._maxima.setdefault(name, {})
+        for member, value in check_maxima(values).items():
+            kept[member] = max(kept.get(member, value), value)
+
+    async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
+        await checkpoint()
+        kept = self._maxima.get(name, {})
+        return {m: kept[m] for m in members if m in kept}
 
     async def ping(self) -> None:
         """Always ready: there is no server."""

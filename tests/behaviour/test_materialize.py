@@ -107,6 +107,82 @@ async def test_a_pulled_producer_is_written_to_no_flat_feed_and_read_by_its_foll
     assert await manager.get_feeds(3)["flat"][:] == [later[1], later[0]]
 
 
+class Wide(SelManager):
+    """Reader 100 follows producers 1..12, each followed by nobody else: all pulled."""
+
+    feed_classes: ClassVar[dict[str, Any]] = {"flat": SelFlat}
+    pull_threshold = 1
+    graph: ClassVar[dict[int, list[int]]] = {100: list(range(1, 13))} | {
+        p: [] for p in range(1, 13)
+    }
+
+
+async def posted_round_robin(manager: Wide, rounds: int) -> list[Activity]:
+    """Each producer posts once (pushed: it is flagged pulled, in its grace), then once
+    per round, producers 1..12 in turn (pulled). Reader 100's whole feed, newest first."""
+    early = [Activity(p, Love, 0, time=T0) for p in range(1, 13)]
+    for activity in early:
+        await manager.add_user_activity(activity.actor_id, activity)
+    manager.clock += PULL_GRACE
+    posts = []
+    for round_ in range(rounds):
+        for producer in range(1, 13):
+            manager.clock += 1
+            when = dt.datetime.fromtimestamp(manager.clock, dt.UTC)
+            posts.append(Activity(producer, Love, 100 * round_ + producer, time=when))
+            await manager.add_user_activity(producer, posts[-1])
+    newest_first = sorted(early, key=lambda a: a.serialization_id, reverse=True)
+    assert await stored(manager, 100) == newest_first  # the later posts were pulled
+    return sorted(posts, key=lambda a: a.serialization_id, reverse=True) + newest_first
+
+
+async def test_a_read_of_many_pulled_producers_reads_only_those_that_reach_its_page(
+    storage: FeedStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager = Wide(storage=storage)
+    newest_first = await posted_round_robin(manager, rounds=2)
+    read_keys: list[str] = []
+    read_timeline = storage.read_timeline
+
+    async def spied(key: str, *args: Any) -> Any:
+        read_keys.append(key)
+        return await read_timeline(key, *args)
+
+    monkeypatch.setattr(storage, "read_timeline", spied)
+    feed = manager.get_feeds(100)["flat"]
+    assert await feed[:3] == newest_first[:3]
+    # Its own feed, and the three producers whose newest posts come first (10, 11, 12):
+    # the next one's newest post is older than the page.
+    assert sorted(read_keys) == ["sel:flat:100", "sel:user:10", "sel:user:11", "sel:user:12"]
+    # Deeper pages, filters and the other direction are as exact.
+    assert await feed[5:30] == newest_first[5:30]
+    below = newest_first[4].serialization_id
+    assert await feed.filter(activity_id__lt=below)[:4] == newest_first[5:9]
+    assert await feed.order_by("activity_id")[:3] == newest_first[::-1][:3]
+    assert [a async for a in feed] == newest_first
+
+
+async def test_maxima_keep_the_largest_value_each_member_was_given(storage: FeedStorage) -> None:
+    await storage.raise_maxima("posted", {"a": 5, "b": 7})
+    await storage.raise_maxima("posted", {"a": 3, "b": 9, "c": 0})
+    await storage.raise_maxima("other", {"a": 1})
+    assert await storage.load_maxima("posted", ["a", "b", "c", "d"]) == {"a": 5, "b": 9, "c": 0}
+    assert await storage.load_maxima("other", ["a", "b"]) == {"a": 1}
+    assert await storage.load_maxima("posted", []) == {}
+    big = (1 << 53) - 1  # the largest kept exactly
+    await storage.raise_maxima("posted", {"a": big})
+    assert await storage.load_maxima("posted", ["a"]) == {"a": big}
+
+
+@pytest.mark.parametrize("value", [-1, 1 << 53, 1.5, True, "7"])
+async def test_a_bad_maximum_is_refused_before_anything_is_written(
+    storage: FeedStorage, value: Any
+) -> None:
+    with pytest.raises(ValidationError, match=r"maxima\['b'\]"):
+        await storage.raise_maxima("posted", {"a": 1, "b": value})
+    assert await storage.load_maxima("posted", ["a", "b"]) == {}
+
+
 class Counted(Pulling):
     feed_classes: ClassVar[dict[str, Any]] = {"flat": SelFlat}
 

@@ -204,6 +204,14 @@ class Statements:
         return f"INSERT INTO {self._table(STATES)} (namespace, name, value) VALUES (?, ?, ?)"
 
     @cached_property
+    def maximum_insert(self) -> str:
+        # (never deleted: a tombstone's timestamp would hide every smaller maximum)
+        return (
+            f"INSERT INTO {self._table(STATES)} (namespace, name, value) VALUES (?, ?, ?) "
+            "USING TIMESTAMP ?"
+        )
+
+    @cached_property
     def state_delete(self) -> str:
         return f"DELETE FROM {self._table(STATES)} WHERE namespace = ? AND name = ?"
 

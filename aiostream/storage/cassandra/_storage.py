@@ -34,7 +34,14 @@ from aiostream._concurrency import RetryPolicy
 from aiostream.exceptions import ConflictError, StorageTimeoutError, ValidationError
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
-from aiostream.storage.base import Entry, GroupChanges, GroupRecord, GroupRewrite, LiveWindow
+from aiostream.storage.base import (
+    Entry,
+    GroupChanges,
+    GroupRecord,
+    GroupRewrite,
+    LiveWindow,
+    check_maxima,
+)
 from aiostream.storage.cassandra._bridge import Row
 from aiostream.storage.cassandra._client import MAX_LIMIT, CassandraClient, chunks, sized_chunks
 from aiostream.storage.cassandra._groups import (
@@ -552,6 +559,17 @@ class CassandraStorage(CassandraClient):
 
     async def delete_states(self, names: Sequence[str]) -> None:
         await self._send_all(self.statements.state_delete, [(n,) for n in names])
+
+    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
+        """A write whose timestamp is the value: Cassandra keeps the write with the
+        highest timestamp, so the largest value stays, whatever the order of arrival."""
+        params = [(f"mx:{name}:{m}", str(v), v) for m, v in check_maxima(values).items()]
+        await self._send_all(self.statements.maximum_insert, params)
+
+    async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
+        found = await self.load_states([f"mx:{name}:{m}" for m in members])
+        prefix = len(f"mx:{name}:")
+        return {key[prefix:]: int(value) for key, value in found.items()}
 
     async def _send_all(
         self, cql: str, params: Sequence[tuple[Any, ...]], rows: list[Row] | None = None

@@ -161,8 +161,10 @@ MARK_GROUPS = _load("mark_groups", "chunked")
 COUNT_MARKERS = _load("count_markers")
 RENEW_LEASE = _load("renew_lease")
 RELEASE_LEASE = _load("release_lease")
+LOAD_MAXIMA = _load("load_maxima")
 
 ALL_SCRIPTS = (
+    LOAD_MAXIMA,
     STORE_AND_ADD,
     ADD_TO_TIMELINES,
     REMOVE_FROM_TIMELINES,

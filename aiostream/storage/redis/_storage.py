@@ -37,10 +37,11 @@ negative length, before anything is sent.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 from aiostream.ids import valid_keys
-from aiostream.storage.base import Entry
+from aiostream.storage.base import Entry, check_maxima
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import _text, _ttl_ms
 from aiostream.storage.redis._groups import RedisGroups
@@ -151,6 +152,29 @@ class RedisStorage(RedisTimelines, RedisGroups):
             return
         async with self._op("delete_states"):
             await self._pipeline(lambda pipe: [pipe.execute_command("DEL", k) for k in keys])
+
+    def _maxima_key(self, name: str) -> str:
+        # One sorted set per name: a read of many members is one ZMSCORE.
+        return f"{self._tag}mx:{name}}}"
+
+    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
+        """``ZADD GT``: a score only ever goes up."""
+        if not check_maxima(values):
+            return
+        pairs = [x for member, value in values.items() for x in (value, member)]
+        async with self._op("raise_maxima"):
+            await self._c.execute_command("ZADD", self._maxima_key(name), "GT", *pairs)
+
+    async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
+        """``ZMSCORE`` in a script that takes the members as one JSON argument: a reader
+        of thousands of pulled producers sends one argument instead of thousands."""
+        if not members:
+            return {}
+        async with self._op("load_maxima"):
+            found = await scripts.LOAD_MAXIMA(
+                self._c, [self._maxima_key(name)], [json.dumps(list(members))]
+            )
+        return {_text(m): int(float(v)) for m, v in zip(found[::2], found[1::2], strict=True)}
 
     # -- leases ------------------------------------------------------------------------------
 
