@@ -51,7 +51,14 @@ async def update_activities(
         check_groups(manager, activity, original)
         activity.to = original.to  # the targets it was published to stay its own
         by_actor.setdefault(activity.actor_id, []).append(activity)
-    # Flat feeds read the activity storage: only feeds holding copies need a job.
+    # Flat feeds read the activity storage: only feeds holding copies need a job, and
+    # flat feeds only while someone may be subscribed to them (to be told).
+    needed = {
+        name
+        for name, feed_class in manager.feed_classes.items()
+        if feed_class.keeps_copies
+        or await timed_storage(manager.storage_for(feed_class), manager.metrics).listening()
+    }
     chunks = [
         chunk
         for actor, updated in by_actor.items()
@@ -59,7 +66,7 @@ async def update_activities(
             *await manager._fanout_chunks(actor, "update", updated, trim=False),
             *(c for a in updated for c in manager._target_chunks("update", [a], a.to)),
         ]
-        if manager.feed_classes[chunk.feed].keeps_copies
+        if chunk.feed in needed
     ]
     if any(a.to for a in activities):  # stored with the targets each keeps
         entries = user_class.serialize_activities(activities)

@@ -21,7 +21,7 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from typing_extensions import TypeVar
@@ -33,8 +33,15 @@ from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import BaseFeed, FanoutBatch, _ids_of, _length, _maybe_await
 from aiostream.group_format import Capabilities, DeclaresCapabilities
 from aiostream.query import Query
+from aiostream.realtime import UpdateKind
 from aiostream.serializers import AggregatedActivitySerializer
-from aiostream.storage.base import GroupChange, GroupChanges, GroupMerge, GroupRecord
+from aiostream.storage.base import (
+    FeedStorage,
+    GroupChange,
+    GroupChanges,
+    GroupMerge,
+    GroupRecord,
+)
 
 __all__ = ["AggregatedFeed"]
 
@@ -171,6 +178,7 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
             if results:
                 groups += [self._load(record) for created, record in written if not created]
             result = aggregator.rank(groups)
+            await self._announce_added([self.key], activities, grouped, io=self._io)
             self.metrics.on_feed_write(type(self).__name__, len(activities))
             await _maybe_await(self.on_update_feed(new=result, deleted=[]))
             return result
@@ -188,6 +196,7 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
                 break
             await self._backoff(attempt)
         result = aggregator.rank(new + [after for _, after in changed])
+        await self._announce_added([self.key], activities, grouped, io=self._io)
         self.metrics.on_feed_write(type(self).__name__, len(activities))
         await _maybe_await(self.on_update_feed(new=result, deleted=deleted))
         return result
@@ -275,6 +284,8 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
             if await self._commit(changes, trim=False):
                 break
             await self._backoff(attempt)
+        groups = [a.group for a in updated] + [c.group for c in changes if c.new is None]
+        await self._announce(self._io, [self.key], "removed", sorted(ids), sorted(set(groups)))
         self.metrics.on_feed_remove(type(self).__name__, len(ids))
         await _maybe_await(self.on_update_feed(new=updated, deleted=sorted(ids)))
         return updated
@@ -318,7 +329,12 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
                 for g, a in new.items()
                 if a is not None or g in records
             ]
-            if not changes or await self._commit(changes, trim=not delete):
+            if not changes:
+                return
+            if await self._commit(changes, trim=not delete):
+                kind: UpdateKind = "removed" if delete else "added"
+                ids = [i for a in aggregated for i in a.activity_ids]
+                await self._announce(self._io, [self.key], kind, ids, sorted(new))
                 return
             await self._backoff(attempt)
 
@@ -343,6 +359,8 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
                 batch.keys, aggregator, grouped, batch.trim, results=False
             )
             if merged is not None:
+                done = [k for k, m in zip(batch.keys, merged, strict=True) if m is not None]
+                await cls._announce_added(done, activities, grouped, io=batch.io)
                 pending = [u for u, m in zip(pending, merged, strict=True) if m is None]
         await cls._each(batch, pending, lambda feed: feed.add_many(activities, trim=batch.trim))
 
@@ -384,6 +402,19 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
         await batch.io.update_groups(
             batch.keys, groups, rewrite, max_attempts=cls.max_write_attempts
         )
+        await cls._announce(batch.io, batch.keys, "updated", sorted(new), groups)
+
+    @classmethod
+    async def _announce_added(
+        cls,
+        keys: Sequence[str],
+        activities: Sequence[Activity],
+        grouped: Mapping[str, AggregatedActivity],
+        *,
+        io: FeedStorage,
+    ) -> None:
+        ids = [a.serialization_id for a in activities]
+        await cls._announce(io, keys, "added", ids, sorted(grouped))
 
     @classmethod
     def _follower(cls, batch: FanoutBatch, user_id: int | str) -> AggregatedFeed:

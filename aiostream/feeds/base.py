@@ -22,6 +22,7 @@ import random
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic
 
@@ -29,11 +30,13 @@ from typing_extensions import TypeVar
 
 from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.activity import Activity
-from aiostream.exceptions import ActivityNotFoundError, ValidationError
+from aiostream.exceptions import ActivityNotFoundError, StorageError, ValidationError
 from aiostream.fanout import StoredActivities
 from aiostream.ids import ItemId
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.query import Query, check_slice
+from aiostream.realtime import DEFAULT_BUFFER, Subscription, UpdateKind, template
+from aiostream.realtime import logger as realtime_logger
 from aiostream.serializers import ActivitySerializer
 from aiostream.storage.base import Entry, FeedStorage
 from aiostream.storage.registry import default_storage
@@ -316,6 +319,7 @@ class BaseFeed(Generic[ItemT]):
             return
         max_length = self.max_length if self._should_trim(trim) else None
         await self._io.add_to_timelines([self.key], entries, max_length=max_length, store=True)
+        await self._announce(self._io, [self.key], "added", [i for i, _ in entries])
         self.metrics.on_feed_write(type(self).__name__, len(entries))
         await _maybe_await(self.on_update_feed(new=activities, deleted=[]))
 
@@ -333,12 +337,62 @@ class BaseFeed(Generic[ItemT]):
         if not ids:
             return
         await self._io.remove_from_timelines([self.key], ids)
+        await self._announce(self._io, [self.key], "removed", ids)
         self.metrics.on_feed_remove(type(self).__name__, len(ids))
         await _maybe_await(self.on_update_feed(new=[], deleted=ids))
 
     def on_update_feed(self, new: Sequence[Any], deleted: Sequence[Any]) -> Any:
         """Hook called after each write (may be ``async def``); does nothing by default."""
         return None
+
+    # -- realtime updates (aiostream.realtime) ------------------------------------------------
+
+    def subscribe(
+        self, *, buffer: int = DEFAULT_BUFFER
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """The updates of this feed, as they happen, whichever process writes it.
+
+        Example::
+
+            async with feed.subscribe() as updates:
+                async for update in updates:
+                    print(update.kind, update.activity_ids)
+
+        Args:
+            buffer: Updates held for a slow reader; one more replaces them with a
+                single ``gap`` update (read the feed again).
+
+        Raises:
+            ConfigurationError: the storage carries no updates (Cassandra without a
+                ``notifier``).
+        """
+        return self._io.subscribe(self.key, buffer=buffer)
+
+    @classmethod
+    def _update_counts(cls) -> tuple[bool, bool]:
+        """Which counts (unseen, unread) this class's updates carry."""
+        return (False, False)
+
+    @classmethod
+    async def _announce(
+        cls,
+        io: FeedStorage,
+        keys: Sequence[str],
+        kind: UpdateKind,
+        ids: Sequence[int] = (),
+        groups: Sequence[str] = (),
+    ) -> None:
+        """Tell the subscribers of ``keys`` what was written. The write is done: an
+        update that cannot be sent is logged, not raised (a subscriber learns of lost
+        updates from the ``gap`` its reconnection gives)."""
+        if not keys:
+            return
+        try:
+            await io.publish_updates(keys, template(kind, ids, groups), counts=cls._update_counts())
+        except StorageError as exc:
+            realtime_logger.warning(
+                "%s update of %d %s feeds not sent: %s", kind, len(keys), cls.__name__, exc
+            )
 
     @hybridmethod
     async def insert_activities(target: Any, activities: Iterable[Activity]) -> None:
@@ -424,16 +478,20 @@ class BaseFeed(Generic[ItemT]):
         if entries and batch.keys:
             max_length = cls.max_length if cls._should_trim(batch.trim) else None
             await batch.io.add_to_timelines(batch.keys, entries, max_length=max_length, store=False)
+            await cls._announce(batch.io, batch.keys, "added", [i for i, _ in entries])
 
     @classmethod
     async def _fanout_remove(cls, batch: FanoutBatch) -> None:
         ids = _ids_of(batch.activities)
         if ids and batch.keys:
             await batch.io.remove_from_timelines(batch.keys, ids)
+            await cls._announce(batch.io, batch.keys, "removed", ids)
 
     @classmethod
     async def _fanout_update(cls, batch: FanoutBatch) -> None:
-        return None
+        # Nothing to write (flat feeds read the activity storage); the Manager sends
+        # flat feeds an update job only while someone listens, for this.
+        await cls._announce(batch.io, batch.keys, "updated", _ids_of(batch.activities))
 
     @classmethod
     def _io_for(cls, storage: FeedStorage | None, metrics: Metrics | None) -> FeedStorage:

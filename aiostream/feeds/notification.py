@@ -114,8 +114,14 @@ class NotificationFeed(AggregatedFeed[NotificationT]):
         ids = _ids_of(activities)
         if ids and (seen or read):
             await self._io.mark_groups(self.key, ids, seen=seen, read=read)
+            await self._announce(self._io, [self.key], "marked", ids)
 
     async def mark_all(self, seen: bool = True, read: bool = False) -> None:
         """Mark every group seen and / or read."""
         if seen or read:
             await self._io.mark_groups(self.key, None, seen=seen, read=read)
+            await self._announce(self._io, [self.key], "marked")
+
+    @classmethod
+    def _update_counts(cls) -> tuple[bool, bool]:
+        return (cls.track_markers and cls.track_unseen, cls.track_markers and cls.track_unread)

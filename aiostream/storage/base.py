@@ -40,11 +40,13 @@ implementation; the behaviour suite runs every backend against the same expectat
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from aiostream.exceptions import ValidationError
 from aiostream.query import Query
+from aiostream.realtime import DEFAULT_BUFFER, FeedUpdate, Subscription
 
 __all__ = [
     "ActivityStorage",
@@ -423,8 +425,46 @@ class StateStorage(Protocol):
 
 
 @runtime_checkable
+class UpdateStorage(Protocol):
+    """Realtime updates of feeds (see :mod:`aiostream.realtime`)."""
+
+    async def listening(self) -> bool:
+        """Whether anyone may subscribe to a feed here now (when not, writers skip
+        building updates). May be a second late (see each backend)."""
+        ...
+
+    async def publish_updates(
+        self,
+        keys: Sequence[str],
+        update: FeedUpdate,
+        *,
+        counts: tuple[bool, bool] = (False, False),
+    ) -> None:
+        """Announce ``update`` to the subscribers of each feed of ``keys`` (its ``feed``
+        replaced by each key), with each notification feed's unseen and / or unread
+        count when ``counts`` asks. Cheap when nobody subscribes."""
+
+    def subscribe(
+        self, key: str, *, buffer: int = DEFAULT_BUFFER
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """The updates of the feed ``key``, from the moment the context is entered.
+
+        Raises:
+            ConfigurationError: the storage cannot carry updates (Cassandra without a
+                ``notifier``).
+        """
+        ...
+
+
+@runtime_checkable
 class FeedStorage(
-    ActivityStorage, TimelineStorage, GroupStorage, LeaseStorage, StateStorage, Protocol
+    ActivityStorage,
+    TimelineStorage,
+    GroupStorage,
+    LeaseStorage,
+    StateStorage,
+    UpdateStorage,
+    Protocol,
 ):
     """A whole storage backend, as feeds, the Manager and the registry use it: every
     concern above, plus deleting feeds and closing.

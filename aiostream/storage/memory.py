@@ -12,11 +12,13 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field, replace
 
 from anyio.lowlevel import checkpoint
 
 from aiostream.query import Query
+from aiostream.realtime import DEFAULT_BUFFER, FeedUpdate, Hub, Subscription
 from aiostream.storage.base import (
     Entry,
     GroupChanges,
@@ -96,6 +98,7 @@ class MemoryStorage:
         self.leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expiry)
         self._states: dict[str, str] = {}
         self._maxima: dict[str, dict[str, int]] = {}
+        self._hub = Hub()
 
     async def __aenter__(self) -> MemoryStorage:
         return self
@@ -126,6 +129,35 @@ class MemoryStorage:
         await checkpoint()
         kept = self._maxima.get(name, {})
         return {m: kept[m] for m in members if m in kept}
+
+    async def listening(self) -> bool:
+        return bool(self._hub)
+
+    async def publish_updates(
+        self,
+        keys: Sequence[str],
+        update: FeedUpdate,
+        *,
+        counts: tuple[bool, bool] = (False, False),
+    ) -> None:
+        hub = self._hub
+        for key in dict.fromkeys(keys) if hub else ():
+            if key not in hub.channels:
+                continue
+            if counts[0] or counts[1]:
+                unseen, unread = await self.count_markers(key)
+                update = replace(
+                    update,
+                    unseen=unseen if counts[0] else None,
+                    unread=unread if counts[1] else None,
+                )
+            hub.deliver(key, update)
+
+    def subscribe(
+        self, key: str, *, buffer: int = DEFAULT_BUFFER
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """The updates of the feed ``key``, delivered in this process."""
+        return self._hub.subscription(key, key, buffer)
 
     async def ping(self) -> None:
         """Always ready: there is no server."""

@@ -22,6 +22,7 @@ from cassandra.query import BatchStatement, BatchType, SimpleStatement, tuple_fa
 from aiostream._concurrency import run_bounded
 from aiostream.exceptions import ConfigurationError
 from aiostream.settings import Settings
+from aiostream.storage.base import UpdateStorage
 from aiostream.storage.cassandra import _bridge as bridge
 from aiostream.storage.cassandra import _pipeline as pipeline
 from aiostream.storage.cassandra._schema import (
@@ -105,6 +106,9 @@ class CassandraClient:
             activity model), added by ``create_schema`` and filled by ``column_values``.
         column_values: Hook ``(activity id, payload) -> {column: value}``; see
             :func:`~aiostream.storage.cassandra.activity_columns`.
+        notifier: Where realtime updates of these feeds go (Cassandra has no pub/sub):
+            a :class:`~aiostream.storage.redis.RedisStorage`, opened and closed by
+            you. Without one, ``feed.subscribe()`` raises a ``ConfigurationError``.
 
     Raises:
         ConfigurationError: a bad keyspace, column, type or consistency name (at once,
@@ -126,7 +130,9 @@ class CassandraClient:
         max_concurrency: int = 128,
         extra_columns: Mapping[str, str] | None = None,
         column_values: ColumnValues | None = None,
+        notifier: UpdateStorage | None = None,
     ) -> None:
+        self.notifier = notifier
         self.hosts = tuple(hosts)
         self.port = port
         self.keyspace = validate_identifier(keyspace)

@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from cassandra import WriteTimeout
@@ -31,9 +33,15 @@ from cassandra.policies import WriteType
 from cassandra.query import UNSET_VALUE, BatchStatement, BatchType
 
 from aiostream._concurrency import RetryPolicy
-from aiostream.exceptions import ConflictError, StorageTimeoutError, ValidationError
+from aiostream.exceptions import (
+    ConfigurationError,
+    ConflictError,
+    StorageTimeoutError,
+    ValidationError,
+)
 from aiostream.ids import MAX_ID
 from aiostream.query import Query
+from aiostream.realtime import DEFAULT_BUFFER, FeedUpdate, Subscription
 from aiostream.storage.base import (
     Entry,
     GroupChanges,
@@ -546,6 +554,53 @@ class CassandraStorage(CassandraClient):
             await self._rewrite(key, clear, clear=True)
 
         await self._each(list(dict.fromkeys(keys)), delete)
+
+    # -- realtime updates (through the notifier) ------------------------------------------
+
+    async def listening(self) -> bool:
+        return self.notifier is not None and await self.notifier.listening()
+
+    async def publish_updates(
+        self,
+        keys: Sequence[str],
+        update: FeedUpdate,
+        *,
+        counts: tuple[bool, bool] = (False, False),
+    ) -> None:
+        """Through the notifier; a notification feed's counts are read here (the
+        notifier holds none), one feed at a time."""
+        notifier = self.notifier
+        if notifier is None or not keys or not await notifier.listening():
+            return
+        if not (counts[0] or counts[1]):
+            await notifier.publish_updates(keys, update)
+            return
+
+        async def publish(key: str) -> None:
+            unseen, unread = await self.count_markers(key)
+            counted = replace(
+                update,
+                unseen=unseen if counts[0] else None,
+                unread=unread if counts[1] else None,
+            )
+            await notifier.publish_updates([key], counted)
+
+        await self._each(list(dict.fromkeys(keys)), publish)
+
+    def subscribe(
+        self, key: str, *, buffer: int = DEFAULT_BUFFER
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Through the notifier.
+
+        Raises:
+            ConfigurationError: no ``notifier`` was given.
+        """
+        if self.notifier is None:
+            raise ConfigurationError(
+                "Cassandra has no pub/sub: give CassandraStorage a notifier "
+                "(notifier=RedisStorage.from_url(...)) to subscribe to its feeds"
+            )
+        return self.notifier.subscribe(key, buffer=buffer)
 
     # -- states ------------------------------------------------------------------------------
 

@@ -115,12 +115,19 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run on ``client`` (a ``Redis`` or ``RedisCluster``) and return the reply."""
+    async def __call__(
+        self, client: Any, keys: Sequence[str], args: Sequence[Any], **options: Any
+    ) -> Any:
+        """Run on ``client`` (a ``Redis`` or ``RedisCluster``) and return the reply
+        (``options`` go to redis-py: ``target_nodes=`` on a cluster)."""
         try:
-            return await client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+            return await client.execute_command(
+                "EVALSHA", self.sha, len(keys), *keys, *args, **options
+            )
         except NoScriptError:
-            return await client.execute_command("EVAL", self.source, len(keys), *keys, *args)
+            return await client.execute_command(
+                "EVAL", self.source, len(keys), *keys, *args, **options
+            )
 
     def queue(
         self, pipeline: Any, keys: Sequence[str], args: Sequence[Any], **options: Any
@@ -162,6 +169,7 @@ COUNT_MARKERS = _load("count_markers")
 RENEW_LEASE = _load("renew_lease")
 RELEASE_LEASE = _load("release_lease")
 LOAD_MAXIMA = _load("load_maxima")
+PUBLISH_UPDATES = _load("publish_updates")
 
 ALL_SCRIPTS = (
     LOAD_MAXIMA,

@@ -46,9 +46,10 @@ from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import _text, _ttl_ms
 from aiostream.storage.redis._groups import RedisGroups
 from aiostream.storage.redis._timelines import RedisTimelines
+from aiostream.storage.redis._updates import RedisUpdates
 
 
-class RedisStorage(RedisTimelines, RedisGroups):
+class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
     """Feeds, groups and activities in Redis (standalone or Cluster), via ``redis.asyncio``.
 
     Give it a client (left open on :meth:`aclose`) or a URL (its pool is closed on
