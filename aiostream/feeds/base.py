@@ -385,10 +385,11 @@ class BaseFeed(Generic[ItemT]):
         """Tell the subscribers of ``keys`` what was written. The write is done: an
         update that cannot be sent is logged, not raised (a subscriber learns of lost
         updates from the ``gap`` its reconnection gives)."""
-        if not keys:
+        publish = getattr(io, "publish_updates", None)  # (a storage written before updates)
+        if not keys or publish is None:
             return
         try:
-            await io.publish_updates(keys, template(kind, ids, groups), counts=cls._update_counts())
+            await publish(keys, template(kind, ids, groups), counts=cls._update_counts())
         except StorageError as exc:
             realtime_logger.warning(
                 "%s update of %d %s feeds not sent: %s", kind, len(keys), cls.__name__, exc
