@@ -206,7 +206,8 @@ def start_redis(
 
 @dataclass
 class RedisCluster:
-    """A Redis Cluster of masters only; ``stop()`` ends every node by PID."""
+    """A Redis Cluster (masters, and replicas when asked); ``stop()`` ends every node
+    by PID."""
 
     nodes: list[tuple[str, int]]
     url: str
@@ -222,11 +223,34 @@ class RedisCluster:
         """Whether every node is still running."""
         return all(proc.is_running() for proc in self._procs)
 
+    def kill_node(self, port: int) -> None:
+        """SIGKILL the node on ``port``, as a crash would; waits until it is gone."""
+        index = [p for _, p in self.nodes].index(port)
+        proc = self._procs[index]
+        with contextlib.suppress(ProcessLookupError):
+            proc.popen.kill()
+        proc.popen.wait(timeout=30)
+        proc.stop()  # reaped already: only forgets it
+
+    def live_ports(self) -> list[int]:
+        return [
+            p for (_, p), proc in zip(self.nodes, self._procs, strict=True) if proc.is_running()
+        ]
+
     def __enter__(self) -> RedisCluster:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _replica_synced(port: int) -> bool:
+    """A master, or a replica whose link to its master is up."""
+    try:
+        info = redis_call(LOOPBACK, port, "INFO", "replication", timeout=1.0)
+    except (OSError, RuntimeError):
+        return False
+    return "role:master" in info or "master_link_status:up" in info
 
 
 def _cluster_ok(port: int) -> bool:
@@ -237,10 +261,19 @@ def _cluster_ok(port: int) -> bool:
     return "cluster_state:ok" in info and "cluster_slots_assigned:16384" in info
 
 
-def start_redis_cluster(workdir: Path, masters: int = 3, *, timeout: float = 60.0) -> RedisCluster:
-    """Start ``masters`` cluster-enabled nodes, join them, wait for ``cluster_state:ok``.
+def start_redis_cluster(
+    workdir: Path,
+    masters: int = 3,
+    *,
+    replicas: int = 0,
+    node_timeout_ms: int = 5000,
+    timeout: float = 60.0,
+) -> RedisCluster:
+    """Start ``masters`` cluster-enabled nodes (and ``replicas`` per master), join them,
+    wait for ``cluster_state:ok`` and, with replicas, for every replica to be in sync.
 
     Each node's cluster bus listens on port + 10000, so both must be free.
+    ``node_timeout_ms`` is how long a silent master takes to be failed over.
     """
     if masters < 3:
         raise ValueError(f"Redis Cluster needs at least 3 masters, got {masters!r}")
@@ -248,7 +281,7 @@ def start_redis_cluster(workdir: Path, masters: int = 3, *, timeout: float = 60.
     procs: list[ManagedProcess] = []
     ports: list[int] = []
     try:
-        for _ in range(masters):
+        for _ in range(masters * (1 + replicas)):
             port = free_port_with_offset(CLUSTER_BUS_OFFSET)
             extra = [
                 "--cluster-enabled",
@@ -256,7 +289,7 @@ def start_redis_cluster(workdir: Path, masters: int = 3, *, timeout: float = 60.
                 "--cluster-config-file",
                 f"nodes-{port}.conf",
                 "--cluster-node-timeout",
-                "5000",
+                str(node_timeout_ms),
             ]
             procs.append(_spawn(server, workdir / f"node-{port}", port, extra))
             ports.append(port)
@@ -271,7 +304,7 @@ def start_redis_cluster(workdir: Path, masters: int = 3, *, timeout: float = 60.
                     "create",
                     *(f"{LOOPBACK}:{p}" for p in ports),
                     "--cluster-replicas",
-                    "0",
+                    str(replicas),
                     "--cluster-yes",
                 ],
                 stdin=subprocess.DEVNULL,
@@ -292,6 +325,10 @@ def start_redis_cluster(workdir: Path, masters: int = 3, *, timeout: float = 60.
                     f"--- {p.log_path} ---\n{log_tail(p.log_path, 15)}" for p in procs
                 )
                 raise ServerStartError(f"cluster not ok after {timeout:.0f}s\n{tails}")
+            time.sleep(0.1)
+        while replicas and not all(_replica_synced(p) for p in ports):
+            if time.monotonic() > deadline:
+                raise ServerStartError(f"replicas not in sync after {timeout:.0f}s", create_log)
             time.sleep(0.1)
     except BaseException:
         for proc in procs:
