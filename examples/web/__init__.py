@@ -8,7 +8,8 @@ modules only route:
 - :mod:`examples.web.render` — JSON of activities, aggregated groups and notifications;
 - :mod:`examples.web.service` — configuration, the lifespan (one :func:`aiostream.connect`
   for storages, dispatcher and readiness ping), the operations;
-- :mod:`examples.web.api` — the endpoints, written once (and ``page.html``);
+- :mod:`examples.web.api` — the endpoints, written once, among them the live updates
+  (Server-Sent Events: :func:`examples.web.api.events`), and ``page.html``;
 - :mod:`examples.web.starlette_app`, :mod:`examples.web.aiohttp_app`,
   :mod:`examples.web.fastapi_app` — the routing;
 - :mod:`examples.web.worker` — arq workers for arq mode.

@@ -25,32 +25,75 @@ Endpoints (``{id}`` is a user id, a positive integer):
 ``GET  /api/users/{id}/notifications``           notification groups, with the counts
 ``GET  /api/users/{id}/notifications/counts``    ``{"unseen_count": n, "unread_count": m}``
 ``POST /api/users/{id}/notifications/mark``      ``{"seen": bool, "read": bool, "ids": [...]}``
+``GET  /api/users/{id}/events``                  live updates of the three feeds (SSE, below)
 =============================================== ============================================
 
 Feed reads take ``?limit=`` (1-100, default 10) and ``?before=<cursor>``; they answer
 ``{"items": [...], "next": cursor or null}``. Ids and cursors are strings of digits.
 Errors are ``{"error": {"field": ..., "message": ...}}`` with a 4xx status.
+
+``/events`` is a ``text/event-stream`` (Server-Sent Events, for the browser's
+``EventSource``) that never ends by itself: a ``retry:`` line first, then one ``update``
+event per write to the user's flat, aggregated or notification feed, whose data is
+:meth:`FeedUpdate.to_dict <aiostream.realtime.FeedUpdate.to_dict>` plus ``"name"``, the
+feed's name in the URLs above::
+
+    event: update
+    data: {"feed": "...", "kind": "added", "activity_ids": ["7"], "groups": [], "name": "feed"}
+
+(notification updates also carry ``"unseen"`` and ``"unread"``; a ``"gap"`` says updates
+were lost: read everything again), and a ``: keep-alive`` comment after 15 s without one.
+An update is a notice: the page reads the feed it names.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiostream import StorageError, ValidationError
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from aiostream import BaseFeed, StorageError, ValidationError
 from aiostream.ids import MAX_ID
+from aiostream.realtime import FeedUpdate
 from examples.web.render import activity_json, group_json, notification_json, user_json
 from examples.web.service import FEED_NAMES, FeedService
 
-__all__ = ["ROUTES", "ApiError", "ApiRequest", "ApiResponse", "Route", "dispatch"]
+__all__ = [
+    "EVENT_FEEDS",
+    "KEEP_ALIVE",
+    "ROUTES",
+    "SHUTDOWN_GRACE",
+    "ApiError",
+    "ApiRequest",
+    "ApiResponse",
+    "Route",
+    "dispatch",
+    "events",
+]
 
 MAX_USER_ID = 2**53 - 1  # the largest integer a JavaScript number holds exactly
 MAX_PAGE = 100
 DEFAULT_PAGE = 10
+#: The feeds an event stream follows, by their names in the URLs (and in its events).
+EVENT_FEEDS = ("feed", "aggregated", "notifications")
+#: Seconds without an update before the event stream sends a comment: proxies close idle
+#: connections, and a write is how a server notices a client that left without a word.
+KEEP_ALIVE = 15.0
+#: The tasks of event streams are named ``events of <feed key>``.
+TASK_NAME = "events of"
+#: Milliseconds the browser's EventSource waits before reconnecting a dropped stream.
+RETRY_MS = 3000
+#: Seconds a server stopping waits for requests in progress before it cancels them: an
+#: event stream never ends by itself, so without a limit a page left open would hold the
+#: shutdown forever (uvicorn) or for a minute (aiohttp).
+SHUTDOWN_GRACE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +113,9 @@ class ApiResponse:
     body: bytes
     content_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
+    #: Instead of ``body``: chunks to send as they come (an event stream). The framework
+    #: must close it (``aclose()``) in the task that iterated it, however it stops.
+    stream: AsyncGenerator[str, None] | None = None
 
     @classmethod
     def json(cls, data: Any, status: int = 200) -> ApiResponse:
@@ -85,6 +131,13 @@ class ApiResponse:
     def redirect(cls, location: str) -> ApiResponse:
         """A 303 redirect."""
         return cls(303, b"", "text/plain", {"Location": location})
+
+    @classmethod
+    def event_stream(cls, stream: AsyncGenerator[str, None]) -> ApiResponse:
+        """Server-Sent Events: never cached, nor buffered by a proxy (nginx reads
+        ``X-Accel-Buffering``), or the events would arrive late, all at once."""
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return cls(200, b"", "text/event-stream; charset=utf-8", headers, stream)
 
 
 class ApiError(Exception):
@@ -372,6 +425,82 @@ async def mark_notifications(service: FeedService, request: ApiRequest) -> ApiRe
     return ApiResponse.json(await service.mark(user_id, ids, seen=seen, read=read))
 
 
+# -- live updates (Server-Sent Events) --------------------------------------------------------
+
+_Tagged = tuple[str, FeedUpdate]  # (the feed's name in the URLs, its update)
+
+
+async def live_updates(service: FeedService, request: ApiRequest) -> ApiResponse:
+    """Updates of the user's flat, aggregated and notification feeds as they happen
+    (``text/event-stream``: :func:`events`)."""
+    return ApiResponse.event_stream(events(service, _user_id(request)))
+
+
+async def events(
+    service: FeedService, user_id: int, *, keep_alive: float = KEEP_ALIVE
+) -> AsyncGenerator[str, None]:
+    """The Server-Sent Events of ``user_id``'s feeds (:data:`EVENT_FEEDS`), as text chunks.
+
+    The three subscriptions are open before the first chunk, so a write made after it
+    reaches the stream. Each feed's subscription is read by a task of its own, which
+    passes its updates on through an unbuffered memory stream: a client that reads
+    slowly leaves them in the subscriptions' buffers, which overflow into one ``gap``
+    (read everything again) instead of growing.
+
+    Leaving the generator (``aclose()``, a cancellation) closes the subscriptions and
+    ends the tasks. It must be closed in the task that iterates it, as every async
+    generator holding a task group: the framework modules do so.
+    """
+    send, receive = anyio.create_memory_object_stream[_Tagged]()
+    with receive:
+        async with anyio.create_task_group() as tasks:
+            try:
+                async with send:
+                    for name in EVENT_FEEDS:
+                        feed = service.feed(user_id, FEED_NAMES[name])
+                        task = f"{TASK_NAME} {feed.key}"  # in a dump of the tasks
+                        await tasks.start(_forward, feed, name, send.clone(), name=task)
+                yield f": updates of user {user_id}\nretry: {RETRY_MS}\n\n"
+                while (chunk := await _next_chunk(receive, keep_alive)) is not None:
+                    yield chunk
+            except GeneratorExit:
+                # aclose(): leave quietly. Let out of the task group, GeneratorExit
+                # would come back wrapped in an exception group.
+                pass
+            finally:
+                tasks.cancel_scope.cancel()
+
+
+async def _forward(
+    feed: BaseFeed,
+    name: str,
+    send: MemoryObjectSendStream[_Tagged],
+    *,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Pass ``feed``'s updates on, tagged with ``name``; started once subscribed."""
+    async with send, feed.subscribe() as updates:
+        task_status.started()
+        async for update in updates:
+            await send.send((name, update))
+
+
+async def _next_chunk(receive: MemoryObjectReceiveStream[_Tagged], keep_alive: float) -> str | None:
+    """The next update as an SSE event, a keep-alive comment after ``keep_alive``
+    seconds without one, or None once every subscription has ended (the storage closed).
+
+    Its own function so that the timeout's cancel scope never spans a ``yield``.
+    """
+    with anyio.move_on_after(keep_alive):
+        try:
+            name, update = await receive.receive()
+        except anyio.EndOfStream:
+            return None
+        data = json.dumps({**update.to_dict(), "name": name}, ensure_ascii=False)
+        return f"event: update\ndata: {data}\n\n"
+    return ": keep-alive\n\n"
+
+
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/", index),
     Route("GET", "/healthz", health),
@@ -389,4 +518,5 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/users/{user_id}/notifications", notifications),
     Route("GET", "/api/users/{user_id}/notifications/counts", notification_counts),
     Route("POST", "/api/users/{user_id}/notifications/mark", mark_notifications),
+    Route("GET", "/api/users/{user_id}/events", live_updates),
 )

@@ -16,7 +16,9 @@ The lifespan opens the service (:func:`~examples.web.service.open_service`: one
 ``app.state``; the :func:`get_service` dependency hands it to every endpoint. The
 endpoints are those of :mod:`examples.web.api`, run through
 :func:`~examples.web.api.dispatch` as on Starlette and aiohttp, so the three services
-answer their API alike (the same tests run against all three).
+answer their API alike (the same tests run against all three); their replies become
+responses as on Starlette (:func:`~examples.web.starlette_app.to_response`, which streams
+``GET /api/users/{id}/events``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
-from examples.web.api import ROUTES, ApiRequest, Route, dispatch
+from examples.web.api import ROUTES, SHUTDOWN_GRACE, ApiRequest, Route, dispatch
 from examples.web.service import Config, FeedService, open_service, parse_args
+from examples.web.starlette_app import to_response
 
 __all__ = ["Service", "create_app", "get_service", "main"]
 
@@ -79,9 +82,7 @@ def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
             route,
             ApiRequest(dict(request.path_params), dict(request.query_params), await request.body()),
         )
-        return Response(
-            reply.body, reply.status, headers=dict(reply.headers), media_type=reply.content_type
-        )
+        return to_response(reply)  # FastAPI's responses are Starlette's
 
     return endpoint
 
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config, host, port = parse_args(
         argv, description="aiostream example service (FastAPI)", default_port=8002
     )
-    uvicorn.run(create_app(config), host=host, port=port)
+    uvicorn.run(create_app(config), host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_GRACE)
 
 
 if __name__ == "__main__":

@@ -9,30 +9,60 @@ then open http://127.0.0.1:8000/users/1. ``uvicorn --factory
 examples.web.starlette_app:create_app`` works too (configured by ``AIOSTREAM_REDIS_URL`` /
 ``AIOSTREAM_ARQ``). The endpoints are those of :mod:`examples.web.api`; this module only
 routes them. aiostream's connections are opened in the lifespan and closed at shutdown.
+:func:`to_response` (FastAPI's too) sends an event stream as a ``StreamingResponse``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from typing import TypedDict
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Send
 
-from examples.web.api import ROUTES, ApiRequest, dispatch
+from examples.web.api import ROUTES, SHUTDOWN_GRACE, ApiRequest, ApiResponse, dispatch
 from examples.web.api import Route as ApiRoute
 from examples.web.service import Config, FeedService, open_service, parse_args
 
-__all__ = ["create_app", "main"]
+__all__ = ["create_app", "main", "to_response"]
 
 
 class State(TypedDict):
     """What the lifespan hands every request (``request.state``)."""
 
     service: FeedService
+
+
+class _EventStream(StreamingResponse):
+    """A ``StreamingResponse`` that closes its stream in the task that read it.
+
+    Starlette only stops iterating: a disconnect that cancels a write while the stream
+    waits at a ``yield`` would leave its subscriptions open until garbage collection,
+    which then closes it from another task (and its task group cannot exit there).
+    """
+
+    def __init__(self, reply: ApiResponse, stream: AsyncGenerator[str, None]) -> None:
+        super().__init__(
+            stream, reply.status, headers=dict(reply.headers), media_type=reply.content_type
+        )
+        self._stream = stream
+
+    async def stream_response(self, send: Send) -> None:
+        async with aclosing(self._stream):
+            await super().stream_response(send)
+
+
+def to_response(reply: ApiResponse) -> Response:
+    """The Starlette response of ``reply`` (an event stream is streamed)."""
+    if reply.stream is not None:
+        return _EventStream(reply, reply.stream)
+    return Response(
+        reply.body, reply.status, headers=dict(reply.headers), media_type=reply.content_type
+    )
 
 
 def _endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
@@ -43,9 +73,7 @@ def _endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
             route,
             ApiRequest(dict(request.path_params), dict(request.query_params), await request.body()),
         )
-        return Response(
-            reply.body, reply.status, headers=dict(reply.headers), media_type=reply.content_type
-        )
+        return to_response(reply)
 
     return endpoint
 
@@ -70,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     config, host, port = parse_args(
         argv, description="aiostream example service (Starlette)", default_port=8000
     )
-    uvicorn.run(create_app(config), host=host, port=port)
+    uvicorn.run(create_app(config), host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_GRACE)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from examples.web.api import SHUTDOWN_GRACE
 from examples.web.service import Config
 from tests.backends.redis import BACKENDS as REDIS_BACKENDS
 
@@ -97,7 +98,14 @@ async def serve(framework: str, config: Config) -> AsyncIterator[str]:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
             server = uvicorn.Server(
-                uvicorn.Config(create_app(config), lifespan="on", log_level="warning", ws="none")
+                uvicorn.Config(
+                    create_app(config),
+                    lifespan="on",
+                    log_level="warning",
+                    ws="none",
+                    # As in main(): an event stream still open does not hold the shutdown.
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE,
+                )
             )
             task = asyncio.create_task(server.serve(sockets=[sock]))
             try:

@@ -325,6 +325,7 @@ BAD_REQUESTS = [
     ("POST", "/api/users/1/notifications/mark", {"read": 1}, "read"),
     ("POST", "/api/users/1/notifications/mark", {"seen": True, "ids": "all"}, "ids"),
     ("POST", "/api/users/1/notifications/mark", {"seen": True, "ids": ["x"]}, "ids[0]"),
+    ("GET", "/api/users/0/events", None, "user_id"),
 ]
 
 

@@ -7,16 +7,22 @@ test, elsewhere it is skipped. Selenium is pointed at ``/usr/bin/chromedriver`` 
 a subprocess (``python -m examples.web.<framework>_app``) on a free 127.0.0.1 port and is
 stopped by its PID. When a test fails, a screenshot of every open tab and the page's HTML
 are saved in the test's tmp dir and their paths printed.
+
+Chrome's performance log (``goog:loggingPrefs``) records every request the browser sends:
+it shows that the page, live through its event stream, makes no periodic request.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
@@ -24,6 +30,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.wait import WebDriverWait
 
+from examples.web.api import EVENT_FEEDS
 from tests.conftest import IN_CI
 from tests.examples.conftest import failed
 from tests.servers.apt import apt_install, can_install
@@ -35,6 +42,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 20.0  # seconds an explicit wait may take before the test fails
+LIVE = 2.0  # seconds a pin may take to show on a follower's open page
+IDLE = 4.0  # seconds an idle page is watched for requests
 
 
 def ensure_chromium() -> None:
@@ -95,6 +104,7 @@ def browser(chromium: None, request: pytest.FixtureRequest, tmp_path: Path) -> I
         "--disable-gpu",
     ):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})  # see requests_sent
     service = webdriver.ChromeService(executable_path=str(CHROMEDRIVER))
     driver = webdriver.Chrome(service=service, options=options)
     try:
@@ -135,6 +145,51 @@ def contains(element_id: str, text: str) -> Callable[[WebDriver], bool]:
     return EC.text_to_be_present_in_element((By.ID, element_id), text)
 
 
+def requests_sent(driver: WebDriver) -> list[tuple[str, str, str]]:
+    """``(type, method, path)`` of each request the browser sent since the last call
+    (type: ``Fetch``, ``EventSource``, ``Document``...), from Chrome's performance log."""
+    sent = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            params = message["params"]
+            path = urlsplit(params["request"]["url"]).path
+            sent.append((params.get("type", ""), params["request"]["method"], path))
+    return sent
+
+
+def test_a_pin_arrives_live_on_a_page_that_never_polls(
+    browser: WebDriver, service_url: str, framework: str
+) -> None:
+    with httpx.Client(base_url=service_url) as http:
+        assert http.post("/api/users/1/following", json={"target_id": 2}).status_code == 200
+        wait = WebDriverWait(browser, WAIT)
+        browser.get(f"{service_url}/users/1")
+        wait.until(contains("title", "bob's feeds"))
+        wait.until(text_is("unseen-count", "0"))
+        wait.until(text_is("notifications", "nothing yet"))
+        wait.until(lambda d: ("EventSource", "GET", "/api/users/1/events") in requests_sent(d))
+
+        # The page is loaded and listening: idle, it sends nothing at all.
+        time.sleep(0.5)  # the last loads' answers
+        requests_sent(browser)
+        time.sleep(IDLE)
+        assert requests_sent(browser) == [], f"the idle page sent requests within {IDLE}s"
+
+        # carol pins (through the API): within LIVE seconds bob's page shows it, unasked.
+        response = http.post("/api/users/2/pins", json={"board": "Kitchen", "title": "Figs"})
+        assert response.status_code == 201, response.text
+        live = WebDriverWait(browser, LIVE, poll_frequency=0.05)
+        live.until(contains("feed", "carol pinned “Figs” to Kitchen"))
+        live.until(text_is("unseen-count", "1"))
+    wait.until(contains("aggregated", "carol pinned 1 pin"))
+    wait.until(contains("notifications", "carol pinned “Figs” to Kitchen"))
+    assert browser.find_element(By.ID, "unread-count").text == "1"
+    # It read the feeds the update named, and nothing else; the stream stayed open.
+    reads = set(requests_sent(browser))
+    assert reads <= {("Fetch", "GET", f"/api/users/1/{name}") for name in EVENT_FEEDS}, reads
+
+
 def test_follow_pin_and_see_it_arrive(browser: WebDriver, service_url: str, framework: str) -> None:
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -170,7 +225,7 @@ def test_follow_pin_and_see_it_arrive(browser: WebDriver, service_url: str, fram
     wait.until(contains("status", "Pinned “Sunset over Lisbon”"))
     lap("pin in carol's tab")
 
-    # back on bob's page, the poll brings the pin and the unseen count
+    # back on bob's page, the event stream brings the pin and the unseen count
     browser.switch_to.window(bob)
     wait.until(text_is("unseen-count", "1"))
     wait.until(contains("feed", "carol pinned “Sunset over Lisbon” to Kitchen"))
