@@ -6,7 +6,6 @@ them, and never return a wrong page."""
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -34,6 +33,7 @@ from tests.helpers import (
     TestUserFeed,
     at,
 )
+from tests.redis.conftest import close_forgotten_cluster_nodes
 from tests.servers import RedisCluster, start_redis_cluster
 from tests.servers.redis import redis_call
 
@@ -79,7 +79,7 @@ async def storage(cluster: RedisCluster) -> AsyncIterator[RedisStorage]:
             yield opened
     finally:
         await client.aclose()
-        gc.collect()  # the forgotten node objects (see pytestmark) go now, not at exit
+        await close_forgotten_cluster_nodes()
 
 
 def master_of(cluster: RedisCluster, key: str) -> int:
@@ -194,3 +194,26 @@ async def test_reads_of_a_lost_master_fail_until_promotion_and_never_give_a_wron
             break
     assert failures, "no read fell in the failover window"
     assert pages >= len(lost), "reads did not recover after the promotion"
+
+
+async def test_subscriptions_to_a_lost_master_resume_on_the_promoted_replica_with_a_gap(
+    cluster: RedisCluster, storage: RedisStorage
+) -> None:
+    victim = master_of(cluster, follower_key(FOLLOWERS[0]))
+    feed = TestFeed(FOLLOWERS[0], storage=storage)
+    first, second = (Activity(1, Pin, n, time=at(30 + n)) for n in (1, 2))
+    async with feed.subscribe() as updates:
+        await feed.add(first)
+        with anyio.fail_after(FAILOVER):
+            assert (await updates.__anext__()).activity_ids == (first.serialization_id,)
+        await anyio.to_thread.run_sync(cluster.kill_node, victim)
+        await anyio.to_thread.run_sync(wait_for_promotion, cluster, victim)
+        with anyio.fail_after(FAILOVER):
+            assert (await updates.__anext__()).kind == "gap"
+            while True:  # the writer's client learns the new master too
+                try:
+                    await feed.add(second)
+                    break
+                except StorageError:
+                    await anyio.sleep(0.2)
+            assert (await updates.__anext__()).activity_ids == (second.serialization_id,)

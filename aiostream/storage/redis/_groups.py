@@ -20,9 +20,7 @@ from aiostream.query import Query
 from aiostream.storage.base import GroupChanges, GroupMerge, GroupRecord, GroupRewrite
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import RedisBase, _check_length, _group_record, _text
-from aiostream.storage.redis._layout import (
-    group_bounds,
-)
+from aiostream.storage.redis._layout import GROUP_KEY_SUFFIXES, group_bounds
 
 logger = logging.getLogger("aiostream.storage.redis")
 
@@ -173,7 +171,7 @@ class RedisGroups(RedisBase):
         """The feeds of ``keys`` cut into ``merge_groups`` script calls: ``chunk_size``
         feeds per call (on a cluster, only feeds of one slot share a call). Each batch is
         the feeds' positions in ``keys`` and their hash tags (the script derives the
-        group keys from them)."""
+        group keys from them; on a cluster, the four group keys of each feed)."""
         size = self.chunk_size
         batches: dict[int, tuple[list[int], list[str]]] = {}
         keyslot = self._c.keyslot if self.cluster else None
@@ -183,7 +181,11 @@ class RedisGroups(RedisBase):
             bucket = keyslot(feed_tag) if keyslot is not None else position // size
             positions, tags = batches.setdefault(bucket, ([], []))
             positions.append(position)
-            tags.append(feed_tag)
+            if keyslot is None:
+                tags.append(feed_tag)
+            else:
+                # Every key the script touches, declared (see the script: slot moves).
+                tags.extend(feed_tag + suffix for suffix in GROUP_KEY_SUFFIXES)
         return list(batches.values())
 
     async def update_groups(

@@ -5,6 +5,10 @@
 -- The same merges go into every feed of the call: a fanout chunk is one script.
 -- KEYS: per feed, its hash tag; its groups, group data, unseen and unread keys are the
 -- tag followed by GROUP_KEY_SUFFIXES of aiostream.storage.redis._layout (the tag's slot).
+-- On a cluster KEYS are those four keys of each feed instead (a KEYS[1] that does not
+-- end with the tag's '}' says so): while a slot migrates, the server can then tell
+-- whether they are all still here (run), all gone (ASK) or split (TRYAGAIN); a bare
+-- tag, which never exists, would send every call to the importing node.
 -- ARGV[1]: track markers ('1'/'0'). ARGV[2]: max_length (-1: no trim).
 -- ARGV[3]: activities a group keeps (the oldest beyond it count as minimized).
 -- ARGV[4]: '1' to return the written groups, '0' for their count only.
@@ -130,8 +134,15 @@ local function merged(g, stored)
 end
 
 local out = {}
-for _, tag in ipairs(KEYS) do
-  local k = {tag .. SUFFIXES[1], tag .. SUFFIXES[2], tag .. SUFFIXES[3], tag .. SUFFIXES[4]}
+local step = (KEYS[1] == nil or string.sub(KEYS[1], -1) == '}') and 1 or 4
+for f = 1, #KEYS, step do
+  local k
+  if step == 1 then
+    local tag = KEYS[f]
+    k = {tag .. SUFFIXES[1], tag .. SUFFIXES[2], tag .. SUFFIXES[3], tag .. SUFFIXES[4]}
+  else
+    k = {KEYS[f], KEYS[f + 1], KEYS[f + 2], KEYS[f + 3]}
+  end
   -- Every group of a feed is read and checked first: nothing is written to a feed
   -- unless all its groups can merge.
   local stored = read(k)
