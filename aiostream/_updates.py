@@ -51,14 +51,6 @@ async def update_activities(
         check_groups(manager, activity, original)
         activity.to = original.to  # the targets it was published to stay its own
         by_actor.setdefault(activity.actor_id, []).append(activity)
-    # Flat feeds read the activity storage: only feeds holding copies need a job, and
-    # flat feeds only while someone may be subscribed to them (to be told).
-    needed = {
-        name
-        for name, feed_class in manager.feed_classes.items()
-        if feed_class.keeps_copies
-        or await timed_storage(manager.storage_for(feed_class), manager.metrics).listening()
-    }
     chunks = [
         chunk
         for actor, updated in by_actor.items()
@@ -66,7 +58,6 @@ async def update_activities(
             *await manager._fanout_chunks(actor, "update", updated, trim=False),
             *(c for a in updated for c in manager._target_chunks("update", [a], a.to)),
         ]
-        if chunk.feed in needed
     ]
     if any(a.to for a in activities):  # stored with the targets each keeps
         entries = user_class.serialize_activities(activities)
@@ -79,7 +70,15 @@ async def update_activities(
             storage=manager.storage_for(user_class),
             metrics=manager._feed_metrics,
         )
-    await manager._dispatch(chunks)
+    # Flat feeds read the activity storage: only feeds holding copies need a job, and
+    # flat feeds only while someone may be subscribed to them (to be told).
+    needed = {
+        name
+        for name, feed_class in manager.feed_classes.items()
+        if feed_class.keeps_copies
+        or await timed_storage(manager.storage_for(feed_class), manager.metrics).listening()
+    }
+    await manager._dispatch([chunk for chunk in chunks if chunk.feed in needed])
 
 
 def check_groups(manager: Manager, activity: Activity, original: Activity) -> None:
