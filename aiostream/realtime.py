@@ -38,7 +38,7 @@ import anyio
 
 from aiostream.exceptions import ValidationError
 
-__all__ = ["DEFAULT_BUFFER", "FeedUpdate", "Subscription", "UpdateKind"]
+__all__ = ["DEFAULT_BUFFER", "FeedUpdate", "Hub", "Subscription", "UpdateKind", "gap", "template"]
 
 UpdateKind = Literal["added", "removed", "updated", "marked", "gap"]
 KINDS: tuple[str, ...] = ("added", "removed", "updated", "marked", "gap")
@@ -233,11 +233,6 @@ class Hub:
                 if self._on_last is not None:
                     with anyio.CancelScope(shield=True):
                         await self._on_last(channel)
-
-
-def announce_kind(operation: str) -> UpdateKind:
-    """The update kind of a fanout operation (``add`` / ``remove`` / ``update``)."""
-    return {"add": "added", "remove": "removed", "update": "updated"}[operation]  # type: ignore[return-value]
 
 
 def template(

@@ -1,7 +1,8 @@
-"""Fanout through arq: one activity to 100,000 followers with one and two worker processes.
+"""Fanout through arq: one activity to 100,000 followers with 1, 2 and 4 worker processes,
+the queue on a Redis of its own (``--queue-redis shared``: on the feed Redis).
 
 Starts a private redis-server, then for each chunk size (100, 1,000, 10,000 followers per
-job) and each number of worker processes (1, 2; ``python -m arq
+job) and each number of worker processes (1, 2, 4; ``python -m arq
 benchmarks.arq_app.WorkerSettings``, started before the clock starts):
 
 * **end to end**: from ``Manager.add_user_activity`` (store, enqueue every chunk) until
@@ -12,14 +13,15 @@ Results go to ``benchmarks/results/arq.json``.
 With ``--kinds three`` the Manager writes a flat, an aggregated and a notification feed
 per follower, and writes/s count every feed written.
 
-``python -m benchmarks.arq_bench [--followers N] [--chunks 100,1000,10000] [--workers 1,2]
-[--kinds flat|three]``
+``python -m benchmarks.arq_bench [--followers N] [--chunks 100,1000,10000] [--workers 1,2,4]
+[--kinds flat|three] [--queue-redis separate|shared]``
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -43,8 +45,13 @@ from tests.servers import start_redis
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_workers(url: str, count: int) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "STREAM_REDIS_URL": url, "PYTHONPATH": str(ROOT)}
+def start_workers(url: str, queue_url: str, count: int) -> list[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ,
+        "STREAM_REDIS_URL": url,
+        "STREAM_ARQ_REDIS_URL": queue_url,
+        "PYTHONPATH": str(ROOT),
+    }
     return [
         subprocess.Popen(
             [sys.executable, "-m", "arq", "benchmarks.arq_app.WorkerSettings"],
@@ -85,6 +92,7 @@ async def publish(dispatcher: ArqDispatcher, n: int) -> float:
 
 async def run(
     url: str,
+    queue_url: str,
     followers: int,
     chunks: list[int],
     workers: list[int],
@@ -95,8 +103,9 @@ async def run(
     BenchManager.feed_classes = feed_classes(kinds)
     writes = followers * len(BenchManager.feed_classes)
     BenchManager.followers = list(range(10, 10 + followers))
-    client = Redis.from_url(url)
+    client = Redis.from_url(queue_url)
     results: dict[str, Any] = {
+        "queue_redis": "separate" if queue_url != url else "the feed Redis",
         "followers": followers,
         "feed_classes": len(BenchManager.feed_classes),
         "job_size": job_size,
@@ -105,7 +114,7 @@ async def run(
     }
     serial = 0
     try:
-        async with await ArqDispatcher.connect(url, job_size=job_size) as dispatcher:
+        async with await ArqDispatcher.connect(queue_url, job_size=job_size) as dispatcher:
             for chunk in chunks:
                 BenchManager.fanout_chunk_size = chunk
                 jobs = -(-followers // chunk)
@@ -118,7 +127,7 @@ async def run(
                 await client.delete(HIGH_QUEUE)
                 await client.delete(*[k async for k in client.scan_iter("arq:job:*")] or ["-"])
                 for count in workers:
-                    procs = start_workers(url, count)
+                    procs = start_workers(url, queue_url, count)
                     try:
                         await asyncio.sleep(3)  # imports and first poll
                         serial += 1
@@ -154,7 +163,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="aiostream fanout through arq workers")
     parser.add_argument("--followers", type=int, default=100_000)
     parser.add_argument("--chunks", default="100,1000,10000")
-    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument(
+        "--queue-redis",
+        choices=["separate", "shared"],
+        default="separate",
+        help="the queue on its own Redis (as production runs it) or on the feed Redis",
+    )
     parser.add_argument("--kinds", choices=["flat", "three"], default="flat")
     parser.add_argument(
         "--job-size", type=int, default=1000, help="ArqDispatcher job_size (0: no joining)"
@@ -165,9 +180,14 @@ def main() -> None:
     workers = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory() as workdir, start_redis(Path(workdir)) as server:
         job_size = args.job_size or None
-        results = asyncio.run(
-            run(server.url, args.followers, chunks, workers, args.kinds, job_size)
-        )
+        with contextlib.ExitStack() as stack:
+            queue_url = server.url
+            if args.queue_redis == "separate":
+                queue = stack.enter_context(start_redis(Path(workdir) / "queue"))
+                queue_url = queue.url
+            results = asyncio.run(
+                run(server.url, queue_url, args.followers, chunks, workers, args.kinds, job_size)
+            )
     write_results("arq" if args.kinds == "flat" else "arq_three_kinds", results)
 
 

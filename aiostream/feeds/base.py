@@ -389,6 +389,8 @@ class BaseFeed(Generic[ItemT]):
         if not keys or publish is None:
             return
         try:
+            if not await io.listening():
+                return  # nobody subscribes: nothing to build, nothing to time
             await publish(keys, template(kind, ids, groups), counts=cls._update_counts())
         except StorageError as exc:
             realtime_logger.warning(

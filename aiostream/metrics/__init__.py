@@ -205,7 +205,7 @@ class TimedStorage:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._storage, name)
-        if name.startswith("_") or not inspect.iscoroutinefunction(attr):
+        if name.startswith("_") or name in UNTIMED or not inspect.iscoroutinefunction(attr):
             return attr
         return self._timed(name, attr)
 
@@ -236,6 +236,11 @@ def _reports_storage(metrics: Metrics) -> bool:
         getattr(cls, "on_storage_operation", None) is not Metrics.on_storage_operation
         or getattr(cls, "on_error", None) is not Metrics.on_error
     )
+
+
+# Not storage operations: whether anyone subscribes (a flag, read at most once a
+# second) is asked before every write's update.
+UNTIMED = frozenset({"listening"})
 
 
 def timed_storage(storage: FeedStorage, metrics: Metrics) -> FeedStorage:

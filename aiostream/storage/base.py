@@ -63,6 +63,8 @@ __all__ = [
     "LiveWindow",
     "StateStorage",
     "TimelineStorage",
+    "UpdateStorage",
+    "check_maxima",
 ]
 
 Entry = tuple[int, str]
