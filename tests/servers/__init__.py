@@ -15,7 +15,13 @@ Stdlib only. Usage::
 
 from __future__ import annotations
 
-from .cassandra import CassandraServer, resolve_cassandra, start_cassandra
+from .cassandra import (
+    CassandraRing,
+    CassandraServer,
+    resolve_cassandra,
+    start_cassandra,
+    start_cassandra_ring,
+)
 from .common import ManagedProcess, ServerStartError, free_port, wait_for_port
 from .redis import (
     RedisCluster,
@@ -26,6 +32,7 @@ from .redis import (
 )
 
 __all__ = [
+    "CassandraRing",
     "CassandraServer",
     "ManagedProcess",
     "RedisCluster",
@@ -35,6 +42,7 @@ __all__ = [
     "free_port",
     "resolve_cassandra",
     "start_cassandra",
+    "start_cassandra_ring",
     "start_redis",
     "start_redis_cluster",
     "wait_for_port",

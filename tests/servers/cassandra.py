@@ -12,10 +12,20 @@ import os
 import resource
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .common import LOOPBACK, ManagedProcess, ServerStartError, free_port, log_tail, port_open
+from .common import (
+    LOOPBACK,
+    ManagedProcess,
+    ServerStartError,
+    free_port,
+    log_tail,
+    port_is_free,
+    port_open,
+)
 from .maven import cache_root, resolve_runtime_lib
 
 # Newest 5.0.x verified on Maven Central (5.0.10 did not exist yet). Pinned
@@ -93,7 +103,7 @@ FAST_START_OPTIONS = [
 _YAML = """\
 cluster_name: aiostream-test
 num_tokens: 1
-initial_token: 0
+initial_token: {initial_token}
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 commitlog_sync: periodic
@@ -101,7 +111,7 @@ commitlog_sync_period: 10000ms
 seed_provider:
   - class_name: org.apache.cassandra.locator.SimpleSeedProvider
     parameters:
-      - seeds: "{host}:{storage_port}"
+      - seeds: "{seeds}"
 listen_address: {host}
 rpc_address: {host}
 storage_port: {storage_port}
@@ -109,7 +119,10 @@ ssl_storage_port: {ssl_storage_port}
 native_transport_port: {native_port}
 start_native_transport: true
 auto_snapshot: false
-hinted_handoff_enabled: false
+hinted_handoff_enabled: {hinted_handoff}
+max_hint_window: 3h
+hints_flush_period: 1000ms
+auto_bootstrap: false
 concurrent_compactors: 1
 """
 
@@ -144,9 +157,19 @@ class CassandraServer:
     log_path: Path
     _proc: ManagedProcess = field(repr=False, compare=False)
 
+    _launch_args: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM (Cassandra drains in its shutdown hook), SIGKILL after ``grace``."""
         self._proc.stop(grace=grace)
+
+    def start_again(self) -> None:
+        """Start the stopped node again, on its data, and wait until it serves CQL."""
+        argv, name, options, timeout = self._launch_args
+        self._proc = _launch(
+            argv, self.workdir, name, options, self.log_path, self.host, self.port, timeout
+        )
+        self.pid = self._proc.pid
 
     def is_running(self) -> bool:
         return self._proc.is_running()
@@ -176,12 +199,21 @@ def start_cassandra(
     timeout: float = 180.0,
     jvm_options: tuple[str, ...] = (),
     lock_memory: bool = False,
+    host: str = LOOPBACK,
+    ports: tuple[int, int, int] | None = None,
+    seeds: str | None = None,
+    initial_token: int = 0,
+    hinted_handoff: bool = False,
 ) -> CassandraServer:
     """Start Cassandra on free loopback ports and wait until CQL is served.
 
     Ready means the CQL port accepts TCP *and* the log says the native
     transport is listening. ``startup_seconds`` runs from launch to ready.
     Raises ServerStartError (with log tails) if the JVM exits or times out.
+
+    A node of a ring (:func:`start_cassandra_ring`) gives its ``host`` (another
+    loopback address), the ring's ``ports`` (native, storage, ssl storage), its
+    ``seeds`` and its ``initial_token``.
     """
     version = version or default_version()
     lib = resolve_cassandra(version)
@@ -194,10 +226,13 @@ def start_cassandra(
     conf, logs, data = workdir / "conf", workdir / "logs", workdir / "data"
     for d in (conf, logs, data, workdir / "tmp", workdir / "triggers"):
         d.mkdir(parents=True, exist_ok=True)
-    native_port, storage_port, ssl_port = free_port(), free_port(), free_port()
+    native_port, storage_port, ssl_port = ports or (free_port(), free_port(), free_port())
     (conf / "cassandra.yaml").write_text(
         _YAML.format(
-            host=LOOPBACK,
+            host=host,
+            seeds=seeds or f"{host}:{storage_port}",
+            initial_token=initial_token,
+            hinted_handoff="true" if hinted_handoff else "false",
             storage_port=storage_port,
             ssl_storage_port=ssl_port,
             native_port=native_port,
@@ -230,23 +265,48 @@ def start_cassandra(
     # Cassandra mlockall()s the JVM when it may; for root that faults in and
     # pins the whole heap (2.5 s of a 5.5 s start here). Without CAP_IPC_LOCK
     # and with RLIMIT_MEMLOCK=0 it logs one warning and goes on.
-    proc = ManagedProcess(
-        argv,
-        logs / "stdout.log",
-        cwd=workdir,
-        name=f"cassandra-{version}",
-        rlimits={} if lock_memory else {resource.RLIMIT_MEMLOCK: (0, 0)},
-        drop_caps=() if lock_memory else (CAP_IPC_LOCK,),
+    options = {
+        "rlimits": {} if lock_memory else {resource.RLIMIT_MEMLOCK: (0, 0)},
+        "drop_caps": () if lock_memory else (CAP_IPC_LOCK,),
+    }
+    proc = _launch(
+        argv, workdir, f"cassandra-{version}", options, system_log, host, native_port, timeout
     )
+    return CassandraServer(
+        host=host,
+        port=native_port,
+        pid=proc.pid,
+        version=version,
+        startup_seconds=round(time.monotonic() - proc.started_at, 2),
+        workdir=workdir,
+        log_path=system_log,
+        _proc=proc,
+        _launch_args=(argv, f"cassandra-{version}", options, timeout),
+    )
+
+
+def _launch(
+    argv: list[str],
+    workdir: Path,
+    name: str,
+    options: dict[str, Any],
+    system_log: Path,
+    host: str,
+    native_port: int,
+    timeout: float,
+) -> ManagedProcess:
+    """Start the JVM and wait until it serves CQL (see :func:`start_cassandra`)."""
+    offset = system_log.stat().st_size if system_log.exists() else 0
+    proc = ManagedProcess(argv, workdir / "logs" / "stdout.log", cwd=workdir, name=name, **options)
     deadline = proc.started_at + timeout
-    seen, offset, ready_logged = "", 0, False
+    seen, ready_logged = "", False
     try:
         while True:
             chunk, offset = _read_new(system_log, offset)
             seen = seen[-200:] + chunk  # keep an overlap so a marker split across reads is found
             ready_logged = ready_logged or any(m in seen for m in READY_MARKERS)
-            if ready_logged and port_open(LOOPBACK, native_port):
-                break
+            if ready_logged and port_open(host, native_port):
+                return proc
             if proc.poll() is not None:
                 raise ServerStartError(
                     f"Cassandra exited early with code {proc.poll()}; stdout tail:\n"
@@ -259,13 +319,76 @@ def start_cassandra(
     except BaseException:
         proc.stop(grace=5.0)
         raise
-    return CassandraServer(
-        host=LOOPBACK,
-        port=native_port,
-        pid=proc.pid,
-        version=version,
-        startup_seconds=round(time.monotonic() - proc.started_at, 2),
-        workdir=workdir,
-        log_path=system_log,
-        _proc=proc,
-    )
+
+
+RING_HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+# Joining a ring waits for gossip to settle (30 s by default): a loopback ring of empty
+# nodes with fixed tokens needs none of it.
+RING_JVM_OPTIONS = (
+    "-Dcassandra.ring_delay_ms=1000",
+    "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+    "-Dcassandra.consistent.rangemovement=false",
+)
+
+
+@dataclass
+class CassandraRing:
+    """Three nodes on 127.0.0.1-3, one port set; ``stop()`` ends them all."""
+
+    nodes: list[CassandraServer]
+    port: int
+
+    @property
+    def hosts(self) -> list[str]:
+        return [n.host for n in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> CassandraRing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_cassandra_ring(
+    workdir: Path, size: int = 3, heap: str = "512M", *, timeout: float = 240.0
+) -> CassandraRing:
+    """Start ``size`` nodes on the loopback addresses ``RING_HOSTS``, one after the
+    other (the first is the seed), tokens evenly spread, hinted handoff on."""
+    hosts = RING_HOSTS[:size]
+    ports = _ring_ports(hosts)
+    seeds = f"{hosts[0]}:{ports[1]}"
+    nodes: list[CassandraServer] = []
+    try:
+        for index, host in enumerate(hosts):
+            token = -(2**63) + index * (2**64 // size)
+            nodes.append(
+                start_cassandra(
+                    workdir / f"node{index + 1}",
+                    heap=heap,
+                    timeout=timeout,
+                    jvm_options=RING_JVM_OPTIONS,
+                    host=host,
+                    ports=ports,
+                    seeds=seeds,
+                    initial_token=token,
+                    hinted_handoff=True,
+                )
+            )
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
+    return CassandraRing(nodes, ports[0])
+
+
+def _ring_ports(hosts: Sequence[str]) -> tuple[int, int, int]:
+    """Three ports free on every host of the ring."""
+    for _ in range(100):
+        ports = (free_port(), free_port(), free_port())
+        if all(port_is_free(p, h) for p in ports for h in hosts):
+            return ports
+    raise ServerStartError(f"no ports free on all of {', '.join(hosts)}")
