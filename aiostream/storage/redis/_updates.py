@@ -125,6 +125,9 @@ class _Link:
                     await self._connect()
                 self._ready.set()
                 if lost:
+                    # A restarted server lost the gate too: open it again, and give
+                    # writers the time to see it, before telling subscribers to re-read.
+                    await self._realtime.reopen_gate()
                     logger.info("realtime link to %s is back; subscribers get a gap", self.name)
                     for channel in list(self.channels):
                         self._hub.gap(channel)
@@ -244,6 +247,13 @@ class _Realtime:
         if not self.hub and self._gate_task is not None:
             self._gate_task.cancel()
             self._gate_task = None
+
+    async def reopen_gate(self) -> None:
+        """Open the gate if it is closed (a server restarted) and wait until writers
+        have looked at it again."""
+        if not await self.storage._c.execute_command("EXISTS", self.gate_key):
+            await self._renew_gate()
+            await asyncio.sleep(GATE_CACHE)
 
     async def _renew_gate(self) -> None:
         await self.storage._c.execute_command("SET", self.gate_key, "1", "EX", GATE_TTL)
