@@ -10,6 +10,7 @@ the activity exactly once and nothing left in the failed jobs.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -38,9 +39,17 @@ ROOT = Path(__file__).resolve().parents[2]
 FOLLOWERS = list(range(100_000, 110_000))
 
 
-def start_worker(redis_url: str, log: Path, *, burst: bool) -> subprocess.Popen[bytes]:
-    """``python -m arq tests.arq.app.WorkerSettings`` as its own process."""
-    env = {**os.environ, "STREAM_REDIS_URL": redis_url, "PYTHONPATH": str(ROOT)}
+def start_worker(
+    redis_url: str, log: Path, *, burst: bool, queue_url: str | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m arq tests.arq.app.WorkerSettings`` as its own process (its queue on
+    ``queue_url``, else on the feed Redis)."""
+    env = {
+        **os.environ,
+        "STREAM_REDIS_URL": redis_url,
+        "STREAM_ARQ_REDIS_URL": queue_url or redis_url,
+        "PYTHONPATH": str(ROOT),
+    }
     command = [sys.executable, "-m", "arq", "tests.arq.app.WorkerSettings"]
     with log.open("wb") as output:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
@@ -117,6 +126,66 @@ async def test_sigkill_mid_fanout_then_a_new_worker_finishes(
     problems = await feeds_not_holding_once(FOLLOWERS, activity, **APP_FEEDS)
     assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
     print(f"killed with {left} of {total} jobs left, {claimed} claimed by the dead worker")
+
+
+def jobs_completed(log: Path) -> int:
+    """The jobs a worker says it completed when it stops (arq's shutdown line)."""
+    found = re.findall(r"(\d+) jobs? complete", log.read_text())
+    assert found, log.read_text()[-2000:]
+    return int(found[-1])
+
+
+@pytest.mark.slow
+async def test_four_workers_on_a_queue_redis_of_their_own_survive_one_killed(
+    app_storage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As production runs it: the queue on its own Redis, four worker processes. One is
+    killed mid-fanout; the other three finish (its claimed jobs once their lease ends),
+    every feed holds the activity once, and the jobs were spread over the workers."""
+    followers = FOLLOWERS[:4000]
+    monkeypatch.setattr(AppManager, "followers", {1: {FanoutPriority.HIGH: followers}})
+    monkeypatch.setattr(AppManager, "fanout_chunk_size", 25)
+    (activity,) = make_activities(1)
+    with start_redis(tmp_path / "queue") as queue_server:
+        async with await ArqDispatcher.connect(queue_server.url, job_size=None) as dispatcher:
+            await AppManager(dispatcher=dispatcher).add_user_activity(1, activity)
+            queue = Redis.from_url(queue_server.url)
+            logs = [tmp_path / f"worker-{n}.log" for n in range(4)]
+            workers = [
+                start_worker(app_storage, log, burst=False, queue_url=queue_server.url)
+                for log in logs
+            ]
+            try:
+                total = await queue.zcard(HIGH_QUEUE)
+                assert total == 3 * len(followers) // 25
+
+                async def a_quarter_done() -> bool:
+                    return int(await queue.zcard(HIGH_QUEUE)) <= total * 3 // 4
+
+                with anyio.fail_after(180):  # a hang, not a speed check
+                    await wait_until(a_quarter_done)
+                os.kill(workers[0].pid, signal.SIGKILL)
+
+                async def all_done() -> bool:
+                    idle = not await queue.keys("arq:in-progress:*")
+                    return idle and not await queue.zcard(HIGH_QUEUE)
+
+                with anyio.fail_after(180):
+                    await wait_until(all_done)
+            finally:
+                for worker in workers:
+                    if worker.poll() is None:
+                        worker.terminate()
+                for worker in workers:
+                    worker.wait(timeout=60)
+                await queue.aclose()
+            assert await dispatcher.failed_jobs() == []
+    assert workers[0].returncode == -signal.SIGKILL
+    completed = [jobs_completed(log) for log in logs[1:]]
+    assert all(done > 0 for done in completed), completed  # the three shared the work
+    problems = await feeds_not_holding_once(followers, activity, **APP_FEEDS)
+    assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
+    print(f"jobs completed by the three survivors: {completed} of {total}")
 
 
 # -- two Worker objects in this event loop, servers failing under them ---------------------

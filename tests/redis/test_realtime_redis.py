@@ -14,6 +14,7 @@ import anyio
 import pytest
 from redis.asyncio import RedisCluster
 
+from aiostream import StorageUnavailableError
 from aiostream.realtime import FeedUpdate
 from aiostream.storage.redis import RedisStorage
 from tests.behaviour.test_realtime import WAIT, LiveManager, next_update
@@ -134,3 +135,15 @@ async def test_after_a_restart_subscriptions_resume_with_a_gap(
             assert await next_update(updates) == FeedUpdate(
                 feed.key, "added", (second.serialization_id,)
             )
+
+
+@pytest.mark.redis
+async def test_subscribing_to_a_server_that_is_down_names_it(
+    private_redis: RedisServer,
+) -> None:
+    async with RedisStorage.from_url(private_redis.url, prefix="down:") as storage:
+        private_redis.stop()
+        with pytest.raises(StorageUnavailableError, match=str(private_redis.port)):
+            async with TestFeed(1, storage=storage).subscribe():
+                pass
+        assert not storage._realtime.hub  # nothing left registered

@@ -230,6 +230,10 @@ class _Realtime:
     # -- readers -----------------------------------------------------------------------------
 
     async def _first(self, channel: str) -> None:
+        async with self.storage._op("subscribe"):  # a server down: StorageUnavailableError
+            await self._open(channel)
+
+    async def _open(self, channel: str) -> None:
         if self._gate_task is None:
             was_open = await self.storage._c.execute_command("EXISTS", self.gate_key)
             await self._renew_gate()
@@ -396,8 +400,6 @@ class RedisUpdates(RedisBase):
         self, key: str, *, buffer: int = DEFAULT_BUFFER
     ) -> AsyncIterator[Subscription]:
         """The updates of the feed ``key`` (see :mod:`aiostream.realtime`)."""
-        async with self._op("subscribe"):
-            pass  # a cluster client learns its topology first
         async with self._realtime.hub.subscription(self._channel(key), key, buffer) as updates:
             yield updates
 
