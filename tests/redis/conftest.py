@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gc
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -97,13 +97,15 @@ async def keys_with_prefix(raw: Any, prefix: str) -> set[str]:
     return found
 
 
-async def close_forgotten_cluster_nodes() -> None:
-    """Disconnect every redis-py ``ClusterNode`` still in memory. A topology change
-    (failover, slot move) makes redis-py 5.3 drop node objects without closing their
-    connections; left to the garbage collector, their sockets are reported whenever it
-    runs, in whatever test is running then."""
+async def close_forgotten_cluster_nodes(ports: Iterable[int]) -> None:
+    """Disconnect every redis-py ``ClusterNode`` of the servers on ``ports`` (a test's
+    private cluster) still in memory. A topology change (failover, slot move) makes
+    redis-py drop node objects without closing their connections; left to the garbage
+    collector, their sockets are reported whenever it runs, in whatever test runs then."""
     from redis.asyncio.cluster import ClusterNode
 
+    wanted = set(ports)
     for node in [o for o in gc.get_objects() if isinstance(o, ClusterNode)]:
-        await node.disconnect()
+        if node.port in wanted:
+            await node.disconnect()
     gc.collect()

@@ -79,7 +79,7 @@ async def storage(cluster: RedisCluster) -> AsyncIterator[RedisStorage]:
             yield opened
     finally:
         await client.aclose()
-        await close_forgotten_cluster_nodes()
+        await close_forgotten_cluster_nodes(port for _, port in cluster.nodes)
 
 
 def master_of(cluster: RedisCluster, key: str) -> int:

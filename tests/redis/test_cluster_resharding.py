@@ -16,7 +16,7 @@ import pytest
 from redis import Redis
 from redis.asyncio import RedisCluster as ClusterClient
 
-from aiostream import Activity
+from aiostream import Activity, StorageUnavailableError
 from aiostream.storage.memory import MemoryStorage
 from aiostream.storage.redis import RedisStorage
 from tests.helpers import Pin, TestAggregatedFeed, TestFeed, TestNotificationFeed, at
@@ -50,7 +50,7 @@ async def storage(cluster: RedisCluster) -> AsyncIterator[RedisStorage]:
             yield opened
     finally:
         await client.aclose()
-        await close_forgotten_cluster_nodes()
+        await close_forgotten_cluster_nodes(port for _, port in cluster.nodes)
 
 
 def node_ids(port: int) -> dict[int, tuple[str, list[tuple[int, int]]]]:
@@ -113,12 +113,18 @@ async def test_a_slot_moving_under_writes_and_reads_loses_nothing(
         await feed.add_many(activities[:20])  # keys to migrate before the writes begin
     written = 20
     misses: list[str] = []
+    retried: list[int] = []
 
     async def write() -> None:
         nonlocal written
         for activity in activities[20:]:
             for feed in feeds:
-                await feed.add(activity)
+                while True:
+                    try:
+                        await feed.add(activity)
+                        break
+                    except StorageUnavailableError:  # (as for reads, below): retried
+                        retried.append(1)
             written += 1
             await anyio.sleep(0.005)
 
@@ -126,7 +132,13 @@ async def test_a_slot_moving_under_writes_and_reads_loses_nothing(
         flat = feeds[0]
         while written < ADDS:
             before = written
-            ids = {a.serialization_id for a in await flat[:]}
+            try:
+                ids = {a.serialization_id for a in await flat[:]}
+            except StorageUnavailableError:
+                # redis-py 8 may close a connection under a read while it refreshes
+                # the topology: a caller retries, as here; nothing is lost by it.
+                retried.append(1)
+                continue
             missing = [a for a in activities[:before] if a.serialization_id not in ids]
             if missing:
                 misses.append(f"{len(missing)} added before a read were not in it")

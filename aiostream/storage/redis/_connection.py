@@ -17,8 +17,10 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AuthenticationError,
     ClusterDownError,
+    ClusterError,
     RedisClusterException,
     RedisError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -200,9 +202,32 @@ def translate_error(exc: BaseException, server: str, *, operation: str) -> Stora
         return StorageError(f"{where} refused the credentials ({operation}): {exc}")
     if isinstance(exc, RedisConnectionError | ClusterDownError | OSError):
         return StorageUnavailableError(f"{where} is unavailable ({operation}): {exc}")
+    if isinstance(exc, TryAgainError) or (
+        isinstance(exc, ClusterError) and "TTL exhausted" in str(exc)
+    ):
+        # A slot in migration (its keys split between two nodes) or redirections that
+        # did not settle: redis-py gave up retrying; a retry later succeeds.
+        return StorageUnavailableError(f"{where} is moving slots ({operation}): {exc}")
     if isinstance(exc, RedisClusterException) and "connect" in str(exc).lower():
         # redis-py reports "no reachable node" with this generic class.
         return StorageUnavailableError(f"{where} is unavailable ({operation}): {exc}")
     if isinstance(exc, RedisError):
         return StorageError(f"{where} failed ({operation}): {exc}")
+    if isinstance(exc, TypeError | AttributeError) and _inside_redis_connection(exc):
+        # redis-py 8's cluster client can close a connection under a call in flight
+        # while it refreshes the topology (a slot moved, a failover): retryable.
+        return StorageUnavailableError(
+            f"{where}: the connection closed under the call ({operation}; a topology "
+            f"change?): {exc!r}"
+        )
     return None
+
+
+def _inside_redis_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised under redis-py's connection layer."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if "redis/asyncio/connection" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+            return True
+        tb = tb.tb_next
+    return False

@@ -39,6 +39,10 @@ GATE_RENEW = 10.0
 GATE_CACHE = 1.0  # seconds a writer trusts what it read of the gate
 KEEPALIVE = 15.0  # a quiet link pings this often, so a dead connection is noticed
 RECONNECT_PAUSE = (0.05, 2.0)  # first and longest pause between two connection tries
+# A link's own connection: no read timeout (a quiet channel is normal; the keep-alive
+# notices a dead server), and RESP2, where messages are replies to read (redis-py 6+
+# speaks RESP3 by default and hands RESP3 pushes to a handler instead).
+LINK_OPTIONS: dict[str, Any] = {"socket_timeout": None, "protocol": 2}
 
 
 class _Idle(Exception):
@@ -307,7 +311,7 @@ class _Realtime:
             pool = storage.client.connection_pool
 
             def make() -> Any:
-                options = dict(pool.connection_kwargs, socket_timeout=None)
+                options = dict(pool.connection_kwargs, **LINK_OPTIONS)
                 return pool.connection_class(**options)
 
         else:
@@ -316,7 +320,7 @@ class _Realtime:
                 node = storage._c.get_node(node_name=name)
                 if node is None:
                     raise RedisConnectionError(f"{name} is no longer a cluster node")
-                options = dict(node.connection_kwargs, socket_timeout=None)
+                options = dict(node.connection_kwargs, **LINK_OPTIONS)
                 return node.connection_class(**options)
 
         self.links[name] = _Link(make, storage.cluster, self.hub, name, self)
