@@ -103,9 +103,13 @@ async def close_forgotten_cluster_nodes(ports: Iterable[int]) -> None:
     redis-py drop node objects without closing their connections; left to the garbage
     collector, their sockets are reported whenever it runs, in whatever test runs then."""
     from redis.asyncio.cluster import ClusterNode
+    from redis.asyncio.connection import AbstractConnection
 
     wanted = set(ports)
-    for node in [o for o in gc.get_objects() if isinstance(o, ClusterNode)]:
-        if node.port in wanted:
-            await node.disconnect()
+    gc.collect()  # what is unreachable already goes while this test's filters apply
+    for found in gc.get_objects():
+        if isinstance(found, ClusterNode) and found.port in wanted:
+            await found.disconnect()
+        elif isinstance(found, AbstractConnection) and getattr(found, "port", None) in wanted:
+            await found.disconnect()  # a connection its dropped node left behind
     gc.collect()
