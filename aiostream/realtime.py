@@ -208,12 +208,6 @@ class Hub:
         for subscription in list(self.channels.get(channel, {}).values()):
             subscription.offer(gap(subscription.feed))
 
-    def gap_all(self) -> None:
-        """Give every subscription a gap (its updates may have been lost)."""
-        for subscriptions in list(self.channels.values()):
-            for subscription in list(subscriptions.values()):
-                subscription.offer(gap(subscription.feed))
-
     @asynccontextmanager
     async def subscription(
         self, channel: str, feed: str, buffer: int = DEFAULT_BUFFER
