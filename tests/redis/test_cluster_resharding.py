@@ -6,6 +6,7 @@ and ASK followed)."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from redis.asyncio import RedisCluster as ClusterClient
 from aiostream import Activity, StorageUnavailableError
 from aiostream.storage.memory import MemoryStorage
 from aiostream.storage.redis import RedisStorage
+from aiostream.storage.redis._layout import GROUP_KEY_SUFFIXES
 from tests.helpers import Pin, TestAggregatedFeed, TestFeed, TestNotificationFeed, at
 from tests.redis.conftest import close_forgotten_cluster_nodes
 from tests.servers import RedisCluster, start_redis_cluster
@@ -75,27 +77,51 @@ def owner(cluster: RedisCluster, slot: int) -> int:
     return next(p for p, (_, spans) in masters.items() if any(a <= slot <= b for a, b in spans))
 
 
+def call(port: int, *args: Any) -> Any:
+    with Redis(host="127.0.0.1", port=port, decode_responses=True) as client:
+        return client.execute_command(*args)
+
+
+class Move:
+    """A slot's move to another master, step by step (``redis-cli --cluster reshard``)."""
+
+    def __init__(self, cluster: RedisCluster, slot: int) -> None:
+        self.ports = [p for _, p in cluster.nodes]
+        masters = node_ids(self.ports[0])
+        self.slot = slot
+        self.source = next(
+            p for p, (_, spans) in masters.items() if any(a <= slot <= b for a, b in spans)
+        )
+        self.target = next(p for p in masters if p != self.source)
+        self.source_id, self.target_id = masters[self.source][0], masters[self.target][0]
+
+    def begin(self) -> None:
+        call(self.target, "CLUSTER", "SETSLOT", self.slot, "IMPORTING", self.source_id)
+        call(self.source, "CLUSTER", "SETSLOT", self.slot, "MIGRATING", self.target_id)
+
+    def migrate(self, keys: list[str]) -> None:
+        call(self.source, "MIGRATE", "127.0.0.1", self.target, "", 0, 5000, "KEYS", *keys)
+
+    def finish(self, pause: float = 0.0) -> int:
+        """Move the keys left, a few at a time, ``pause`` apart; then the new owner
+        (its port)."""
+        while keys := call(self.source, "CLUSTER", "GETKEYSINSLOT", self.slot, 3):
+            self.migrate(keys)
+            time.sleep(pause)
+        for port in self.ports:
+            call(port, "CLUSTER", "SETSLOT", self.slot, "NODE", self.target_id)
+        return self.target
+
+    def keys_on(self, port: int) -> int:
+        return int(call(port, "CLUSTER", "COUNTKEYSINSLOT", self.slot))
+
+
 def move_slot(cluster: RedisCluster, slot: int, pause: float) -> int:
     """Migrate ``slot`` to another master, a few keys at a time, ``pause`` apart; the
     port of its new master."""
-    ports = [p for _, p in cluster.nodes]
-    masters = node_ids(ports[0])
-    source = next(p for p, (_, spans) in masters.items() if any(a <= slot <= b for a, b in spans))
-    target = next(p for p in masters if p != source)
-    source_id, target_id = masters[source][0], masters[target][0]
-
-    def call(port: int, *args: Any) -> Any:
-        with Redis(host="127.0.0.1", port=port, decode_responses=True) as client:
-            return client.execute_command(*args)
-
-    call(target, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
-    call(source, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
-    while keys := call(source, "CLUSTER", "GETKEYSINSLOT", slot, 3):
-        call(source, "MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
-        time.sleep(pause)
-    for port in ports:
-        call(port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
-    return target
+    move = Move(cluster, slot)
+    move.begin()
+    return move.finish(pause)
 
 
 async def test_a_slot_moving_under_writes_and_reads_loses_nothing(
@@ -161,3 +187,78 @@ async def test_a_slot_moving_under_writes_and_reads_loses_nothing(
         for activity in activities[20:]:
             await same.add(activity)
         assert await feed[:] == await same[:]
+
+
+def other_user_in_slot(storage: RedisStorage, feed_class: Any, slot: int, after: int) -> int:
+    """A user above ``after`` whose ``feed_class`` feed is in ``slot``."""
+    client: Any = storage.client
+    return next(
+        u
+        for u in itertools.count(after + 1)
+        if client.keyslot(storage._tag + feed_class(u).key + "}") == slot
+    )
+
+
+async def test_a_chunk_merged_per_node_while_a_slot_migrates_writes_each_feed_once(
+    cluster: RedisCluster, storage: RedisStorage
+) -> None:
+    """A fanout chunk's aggregated merges go as one script per node. In a migrating
+    slot, a feed whose keys are still on the old node is merged there; one with no keys
+    yet is left alone by that script (it would have been created on the old node, split
+    from its slot) and sent again by slot, where Redis answers ``TRYAGAIN`` (a script
+    over missing keys of an importing slot): the fanout fails, retryable, having written
+    the other feeds, and its retry after the move writes every feed exactly once."""
+    client: Any = storage.client
+    kept, others = 1, [3, 4, 5, 6]
+    before = [Activity(1, Pin, 0, time=at(0))]
+    await TestNotificationFeed(kept, storage=storage).add_many(before)
+    slot = client.keyslot(storage._tag + TestNotificationFeed(kept).key + "}")
+    fresh = other_user_in_slot(storage, TestNotificationFeed, slot, after=100)
+    move = Move(cluster, slot)
+    move.begin()
+    new = [Activity(2, Pin, 1, time=at(1)), Activity(3, Pin, 2, time=at(2))]
+    users = [kept, fresh, *others]
+    with pytest.raises(StorageUnavailableError):
+        await TestNotificationFeed.fanout_add(users, new, storage=storage)
+    assert storage._cross_slot is True
+    assert (move.keys_on(move.source), move.keys_on(move.target)) == (4, 0)
+    control = MemoryStorage()
+    await TestNotificationFeed(kept, storage=control).add_many(before + new)
+    assert await TestNotificationFeed(kept, storage=storage)[:] == (
+        await TestNotificationFeed(kept, storage=control)[:]
+    )
+    move.finish()
+    await TestNotificationFeed.fanout_add(users, new, storage=storage)  # the job's retry
+    await TestNotificationFeed.fanout_add(users, new, storage=control)
+    for user in users:
+        assert await TestNotificationFeed(user, storage=storage)[:] == (
+            await TestNotificationFeed(user, storage=control)[:]
+        )
+
+
+async def test_a_feed_split_between_two_nodes_is_not_merged_into_by_halves(
+    cluster: RedisCluster, storage: RedisStorage
+) -> None:
+    """A feed caught with some of its keys moved (mid-``MIGRATE``) is refused by the
+    per-node script before anything is written to it, and by the slot's node
+    (``TRYAGAIN``): the fanout fails, retryable, and the feed holds what it held."""
+    client: Any = storage.client
+    user = 3
+    feed = TestNotificationFeed(user, storage=storage)
+    before = [Activity(1, Pin, 0, time=at(0))]
+    await feed.add_many(before)
+    tag = storage._tag + feed.key + "}"
+    move = Move(cluster, client.keyslot(tag))
+    move.begin()
+    keys = set(call(move.source, "CLUSTER", "GETKEYSINSLOT", move.slot, 10))
+    assert keys == {tag + suffix for suffix in GROUP_KEY_SUFFIXES}
+    move.migrate([tag + GROUP_KEY_SUFFIXES[-1]])  # the unread ids: the last key a merge writes
+    with pytest.raises(StorageUnavailableError):
+        await TestNotificationFeed.fanout_add(
+            [user], [Activity(2, Pin, 1, time=at(1))], storage=storage
+        )
+    move.finish()
+    control = TestNotificationFeed(user, storage=MemoryStorage())
+    await control.add_many(before)
+    assert await feed[:] == await control[:]
+    assert (await feed.count_unseen(), await feed.count_unread()) == (1, 1)

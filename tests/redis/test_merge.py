@@ -216,6 +216,41 @@ async def test_a_fanout_chunk_merges_the_feeds_it_can_and_adds_to_the_others(
     assert upgraded.payload.startswith("[2,")
 
 
+@pytest.mark.redis_cluster
+@pytest.mark.parametrize("kind", ["redis_cluster"], indirect=False)
+async def test_a_cluster_fanout_chunk_merges_with_one_script_per_node(
+    storage: RedisStorage, monkeypatch: Any
+) -> None:
+    """On a cluster a chunk's feeds sit in about as many slots as feeds; they are merged
+    with one script per master (the slots it serves), and each feed ends as adding to
+    it alone ends on the reference storage."""
+    from aiostream.storage.redis._scripts import Script
+
+    oracle = MemoryStorage()
+    users = range(1, 301)
+    for user in (5, 6):
+        held = [activity(1, 1, 0), activity(3, 2, 4)]
+        await MergedNotifications(user, storage=storage).add_many(held)
+        await MergedNotifications(user, storage=oracle).add_many(held)
+    queued: list[str] = []
+    queue = Script.queue
+
+    def recording(self: Script, *args: Any, **kwargs: Any) -> None:
+        queued.append(self.name)
+        queue(self, *args, **kwargs)
+
+    monkeypatch.setattr(Script, "queue", recording)
+    new = [activity(1, 1, 0), activity(5, 1, 2), activity(2, 3, 3)]
+    await MergedNotifications.fanout_add(list(users), new, storage=storage)
+    assert queued == ["merge_groups_cross_slot"] * 3
+    assert storage._cross_slot is True
+    for user in users:
+        await MergedNotifications(user, storage=oracle).add_many(new)
+        key = MergedNotifications(user).key
+        assert await records(storage, key) == await records(oracle, key)
+        assert await storage.count_markers(key) == await oracle.count_markers(key)
+
+
 class ByActorMerge(BaseAggregator):
     """Its own merge rules: the storage cannot apply them."""
 

@@ -343,8 +343,8 @@ def test_the_lua_is_package_data_and_takes_its_constants_from_python() -> None:
     assert scripts._CONSTANTS["ROW_SEPARATOR"] == '"\\031"'
     assert scripts._CONSTANTS["IDS_SEPARATOR"] == '"\\030"'
     # Every file is a script of its own or shared by some, and every placeholder is filled.
-    # (the two cross-slot scripts are loaded on their own: Redis 6 refuses their flags)
-    every = (*scripts.ALL_SCRIPTS, scripts.TIMELINES_CROSS_SLOT, scripts.PUBLISH_UPDATES)
+    # (the cross-slot scripts are loaded on their own: Redis 6 refuses their flags)
+    every = (*scripts.ALL_SCRIPTS, *scripts.CROSS_SLOT_SCRIPTS, scripts.PUBLISH_UPDATES)
     names = {s.name for s in every}
     assert {n.removesuffix(".lua") for n in sources if "/" not in n} == names
     for script in every:
@@ -352,5 +352,5 @@ def test_the_lua_is_package_data_and_takes_its_constants_from_python() -> None:
     for shared in (n for n in sources if n.startswith("lib/")):
         function = re.search(r"local function (\w+)", sources[shared])
         assert function and any(function.group(0) in s.source for s in every)
-    for cross_slot in (scripts.TIMELINES_CROSS_SLOT, scripts.PUBLISH_UPDATES):
+    for cross_slot in (*scripts.CROSS_SLOT_SCRIPTS, scripts.PUBLISH_UPDATES):
         assert cross_slot.source.startswith("#!lua flags=allow-cross-slot-keys\n")

@@ -261,7 +261,8 @@ class RedisBase:
             await self._c.execute_command("SCRIPT LOAD", script.source)
         if self.cluster and self._cross_slot is not False:
             try:
-                await self._c.execute_command("SCRIPT LOAD", scripts.TIMELINES_CROSS_SLOT.source)
+                for script in scripts.CROSS_SLOT_SCRIPTS:
+                    await self._c.execute_command("SCRIPT LOAD", script.source)
             except ResponseError as exc:
                 if not scripts.unsupported_flags(exc):
                     raise

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import RedisClusterException, ResponseError
+
 from aiostream.exceptions import ConflictError, ValidationError
 from aiostream.ids import ID_KEY_WIDTH, checked_key, valid_keys
 from aiostream.query import Query
@@ -114,7 +116,7 @@ class RedisGroups(RedisBase):
         results: bool = True,
     ) -> list[list[tuple[bool, GroupRecord]] | None]:
         """Merge activities into the groups of many feeds: one script per ``chunk_size``
-        feeds (on a cluster, per slot), all in one pipeline; an aggregated add or a
+        feeds (on a cluster, per node), all in one pipeline; an aggregated add or a
         fanout chunk is one round trip (see
         :class:`~aiostream.storage.base.GroupMergeStorage`).
 
@@ -139,48 +141,96 @@ class RedisGroups(RedisBase):
                 args += (checked_key(activity_id), int(time_us), payload)
         if not merges or not keys:
             return [[] for _ in keys]
-        batches = self._group_batches(keys)
-        async with self._op("merge_groups"):
-            if len(batches) == 1:
-                replies = [await scripts.MERGE_GROUPS(self._c, batches[0][1], args)]
-            else:
-
-                def fill(pipe: Any) -> None:
-                    for _, batch_keys in batches:
-                        scripts.MERGE_GROUPS.queue(pipe, batch_keys, args)
-
-                replies = await self._pipeline(fill)
         merged: list[list[tuple[bool, GroupRecord]] | None] = [None] * len(keys)
-        for (positions, _), reply in zip(batches, replies, strict=True):
-            at = 0
-            for position in positions:
-                count = int(reply[at])
-                at += 1
-                if count < 0:
-                    continue  # stays None: this feed could not be merged into
-                written = []
-                if results:
-                    for i in range(at, at + 3 * count, 3):
-                        record = _group_record(_text(reply[i + 1]), _text(reply[i + 2]))
-                        written.append((bool(int(reply[i])), record))
-                    at += 3 * count
-                merged[position] = written
+        pending: Sequence[int] = range(len(keys))
+        async with self._op("merge_groups"):
+            if self.cluster and self._cross_slot is not False:
+                pending = await self._merge_on_nodes(keys, args, merged, results)
+            if pending:
+                batches = self._group_batches(keys, pending)
+                if len(batches) == 1:
+                    replies = [await scripts.MERGE_GROUPS(self._c, batches[0][1], args)]
+                else:
+
+                    def fill(pipe: Any) -> None:
+                        for _, batch_keys in batches:
+                            scripts.MERGE_GROUPS.queue(pipe, batch_keys, args)
+
+                    replies = await self._pipeline(fill)
+                for (positions, _), reply in zip(batches, replies, strict=True):
+                    _read_merges(positions, reply, merged, results)
         return merged
 
-    def _group_batches(self, keys: Sequence[str]) -> list[tuple[list[int], list[str]]]:
-        """The feeds of ``keys`` cut into ``merge_groups`` script calls: ``chunk_size``
-        feeds per call (on a cluster, only feeds of one slot share a call). Each batch is
-        the feeds' positions in ``keys`` and their hash tags (the script derives the
-        group keys from them; on a cluster, the four group keys of each feed)."""
+    async def _merge_on_nodes(
+        self,
+        keys: Sequence[str],
+        args: list[Any],
+        merged: list[list[tuple[bool, GroupRecord]] | None],
+        results: bool,
+    ) -> Sequence[int]:
+        """``merge_groups`` on a cluster, one script per node and ``chunk_size`` feeds
+        (the feeds of many slots a node serves: Redis 7's ``allow-cross-slot-keys``);
+        fills ``merged`` and returns the positions of the feeds still to merge by slot.
+
+        A chunk of 1,000 feeds touches about 1,000 slots, so a script per slot would be
+        about a script per feed. Feeds the node no longer serves (a slot moving) are
+        left alone by the script and returned, as are all feeds when the topology is
+        unknown, a node failed, or the servers refuse the script's flags (Redis 6);
+        merging again is idempotent.
+        """
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        tag = self._tag
+        try:
+            node_of = self._c.get_node_from_key
+            for position, key in enumerate(keys):
+                node = node_of(tag + key + "}")
+                by_node.setdefault(node.name, (node, []))[1].append(position)
+        except (RedisClusterException, AttributeError):
+            return range(len(keys))  # topology unknown or changing: by slot copes
+        size = self.chunk_size
+        calls = [
+            (node, positions[i : i + size])
+            for node, positions in by_node.values()
+            for i in range(0, len(positions), size)
+        ]
+        head, merges = args[:4], args[4:]
+
+        def fill(pipe: Any) -> None:
+            for node, positions in calls:
+                tags = [tag + keys[p] + "}" for p in positions]
+                scripts.MERGE_GROUPS_CROSS_SLOT.queue(
+                    pipe, [], [*head, len(tags), *tags, *merges], target_nodes=node
+                )
+
+        try:
+            replies = await self._pipeline(fill)
+        except (ResponseError, RedisClusterException) as exc:
+            if scripts.unsupported_flags(exc):
+                self._cross_slot = False
+            return range(len(keys))
+        self._cross_slot = True
+        elsewhere: list[int] = []
+        for (_, positions), reply in zip(calls, replies, strict=True):
+            elsewhere += _read_merges(positions, reply, merged, results)
+        return elsewhere
+
+    def _group_batches(
+        self, keys: Sequence[str], positions: Sequence[int]
+    ) -> list[tuple[list[int], list[str]]]:
+        """The feeds of ``keys`` at ``positions`` cut into ``merge_groups`` script calls:
+        ``chunk_size`` feeds per call (on a cluster, only feeds of one slot share a
+        call). Each batch is the feeds' positions in ``keys`` and their hash tags (the
+        script derives the group keys from them; on a cluster, the four group keys of
+        each feed)."""
         size = self.chunk_size
         batches: dict[int, tuple[list[int], list[str]]] = {}
         keyslot = self._c.keyslot if self.cluster else None
         tag = self._tag
-        for position, key in enumerate(keys):
-            feed_tag = tag + key + "}"
-            bucket = keyslot(feed_tag) if keyslot is not None else position // size
-            positions, tags = batches.setdefault(bucket, ([], []))
-            positions.append(position)
+        for n, position in enumerate(positions):
+            feed_tag = tag + keys[position] + "}"
+            bucket = keyslot(feed_tag) if keyslot is not None else n // size
+            in_batch, tags = batches.setdefault(bucket, ([], []))
+            in_batch.append(position)
             if keyslot is None:
                 tags.append(feed_tag)
             else:
@@ -291,3 +341,30 @@ class RedisGroups(RedisBase):
         async with self._op("count_markers"):
             unseen, unread = await scripts.COUNT_MARKERS(self._c, [feed.unseen, feed.unread], [])
         return int(unseen), int(unread)
+
+
+def _read_merges(
+    positions: Sequence[int],
+    reply: Sequence[Any],
+    merged: list[list[tuple[bool, GroupRecord]] | None],
+    results: bool,
+) -> list[int]:
+    """Fill ``merged`` at ``positions`` from one ``merge_groups`` script's reply; returns
+    the positions the script left to another node (-2)."""
+    elsewhere: list[int] = []
+    at = 0
+    for position in positions:
+        count = int(reply[at])
+        at += 1
+        if count == -2:
+            elsewhere.append(position)
+        if count < 0:
+            continue  # stays None (-1: this feed could not be merged into)
+        written = []
+        if results:
+            for i in range(at, at + 3 * count, 3):
+                record = _group_record(_text(reply[i + 1]), _text(reply[i + 2]))
+                written.append((bool(int(reply[i])), record))
+            at += 3 * count
+        merged[position] = written
+    return elsewhere

@@ -4,8 +4,9 @@ The per-feed scripts take the keys of one feed (one hash tag, so one cluster slo
 touch only those. :data:`ADD_TO_TIMELINES` and :data:`REMOVE_FROM_TIMELINES` take
 many feeds' timelines (on a cluster: one slot's); :data:`STORE_AND_ADD` and
 :data:`READ_TIMELINE` also reach activity shards, so they run on standalone servers only,
-where keys of different slots may meet. :data:`TIMELINES_CROSS_SLOT` is the cluster's
-fanout script: sent to one node with keys of many slots that node serves (Redis 7+).
+where keys of different slots may meet. :data:`TIMELINES_CROSS_SLOT` and
+:data:`MERGE_GROUPS_CROSS_SLOT` are the cluster's fanout scripts: sent to one node with
+the feeds of many slots that node serves (Redis 7+).
 
 The Lua lives in ``lua/*.lua`` beside this module (package resources), with the
 functions several scripts share in ``lua/lib/``. Scripts are put together when this
@@ -148,7 +149,7 @@ TIMELINES_CROSS_SLOT = _load("timelines_cross_slot", "chunked")
 
 
 def unsupported_flags(exc: BaseException) -> bool:
-    """Whether an error says the server cannot run :data:`TIMELINES_CROSS_SLOT`
+    """Whether an error says the server cannot run the :data:`CROSS_SLOT_SCRIPTS`
     (Redis before 7.0 does not know script flags)."""
     text = str(exc).lower()
     return any(word in text for word in ("flag", "shebang", "compiling", "unexpected symbol"))
@@ -160,7 +161,8 @@ READ_TIMELINE = _load("read_timeline", "range", "chunked", "members", "read_time
 READ_TIMELINES = _load("read_timelines", "range", "chunked", "members", "read_timeline")
 READ_GROUPS = _load("read_groups", "range")
 WRITE_GROUPS = _load("write_groups", "trim_groups")
-MERGE_GROUPS = _load("merge_groups", "trim_groups")
+MERGE_GROUPS = _load("merge_groups", "trim_groups", "merge_feeds")
+MERGE_GROUPS_CROSS_SLOT = _load("merge_groups_cross_slot", "trim_groups", "merge_feeds")
 REPLACE_GROUPS = _load("replace_groups")
 TRIM_GROUPS = _load("trim_groups", "trim_groups")
 GROUP_INDEX = _load("group_index")
@@ -190,3 +192,6 @@ ALL_SCRIPTS = (
     RENEW_LEASE,
     RELEASE_LEASE,
 )
+
+CROSS_SLOT_SCRIPTS = (TIMELINES_CROSS_SLOT, MERGE_GROUPS_CROSS_SLOT)
+"""The cluster's fanout scripts: loaded on their own, as Redis 6 refuses their flags."""
