@@ -6,7 +6,9 @@ job) and each number of worker processes (1, 2, 4; ``python -m arq
 benchmarks.arq_app.WorkerSettings``, started before the clock starts):
 
 * **end to end**: from ``Manager.add_user_activity`` (store, enqueue every chunk) until
-  arq's queue is empty (a job leaves it only when it finished), as feed writes/s;
+  arq's queue is empty (a job leaves it only when it finished), as feed writes/s, with
+  the jobs each worker completed (from its shutdown line) and the share of the time the
+  feed Redis was busy (its CPU seconds over the wall-clock seconds);
 * **enqueue cost**: ``add_user_activity`` with no worker running, per chunk.
 
 Results go to ``benchmarks/results/arq.json``.
@@ -41,34 +43,45 @@ from aiostream.tasks import HIGH_QUEUE, ArqDispatcher
 from benchmarks.arq_app import BenchFeed, BenchManager, PinVerb, feed_classes
 from benchmarks.common import write_results
 from tests.servers import start_redis
+from tests.servers.arq_workers import jobs_completed
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_workers(url: str, queue_url: str, count: int) -> list[subprocess.Popen[bytes]]:
+def start_workers(
+    url: str, queue_url: str, count: int, logs: Path
+) -> list[subprocess.Popen[bytes]]:
+    """``count`` worker processes, each logging to ``logs / worker-<n>.log``."""
     env = {
         **os.environ,
         "STREAM_REDIS_URL": url,
         "STREAM_ARQ_REDIS_URL": queue_url,
         "PYTHONPATH": str(ROOT),
     }
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", "arq", "benchmarks.arq_app.WorkerSettings"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(count)
-    ]
+    logs.mkdir(parents=True, exist_ok=True)
+    workers = []
+    for n in range(count):
+        with (logs / f"worker-{n}.log").open("wb") as log:
+            workers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "arq", "benchmarks.arq_app.WorkerSettings"],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    return workers
 
 
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+def stop_workers(workers: list[subprocess.Popen[bytes]], logs: Path) -> list[int]:
+    """Stop the workers (SIGTERM: arq finishes and logs its counts); the jobs each
+    completed."""
     for worker in workers:
         worker.terminate()
     for worker in workers:
         worker.wait(timeout=30)
+    return [jobs_completed(logs / f"worker-{n}.log") for n in range(len(workers))]
 
 
 async def wait_until_idle(client: Redis, jobs: int) -> None:
@@ -80,6 +93,12 @@ async def wait_until_idle(client: Redis, jobs: int) -> None:
                 bar.advance(max(0, jobs - left - bar.done))
                 await asyncio.sleep(0.002)
         bar.advance(jobs - bar.done)
+
+
+async def server_cpu(client: Redis) -> float:
+    """CPU seconds the Redis server behind ``client`` has used so far."""
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def publish(dispatcher: ArqDispatcher, n: int) -> float:
@@ -98,12 +117,14 @@ async def run(
     workers: list[int],
     kinds: str,
     job_size: int | None,
+    logs: Path,
 ) -> dict[str, Any]:
     configure(Settings(redis_url=url))
     BenchManager.feed_classes = feed_classes(kinds)
     writes = followers * len(BenchManager.feed_classes)
     BenchManager.followers = list(range(10, 10 + followers))
     client = Redis.from_url(queue_url)
+    feed_redis = Redis.from_url(url)
     results: dict[str, Any] = {
         "queue_redis": "separate" if queue_url != url else "the feed Redis",
         "followers": followers,
@@ -127,16 +148,19 @@ async def run(
                 await client.delete(HIGH_QUEUE)
                 await client.delete(*[k async for k in client.scan_iter("arq:job:*")] or ["-"])
                 for count in workers:
-                    procs = start_workers(url, queue_url, count)
+                    run_logs = logs / f"chunk-{chunk}-workers-{count}"
+                    procs = start_workers(url, queue_url, count, run_logs)
                     try:
                         await asyncio.sleep(3)  # imports and first poll
                         serial += 1
+                        cpu = await server_cpu(feed_redis)
                         started = time.perf_counter()
                         enqueue = await publish(dispatcher, serial)
                         await wait_until_idle(client, jobs)
                         total = time.perf_counter() - started
+                        cpu = await server_cpu(feed_redis) - cpu
                     finally:
-                        stop_workers(procs)
+                        per_worker = stop_workers(procs, run_logs)
                     last = await BenchFeed(10 + followers - 1)[:1]
                     if [a.object_id for a in last] != [serial]:
                         raise RuntimeError(f"the last follower lacks activity {serial}")
@@ -146,15 +170,19 @@ async def run(
                         "seconds": total,
                         "enqueue_seconds": enqueue,
                         "writes_per_second": writes / total,
+                        "jobs_per_worker": per_worker,
+                        "feed_redis_cpu_share": cpu / total,
                     }
                     results["end_to_end"].append(row)
                     print(
                         f"chunk={chunk} workers={count}: {writes / total:,.0f} feed writes/s, "
-                        f"last feed after {total:.2f} s",
+                        f"last feed after {total:.2f} s, jobs per worker {per_worker}, "
+                        f"feed Redis busy {cpu / total:.0%} of the time",
                         flush=True,
                     )
     finally:
         await client.aclose()
+        await feed_redis.aclose()
         await close_default_storages()
     return results
 
@@ -186,7 +214,16 @@ def main() -> None:
                 queue = stack.enter_context(start_redis(Path(workdir) / "queue"))
                 queue_url = queue.url
             results = asyncio.run(
-                run(server.url, queue_url, args.followers, chunks, workers, args.kinds, job_size)
+                run(
+                    server.url,
+                    queue_url,
+                    args.followers,
+                    chunks,
+                    workers,
+                    args.kinds,
+                    job_size,
+                    Path(workdir) / "workers",
+                )
             )
     write_results("arq" if args.kinds == "flat" else "arq_three_kinds", results)
 

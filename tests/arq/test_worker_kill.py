@@ -10,7 +10,6 @@ the activity exactly once and nothing left in the failed jobs.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from aiostream.tasks import HIGH_QUEUE, ArqDispatcher, worker_settings
 from tests.arq.app import AppAggregatedFeed, AppFeed, AppManager, AppNotificationFeed
 from tests.helpers import feeds_not_holding_once, make_activities
 from tests.servers import RedisServer, start_redis
+from tests.servers.arq_workers import jobs_completed
 
 pytestmark = pytest.mark.anyio
 
@@ -126,13 +126,6 @@ async def test_sigkill_mid_fanout_then_a_new_worker_finishes(
     problems = await feeds_not_holding_once(FOLLOWERS, activity, **APP_FEEDS)
     assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
     print(f"killed with {left} of {total} jobs left, {claimed} claimed by the dead worker")
-
-
-def jobs_completed(log: Path) -> int:
-    """The jobs a worker says it completed when it stops (arq's shutdown line)."""
-    found = re.findall(r"(\d+) jobs? complete", log.read_text())
-    assert found, log.read_text()[-2000:]
-    return int(found[-1])
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ The key layout is described in :mod:`aiostream.storage.redis._layout`, the scrip
   aggregated add is one of them (``merge_groups``): the server merges the activities
   into the stored groups, no read and compare-and-set; a fanout chunk of aggregated or
   notification feeds is one ``merge_groups`` call, one script per ``chunk_size`` feeds
-  (on a cluster: per slot), pipelined.
+  (on a cluster: per node, feeds of a moving slot per slot), pipelined.
 * activity storage: one ``HSET`` / ``HMGET`` / ``HDEL`` per shard touched, pipelined.
 
 Every method raises :class:`~aiostream.exceptions.StorageUnavailableError` (server down
