@@ -41,7 +41,13 @@ from aiostream.materialize import (
     decayed_rate,
 )
 from aiostream.query import Query
-from aiostream.storage.base import StateStorage
+from aiostream.storage.base import (
+    FeedStorage,
+    MergedPage,
+    MergedReadStorage,
+    MergeSource,
+    StateStorage,
+)
 
 if TYPE_CHECKING:
     from aiostream.manager import Manager
@@ -138,15 +144,22 @@ class Materializer:
         # reader -> ((length, hash) of their following, the pulled among them, when the
         # others were last looked at)
         self._pulled_of: dict[Any, tuple[tuple[int, int], list[Any], float]] = {}
+        # producer id -> the key of its user feed
+        self._user_keys: dict[Any, str] = {}
         # user -> reads since this process last recorded one (for the read rate)
         self._reads: dict[str, int] = {}
         inactive = policy.inactive_after
         self._record_every = RECORD_EVERY if inactive is None else min(RECORD_EVERY, inactive / 2)
 
     @property
+    def user_storage(self) -> FeedStorage:
+        """The storage of every user's own feed (the user feeds reads pull from)."""
+        return self.manager.storage_for(self.manager.user_feed_class)
+
+    @property
     def states(self) -> StateStorage:
         """Where the state lives: beside every user's own feed."""
-        return self.manager.storage_for(self.manager.user_feed_class)
+        return self.user_storage
 
     # -- fanout, where the Manager cuts chunks --------------------------------------------------
 
@@ -280,17 +293,23 @@ class Materializer:
             return await _merged([feed, *self._user_feeds(pulled)], start, stop, query)
         if not pulled and not unknown:
             return await feed._read_stored(start, stop, query)
-        # One round trip for the feed's own page, the newest posts of the producers that
-        # are or may be pulled, and whether the latter are; then the producers' pages.
-        own, posted, states = await gather(
-            feed._io.read_timeline(feed.key, 0, stop, query),
-            self.states.load_maxima(POSTED, [str(p) for p in (*pulled, *unknown)]),
-            self.states.load_states([pulled_name(p) for p in unknown]),
-        )
+        page = await self._read_in_storage(feed, pulled, unknown, stop, query)
+        if page is None:
+            # One round trip for the feed's own page, the newest posts of the producers
+            # that are or may be pulled, and whether the latter are; then their pages.
+            own, posted, states = await gather(
+                feed._io.read_timeline(feed.key, 0, stop, query),
+                self.states.load_maxima(POSTED, [str(p) for p in (*pulled, *unknown)]),
+                self.states.load_states([pulled_name(p) for p in unknown]),
+            )
+        else:
+            states = page.states
         if unknown:
             pulled = pulled + await self._resolve(unknown, now, states)
         if cached is None or cached[1] is not pulled:
             _remember(self._pulled_of, user, (signature, pulled, checked), READER_CACHE_LIMIT)
+        if page is not None:
+            return feed.get_activity_serializer().loads_entries(page.entries[start:stop])
         # A producer with no post recorded has none that skipped a follower.
         ranked = sorted(
             ((posted[str(p)], p) for p in pulled if str(p) in posted),
@@ -299,8 +318,37 @@ class Materializer:
         )
         return await self._pruned_merge(feed, own, ranked, start, stop, query)
 
+    async def _read_in_storage(
+        self,
+        feed: BaseFeed[Any],
+        pulled: Sequence[Any],
+        unknown: Sequence[Any],
+        stop: int,
+        query: Query,
+    ) -> MergedPage | None:
+        """The first ``stop`` entries of ``feed`` merged with the user feeds of
+        ``pulled`` and of those of ``unknown`` that are pulled, read by the storage in
+        one step, when the feed, the user feeds and the states share one storage that
+        can (:class:`~aiostream.storage.base.MergedReadStorage`); else None."""
+        io = feed._io
+        if feed.storage is not self.user_storage or not isinstance(io, MergedReadStorage):
+            return None
+        key_of = self._user_key
+        sources = [MergeSource(key_of(p), str(p)) for p in pulled]
+        sources += [MergeSource(key_of(p), str(p), pulled_name(p)) for p in unknown]
+        return await io.read_merged(feed.key, sources, POSTED, stop, query)
+
+    def _user_key(self, producer: Any) -> str:
+        """The key of ``producer``'s user feed (remembered: building a feed costs more
+        than a lookup, and a read names thousands)."""
+        key = self._user_keys.get(producer)
+        if key is None:
+            key = self.manager.user_feed_class(producer, storage=self.user_storage).key
+            _remember(self._user_keys, producer, key)
+        return key
+
     def _user_feeds(self, producers: Sequence[Any]) -> list[BaseFeed[Any]]:
-        storage = self.manager.storage
+        storage = self.user_storage
         return [self.manager.user_feed_class(p, storage=storage) for p in producers]
 
     async def _pruned_merge(
@@ -391,7 +439,7 @@ class Materializer:
         following = await checked_following(self.manager, user)
         pulled = set(map(str, await self._pulled_among(following, self.manager.now())))
         sources = [
-            self.manager.user_feed_class(p, storage=self.manager.storage)
+            self.manager.user_feed_class(p, storage=self.user_storage)
             for p in following
             if str(p) not in pulled
         ]

@@ -11,7 +11,9 @@ leases; one Protocol each, and :class:`FeedStorage` for all of them:
 * **groups** (aggregated / notification feeds): at most one record per group name,
   ordered by the group's id, each with an *unseen* and an *unread* marker
   (:class:`GroupStorage`; :class:`GroupMergeStorage` optional);
-* **leases**, which serialize follows of one user (:class:`LeaseStorage`).
+* **leases**, which serialize follows of one user (:class:`LeaseStorage`);
+* **states** and **maxima** kept beside the feeds (:class:`StateStorage`;
+  :class:`MergedReadStorage` optional: a page merged from many feeds in one step).
 
 The methods take many keys or many items at once so each backend can batch its own way
 (one Redis pipeline or script, concurrent Cassandra statements). In particular:
@@ -56,6 +58,9 @@ __all__ = [
     "GroupChanges",
     "GroupMerge",
     "GroupMergeStorage",
+    "MergeSource",
+    "MergedPage",
+    "MergedReadStorage",
     "GroupRecord",
     "GroupRewrite",
     "GroupStorage",
@@ -423,6 +428,59 @@ class StateStorage(Protocol):
 
     async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
         """The kept maximum of each of ``members`` of ``name`` that has one."""
+        ...
+
+
+class MergeSource(NamedTuple):
+    """A feed whose entries a merged read takes in (:class:`MergedReadStorage`)."""
+
+    key: str
+    """The feed key."""
+    member: str
+    """Its member in the set of maxima: the microsecond of its newest entry."""
+    condition: str | None = None
+    """A state name: when given, the feed counts only if that state is set."""
+
+
+class MergedPage(NamedTuple):
+    """What :meth:`MergedReadStorage.read_merged` returns."""
+
+    entries: list[Entry]
+    """The page: at most ``stop`` entries, newest first."""
+    states: dict[str, str]
+    """The sources' condition states that are set, with their values."""
+
+
+@runtime_checkable
+class MergedReadStorage(Protocol):
+    """A storage that reads a page merged from many feeds in one step (optional).
+
+    Selective materialization reads a follower's page as its own feed together with the
+    user feeds of the producers it pulls; without this, the reader takes the producers'
+    newest posts from the maxima and reads their pages itself. The result must be
+    exactly that (the materialization tests compare the two).
+    """
+
+    async def read_merged(
+        self,
+        key: str,
+        sources: Sequence[MergeSource],
+        maxima: str,
+        stop: int,
+        query: Query,
+    ) -> MergedPage | None:
+        """The first ``stop`` live entries under ``query`` (newest first) of feed ``key``
+        and the feeds of ``sources`` together, each entry once: what reading
+        ``[0:stop]`` of each of them and merging would give. A source counts if its
+        condition state is set (or it names none) and it has a maximum in the set of
+        maxima ``maxima``, which bounds the time of its entries: a source whose maximum
+        is older than the page's last entry need not be read.
+
+        Returns:
+            The page and the values of the conditions that are set; ``None`` when this
+            storage cannot read it in one step (a Redis Cluster, an ascending query):
+            the caller reads the pages itself.
+        """
         ...
 
 

@@ -159,6 +159,7 @@ REMOVE_FROM_TIMELINES = _load("remove_from_timelines", "chunked")
 MIGRATE_TIMELINE = _load("migrate_timeline", "chunked", "members")
 READ_TIMELINE = _load("read_timeline", "range", "chunked", "members", "read_timeline")
 READ_TIMELINES = _load("read_timelines", "range", "chunked", "members", "read_timeline")
+READ_MERGED = _load("read_merged", "range", "chunked", "members", "read_timeline")
 READ_GROUPS = _load("read_groups", "range")
 WRITE_GROUPS = _load("write_groups", "trim_groups")
 MERGE_GROUPS = _load("merge_groups", "trim_groups", "merge_feeds")
@@ -181,6 +182,7 @@ ALL_SCRIPTS = (
     MIGRATE_TIMELINE,
     READ_TIMELINE,
     READ_TIMELINES,
+    READ_MERGED,
     READ_GROUPS,
     WRITE_GROUPS,
     MERGE_GROUPS,

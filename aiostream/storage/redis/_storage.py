@@ -17,6 +17,8 @@ The key layout is described in :mod:`aiostream.storage.redis._layout`, the scrip
 * ``read_timeline``: one script on a standalone server (range + payloads). On a
   cluster the activity shards live in other slots: the range, then the ``HMGET`` s
   pipelined.
+* ``read_merged`` (a page merged from many feeds, selective materialization's read):
+  one script on a standalone server; on a cluster the caller reads the pages.
 * ``read_timeline`` / ``read_groups`` on a standalone server, while other reads are in
   flight: queued, and sent with the reads queued in the same event-loop step in one
   pipeline (:mod:`aiostream.storage.redis._batching`).
@@ -41,10 +43,12 @@ import json
 from collections.abc import Mapping, Sequence
 
 from aiostream.ids import valid_keys
-from aiostream.storage.base import Entry, check_maxima
+from aiostream.query import Query
+from aiostream.storage.base import Entry, MergedPage, MergeSource, check_maxima
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import _text, _ttl_ms
 from aiostream.storage.redis._groups import RedisGroups
+from aiostream.storage.redis._layout import timeline_bounds
 from aiostream.storage.redis._timelines import RedisTimelines
 from aiostream.storage.redis._updates import RedisUpdates
 
@@ -176,6 +180,48 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
                 self._c, [self._maxima_key(name)], [json.dumps(list(members))]
             )
         return {_text(m): int(float(v)) for m, v in zip(found[::2], found[1::2], strict=True)}
+
+    async def read_merged(
+        self,
+        key: str,
+        sources: Sequence[MergeSource],
+        maxima: str,
+        stop: int,
+        query: Query,
+    ) -> MergedPage | None:
+        """A page of ``key`` merged with the feeds of ``sources`` (see
+        :class:`~aiostream.storage.base.MergedReadStorage`): one script on a standalone
+        server, which reads the sources' pages newest maximum first and only while they
+        may reach the page. ``None`` on a cluster (the feeds sit on many nodes) and for
+        an ascending query."""
+        if self._reads is None or not query.descending:
+            return None
+        if query.is_empty or stop <= 0:
+            conditions = [s.condition for s in sources if s.condition is not None]
+            return MergedPage([], await self.load_states(conditions))
+        low, high = timeline_bounds(query)
+        numbers = f"{low} {high} 0 {stop} 1 {self.activity_shards}"
+        states = ["" if s.condition is None else self._state_key(s.condition) for s in sources]
+        args = [
+            numbers,
+            self._shard_opening,
+            self._tag,
+            key,
+            self._maxima_key(maxima),
+            json.dumps([s.key for s in sources]),
+            json.dumps([s.member for s in sources]),
+            json.dumps(states),
+        ]
+        async with self._op("read_merged"):
+            reply = await self._reads.call(scripts.READ_MERGED, [], args)
+        met, items = reply[0], [_text(item) for item in reply[1:]]
+        found: dict[str, str] = {}
+        for position, value in zip(met[::2], met[1::2], strict=True):
+            condition = sources[int(position) - 1].condition
+            assert condition is not None  # (the script reports only conditions)
+            found[condition] = _text(value)
+        entries = [(int(h, 16), p) for h, p in zip(items[::2], items[1::2], strict=True)]
+        return MergedPage(entries, found)
 
     # -- leases ------------------------------------------------------------------------------
 
