@@ -142,10 +142,12 @@ class Materializer:
         # producer id -> when this process last saw it not pulled (trusted < PULL_GRACE)
         self._not_pulled: dict[Any, float] = {}
         # reader -> ((length, hash) of their following, the pulled among them, when the
-        # others were last looked at)
-        self._pulled_of: dict[Any, tuple[tuple[int, int], list[Any], float]] = {}
-        # producer id -> the key of its user feed
-        self._user_keys: dict[Any, str] = {}
+        # others were last looked at). Tuples: once the garbage collector finds that a
+        # tuple holds only ids it stops tracking it, so thousands of readers' thousands
+        # of producers do not lengthen every full collection (lists would).
+        self._pulled_of: dict[Any, tuple[tuple[int, int], tuple[Any, ...], float]] = {}
+        # producer id -> its user feed as a source of merged reads
+        self._sources: dict[Any, MergeSource] = {}
         # user -> reads since this process last recorded one (for the read rate)
         self._reads: dict[str, int] = {}
         inactive = policy.inactive_after
@@ -282,12 +284,15 @@ class Materializer:
         following = await checked_following(self.manager, user)
         signature = (len(following), hash(tuple(following)))
         cached = self._pulled_of.get(user)
+        pulled: tuple[Any, ...]
+        unknown: list[Any]
         if cached is not None and cached[0] == signature and now - cached[2] < PULL_GRACE / 2:
-            pulled, unknown, checked = cached[1], list[Any](), cached[2]
+            pulled, unknown, checked = cached[1], [], cached[2]
         else:
-            pulled, unknown, checked = self._known_pulled(following, now)
+            known, unknown, checked = self._known_pulled(following, now)
+            pulled = tuple(known)
         if stop is None or not query.descending:
-            pulled = pulled + await self._resolve(unknown, now)
+            pulled += tuple(await self._resolve(unknown, now))
             if not pulled:
                 return await feed._read_stored(start, stop, query)
             return await _merged([feed, *self._user_feeds(pulled)], start, stop, query)
@@ -305,7 +310,7 @@ class Materializer:
         else:
             states = page.states
         if unknown:
-            pulled = pulled + await self._resolve(unknown, now, states)
+            pulled += tuple(await self._resolve(unknown, now, states))
         if cached is None or cached[1] is not pulled:
             _remember(self._pulled_of, user, (signature, pulled, checked), READER_CACHE_LIMIT)
         if page is not None:
@@ -333,19 +338,21 @@ class Materializer:
         io = feed._io
         if feed.storage is not self.user_storage or not isinstance(io, MergedReadStorage):
             return None
-        key_of = self._user_key
-        sources = [MergeSource(key_of(p), str(p)) for p in pulled]
-        sources += [MergeSource(key_of(p), str(p), pulled_name(p)) for p in unknown]
+        source_of = self._source
+        sources = [source_of(p) for p in pulled]
+        sources += [source_of(p)._replace(condition=pulled_name(p)) for p in unknown]
         return await io.read_merged(feed.key, sources, POSTED, stop, query)
 
-    def _user_key(self, producer: Any) -> str:
-        """The key of ``producer``'s user feed (remembered: building a feed costs more
-        than a lookup, and a read names thousands)."""
-        key = self._user_keys.get(producer)
-        if key is None:
+    def _source(self, producer: Any) -> MergeSource:
+        """``producer``'s user feed as a source of merged reads (remembered: building a
+        feed costs more than a lookup, a read names thousands of producers, and objects
+        made per read make the garbage collector run more often)."""
+        source = self._sources.get(producer)
+        if source is None:
             key = self.manager.user_feed_class(producer, storage=self.user_storage).key
-            _remember(self._user_keys, producer, key)
-        return key
+            source = MergeSource(key, str(producer))
+            _remember(self._sources, producer, source)
+        return source
 
     def _user_feeds(self, producers: Sequence[Any]) -> list[BaseFeed[Any]]:
         storage = self.user_storage

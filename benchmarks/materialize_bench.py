@@ -107,7 +107,10 @@ class SimManager(Manager):
     user_feed_class = SimUser
     fanout_chunk_size = 1000
     network: Network
-    followings: dict[int, list[int]]
+    # The application's lookup, cached as tuples of ids: the garbage collector stops
+    # tracking those, where lists of a thousand readers' thousands of ids would lengthen
+    # every full collection (which the read timings would then measure).
+    followings: dict[int, tuple[int, ...]]
     clock: float
 
     def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
@@ -116,9 +119,9 @@ class SimManager(Manager):
     def get_user_follower_count(self, user_id: int) -> int:
         return int(self.network.count[user_id]) - 1
 
-    def get_user_following_ids(self, user_id: int) -> list[int]:
+    def get_user_following_ids(self, user_id: int) -> tuple[int, ...]:
         if user_id not in self.followings:  # the application's lookup, not timed
-            self.followings[user_id] = self.network.following(user_id)
+            self.followings[user_id] = tuple(self.network.following(user_id))
         return self.followings[user_id]
 
     def now(self) -> float:

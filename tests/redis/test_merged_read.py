@@ -84,3 +84,20 @@ async def test_a_conditional_source_counts_only_when_its_state_is_set(
     assert page.states == {}
     ascending = Query().order_by("activity_id")
     assert await storage.read_merged("own", sources, "newest", 3, ascending) is None
+
+
+async def test_sources_whose_maxima_are_older_than_many_others_are_looked_up(
+    storage: RedisStorage,
+) -> None:
+    """The script takes sources from the newest maxima first and looks the rest up:
+    sources behind hundreds of newer maxima of producers nobody here reads are found."""
+    entries = [(n << 64, f"payload {n}") for n in range(1, 5)]
+    await storage.store_activities(entries)
+    await storage.add_to_timelines(["a"], entries[:2], max_length=None, store=False)
+    await storage.add_to_timelines(["b"], entries[2:], max_length=None, store=False)
+    newest = {"a": entries[1][0] >> DIGEST_BITS, "b": entries[3][0] >> DIGEST_BITS}
+    others = {f"other {n}": newest["b"] + 1000 + n for n in range(300)}
+    await storage.raise_maxima("newest", newest | others)
+    sources = [MergeSource("b", "b"), MergeSource("a", "a"), MergeSource("c", "other 7")]
+    page = await storage.read_merged("own", sources, "newest", 3, Query())
+    assert page is not None and page.entries == entries[:0:-1]

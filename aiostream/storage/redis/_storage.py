@@ -201,7 +201,10 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
             return MergedPage([], await self.load_states(conditions))
         low, high = timeline_bounds(query)
         numbers = f"{low} {high} 0 {stop} 1 {self.activity_shards}"
-        states = ["" if s.condition is None else self._state_key(s.condition) for s in sources]
+        states: list[int | str] = []
+        for position, source in enumerate(sources, 1):
+            if source.condition is not None:
+                states += (position, self._state_key(source.condition))
         args = [
             numbers,
             self._shard_opening,

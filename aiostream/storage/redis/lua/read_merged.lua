@@ -8,9 +8,10 @@
 -- ARGV[1]: numbers as read_timeline takes them (min max 0 stop 1 shards: newest
 -- first). ARGV[2]: the activity shards' opening. ARGV[3]: what precedes a feed key in
 -- its timeline's name ('{' and the prefix; '}:t' follows it). ARGV[4]: the feed key.
--- ARGV[5]: the maxima (a sorted set). ARGV[6], ARGV[7], ARGV[8]: JSON arrays, one item
--- per source: its feed key, its member in the maxima, and the key of a state that must
--- exist for the source to count ('' for none). A source with no maximum holds nothing.
+-- ARGV[5]: the maxima (a sorted set). ARGV[6], ARGV[7]: JSON arrays, one item per
+-- source: its feed key, its member in the maxima. ARGV[8]: a JSON array of position (in
+-- those arrays), key, ...: a state that must exist for the source at that position to
+-- count. A source with no maximum holds nothing.
 -- Returns the sources whose state exists as an array (position, value, ...), then hex
 -- id, payload, ... of the page: at most stop entries, newest first.
 local min, max, stop, shards = string.match(ARGV[1], '^(%S+) (%S+) 0 (%d+) 1 (%S+)$')
@@ -59,71 +60,67 @@ local function timeline(key) return before .. key .. '}:t' end
 
 offer(read_timeline(timeline(ARGV[4]), ARGV[1], opening))
 
-local keys, members, conditions = cjson.decode(ARGV[6]), cjson.decode(ARGV[7]), cjson.decode(ARGV[8])
-local met, scores = {}, {}
+local keys, members, conditional = cjson.decode(ARGV[6]), cjson.decode(ARGV[7]), cjson.decode(ARGV[8])
+-- Sources whose state is not set do not count; the others by member.
+local met, excluded = {}, {}
+for i = 1, #conditional, 2 do
+  local s = conditional[i]
+  local value = redis.call('GET', conditional[i + 1])
+  if value then
+    met[#met + 1] = s
+    met[#met + 1] = value
+  else
+    excluded[s] = true
+  end
+end
+local scored = {}
 for first = 1, #members, {{UNPACK}} do
   local last = math.min(first + {{UNPACK}} - 1, #members)
   local found = redis.call('ZMSCORE', maxima, unpack(members, first, last))
-  for offset = 1, last - first + 1 do
-    local s = first + offset - 1
-    local condition, counts = conditions[s], true
-    if condition ~= '' then
-      local value = redis.call('GET', condition)
-      counts = value ~= false
-      if counts then
-        met[#met + 1] = s
-        met[#met + 1] = value
-      end
-    end
-    if counts and found[offset] then scores[s] = tonumber(found[offset]) end
+  for s = first, last do
+    local score = found[s - first + 1]
+    if score and not excluded[s] then scored[#scored + 1] = {s, tonumber(score)} end
   end
 end
 
--- Sources in order of (maximum descending, position ascending), a batch at a time: the
--- next `size` after (after_score, after_s), by insertion into a short sorted list.
-local function before_in_order(s1, v1, s2, v2)
-  return v1 > v2 or (v1 == v2 and s1 < s2)
+-- The sources with a maximum in order: newest maximum first (then by position). A read
+-- usually needs only the first stop + 1, picked by insertion into a short list; past
+-- them (a sparse page), all are sorted once.
+local function before_in_order(x, y)
+  return x[2] > y[2] or (x[2] == y[2] and x[1] < y[1])
 end
-local function next_batch(size, after_s, after_score)
-  local batch = {}
-  for s = 1, #members do
-    local v = scores[s]
-    if v and (after_s == nil or before_in_order(after_s, after_score, s, v)) then
-      local n = #batch
-      if n < size or before_in_order(s, v, batch[n], scores[batch[n]]) then
-        local at = n + 1
-        while at > 1 and before_in_order(s, v, batch[at - 1], scores[batch[at - 1]]) do
-          at = at - 1
-        end
-        table.insert(batch, at, s)
-        if #batch > size then batch[#batch] = nil end
-      end
-    end
+local order = {}
+for _, pair in ipairs(scored) do
+  local n = #order
+  if n <= stop or before_in_order(pair, order[n]) then
+    local at = n + 1
+    while at > 1 and before_in_order(pair, order[at - 1]) do at = at - 1 end
+    table.insert(order, at, pair)
+    if #order > stop + 1 then order[#order] = nil end
   end
-  return batch
+end
+local taken, all_sorted = 0, #order == #scored
+local function next_source()
+  taken = taken + 1
+  if taken > #order and not all_sorted then
+    table.sort(scored, before_in_order)
+    order, all_sorted = scored, true
+  end
+  local pair = order[taken]
+  if pair then return pair[1], pair[2] end
 end
 
 -- Only entries above the page's last one can still enter it: once the page is full,
 -- each source is read from its newest down to that entry.
 local rest = string.format(' 0 %d 1 %s', stop, shards)
-local size, last_s, last_score = stop, nil, nil
 while true do
-  local batch = next_batch(size, last_s, last_score)
-  if #batch == 0 then break end
-  local done = false
-  for _, s in ipairs(batch) do
-    local floor = #ids == stop and ids[stop] or nil
-    if floor and scores[s] < tonumber(string.sub(floor, 1, TIME_WIDTH), 16) then
-      done = true
-      break
-    end
-    local low = min
-    if floor and (min == '-' or newer(floor, string.sub(min, 2))) then low = '(' .. floor end
-    offer(read_timeline(timeline(keys[s]), low .. ' ' .. max .. rest, opening))
-    last_s, last_score = s, scores[s]
-  end
-  if done then break end
-  size = size * 2
+  local s, newest = next_source()
+  if not s then break end
+  local floor = #ids == stop and ids[stop] or nil
+  if floor and newest < tonumber(string.sub(floor, 1, TIME_WIDTH), 16) then break end
+  local low = min
+  if floor and (min == '-' or newer(floor, string.sub(min, 2))) then low = '(' .. floor end
+  offer(read_timeline(timeline(keys[s]), low .. ' ' .. max .. rest, opening))
 end
 
 local out = {met}
