@@ -9,7 +9,9 @@ graph is implicit (each producer's followers are an arithmetic progression modul
 network size), so a million users fit in memory.
 
 For each network size and policy (push-all; :class:`SelectivePolicy` with
-``inactive_after`` one day and ``pull_threshold`` 1,000; :class:`RatePolicy`) it
+``inactive_after`` one day and ``pull_threshold`` 1,000, read with Redis's one-step
+merged read and, side by side, with the producers' pages merged by the Manager as on
+other storages; :class:`RatePolicy`) it
 reports feed writes (entries written into flat feeds), Redis memory (``used_memory``
 after the day less before), read latency p50 / p99 of ``feed[:25]`` through the Manager
 for readers drawn by their read rates at random moments among the day's posts (the reads
@@ -173,13 +175,25 @@ async def used_memory(storage: RedisStorage) -> int:
     return int(info["used_memory"])
 
 
+class PagesStorage(CountingStorage):
+    """Declines the one-step merged read: the Manager reads the producers' pages itself,
+    as it does on a cluster, Cassandra or memory (the side-by-side row)."""
+
+    async def read_merged(self, *args: Any) -> None:
+        return None
+
+
 async def run_day(
-    url: str, network: Network, policy: MaterializationPolicy | None, post_sample: float
+    url: str,
+    network: Network,
+    policy: MaterializationPolicy | None,
+    post_sample: float,
+    storage_class: type[CountingStorage] = CountingStorage,
 ) -> dict[str, Any]:
     active, posts, readers = day_plan(network)
     if post_sample < 1.0:
         posts = random.Random(3).sample(posts, int(len(posts) * post_sample))
-    async with CountingStorage.from_url(url, prefix="sim:") as storage:
+    async with storage_class.from_url(url, prefix="sim:") as storage:
         await storage.client.flushdb()  # our own private server
         manager = SimManager(storage=storage, policy=policy)
         manager.network, manager.followings = network, {}
@@ -278,9 +292,14 @@ async def celebrity(url: str) -> dict[str, Any]:
     return {"followers": len(followers), "post_ms": sorted(timings)[len(timings) // 2] * 1000}
 
 
+def selective() -> SelectivePolicy:
+    return SelectivePolicy(inactive_after=dt.timedelta(days=1), pull_threshold=1000)
+
+
 POLICIES: dict[str, Any] = {
     "push-all": lambda: None,
-    "selective": lambda: SelectivePolicy(inactive_after=dt.timedelta(days=1), pull_threshold=1000),
+    "selective": selective,
+    "selective, pages merged by the Manager": selective,
     "rate": lambda: RatePolicy(cost_ratio=1.0, inactive_after=dt.timedelta(days=1)),
 }
 
@@ -302,7 +321,8 @@ async def run(url: str, sizes: list[int]) -> dict[str, Any]:
                 rows[name] = {"not_run": "the per-follower rate checks exceed this machine"}
                 continue
             print(f"{n} users, {name}...", flush=True)
-            rows[name] = await run_day(url, network, make(), sample)
+            storage_class = PagesStorage if "pages" in name else CountingStorage
+            rows[name] = await run_day(url, network, make(), sample, storage_class)
         kept = model_kept_entries(network, posts)
         measured = rows["push-all"].get("redis_bytes")
         results["sizes"][str(n)] = {
