@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import anyio
 from redis.asyncio import Redis, RedisCluster
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 
 from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.ids import ID_KEY_WIDTH, checked_key, valid_keys
@@ -254,6 +254,39 @@ class RedisBase:
                     raise
                 await self._load_scripts()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _node_calls(self, keys: Sequence[str]) -> list[tuple[Any, list[int]]] | None:
+        """The positions of ``keys`` grouped by the cluster node that serves each, cut
+        into calls of at most ``chunk_size``: what one cross-slot script per node takes
+        (Redis 7's ``allow-cross-slot-keys``: keys of many slots, one node). None when
+        the topology is unknown or changing: the per-slot path copes."""
+        by_node: dict[str, tuple[Any, list[int]]] = {}
+        try:
+            node_of = self._c.get_node_from_key
+            for position, key in enumerate(keys):
+                node = node_of(key)
+                by_node.setdefault(node.name, (node, []))[1].append(position)
+        except (RedisClusterException, AttributeError):
+            return None
+        size = self.chunk_size
+        return [
+            (node, positions[i : i + size])
+            for node, positions in by_node.values()
+            for i in range(0, len(positions), size)
+        ]
+
+    async def _cross_slot_pipeline(self, fill: Callable[[Any], object]) -> list[Any] | None:
+        """:meth:`_pipeline` of cross-slot scripts. None when the servers refused them
+        (remembered when they cannot run script flags: Redis 6) or a node did not serve
+        a key (a slot moved): the caller writes by slot instead, idempotently."""
+        try:
+            replies = await self._pipeline(fill)
+        except (ResponseError, RedisClusterException) as exc:
+            if scripts.unsupported_flags(exc):
+                self._cross_slot = False
+            return None
+        self._cross_slot = True
+        return replies
 
     async def _load_scripts(self) -> None:
         # On a cluster redis-py sends SCRIPT LOAD to every primary.

@@ -14,8 +14,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from redis.exceptions import RedisClusterException, ResponseError
-
 from aiostream.exceptions import ConflictError, ValidationError
 from aiostream.ids import ID_KEY_WIDTH, checked_key, valid_keys
 from aiostream.query import Query
@@ -178,21 +176,10 @@ class RedisGroups(RedisBase):
         unknown, a node failed, or the servers refuse the script's flags (Redis 6);
         merging again is idempotent.
         """
-        by_node: dict[str, tuple[Any, list[int]]] = {}
         tag = self._tag
-        try:
-            node_of = self._c.get_node_from_key
-            for position, key in enumerate(keys):
-                node = node_of(tag + key + "}")
-                by_node.setdefault(node.name, (node, []))[1].append(position)
-        except (RedisClusterException, AttributeError):
-            return range(len(keys))  # topology unknown or changing: by slot copes
-        size = self.chunk_size
-        calls = [
-            (node, positions[i : i + size])
-            for node, positions in by_node.values()
-            for i in range(0, len(positions), size)
-        ]
+        calls = self._node_calls([tag + key + "}" for key in keys])
+        if not calls:
+            return range(len(keys))
         head, merges = args[:4], args[4:]
 
         def fill(pipe: Any) -> None:
@@ -202,13 +189,9 @@ class RedisGroups(RedisBase):
                     pipe, [], [*head, len(tags), *tags, *merges], target_nodes=node
                 )
 
-        try:
-            replies = await self._pipeline(fill)
-        except (ResponseError, RedisClusterException) as exc:
-            if scripts.unsupported_flags(exc):
-                self._cross_slot = False
+        replies = await self._cross_slot_pipeline(fill)
+        if replies is None:
             return range(len(keys))
-        self._cross_slot = True
         elsewhere: list[int] = []
         for (_, positions), reply in zip(calls, replies, strict=True):
             elsewhere += _read_merges(positions, reply, merged, results)

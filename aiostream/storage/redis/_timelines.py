@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from redis.client import NEVER_DECODE
-from redis.exceptions import RedisClusterException, ResponseError
 
 from aiostream.ids import ID_KEY_WIDTH, MAX_ID, checked_key, id_to_key, is_id
 from aiostream.query import Query
@@ -131,35 +130,18 @@ class RedisTimelines(RedisBase):
             stores: Activity-storage commands to send in the same pipeline.
             fallback: Fills a pipeline with the per-feed commands.
         """
-        by_node: dict[str, tuple[Any, list[str]]] = {}
-        if self._cross_slot is not False:
-            try:
-                node_of = self._c.get_node_from_key
-                for timeline in timelines:
-                    node = node_of(timeline)
-                    by_node.setdefault(node.name, (node, []))[1].append(timeline)
-            except (RedisClusterException, AttributeError):
-                by_node = {}  # topology unknown or changing: the per-feed path copes
-        if by_node:
+        calls = self._node_calls(timelines) if self._cross_slot is not False else None
+        if calls:
             head = [operation, trim, len(members), *members]
-            size = self.chunk_size
 
             def fill(pipe: Any) -> None:
                 for command in stores:
                     pipe.execute_command(*command)
-                for node, keys in by_node.values():
-                    for i in range(0, len(keys), size):
-                        scripts.TIMELINES_CROSS_SLOT.queue(
-                            pipe, [], [*head, *keys[i : i + size]], target_nodes=node
-                        )
+                for node, positions in calls:
+                    keys = [timelines[p] for p in positions]
+                    scripts.TIMELINES_CROSS_SLOT.queue(pipe, [], [*head, *keys], target_nodes=node)
 
-            try:
-                await self._pipeline(fill)
-            except (ResponseError, RedisClusterException) as exc:
-                if scripts.unsupported_flags(exc):
-                    self._cross_slot = False
-            else:
-                self._cross_slot = True
+            if await self._cross_slot_pipeline(fill) is not None:
                 return
         await self._pipeline(fallback)
 

@@ -19,21 +19,6 @@ stop = tonumber(stop)
 local opening, before, maxima = ARGV[2], ARGV[3], ARGV[5]
 local TIME_WIDTH = {{TIME_WIDTH}}
 
--- newer(a, b): whether hex id a is above hex id b (both {{ID_WIDTH}} digits). String
--- comparison follows the server's locale: it is used only if it orders the hex digits
--- as numbers, else each half is compared by value (each fits a double exactly).
-local HEX = '0123456789abcdef'
-local plain = true
-for i = 1, 15 do
-  if not (string.sub(HEX, i, i) < string.sub(HEX, i + 1, i + 1)) then plain = false end
-end
-local function newer(a, b)
-  if plain then return a > b end
-  local ta, tb = string.sub(a, 1, TIME_WIDTH), string.sub(b, 1, TIME_WIDTH)
-  if ta ~= tb then return tonumber(ta, 16) > tonumber(tb, 16) end
-  return tonumber(string.sub(a, TIME_WIDTH + 1), 16) > tonumber(string.sub(b, TIME_WIDTH + 1), 16)
-end
-
 -- The page so far: ids newest first (at most stop), their payloads, and which are in.
 local ids, payloads, held = {}, {}, {}
 local function offer(page)

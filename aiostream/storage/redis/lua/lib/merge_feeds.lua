@@ -28,14 +28,6 @@ local cap = tonumber(ARGV[3])
 local results = ARGV[4] == '1'
 local SUFFIXES = {{GROUP_KEY_SUFFIXES}}
 
-local function older(a, b)
-  -- a < b for hex ids, by value (string '<' follows the server's locale); each half
-  -- fits a double exactly.
-  local ta, tb = string.sub(a, 1, TIME_WIDTH), string.sub(b, 1, TIME_WIDTH)
-  if ta ~= tb then return tonumber(ta, 16) < tonumber(tb, 16) end
-  return tonumber(string.sub(a, TIME_WIDTH + 1), 16) < tonumber(string.sub(b, TIME_WIDTH + 1), 16)
-end
-
 local function parse(data, header)
   local bar = string.find(data, '|', ID_WIDTH + 1, true)
   if not bar then return nil end
@@ -97,7 +89,7 @@ local function merged(g, stored)
     local lo, hi = 1, #ids + 1
     while lo < hi do
       local mid = math.floor((lo + hi) / 2)
-      if older(ids[mid], new) then lo = mid + 1 else hi = mid end
+      if newer(new, ids[mid]) then lo = mid + 1 else hi = mid end
     end
     if ids[lo] ~= new then
       table.insert(ids, lo, new)
