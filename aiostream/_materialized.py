@@ -12,9 +12,11 @@ these names:
 ``rate.read:<user>``  decayed count of the user's reads
 ===================== ==========================================================
 
-and one set of maxima (:meth:`StateStorage.raise_maxima`), ``posted``: per producer,
-the time (microseconds) of its newest activity. A read of many pulled producers reads
-only those that may hold an entry of its page.
+and one set of maxima (:meth:`StateStorage.raise_maxima`), ``posted``: per producer
+whose posts skipped a follower, by the key of its user feed, the time (microseconds) of
+the newest of those posts. It is raised before the followers are skipped, so a read
+merges exactly the followees found there (no process needs to learn who is pulled
+first), and reads only those that may hold an entry of its page.
 """
 
 from __future__ import annotations
@@ -41,13 +43,7 @@ from aiostream.materialize import (
     decayed_rate,
 )
 from aiostream.query import Query
-from aiostream.storage.base import (
-    FeedStorage,
-    MergedPage,
-    MergedReadStorage,
-    MergeSource,
-    StateStorage,
-)
+from aiostream.storage.base import Entry, FeedStorage, MergedReadStorage, StateStorage
 
 if TYPE_CHECKING:
     from aiostream.manager import Manager
@@ -56,11 +52,9 @@ if TYPE_CHECKING:
 RECORD_EVERY = 3600.0
 # Entries of a process's caches before they are dropped and rebuilt as used.
 CACHE_LIMIT = 100_000
-# Readers whose pulled followees a process keeps (each a list as long as theirs).
-READER_CACHE_LIMIT = 10_000
 # Reads of user feeds at once when a feed is rebuilt.
 REBUILD_CONCURRENCY = 32
-# The maxima: per producer, the microsecond of its newest activity.
+# The maxima: per pulled producer's user feed, the microsecond of its newest skipping post.
 POSTED = "posted"
 
 
@@ -139,15 +133,8 @@ class Materializer:
         self._fresh: dict[str, float] = {}
         # producer id -> since when it is pulled (sticky: trusted forever)
         self._pulled: dict[Any, float] = {}
-        # producer id -> when this process last saw it not pulled (trusted < PULL_GRACE)
-        self._not_pulled: dict[Any, float] = {}
-        # reader -> ((length, hash) of their following, the pulled among them, when the
-        # others were last looked at). Tuples: once the garbage collector finds that a
-        # tuple holds only ids it stops tracking it, so thousands of readers' thousands
-        # of producers do not lengthen every full collection (lists would).
-        self._pulled_of: dict[Any, tuple[tuple[int, int], tuple[Any, ...], float]] = {}
-        # producer id -> its user feed as a source of merged reads
-        self._sources: dict[Any, MergeSource] = {}
+        # producer id -> the key of its user feed (a read names each followee's)
+        self._keys: dict[Any, str] = {}
         # user -> reads since this process last recorded one (for the read rate)
         self._reads: dict[str, int] = {}
         inactive = policy.inactive_after
@@ -165,26 +152,25 @@ class Materializer:
 
     # -- fanout, where the Manager cuts chunks --------------------------------------------------
 
-    async def note_posts(self, producer: Any, activities: Sequence[Activity]) -> None:
-        """Record an add by ``producer`` before any follower may be skipped: the time of
-        its newest activity (what reads prune pulled producers by) and its post rate."""
-        policy, now = self.policy, self.manager.now()
-        producer = plain_user_id(producer, "user_id")
-        if policy.pulls and activities:
-            newest = max(a.serialization_id >> DIGEST_BITS for a in activities)
-            await self.states.raise_maxima(POSTED, {str(producer): newest})
+    async def note_posts(self, producer: Any) -> None:
+        """Record an add by ``producer`` in its post rate (where one is kept)."""
+        policy = self.policy
         if policy.keeps_rates:
-            name = post_rate_name(producer)
+            name = post_rate_name(plain_user_id(producer, "user_id"))
             stored = (await self.states.load_states([name])).get(name)
-            new = decayed_count(stored, now, policy.half_life, add=1.0)
+            new = decayed_count(stored, self.manager.now(), policy.half_life, add=1.0)
             await self.states.store_states({name: new})
 
     async def plan_add(
-        self, producer: Any, followers: Mapping[str | None, Sequence[Any]], chunks: list[Any]
+        self,
+        producer: Any,
+        activities: Sequence[Activity],
+        followers: Mapping[str | None, Sequence[Any]],
+        chunks: list[Any],
     ) -> list[Any]:
-        """The chunks of an add by ``producer``: none for flat feeds when the producer is
-        pulled (past its grace), and the others tagged with the producer when the
-        workers choose followers (inactive ones, rates)."""
+        """The chunks of an add of ``activities`` by ``producer``: none for flat feeds
+        when the producer is pulled (past its grace), and the others tagged with the
+        producer when the workers choose followers (inactive ones, rates)."""
         policy, now = self.policy, self.manager.now()
         producer = plain_user_id(producer, "user_id")
         skip = False
@@ -200,12 +186,14 @@ class Materializer:
                 if tag:
                     chunk = replace(chunk, producer=producer)
             planned.append(chunk)
+        if skip:
+            await self._note_skipped(producer, activities)
         return planned
 
-    async def skips_followers(self, producer: Any) -> bool:
-        """Whether an add by ``producer`` needs no follower at all: every feed is flat,
-        and the Manager's ``get_user_follower_count`` says the producer is pulled (past
-        its grace)."""
+    async def skips_followers(self, producer: Any, activities: Sequence[Activity]) -> bool:
+        """Whether an add of ``activities`` by ``producer`` needs no follower at all:
+        every feed is flat, and the Manager's ``get_user_follower_count`` says the
+        producer is pulled (past its grace)."""
         if self.flat_feeds != set(self.manager.feed_classes) or not self.policy.pulls:
             return False
         count = self.manager.get_user_follower_count(producer)
@@ -215,7 +203,17 @@ class Materializer:
             return False
         now = self.manager.now()
         producer = plain_user_id(producer, "user_id")
-        return now - await self._flag_pulled(producer, now) >= PULL_GRACE
+        if now - await self._flag_pulled(producer, now) < PULL_GRACE:
+            return False
+        await self._note_skipped(producer, activities)
+        return True
+
+    async def _note_skipped(self, producer: Any, activities: Sequence[Activity]) -> None:
+        """Raise ``producer``'s maximum to its newest of ``activities``, before any
+        follower skips them: from then on its followers' reads merge its user feed."""
+        if activities:
+            newest = max(a.serialization_id >> DIGEST_BITS for a in activities)
+            await self.states.raise_maxima(POSTED, {self._key(producer): newest})
 
     async def _flag_pulled(self, producer: Any, now: float) -> float:
         key = producer
@@ -231,9 +229,11 @@ class Materializer:
 
     # -- fanout, where a chunk is written ----------------------------------------------------
 
-    async def writable(self, chunk: FanoutChunk) -> tuple[int | str, ...]:
-        """The followers of ``chunk`` (an add into a flat feed) the policy writes; marks
-        the feeds of the inactive ones stale."""
+    async def writable(
+        self, chunk: FanoutChunk, activities: Sequence[Activity]
+    ) -> tuple[int | str, ...]:
+        """The followers of ``chunk`` (an add of ``activities`` into a flat feed) the
+        policy writes; marks the feeds of the inactive ones stale."""
         policy, now, producer = self.policy, self.manager.now(), chunk.producer
         users = chunk.user_ids
         names: list[str] = []
@@ -248,7 +248,7 @@ class Materializer:
         post_rate = decayed_rate(found.get(post_rate_name(producer)), now, policy.half_life)
         pulled_since = found.get(pulled_name(producer))
         may_skip = pulled_since is not None and now - float(pulled_since) >= PULL_GRACE
-        written = []
+        written, skipped = [], False
         for user in users:
             if policy.inactive_after is not None:
                 last = found.get(read_name(user))
@@ -260,6 +260,7 @@ class Materializer:
                 read_rate = decayed_rate(found.get(read_rate_name(user)), now, policy.half_life)
                 if not policy.pushes(post_rate, read_rate):
                     if may_skip:
+                        skipped = True
                         continue
                     if pulled_since is None:  # readers must learn it before anyone is skipped
                         pulled_since = repr(now)
@@ -267,6 +268,8 @@ class Materializer:
             written.append(user)
         if marks:
             await self.states.store_states(marks)
+        if skipped:
+            await self._note_skipped(producer, activities)
         return tuple(written)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -276,126 +279,110 @@ class Materializer:
     ) -> list[Any]:
         """A page of ``feed`` as a push-everything Manager would show it."""
         user = plain_user_id(feed.user_id)
-        now = self.manager.now()
         if self.policy.inactive_after is not None or self.policy.keeps_rates:
-            await self._note_read(feed, user, now)
+            await self._note_read(feed, user, self.manager.now())
         if not self.policy.pulls:
             return await feed._read_stored(start, stop, query)
         following = await checked_following(self.manager, user)
-        signature = (len(following), hash(tuple(following)))
-        cached = self._pulled_of.get(user)
-        pulled: tuple[Any, ...]
-        unknown: list[Any]
-        if cached is not None and cached[0] == signature and now - cached[2] < PULL_GRACE / 2:
-            pulled, unknown, checked = cached[1], [], cached[2]
-        else:
-            known, unknown, checked = self._known_pulled(following, now)
-            pulled = tuple(known)
-        if stop is None or not query.descending:
-            pulled += tuple(await self._resolve(unknown, now))
-            if not pulled:
-                return await feed._read_stored(start, stop, query)
-            return await _merged([feed, *self._user_feeds(pulled)], start, stop, query)
-        if not pulled and not unknown:
+        if not following:
             return await feed._read_stored(start, stop, query)
-        page = await self._read_in_storage(feed, pulled, unknown, stop, query)
-        if page is None:
-            # One round trip for the feed's own page, the newest posts of the producers
-            # that are or may be pulled, and whether the latter are; then their pages.
-            own, posted, states = await gather(
-                feed._io.read_timeline(feed.key, 0, stop, query),
-                self.states.load_maxima(POSTED, [str(p) for p in (*pulled, *unknown)]),
-                self.states.load_states([pulled_name(p) for p in unknown]),
-            )
-        else:
-            states = page.states
-        if unknown:
-            pulled += tuple(await self._resolve(unknown, now, states))
-        if cached is None or cached[1] is not pulled:
-            _remember(self._pulled_of, user, (signature, pulled, checked), READER_CACHE_LIMIT)
-        if page is not None:
-            return feed.get_activity_serializer().loads_entries(page.entries[start:stop])
-        # A producer with no post recorded has none that skipped a follower.
-        ranked = sorted(
-            ((posted[str(p)], p) for p in pulled if str(p) in posted),
-            key=lambda pair: pair[0],
-            reverse=True,
-        )
-        return await self._pruned_merge(feed, own, ranked, start, stop, query)
-
-    async def _read_in_storage(
-        self,
-        feed: BaseFeed[Any],
-        pulled: Sequence[Any],
-        unknown: Sequence[Any],
-        stop: int,
-        query: Query,
-    ) -> MergedPage | None:
-        """The first ``stop`` entries of ``feed`` merged with the user feeds of
-        ``pulled`` and of those of ``unknown`` that are pulled, read by the storage in
-        one step, when the feed, the user feeds and the states share one storage that
-        can (:class:`~aiostream.storage.base.MergedReadStorage`); else None."""
+        # Every followee is a source; those with a maximum are the ones whose posts
+        # skipped followers (only they hold anything the feed may lack).
+        sources = self._keys_of(following)
+        loads = feed.get_activity_serializer().loads_entries
+        if stop is None or not query.descending:
+            posted = await self.states.load_maxima(POSTED, sources)
+            keys = [feed.key, *(k for k in sources if k in posted)]
+            return loads(await self._merged(keys, start, stop, query))
         io = feed._io
-        if feed.storage is not self.user_storage or not isinstance(io, MergedReadStorage):
-            return None
-        source_of = self._source
-        sources = [source_of(p) for p in pulled]
-        sources += [source_of(p)._replace(condition=pulled_name(p)) for p in unknown]
-        return await io.read_merged(feed.key, sources, POSTED, stop, query)
+        if feed.storage is self.user_storage and isinstance(io, MergedReadStorage):
+            entries = await io.read_merged(feed.key, sources, POSTED, stop, query)
+            if entries is not None:
+                return loads(entries[start:stop])
+        # One round trip for the feed's own page and the followees' newest skipping
+        # posts; then the pages of those that may reach it.
+        own, posted = await gather(
+            feed._io.read_timeline(feed.key, 0, stop, query),
+            self.states.load_maxima(POSTED, sources),
+        )
+        ranked = sorted(((newest, key) for key, newest in posted.items()), reverse=True)
+        return loads(await self._pruned_merge(own, ranked, start, stop, query))
 
-    def _source(self, producer: Any) -> MergeSource:
-        """``producer``'s user feed as a source of merged reads (remembered: building a
-        feed costs more than a lookup, a read names thousands of producers, and objects
-        made per read make the garbage collector run more often)."""
-        source = self._sources.get(producer)
-        if source is None:
+    def _keys_of(self, producers: Sequence[Any]) -> list[str]:
+        """The keys of ``producers``' user feeds (as the maxima name them)."""
+        keys, key_of = self._keys, self._key
+        return [keys[p] if p in keys else key_of(p) for p in producers]
+
+    def _key(self, producer: Any) -> str:
+        """``producer``'s user feed key (remembered: building a feed costs more than a
+        lookup, and a read names thousands of followees)."""
+        key = self._keys.get(producer)
+        if key is None:
             key = self.manager.user_feed_class(producer, storage=self.user_storage).key
-            source = MergeSource(key, str(producer))
-            _remember(self._sources, producer, source)
-        return source
+            _remember(self._keys, producer, key)
+        return key
 
-    def _user_feeds(self, producers: Sequence[Any]) -> list[BaseFeed[Any]]:
-        storage = self.user_storage
-        return [self.manager.user_feed_class(p, storage=storage) for p in producers]
+    @property
+    def _user_io(self) -> FeedStorage:
+        """The user feeds' storage, as their own reads use it (timed if need be)."""
+        return self.manager.user_feed_class._io_for(self.user_storage, None)
+
+    async def _merged(
+        self, keys: Sequence[str], start: int, stop: int | None, query: Query
+    ) -> list[Entry]:
+        """``[start:stop]`` under ``query`` of the entries of the feeds ``keys``
+        together: the first ``stop`` of the union are among each feed's first ``stop``,
+        so each is read once, all at once (on a standalone Redis, one round trip)."""
+        io = self._user_io
+        pages: list[Sequence[Entry]] = [() for _ in keys]
+
+        async def page(index: int) -> None:
+            pages[index] = await io.read_timeline(keys[index], 0, stop, query)
+
+        await run_each(range(len(keys)), page)
+        by_id: dict[int, Entry] = {}
+        for entries in pages:
+            for entry in entries:
+                by_id.setdefault(entry[0], entry)
+        ordered = sorted(by_id, reverse=query.descending)
+        return [by_id[i] for i in ordered[start:stop]]
 
     async def _pruned_merge(
         self,
-        feed: BaseFeed[Any],
-        own: Sequence[tuple[int, str]],
-        ranked: Sequence[tuple[int, Any]],
+        own: Sequence[Entry],
+        ranked: Sequence[tuple[int, str]],
         start: int,
         stop: int,
         query: Query,
-    ) -> list[Any]:
-        """:func:`_merged` for a newest-first page, reading only the pulled producers
-        that may hold one of its entries. A producer's entries are no newer than its
-        newest post (``ranked``: newest posts first, with their producers), so they are
-        read in that order, in waves (of ``stop``, doubling while the page is not yet
-        full), until the next one's newest post is older than the ``stop``-th entry
-        found so far: for an unfiltered read of a full page, one wave."""
-        found: dict[int, tuple[int, str]] = {entry[0]: entry for entry in own}
+    ) -> list[Entry]:
+        """:meth:`_merged` for a newest-first page of a feed whose own entries are
+        ``own``, reading only the followees' user feeds that may hold one of its
+        entries. A user feed's entries are no newer than its maximum (``ranked``:
+        maxima newest first, with the feeds' keys), so they are read in that order, in
+        waves (of ``stop``, doubling while the page is not yet full), until the next
+        one's maximum is older than the ``stop``-th entry found so far: for an
+        unfiltered read of a full page, one wave."""
+        io = self._user_io
+        found: dict[int, Entry] = {entry[0]: entry for entry in own}
         done, size = 0, stop
         while done < len(ranked):
             floor = sorted(found, reverse=True)[stop - 1] if len(found) >= stop else -1
             if floor < 0 and done:
-                size *= 2  # a sparse page: the producers read so far held too few entries
+                size *= 2  # a sparse page: the feeds read so far held too few entries
             wave = []
-            for newest, producer in ranked[done : done + size]:
+            for newest, key in ranked[done : done + size]:
                 # The largest id an activity of that microsecond can have.
                 if ((newest + 1) << DIGEST_BITS) - 1 <= floor:
                     break
-                wave.append(producer)
+                wave.append(key)
             if not wave:
                 break
             done += len(wave)
-            pages = await gather(
-                *(s._io.read_timeline(s.key, 0, stop, query) for s in self._user_feeds(wave))
-            )
+            pages = await gather(*(io.read_timeline(key, 0, stop, query) for key in wave))
             for entries in pages:
                 for entry in entries:
                     found.setdefault(entry[0], entry)
-        chosen = [found[i] for i in sorted(found, reverse=True)[start:stop]]
-        return feed.get_activity_serializer().loads_entries(chosen)
+        return [found[i] for i in sorted(found, reverse=True)[start:stop]]
 
     async def _note_read(self, feed: BaseFeed[Any], user: Any, now: float) -> None:
         key, name = str(user), feed._feed_name
@@ -444,11 +431,13 @@ class Materializer:
 
     async def _copy_followees(self, feed: BaseFeed[Any], user: Any) -> None:
         following = await checked_following(self.manager, user)
-        pulled = set(map(str, await self._pulled_among(following, self.manager.now())))
+        # Followees whose posts skipped followers are merged at read time instead.
+        keys = self._keys_of(following)
+        merged = await self.states.load_maxima(POSTED, keys)
         sources = [
             self.manager.user_feed_class(p, storage=self.user_storage)
-            for p in following
-            if str(p) not in pulled
+            for p, key in zip(following, keys, strict=True)
+            if key not in merged
         ]
         pages: list[list[Any]] = []
 
@@ -464,80 +453,9 @@ class Materializer:
             max_length = feed.max_length if feed._should_trim(True) else None
             await feed._io.add_to_timelines([feed.key], entries, max_length=max_length, store=False)
 
-    def _known_pulled(
-        self, following: Sequence[Any], now: float
-    ) -> tuple[list[Any], list[Any], float]:
-        """The producers in ``following`` this process knows are pulled, those it must
-        look up (unknown, or seen not pulled too long ago: a producer's followers are
-        skipped a grace period after it is flagged, and this process looks again within
-        half of it), and when the least recently looked at of the others was."""
-        # Keyed by the ids as given (7 and "7" are one user: a miss, then a second entry).
-        pulled, not_pulled = self._pulled, self._not_pulled
-        recent = now - PULL_GRACE / 2
-        known, unknown = [], []
-        checked = now
-        for producer in following:
-            if producer in pulled:
-                known.append(producer)
-                continue
-            seen = not_pulled.get(producer, -1e18)
-            if seen <= recent:
-                unknown.append(producer)
-            elif seen < checked:
-                checked = seen
-        return known, unknown, checked
-
-    async def _resolve(
-        self, unknown: Sequence[Any], now: float, found: Mapping[str, str] | None = None
-    ) -> list[Any]:
-        """Which of ``unknown`` are pulled, by their stored marks (``found``, or loaded),
-        remembered."""
-        if not unknown:
-            return []
-        if found is None:
-            found = await self.states.load_states([pulled_name(p) for p in unknown])
-        newly = []
-        for producer in unknown:
-            since = found.get(pulled_name(producer))
-            if since is None:
-                _remember(self._not_pulled, producer, now)
-            else:
-                _remember(self._pulled, producer, float(since))
-                newly.append(producer)
-        return newly
-
-    async def _pulled_among(self, following: Sequence[Any], now: float) -> list[Any]:
-        """The producers in ``following`` that are pulled (this process's view, which is
-        never more than a grace period late)."""
-        known, unknown, _ = self._known_pulled(following, now)
-        return known + await self._resolve(unknown, now)
-
 
 def _unique(activities: Sequence[Activity]) -> list[Activity]:
     by_id: dict[int, Activity] = {}
     for activity in activities:
         by_id.setdefault(activity.serialization_id, activity)
     return list(by_id.values())
-
-
-async def _merged(
-    sources: Sequence[BaseFeed[Any]], start: int, stop: int | None, query: Query
-) -> list[Any]:
-    """``[start:stop]`` under ``query`` of every source's entries together: the first
-    ``stop`` of the union are among each source's first ``stop``, so each source is
-    read once, all at once (on a standalone Redis, one round trip), and only the
-    entries of the page are decoded."""
-    pages: list[Sequence[tuple[int, str]]] = [() for _ in sources]
-
-    async def page(index: int) -> None:
-        source = sources[index]
-        pages[index] = await source._io.read_timeline(source.key, 0, stop, query)
-
-    await run_each(range(len(sources)), page)
-    by_id: dict[int, tuple[int, str]] = {}
-    for entries in pages:
-        for entry in entries:
-            by_id.setdefault(entry[0], entry)
-    ordered = sorted(by_id, reverse=query.descending)
-    chosen = [by_id[i] for i in ordered[start:stop]]
-    return sources[0].get_activity_serializer().loads_entries(chosen)

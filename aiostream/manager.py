@@ -439,13 +439,13 @@ class Manager:
     ) -> list[FanoutChunk]:
         materializer = self._materializer if operation == "add" else None
         if materializer is not None:
-            await materializer.note_posts(user_id, activities)
-            if await materializer.skips_followers(user_id):
+            await materializer.note_posts(user_id)
+            if await materializer.skips_followers(user_id, activities):
                 return []
         followers = await self.follower_ids(user_id)
         chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
         if materializer is not None:
-            chunks = await materializer.plan_add(user_id, followers, chunks)
+            chunks = await materializer.plan_add(user_id, activities, followers, chunks)
         if logger.isEnabledFor(logging.DEBUG):
             what = (
                 f"activity {activities[0].serialization_id}"
@@ -513,7 +513,8 @@ class Manager:
         activities: Sequence[Activity] = chunk.stored_activities(serializer)
         storage = self.storage_for(feed_class)
         if chunk.producer is not None and self._materializer is not None:
-            chunk = replace(chunk, user_ids=await self._materializer.writable(chunk))
+            written = await self._materializer.writable(chunk, activities)
+            chunk = replace(chunk, user_ids=written)
         with stopwatch() as elapsed:
             if chunk.operation == "add":
                 await feed_class.fanout_add(

@@ -63,8 +63,6 @@ __all__ = [
     "GroupStorage",
     "LeaseStorage",
     "LiveWindow",
-    "MergeSource",
-    "MergedPage",
     "MergedReadStorage",
     "StateStorage",
     "TimelineStorage",
@@ -431,53 +429,28 @@ class StateStorage(Protocol):
         ...
 
 
-class MergeSource(NamedTuple):
-    """A feed whose entries a merged read takes in (:class:`MergedReadStorage`)."""
-
-    key: str
-    """The feed key."""
-    member: str
-    """Its member in the set of maxima: the microsecond of its newest entry."""
-    condition: str | None = None
-    """A state name: when given, the feed counts only if that state is set."""
-
-
-class MergedPage(NamedTuple):
-    """What :meth:`MergedReadStorage.read_merged` returns."""
-
-    entries: list[Entry]
-    """The page: at most ``stop`` entries, newest first."""
-    states: dict[str, str]
-    """The sources' condition states that are set, with their values."""
-
-
 @runtime_checkable
 class MergedReadStorage(Protocol):
     """A storage that reads a page merged from many feeds in one step (optional).
 
     Selective materialization reads a follower's page as its own feed together with the
-    user feeds of the producers it pulls; without this, the reader takes the producers'
-    newest posts from the maxima and reads their pages itself. The result must be
-    exactly that (the materialization tests compare the two).
+    user feeds of the producers it follows whose posts skipped followers; without this,
+    the reader takes those producers' newest posts from the maxima and reads their pages
+    itself. The result must be exactly that (the materialization tests compare the two).
     """
 
     async def read_merged(
-        self,
-        key: str,
-        sources: Sequence[MergeSource],
-        maxima: str,
-        stop: int,
-        query: Query,
-    ) -> MergedPage | None:
+        self, key: str, sources: Sequence[str], maxima: str, stop: int, query: Query
+    ) -> list[Entry] | None:
         """The first ``stop`` live entries under ``query`` (newest first) of feed ``key``
-        and the feeds of ``sources`` together, each entry once: what reading
-        ``[0:stop]`` of each of them and merging would give. A source counts if its
-        condition state is set (or it names none) and it has a maximum in the set of
-        maxima ``maxima``, which bounds the time of its entries: a source whose maximum
-        is older than the page's last entry need not be read.
+        and the feeds ``sources`` together, each entry once: what reading ``[0:stop]``
+        of each of them and merging would give. A source's member in the set of maxima
+        ``maxima`` is its key; a source counts only if it has a maximum there, and its
+        maximum bounds the time of its entries: a source whose maximum is older than the
+        page's last entry need not be read.
 
         Returns:
-            The page and the values of the conditions that are set; ``None`` when this
+            The page (at most ``stop`` entries, newest first); ``None`` when this
             storage cannot read it in one step (a Redis Cluster, an ascending query):
             the caller reads the pages itself.
         """

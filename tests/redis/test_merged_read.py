@@ -10,7 +10,6 @@ import pytest
 
 from aiostream.ids import DIGEST_BITS
 from aiostream.query import Query
-from aiostream.storage.base import MergeSource
 from aiostream.storage.redis import RedisStorage
 from tests.behaviour.test_materialize import Wide, posted_round_robin
 
@@ -60,37 +59,33 @@ async def test_a_merged_read_reads_only_the_producers_that_reach_its_page(
     assert await feed[:100] == newest_first
 
 
-async def test_a_conditional_source_counts_only_when_its_state_is_set(
-    storage: RedisStorage,
-) -> None:
+async def test_only_sources_with_a_maximum_count(storage: RedisStorage) -> None:
     entries = [(n << 64, f"payload {n}") for n in range(1, 7)]
     await storage.store_activities(entries)
     await storage.add_to_timelines(["own"], entries[:2], max_length=None, store=False)
     await storage.add_to_timelines(["a"], entries[2:4], max_length=None, store=False)
     await storage.add_to_timelines(["b"], entries[4:], max_length=None, store=False)
-    # Each source's newest entry, as a maximum: the microsecond of its id.
-    await storage.raise_maxima(
-        "newest", {"a": entries[3][0] >> DIGEST_BITS, "b": entries[5][0] >> DIGEST_BITS}
+    # a's newest entry, as a maximum: the microsecond of its id; b has none.
+    await storage.raise_maxima("newest", {"a": entries[3][0] >> DIGEST_BITS})
+    page = await storage.read_merged("own", ["a", "b", "c"], "newest", 10, Query())
+    assert page == entries[3::-1]  # b has no maximum: left out
+    await storage.raise_maxima("newest", {"b": entries[5][0] >> DIGEST_BITS})
+    assert await storage.read_merged("own", ["a", "b", "c"], "newest", 3, Query()) == (
+        entries[:2:-1]
     )
-    await storage.store_states({"on": "since"})
-    sources = [MergeSource("a", "a", "on"), MergeSource("b", "b", "off")]
-    page = await storage.read_merged("own", sources, "newest", 10, Query())
-    assert page is not None
-    assert page.entries == entries[3::-1]  # b's condition is not set: b left out
-    assert page.states == {"on": "since"}
-    unconditional = [MergeSource("a", "a"), MergeSource("b", "b"), MergeSource("c", "c")]
-    page = await storage.read_merged("own", unconditional, "newest", 3, Query())
-    assert page is not None and page.entries == entries[:2:-1]
-    assert page.states == {}
+    assert await storage.read_merged("own", ["a", "a"], "newest", 10, Query()) == (
+        entries[3::-1]
+    )
     ascending = Query().order_by("activity_id")
-    assert await storage.read_merged("own", sources, "newest", 3, ascending) is None
+    assert await storage.read_merged("own", ["a"], "newest", 3, ascending) is None
 
 
 async def test_sources_whose_maxima_are_older_than_many_others_are_looked_up(
-    storage: RedisStorage,
+    storage: RedisStorage, raw: Any
 ) -> None:
-    """The script takes sources from the newest maxima first and looks the rest up:
-    sources behind hundreds of newer maxima of producers nobody here reads are found."""
+    """The script scans the set newest maximum first for as many maxima as it has
+    sources, then looks the rest up: sources behind hundreds of newer maxima of feeds
+    nobody here reads are found, and the scan stops at the page's last entry."""
     entries = [(n << 64, f"payload {n}") for n in range(1, 5)]
     await storage.store_activities(entries)
     await storage.add_to_timelines(["a"], entries[:2], max_length=None, store=False)
@@ -98,6 +93,12 @@ async def test_sources_whose_maxima_are_older_than_many_others_are_looked_up(
     newest = {"a": entries[1][0] >> DIGEST_BITS, "b": entries[3][0] >> DIGEST_BITS}
     others = {f"other {n}": newest["b"] + 1000 + n for n in range(300)}
     await storage.raise_maxima("newest", newest | others)
-    sources = [MergeSource("b", "b"), MergeSource("a", "a"), MergeSource("c", "other 7")]
-    page = await storage.read_merged("own", sources, "newest", 3, Query())
-    assert page is not None and page.entries == entries[:0:-1]
+    page = await storage.read_merged("own", ["b", "a", "other 7"], "newest", 3, Query())
+    assert page == entries[:0:-1]
+    # A source among the newest maxima is met by the scan and fills the page; a's
+    # maximum is older than the page's last entry, so a is not read.
+    await storage.add_to_timelines(["other 299"], entries, max_length=None, store=False)
+    before = await timelines_read(raw)
+    page = await storage.read_merged("own", ["a", "other 299"], "newest", 2, Query())
+    assert page == entries[:1:-1]
+    assert await timelines_read(raw) - before == 2  # own, then other 299

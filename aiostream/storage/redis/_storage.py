@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 
 from aiostream.ids import valid_keys
 from aiostream.query import Query
-from aiostream.storage.base import Entry, MergedPage, MergeSource, check_maxima
+from aiostream.storage.base import Entry, check_maxima
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import _text, _ttl_ms
 from aiostream.storage.redis._groups import RedisGroups
@@ -182,49 +182,31 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
         return {_text(m): int(float(v)) for m, v in zip(found[::2], found[1::2], strict=True)}
 
     async def read_merged(
-        self,
-        key: str,
-        sources: Sequence[MergeSource],
-        maxima: str,
-        stop: int,
-        query: Query,
-    ) -> MergedPage | None:
-        """A page of ``key`` merged with the feeds of ``sources`` (see
+        self, key: str, sources: Sequence[str], maxima: str, stop: int, query: Query
+    ) -> list[Entry] | None:
+        """A page of ``key`` merged with the feeds ``sources`` (see
         :class:`~aiostream.storage.base.MergedReadStorage`): one script on a standalone
-        server, which reads the sources' pages newest maximum first and only while they
-        may reach the page. ``None`` on a cluster (the feeds sit on many nodes) and for
-        an ascending query."""
+        server, which takes the sources newest maximum first (scanning the maxima, then
+        looking up the sources not met) and reads them only while they may reach the
+        page. ``None`` on a cluster (the feeds sit on many nodes) and for an ascending
+        query."""
         if self._reads is None or not query.descending:
             return None
         if query.is_empty or stop <= 0:
-            conditions = [s.condition for s in sources if s.condition is not None]
-            return MergedPage([], await self.load_states(conditions))
+            return []
         low, high = timeline_bounds(query)
-        numbers = f"{low} {high} 0 {stop} 1 {self.activity_shards}"
-        states: list[int | str] = []
-        for position, source in enumerate(sources, 1):
-            if source.condition is not None:
-                states += (position, self._state_key(source.condition))
         args = [
-            numbers,
+            f"{low} {high} 0 {stop} 1 {self.activity_shards}",
             self._shard_opening,
             self._tag,
             key,
             self._maxima_key(maxima),
-            json.dumps([s.key for s in sources]),
-            json.dumps([s.member for s in sources]),
-            json.dumps(states),
+            json.dumps(sources if isinstance(sources, list) else list(sources)),
         ]
         async with self._op("read_merged"):
             reply = await self._reads.call(scripts.READ_MERGED, [], args)
-        met, items = reply[0], [_text(item) for item in reply[1:]]
-        found: dict[str, str] = {}
-        for position, value in zip(met[::2], met[1::2], strict=True):
-            condition = sources[int(position) - 1].condition
-            assert condition is not None  # (the script reports only conditions)
-            found[condition] = _text(value)
-        entries = [(int(h, 16), p) for h, p in zip(items[::2], items[1::2], strict=True)]
-        return MergedPage(entries, found)
+        items = [_text(item) for item in reply]
+        return [(int(h, 16), p) for h, p in zip(items[::2], items[1::2], strict=True)]
 
     # -- leases ------------------------------------------------------------------------------
 
