@@ -135,6 +135,11 @@ class Materializer:
         self._pulled: dict[Any, float] = {}
         # producer id -> the key of its user feed (a read names each followee's)
         self._keys: dict[Any, str] = {}
+        # The first _known members of the maxima, in joining order, and the rest this
+        # process has heard of (see MergedReadStorage): members never leave, so a set
+        # that only grows (one key per producer ever pulled).
+        self._members: set[str] = set()
+        self._known = 0
         # user -> reads since this process last recorded one (for the read rate)
         self._reads: dict[str, int] = {}
         inactive = policy.inactive_after
@@ -296,7 +301,7 @@ class Materializer:
             return loads(await self._merged(keys, start, stop, query))
         io = feed._io
         if feed.storage is self.user_storage and isinstance(io, MergedReadStorage):
-            entries = await io.read_merged(feed.key, sources, POSTED, stop, query)
+            entries = await self._read_in_storage(io, feed.key, sources, stop, query)
             if entries is not None:
                 return loads(entries[start:stop])
         # One round trip for the feed's own page and the followees' newest skipping
@@ -307,6 +312,34 @@ class Materializer:
         )
         ranked = sorted(((newest, key) for key, newest in posted.items()), reverse=True)
         return loads(await self._pruned_merge(own, ranked, start, stop, query))
+
+    async def _read_in_storage(
+        self, io: MergedReadStorage, key: str, keys: Sequence[str], stop: int, query: Query
+    ) -> list[Entry] | None:
+        """The first ``stop`` entries of feed ``key`` merged with the user feeds
+        ``keys`` of its owner's followees, read by the storage in one step (None if it
+        cannot). Only the followees this process knows to be in the maxima are named;
+        the storage reports who joined them since, and if the owner follows one of
+        those the page is read again with it (once a process has caught up, rarely)."""
+        members = self._members
+        sources = [k for k in keys if k in members]
+        while True:
+            known = self._known
+            page = await io.read_merged(key, sources, POSTED, stop, query, known)
+            if page is None:
+                return None
+            if page.since < known:  # the maxima were emptied: start again
+                members.clear()
+                self._known = 0
+            if not page.joined:
+                return page.entries
+            members.update(page.joined)
+            self._known = max(self._known, page.since + len(page.joined))
+            joined, named = set(page.joined), set(sources)
+            missed = [k for k in dict.fromkeys(keys) if k in joined and k not in named]
+            if not missed:
+                return page.entries
+            sources += missed
 
     def _keys_of(self, producers: Sequence[Any]) -> list[str]:
         """The keys of ``producers``' user feeds (as the maxima name them)."""

@@ -63,6 +63,7 @@ __all__ = [
     "GroupStorage",
     "LeaseStorage",
     "LiveWindow",
+    "MergedPage",
     "MergedReadStorage",
     "StateStorage",
     "TimelineStorage",
@@ -429,19 +430,41 @@ class StateStorage(Protocol):
         ...
 
 
+class MergedPage(NamedTuple):
+    """What :meth:`MergedReadStorage.read_merged` returns."""
+
+    entries: list[Entry]
+    """The page: at most ``stop`` entries, newest first."""
+    joined: list[str]
+    """The members of the set of maxima from the ``since``-th on, in joining order."""
+    since: int
+    """``known`` as the caller gave it, or 0 when the set no longer holds that many
+    members (it was emptied since: the caller forgets those it knew)."""
+
+
 @runtime_checkable
 class MergedReadStorage(Protocol):
     """A storage that reads a page merged from many feeds in one step (optional).
 
     Selective materialization reads a follower's page as its own feed together with the
-    user feeds of the producers it follows whose posts skipped followers; without this,
-    the reader takes those producers' newest posts from the maxima and reads their pages
-    itself. The result must be exactly that (the materialization tests compare the two).
+    user feeds of the producers it follows whose posts skipped followers: those in the
+    set of maxima ``posted``. Such a storage keeps the members of each set of maxima in
+    the order they joined, so a process can know them all without asking for each; a
+    read names only the sources the caller knows to be in the set and tells it which
+    joined since. Without this, the reader looks up every followee's maximum and reads
+    the pages itself. The result must be exactly that (the materialization tests
+    compare the two).
     """
 
     async def read_merged(
-        self, key: str, sources: Sequence[str], maxima: str, stop: int, query: Query
-    ) -> list[Entry] | None:
+        self,
+        key: str,
+        sources: Sequence[str],
+        maxima: str,
+        stop: int,
+        query: Query,
+        known: int,
+    ) -> MergedPage | None:
         """The first ``stop`` live entries under ``query`` (newest first) of feed ``key``
         and the feeds ``sources`` together, each entry once: what reading ``[0:stop]``
         of each of them and merging would give. A source's member in the set of maxima
@@ -450,9 +473,12 @@ class MergedReadStorage(Protocol):
         page's last entry need not be read.
 
         Returns:
-            The page (at most ``stop`` entries, newest first); ``None`` when this
-            storage cannot read it in one step (a Redis Cluster, an ascending query):
-            the caller reads the pages itself.
+            The page, and the members of ``maxima`` after the first ``known`` in the
+            order they joined (all of them if it holds fewer), read together (an empty
+            page, of an empty query or ``stop <= 0``, reads and reports nothing);
+            ``None`` when this storage cannot
+            read it in one step (a Redis Cluster, an ascending query): the caller reads
+            the pages itself.
         """
         ...
 

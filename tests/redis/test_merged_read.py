@@ -4,14 +4,18 @@ merging, from only the feeds that can reach the page, in one script."""
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from typing import Any, ClassVar
 
 import pytest
 
+from aiostream import Activity, Love
 from aiostream.ids import DIGEST_BITS
+from aiostream.materialize import PULL_GRACE
 from aiostream.query import Query
+from aiostream.storage.base import Entry, MergedPage
 from aiostream.storage.redis import RedisStorage
-from tests.behaviour.test_materialize import Wide, posted_round_robin
+from tests.behaviour.test_materialize import Wide, posted_round_robin, stored
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -46,11 +50,15 @@ async def test_a_merged_read_reads_only_the_producers_that_reach_its_page(
 
     monkeypatch.setattr(storage, "read_timeline", nothing_else)
     feed = manager.get_feeds(100)["flat"]
+    # This process knew no producer in the maxima: the first script named none and
+    # reported all twelve, which the reader follows, so a second one named them.
+    assert await feed[:3] == newest_first[:3]
+    assert calls == [0, 12]
+    # Known now: one script, which read the reader's own feed and the three producers
+    # whose newest posts come first (10, 11, 12), not the others.
     before = await timelines_read(raw)
     assert await feed[:3] == newest_first[:3]
-    # One script, naming all twelve producers; it read the reader's own feed and the
-    # three producers whose newest posts come first (10, 11, 12), not the others.
-    assert calls == [12]
+    assert calls == [0, 12, 12]
     assert await timelines_read(raw) - before == 4
     # Deeper pages, filters, and a page longer than everything there is.
     assert await feed[5:30] == newest_first[5:30]
@@ -59,46 +67,70 @@ async def test_a_merged_read_reads_only_the_producers_that_reach_its_page(
     assert await feed[:100] == newest_first
 
 
+async def stored_feeds(storage: RedisStorage, **feeds: list[Entry]) -> None:
+    for key, entries in feeds.items():
+        await storage.store_activities(entries)
+        await storage.add_to_timelines([key], entries, max_length=None, store=False)
+
+
+def newest(entries: list[Entry]) -> int:
+    """A maximum for a feed of ``entries``: the microsecond of its newest id."""
+    return max(i for i, _ in entries) >> DIGEST_BITS
+
+
 async def test_only_sources_with_a_maximum_count(storage: RedisStorage) -> None:
     entries = [(n << 64, f"payload {n}") for n in range(1, 7)]
-    await storage.store_activities(entries)
-    await storage.add_to_timelines(["own"], entries[:2], max_length=None, store=False)
-    await storage.add_to_timelines(["a"], entries[2:4], max_length=None, store=False)
-    await storage.add_to_timelines(["b"], entries[4:], max_length=None, store=False)
-    # a's newest entry, as a maximum: the microsecond of its id; b has none.
-    await storage.raise_maxima("newest", {"a": entries[3][0] >> DIGEST_BITS})
-    page = await storage.read_merged("own", ["a", "b", "c"], "newest", 10, Query())
-    assert page == entries[3::-1]  # b has no maximum: left out
-    await storage.raise_maxima("newest", {"b": entries[5][0] >> DIGEST_BITS})
-    assert await storage.read_merged("own", ["a", "b", "c"], "newest", 3, Query()) == (
-        entries[:2:-1]
-    )
-    assert await storage.read_merged("own", ["a", "a"], "newest", 10, Query()) == (
-        entries[3::-1]
-    )
+    await stored_feeds(storage, own=entries[:2], a=entries[2:4], b=entries[4:])
+    await storage.raise_maxima("newest", {"a": newest(entries[2:4])})
+    page = await storage.read_merged("own", ["a", "b", "c"], "newest", 10, Query(), 0)
+    assert page == MergedPage(entries[3::-1], ["a"], 0)  # b has no maximum: left out
+    await storage.raise_maxima("newest", {"b": newest(entries[4:])})
+    page = await storage.read_merged("own", ["a", "b", "c"], "newest", 3, Query(), 1)
+    assert page == MergedPage(entries[:2:-1], ["b"], 1)
+    page = await storage.read_merged("own", ["a", "a"], "newest", 10, Query(), 2)
+    assert page == MergedPage(entries[3::-1], [], 2)
     ascending = Query().order_by("activity_id")
-    assert await storage.read_merged("own", ["a"], "newest", 3, ascending) is None
+    assert await storage.read_merged("own", ["a"], "newest", 3, ascending, 2) is None
 
 
-async def test_sources_whose_maxima_are_older_than_many_others_are_looked_up(
+async def test_members_are_reported_in_the_order_they_joined_the_maxima(
     storage: RedisStorage, raw: Any
 ) -> None:
-    """The script scans the set newest maximum first for as many maxima as it has
-    sources, then looks the rest up: sources behind hundreds of newer maxima of feeds
-    nobody here reads are found, and the scan stops at the page's last entry."""
-    entries = [(n << 64, f"payload {n}") for n in range(1, 5)]
-    await storage.store_activities(entries)
-    await storage.add_to_timelines(["a"], entries[:2], max_length=None, store=False)
-    await storage.add_to_timelines(["b"], entries[2:], max_length=None, store=False)
-    newest = {"a": entries[1][0] >> DIGEST_BITS, "b": entries[3][0] >> DIGEST_BITS}
-    others = {f"other {n}": newest["b"] + 1000 + n for n in range(300)}
-    await storage.raise_maxima("newest", newest | others)
-    page = await storage.read_merged("own", ["b", "a", "other 7"], "newest", 3, Query())
-    assert page == entries[:0:-1]
-    # A source among the newest maxima is met by the scan and fills the page; a's
-    # maximum is older than the page's last entry, so a is not read.
-    await storage.add_to_timelines(["other 299"], entries, max_length=None, store=False)
-    before = await timelines_read(raw)
-    page = await storage.read_merged("own", ["a", "other 299"], "newest", 2, Query())
-    assert page == entries[:1:-1]
-    assert await timelines_read(raw) - before == 2  # own, then other 299
+    await storage.raise_maxima("newest", {"b": 5, "a": 7})
+    await storage.raise_maxima("newest", {"a": 9, "c": 1, "b": 2})  # only c is new
+    page = await storage.read_merged("own", [], "newest", 5, Query(), 1)
+    assert page == MergedPage([], ["a", "c"], 1)
+    assert await storage.load_maxima("newest", ["a", "b", "c"]) == {"a": 9, "b": 5, "c": 1}
+    # Emptied since (the caller knew three): all members again, from the first.
+    await raw.flushdb()
+    await storage.raise_maxima("newest", {"d": 3})
+    page = await storage.read_merged("own", [], "newest", 5, Query(), 3)
+    assert page == MergedPage([], ["d"], 0)
+
+
+class Wider(Wide):
+    """Reader 100 also follows producer 13."""
+
+    graph: ClassVar[dict[int, list[int]]] = {100: list(range(1, 14))} | {
+        p: [] for p in range(1, 14)
+    }
+
+
+async def test_a_reader_learns_of_a_producer_pulled_by_another_process(
+    storage: RedisStorage,
+) -> None:
+    """Two Managers (two processes' caches) over one server: producer 13's first post,
+    by way of the other, skips the reader; the reader's process, which knew the maxima
+    before, hears from its next read that 13 joined them and reads again with it."""
+    first, other = Wider(storage=storage), Wider(storage=storage)
+    newest_first = await posted_round_robin(first, rounds=1)
+    feed = first.get_feeds(100)["flat"]
+    assert await feed[:12] == newest_first[:12]
+    other.clock = first.clock + 1
+    # Pulled long enough ago that its followers are skipped from its first post on.
+    await storage.store_states({"pulled:13": repr(other.clock - PULL_GRACE)})
+    post = Activity(13, Love, 1300, time=dt.datetime.fromtimestamp(other.clock, dt.UTC))
+    await other.add_user_activity(13, post)
+    assert post not in await stored(first, 100)
+    first.clock = other.clock
+    assert await feed[:2] == [post, newest_first[0]]

@@ -174,10 +174,12 @@ COUNT_MARKERS = _load("count_markers")
 RENEW_LEASE = _load("renew_lease")
 RELEASE_LEASE = _load("release_lease")
 LOAD_MAXIMA = _load("load_maxima")
+RAISE_MAXIMA = _load("raise_maxima", "chunked")
 PUBLISH_UPDATES = _load("publish_updates")
 
 ALL_SCRIPTS = (
     LOAD_MAXIMA,
+    RAISE_MAXIMA,
     STORE_AND_ADD,
     ADD_TO_TIMELINES,
     REMOVE_FROM_TIMELINES,

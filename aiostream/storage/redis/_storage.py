@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 
 from aiostream.ids import valid_keys
 from aiostream.query import Query
-from aiostream.storage.base import Entry, check_maxima
+from aiostream.storage.base import Entry, MergedPage, check_maxima
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import _text, _ttl_ms
 from aiostream.storage.redis._groups import RedisGroups
@@ -162,13 +162,20 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
         # One sorted set per name: a read of many members is one ZMSCORE.
         return f"{self._tag}mx:{name}}}"
 
+    def _joined_key(self, name: str) -> str:
+        # The members of the set in joining order (a list, in the set's slot).
+        return f"{self._tag}mx:{name}}}:joined"
+
     async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
-        """``ZADD GT``: a score only ever goes up."""
+        """``ZADD GT`` (a score only ever goes up) in a script that first appends the
+        members new to the set to its list of members in joining order (what
+        :meth:`read_merged` tells its callers)."""
         if not check_maxima(values):
             return
         pairs = [x for member, value in values.items() for x in (value, member)]
+        keys = [self._maxima_key(name), self._joined_key(name)]
         async with self._op("raise_maxima"):
-            await self._c.execute_command("ZADD", self._maxima_key(name), "GT", *pairs)
+            await scripts.RAISE_MAXIMA(self._c, keys, pairs)
 
     async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
         """``ZMSCORE`` in a script that takes the members as one JSON argument: a reader
@@ -182,18 +189,24 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
         return {_text(m): int(float(v)) for m, v in zip(found[::2], found[1::2], strict=True)}
 
     async def read_merged(
-        self, key: str, sources: Sequence[str], maxima: str, stop: int, query: Query
-    ) -> list[Entry] | None:
+        self,
+        key: str,
+        sources: Sequence[str],
+        maxima: str,
+        stop: int,
+        query: Query,
+        known: int,
+    ) -> MergedPage | None:
         """A page of ``key`` merged with the feeds ``sources`` (see
         :class:`~aiostream.storage.base.MergedReadStorage`): one script on a standalone
-        server, which takes the sources newest maximum first (scanning the maxima, then
-        looking up the sources not met) and reads them only while they may reach the
-        page. ``None`` on a cluster (the feeds sit on many nodes) and for an ascending
-        query."""
+        server, which reads the sources newest maximum first and only while they may
+        reach the page, and reads the members that joined after the first ``known``
+        from the set's list in joining order. ``None`` on a cluster (the feeds sit on
+        many nodes) and for an ascending query."""
         if self._reads is None or not query.descending:
             return None
         if query.is_empty or stop <= 0:
-            return []
+            return MergedPage([], [], known)
         low, high = timeline_bounds(query)
         args = [
             f"{low} {high} 0 {stop} 1 {self.activity_shards}",
@@ -201,12 +214,16 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
             self._tag,
             key,
             self._maxima_key(maxima),
+            self._joined_key(maxima),
             json.dumps(sources if isinstance(sources, list) else list(sources)),
+            known,
         ]
         async with self._op("read_merged"):
             reply = await self._reads.call(scripts.READ_MERGED, [], args)
-        items = [_text(item) for item in reply]
-        return [(int(h, 16), p) for h, p in zip(items[::2], items[1::2], strict=True)]
+        since, joined = int(reply[0]), [_text(member) for member in reply[1]]
+        items = [_text(item) for item in reply[2:]]
+        entries = [(int(h, 16), p) for h, p in zip(items[::2], items[1::2], strict=True)]
+        return MergedPage(entries, joined, since)
 
     # -- leases ------------------------------------------------------------------------------
 

@@ -4,19 +4,23 @@
 -- microsecond of its newest activity; its member there is its feed key), and a source
 -- with no maximum holds nothing to merge. So sources are read newest maximum first,
 -- and only until the next one's maximum is older than the page's last entry: no later
--- source can change the page. Standalone servers only (it reaches timelines and
--- activity shards of other slots, as READ_TIMELINE does).
+-- source can change the page. The caller names as sources only the feeds it knows to
+-- be in the set; the reply tells it which joined the set since (from the set's list of
+-- members in joining order) so that it can read again if it follows one of them.
+-- Standalone servers only (it reaches timelines and activity shards of other slots,
+-- as READ_TIMELINE does).
 -- ARGV[1]: numbers as read_timeline takes them (min max 0 stop 1 shards: newest
 -- first). ARGV[2]: the activity shards' opening. ARGV[3]: what precedes a feed key in
 -- its timeline's name ('{' and the prefix; '}:t' follows it). ARGV[4]: the feed key.
--- ARGV[5]: the maxima (a sorted set). ARGV[6]: a JSON array of the sources' keys.
--- Returns hex id, payload, ... of the page: at most stop entries, newest first.
+-- ARGV[5]: the maxima (a sorted set); ARGV[6]: its members in joining order (a list).
+-- ARGV[7]: a JSON array of the sources' keys. ARGV[8]: how many members the caller
+-- knows (the first ones of the list).
+-- Returns where the members it reports start (ARGV[8], or 0), those members (an
+-- array), then hex id, payload, ... of the page: at most stop entries, newest first.
 local min, max, stop, shards = string.match(ARGV[1], '^(%S+) (%S+) 0 (%d+) 1 (%S+)$')
 stop = tonumber(stop)
 local opening, before, maxima = ARGV[2], ARGV[3], ARGV[5]
 local TIME_WIDTH = {{TIME_WIDTH}}
--- Maxima taken from the set per call while it is scanned newest first.
-local SCAN_BATCH = 256
 
 -- The page so far: ids newest first (at most stop), their payloads, and which are in.
 local ids, payloads, held = {}, {}, {}
@@ -60,8 +64,12 @@ local function read_source(key)
   offer(read_timeline(timeline(key), low .. ' ' .. max .. rest, opening))
 end
 
+-- The members the caller does not know: those after the first ARGV[8], or all of them
+-- if the list is shorter (it was emptied since).
+local since = tonumber(ARGV[8])
+if redis.call('LLEN', ARGV[6]) < since then since = 0 end
 local function page()
-  local out = {}
+  local out = {since, redis.call('LRANGE', ARGV[6], since, -1)}
   for _, id in ipairs(ids) do
     out[#out + 1] = id
     out[#out + 1] = payloads[id]
@@ -69,49 +77,14 @@ local function page()
   return out
 end
 
-local sources = cjson.decode(ARGV[6])
-local wanted = {}
-for _, key in ipairs(sources) do wanted[key] = true end
-
--- First the set itself, newest maximum first, for as many maxima as there are sources:
--- a reader's sources are a share of everyone in the set, and those that reach the page
--- come early. That ends the read unless the page is sparse or the reader's sources are
--- a small share of the set.
-local scanned, ended = 0, false
-while not ended and scanned < #sources do
-  local last = scanned + math.min(SCAN_BATCH, #sources - scanned) - 1
-  local batch = redis.call('ZRANGE', maxima, scanned, last, 'REV', 'WITHSCORES')
-  for i = 1, #batch, 2 do
-    if not reaches(tonumber(batch[i + 1])) then
-      ended = true
-      break
-    end
-    local key = batch[i]
-    if wanted[key] then
-      wanted[key] = nil
-      read_source(key)
-    end
-  end
-  if #batch < 2 * (last - scanned + 1) then ended = true end
-  scanned = last + 1
-end
-if ended then return page() end
-
--- Then the sources not met yet, by their maxima (all below the last one scanned).
-local unmet = {}
-for _, key in ipairs(sources) do
-  if wanted[key] then
-    unmet[#unmet + 1] = key
-    wanted[key] = nil -- a key given twice is one source
-  end
-end
+local sources = cjson.decode(ARGV[7])
 local scored = {}
-for first = 1, #unmet, {{UNPACK}} do
-  local last = math.min(first + {{UNPACK}} - 1, #unmet)
-  local found = redis.call('ZMSCORE', maxima, unpack(unmet, first, last))
+for first = 1, #sources, {{UNPACK}} do
+  local last = math.min(first + {{UNPACK}} - 1, #sources)
+  local found = redis.call('ZMSCORE', maxima, unpack(sources, first, last))
   for s = first, last do
     local score = found[s - first + 1]
-    if score then scored[#scored + 1] = {unmet[s], tonumber(score)} end
+    if score then scored[#scored + 1] = {sources[s], tonumber(score)} end
   end
 end
 
