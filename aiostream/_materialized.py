@@ -32,7 +32,7 @@ from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError
 from aiostream.fanout import FanoutChunk
 from aiostream.feeds.aggregated import AggregatedFeed
-from aiostream.feeds.base import BaseFeed, plain_user_id
+from aiostream.feeds.base import BaseFeed, format_key, plain_user_id
 from aiostream.ids import DIGEST_BITS
 from aiostream.leases import lease
 from aiostream.materialize import (
@@ -284,8 +284,19 @@ class Materializer:
     ) -> list[Any]:
         """A page of ``feed`` as a push-everything Manager would show it."""
         user = plain_user_id(feed.user_id)
-        if self.policy.inactive_after is not None or self.policy.keeps_rates:
-            await self._note_read(feed, user, self.manager.now())
+        if self.policy.inactive_after is None and not self.policy.keeps_rates:
+            return await self._read(feed, user, start, stop, query)
+        # The read is recorded while the page is read (one round trip fewer); if the
+        # feed was stale, it has been rebuilt since, and the page is read again.
+        stale, page = await gather(
+            self._note_read(feed, user, self.manager.now()),
+            self._read(feed, user, start, stop, query),
+        )
+        return await self._read(feed, user, start, stop, query) if stale else page
+
+    async def _read(
+        self, feed: BaseFeed[Any], user: Any, start: int, stop: int | None, query: Query
+    ) -> list[Any]:
         if not self.policy.pulls:
             return await feed._read_stored(start, stop, query)
         following = await checked_following(self.manager, user)
@@ -342,18 +353,20 @@ class Materializer:
             sources += missed
 
     def _keys_of(self, producers: Sequence[Any]) -> list[str]:
-        """The keys of ``producers``' user feeds (as the maxima name them)."""
-        keys, key_of = self._keys, self._key
-        return [keys[p] if p in keys else key_of(p) for p in producers]
+        """The keys of ``producers``' user feeds (as the maxima name them, and as the
+        fanout writes them), remembered: a read names thousands of followees."""
+        keys, key_format = self._keys, self.manager.user_feed_class.key_format
+        found = []
+        for producer in producers:
+            key = keys.get(producer)
+            if key is None:
+                key = format_key(key_format, producer)
+                _remember(keys, producer, key)
+            found.append(key)
+        return found
 
     def _key(self, producer: Any) -> str:
-        """``producer``'s user feed key (remembered: building a feed costs more than a
-        lookup, and a read names thousands of followees)."""
-        key = self._keys.get(producer)
-        if key is None:
-            key = self.manager.user_feed_class(producer, storage=self.user_storage).key
-            _remember(self._keys, producer, key)
-        return key
+        return self._keys_of([producer])[0]
 
     @property
     def _user_io(self) -> FeedStorage:
@@ -417,14 +430,16 @@ class Materializer:
                     found.setdefault(entry[0], entry)
         return [found[i] for i in sorted(found, reverse=True)[start:stop]]
 
-    async def _note_read(self, feed: BaseFeed[Any], user: Any, now: float) -> None:
+    async def _note_read(self, feed: BaseFeed[Any], user: Any, now: float) -> bool:
+        """Record a read of ``feed`` (at most once per ``_record_every``); rebuild the
+        feed if it is stale. Whether it was (a page read meanwhile may lack entries)."""
         key, name = str(user), feed._feed_name
         if self.policy.keeps_rates:  # counted only where a rate is kept of them
             _remember(self._reads, key, self._reads.get(key, 0) + 1)
         # Per feed: each flat feed of a user has its own stale mark.
         fresh_key = f"{name}:{user}"
         if self._fresh.get(fresh_key, 0.0) > now:
-            return
+            return False
         names = [read_name(user)]
         if self.policy.inactive_after is not None:
             names.append(stale_name(name, user))
@@ -441,12 +456,14 @@ class Materializer:
                 )
             await self.states.store_states(record)
             last = now
-        if stale_name(name, user) in found:
+        stale = stale_name(name, user) in found
+        if stale:
             await self._rebuild(feed, name, user)
         until = last + self._record_every
         if self.policy.inactive_after is not None:
             until = min(until, last + self.policy.inactive_after)
         _remember(self._fresh, fresh_key, until)
+        return stale
 
     async def _rebuild(self, feed: BaseFeed[Any], name: str, user: Any) -> None:
         """Fill a stale feed from the user feeds of whom its owner follows, once."""
