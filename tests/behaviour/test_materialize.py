@@ -22,6 +22,7 @@ from aiostream import (
     UserBaseFeed,
     ValidationError,
 )
+from aiostream.ids import DIGEST_BITS
 from aiostream.materialize import PULL_GRACE, RatePolicy, SelectivePolicy
 from aiostream.storage.base import FeedStorage
 from tests.helpers import T0
@@ -166,6 +167,42 @@ async def test_a_read_of_many_pulled_producers_reads_only_those_that_reach_its_p
     assert await feed.filter(activity_id__lt=below)[:4] == newest_first[5:9]
     assert await feed.order_by("activity_id")[:3] == newest_first[::-1][:3]
     assert [a async for a in feed] == newest_first
+
+
+async def test_only_posts_that_skip_followers_make_their_author_merged_at_read_time(
+    storage: FeedStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A post in the grace period is written to every follower and leaves its author
+    without a maximum: its followers' reads read their own feeds only. The first post
+    that skips them raises it, before the skip, and from then on they merge it in."""
+    manager = Pulling(storage=storage)
+    first = pin(1, manager)
+    await manager.add_user_activity(1, first)
+    assert await storage.load_maxima("posted", ["sel:user:1"]) == {}
+    read_keys: list[str] = []
+    read_timeline = storage.read_timeline
+
+    async def declined(*args: Any) -> None:
+        return None  # the Manager's own reads, which the spy below sees
+
+    async def spied(key: str, *args: Any) -> Any:
+        read_keys.append(key)
+        return await read_timeline(key, *args)
+
+    monkeypatch.setattr(storage, "read_merged", declined, raising=False)
+    monkeypatch.setattr(storage, "read_timeline", spied)
+    feed = manager.get_feeds(2)["flat"]
+    assert await feed[:5] == [first]
+    assert read_keys == ["sel:flat:2"]
+    manager.clock += PULL_GRACE
+    later = pin(2, manager)
+    await manager.add_user_activity(1, later)
+    assert await storage.load_maxima("posted", ["sel:user:1"]) == {
+        "sel:user:1": later.serialization_id >> DIGEST_BITS
+    }
+    read_keys.clear()
+    assert await feed[:5] == [later, first]
+    assert sorted(read_keys) == ["sel:flat:2", "sel:user:1"]
 
 
 async def test_maxima_keep_the_largest_value_each_member_was_given(storage: FeedStorage) -> None:
