@@ -318,7 +318,7 @@ class Materializer:
         # One round trip for the feed's own page and the followees' newest skipping
         # posts; then the pages of those that may reach it.
         own, posted = await gather(
-            feed._io.read_timeline(feed.key, 0, stop, query),
+            io.read_timeline(feed.key, 0, stop, query),
             self.states.load_maxima(POSTED, sources),
         )
         ranked = sorted(((newest, key) for key, newest in posted.items()), reverse=True)

@@ -4,16 +4,13 @@
 -- ever given; a member new to the set is appended to the list first.
 local members = {}
 for i = 2, #ARGV, 2 do members[#members + 1] = ARGV[i] end
-local joined, seen = {}, {}
+local joined = {}
 for first = 1, #members, {{UNPACK}} do
   local last = math.min(first + {{UNPACK}} - 1, #members)
   local scores = redis.call('ZMSCORE', KEYS[1], unpack(members, first, last))
   for offset = 1, last - first + 1 do
-    local member = members[first + offset - 1]
-    if not scores[offset] and not seen[member] then
-      seen[member] = true
-      joined[#joined + 1] = member
-    end
+    -- (members are distinct: the client sends a mapping's keys)
+    if not scores[offset] then joined[#joined + 1] = members[first + offset - 1] end
   end
 end
 if #joined > 0 then chunked('RPUSH', KEYS[2], joined) end
