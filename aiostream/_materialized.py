@@ -43,7 +43,13 @@ from aiostream.materialize import (
     decayed_rate,
 )
 from aiostream.query import Query
-from aiostream.storage.base import Entry, FeedStorage, MergedReadStorage, StateStorage
+from aiostream.storage.base import (
+    Entry,
+    FeedStorage,
+    MergedReadStorage,
+    StateStorage,
+    renews,
+)
 
 if TYPE_CHECKING:
     from aiostream.manager import Manager
@@ -330,8 +336,9 @@ class Materializer:
         """The first ``stop`` entries of feed ``key`` merged with the user feeds
         ``keys`` of its owner's followees, read by the storage in one step (None if it
         cannot). Only the followees this process knows to be in the maxima are named;
-        the storage reports who joined them since, and if the owner follows one of
-        those the page is read again with it (once a process has caught up, rarely)."""
+        the storage reports who joined them since, with what they hold for the page
+        when they are few: those the owner follows are merged in (a process new to the
+        maxima hears of many, and reads the page again with them)."""
         members = self._members
         sources = [k for k in keys if k in members]
         while True:
@@ -350,6 +357,10 @@ class Materializer:
             missed = [k for k in dict.fromkeys(keys) if k in joined and k not in named]
             if not missed:
                 return page.entries
+            if page.apart is not None:
+                followed = set(missed)
+                pages = [e for m, e in zip(page.joined, page.apart, strict=True) if m in followed]
+                return _merge([page.entries, *pages], 0, stop)
             sources += missed
 
     def _keys_of(self, producers: Sequence[Any]) -> list[str]:
@@ -386,12 +397,7 @@ class Materializer:
             pages[index] = await io.read_timeline(keys[index], 0, stop, query)
 
         await run_each(range(len(keys)), page)
-        by_id: dict[int, Entry] = {}
-        for entries in pages:
-            for entry in entries:
-                by_id.setdefault(entry[0], entry)
-        ordered = sorted(by_id, reverse=query.descending)
-        return [by_id[i] for i in ordered[start:stop]]
+        return _merge(pages, start, stop, query.descending)
 
     async def _pruned_merge(
         self,
@@ -440,22 +446,25 @@ class Materializer:
         fresh_key = f"{name}:{user}"
         if self._fresh.get(fresh_key, 0.0) > now:
             return False
-        names = [read_name(user)]
+        names = []
         if self.policy.inactive_after is not None:
             names.append(stale_name(name, user))
         if self.policy.keeps_rates:
             names.append(read_rate_name(user))
-        found = await self.states.load_states(names)
-        last = float(found[read_name(user)]) if read_name(user) in found else None
-        if last is None or now - last >= self._record_every:
-            record = {read_name(user): repr(now)}
+        # One step: the read is recorded unless one was within the interval (by any
+        # process), and the marks are loaded with it.
+        before = now - self._record_every
+        found = await self.states.renew_states({read_name(user): now}, before, names)
+        if renews(found.get(read_name(user)), before):
+            last = now
             if self.policy.keeps_rates:
                 count = float(self._reads.pop(key, 1))
-                record[read_rate_name(user)] = decayed_count(
+                rate = decayed_count(
                     found.get(read_rate_name(user)), now, self.policy.half_life, add=count
                 )
-            await self.states.store_states(record)
-            last = now
+                await self.states.store_states({read_rate_name(user): rate})
+        else:
+            last = float(found[read_name(user)])
         stale = stale_name(name, user) in found
         if stale:
             await self._rebuild(feed, name, user)
@@ -502,6 +511,17 @@ class Materializer:
             entries = feed.serialize_activities(copies)
             max_length = feed.max_length if feed._should_trim(True) else None
             await feed._io.add_to_timelines([feed.key], entries, max_length=max_length, store=False)
+
+
+def _merge(
+    pages: Sequence[Sequence[Entry]], start: int, stop: int | None, descending: bool = True
+) -> list[Entry]:
+    """``[start:stop]`` of the entries of ``pages`` together, each once, by id."""
+    by_id: dict[int, Entry] = {}
+    for entries in pages:
+        for entry in entries:
+            by_id.setdefault(entry[0], entry)
+    return [by_id[i] for i in sorted(by_id, reverse=descending)[start:stop]]
 
 
 def _unique(activities: Sequence[Activity]) -> list[Activity]:

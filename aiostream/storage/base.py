@@ -44,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from math import isfinite
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from aiostream.exceptions import ValidationError
@@ -69,6 +70,8 @@ __all__ = [
     "TimelineStorage",
     "UpdateStorage",
     "check_maxima",
+    "check_times",
+    "renews",
 ]
 
 Entry = tuple[int, str]
@@ -400,6 +403,30 @@ def check_maxima(values: Mapping[str, int]) -> Mapping[str, int]:
     return values
 
 
+def check_times(times: Mapping[str, float], before: float) -> Mapping[str, float]:
+    """``times`` and ``before`` for :meth:`StateStorage.renew_states`, checked.
+
+    Raises:
+        ValidationError: naming the time (or ``before``) that is not a finite number.
+    """
+    for field, value in [*((f"times[{n!r}]", t) for n, t in times.items()), ("before", before)]:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not isfinite(value):
+            raise ValidationError(field, f"expected a finite number, got {value!r}")
+    return times
+
+
+def renews(stored: str | None, before: float) -> bool:
+    """Whether :meth:`StateStorage.renew_states` overwrites ``stored``: unless it is a
+    time later than ``before`` (a value that is no number is overwritten). The Redis
+    script decides the same way."""
+    if stored is None:
+        return True
+    try:
+        return not float(stored) > before
+    except ValueError:
+        return True
+
+
 @runtime_checkable
 class StateStorage(Protocol):
     """Small named values kept beside the feeds: when users last read, which feeds are
@@ -419,6 +446,23 @@ class StateStorage(Protocol):
 
     async def delete_states(self, names: Sequence[str]) -> None:
         """Unset ``names`` (unset ones are ignored)."""
+
+    async def renew_states(
+        self, times: Mapping[str, float], before: float, names: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """Set each name of ``times`` to its time (as ``repr(time)``) unless it holds a
+        time later than ``before`` (see :func:`renews`), and load ``names`` beside: a
+        timestamp that many processes renew now and then, written at most once per
+        interval, in the same round trip as the states read with it.
+
+        Returns:
+            The values the names of ``times`` and ``names`` held before (unset ones
+            left out).
+
+        Raises:
+            ValidationError: a time or ``before`` that is not a finite number.
+        """
+        ...
 
     async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
         """Keep, for each member of the set of maxima ``name``, the largest value it was
@@ -440,6 +484,12 @@ class MergedPage(NamedTuple):
     since: int
     """``known`` as the caller gave it, or 0 when the set no longer holds that many
     members (it was emptied since: the caller forgets those it knew)."""
+    apart: list[list[Entry]] | None = None
+    """Per member of ``joined``, the entries of its feed that may reach the page, read
+    as a source's would be but kept apart (none for a member named among the sources,
+    or whose maximum is older than the page's last entry): the page of a reader who
+    follows some of them is the first ``stop`` of the page and theirs together. None
+    when the storage did not read them (too many joined)."""
 
 
 @runtime_checkable
@@ -474,7 +524,8 @@ class MergedReadStorage(Protocol):
 
         Returns:
             The page, and the members of ``maxima`` after the first ``known`` in the
-            order they joined (all of them if it holds fewer), read together (an empty
+            order they joined (all of them if it holds fewer), with the entries of a
+            few of them apart (:attr:`MergedPage.apart`), read together (an empty
             page, of an empty query or ``stop <= 0``, reads and reports nothing);
             ``None`` when this storage cannot
             read it in one step (a Redis Cluster, an ascending query): the caller reads

@@ -26,6 +26,8 @@ from aiostream.storage.base import (
     GroupRewrite,
     LiveWindow,
     check_maxima,
+    check_times,
+    renews,
 )
 
 __all__ = ["MemoryStorage", "default_memory_storage", "storage_from_settings"]
@@ -118,6 +120,18 @@ class MemoryStorage:
         await checkpoint()
         for name in names:
             self._states.pop(name, None)
+
+    async def renew_states(
+        self, times: Mapping[str, float], before: float, names: Sequence[str] = ()
+    ) -> dict[str, str]:
+        check_times(times, before)
+        await checkpoint()
+        states = self._states
+        found = {n: states[n] for n in (*times, *names) if n in states}
+        for name, time_ in times.items():
+            if renews(states.get(name), before):
+                states[name] = repr(float(time_))
+        return found
 
     async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
         await checkpoint()

@@ -5,6 +5,7 @@ settings and hooks."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, ClassVar
 
 import anyio
@@ -224,6 +225,38 @@ async def test_a_bad_maximum_is_refused_before_anything_is_written(
     with pytest.raises(ValidationError, match=r"maxima\['b'\]"):
         await storage.raise_maxima("posted", {"a": 1, "b": value})
     assert await storage.load_maxima("posted", ["a", "b"]) == {}
+
+
+async def test_a_state_is_renewed_unless_it_holds_a_later_time(storage: FeedStorage) -> None:
+    await storage.store_states({"mark": "x"})
+    assert await storage.renew_states({"t": 100.0}, 50.0, ["mark", "unset"]) == {"mark": "x"}
+    assert await storage.load_states(["t"]) == {"t": "100.0"}
+    # 100 is not later than 100: renewed (an interval's end renews).
+    assert await storage.renew_states({"t": 200.0}, 100.0) == {"t": "100.0"}
+    assert await storage.renew_states({"t": 300.0}, 199.5, ["mark"]) == {
+        "t": "200.0",
+        "mark": "x",
+    }
+    assert await storage.load_states(["t"]) == {"t": "200.0"}
+    # Several at once, each on its own; a value that is no time is overwritten.
+    await storage.store_states({"u": "not a time"})
+    assert await storage.renew_states({"u": 5, "t": 1.5, "v": 2.0}, 150.0) == {
+        "u": "not a time",
+        "t": "200.0",
+    }
+    assert await storage.load_states(["u", "t", "v"]) == {"u": "5.0", "t": "200.0", "v": "2.0"}
+    assert await storage.renew_states({}, 0.0, ["mark"]) == {"mark": "x"}
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), True, "7", None])
+@pytest.mark.parametrize("where", ["times['b']", "before"])
+async def test_a_bad_time_is_refused_before_anything_is_written(
+    storage: FeedStorage, value: Any, where: str
+) -> None:
+    times, before = ({"a": 1.0, "b": value}, 0.0) if where != "before" else ({"a": 1.0}, value)
+    with pytest.raises(ValidationError, match=re.escape(where)):
+        await storage.renew_states(times, before)
+    assert await storage.load_states(["a", "b"]) == {}
 
 
 class Counted(Pulling):

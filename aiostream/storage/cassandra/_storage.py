@@ -49,6 +49,8 @@ from aiostream.storage.base import (
     GroupRewrite,
     LiveWindow,
     check_maxima,
+    check_times,
+    renews,
 )
 from aiostream.storage.cassandra._bridge import Row
 from aiostream.storage.cassandra._client import MAX_LIMIT, CassandraClient, chunks, sized_chunks
@@ -614,6 +616,19 @@ class CassandraStorage(CassandraClient):
 
     async def delete_states(self, names: Sequence[str]) -> None:
         await self._send_all(self.statements.state_delete, [(n,) for n in names])
+
+    async def renew_states(
+        self, times: Mapping[str, float], before: float, names: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """A read of all the names, then a write of those to renew: two round trips,
+        not one step (a lightweight transaction would cost four), so two processes
+        renewing a name at the same moment may both write it. Either time is kept,
+        each within the interval: only the count of writes differs."""
+        check_times(times, before)
+        found = await self.load_states([*times, *names])
+        renewed = {n: repr(float(t)) for n, t in times.items() if renews(found.get(n), before)}
+        await self.store_states(renewed)
+        return found
 
     async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
         """A write whose timestamp is the value: Cassandra keeps the write with the

@@ -47,6 +47,13 @@ def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode()
 
 
+def _entries(reply: Sequence[Any]) -> list[Entry]:
+    """A script's ``hex id, payload, ...`` as entries (decoded if need be)."""
+    if reply and not isinstance(reply[0], str):
+        reply = [_text(item) for item in reply]
+    return [(int(h, 16), p) for h, p in zip(reply[::2], reply[1::2], strict=True)]
+
+
 def _group_record(name: str, data: str, unseen: bool = False, unread: bool = False) -> GroupRecord:
     """Decode a ``gd`` value: 26-hex id, decimal version, ``|``, payload."""
     bar = data.index("|", ID_KEY_WIDTH)

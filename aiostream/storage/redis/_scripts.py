@@ -175,11 +175,13 @@ RENEW_LEASE = _load("renew_lease")
 RELEASE_LEASE = _load("release_lease")
 LOAD_MAXIMA = _load("load_maxima")
 RAISE_MAXIMA = _load("raise_maxima", "chunked")
+RENEW_STATES = _load("renew_states")
 PUBLISH_UPDATES = _load("publish_updates")
 
 ALL_SCRIPTS = (
     LOAD_MAXIMA,
     RAISE_MAXIMA,
+    RENEW_STATES,
     STORE_AND_ADD,
     ADD_TO_TIMELINES,
     REMOVE_FROM_TIMELINES,

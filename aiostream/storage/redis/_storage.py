@@ -42,11 +42,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
+from aiostream._concurrency import gather
 from aiostream.ids import valid_keys
 from aiostream.query import Query
-from aiostream.storage.base import Entry, MergedPage, check_maxima
+from aiostream.storage.base import Entry, MergedPage, check_maxima, check_times
 from aiostream.storage.redis import _scripts as scripts
-from aiostream.storage.redis._base import _text, _ttl_ms
+from aiostream.storage.redis._base import _entries, _text, _ttl_ms
 from aiostream.storage.redis._groups import RedisGroups
 from aiostream.storage.redis._layout import timeline_bounds
 from aiostream.storage.redis._timelines import RedisTimelines
@@ -85,6 +86,11 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
             feed = PinFeed(13, storage=storage)
             await feed.add(activity)
     """
+
+    joined_reads = 16
+    """How many members that joined a set of maxima :meth:`read_merged` reads apart at
+    most: a process that knew the set hears of one or two per read and needs no second
+    one; a process new to it hears of them all, and reads again with those it follows."""
 
     # -- activity storage ------------------------------------------------------------------
 
@@ -158,6 +164,37 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
         async with self._op("delete_states"):
             await self._pipeline(lambda pipe: [pipe.execute_command("DEL", k) for k in keys])
 
+    async def renew_states(
+        self, times: Mapping[str, float], before: float, names: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """One script (on a cluster: one per renewed state, beside an ``MGET`` of
+        ``names`` split by node, all at once)."""
+        check_times(times, before)
+        renewed = list(times)
+        loaded = [n for n in dict.fromkeys(names) if n not in times]
+        if not renewed:
+            return await self.load_states(loaded)
+        keys = [self._state_key(n) for n in (*renewed, *loaded)]
+        values = [repr(float(times[n])) for n in renewed]
+        async with self._op("renew_states"):
+            if not self.cluster:
+                found = await scripts.RENEW_STATES(
+                    self._c, keys, [len(renewed), repr(float(before)), *values]
+                )
+            else:
+                calls = [
+                    scripts.RENEW_STATES(self._c, [key], [1, repr(float(before)), value])
+                    for key, value in zip(keys, values, strict=False)  # the renewed ones
+                ]
+                if loaded:
+                    calls.append(self._c.mget_nonatomic(keys[len(renewed) :]))
+                replies = await gather(*calls)
+                found = [reply[0] for reply in replies[: len(renewed)]]
+                found += replies[-1] if loaded else []
+        return {
+            n: _text(v) for n, v in zip((*renewed, *loaded), found, strict=True) if v is not None
+        }
+
     def _maxima_key(self, name: str) -> str:
         # One sorted set per name: a read of many members is one ZMSCORE.
         return f"{self._tag}mx:{name}}}"
@@ -201,7 +238,8 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
         :class:`~aiostream.storage.base.MergedReadStorage`): one script on a standalone
         server, which reads the sources newest maximum first and only while they may
         reach the page, and reads the members that joined after the first ``known``
-        from the set's list in joining order. ``None`` on a cluster (the feeds sit on
+        from the set's list in joining order (and the entries of up to
+        :attr:`joined_reads` of them apart). ``None`` on a cluster (the feeds sit on
         many nodes) and for an ascending query."""
         if self._reads is None or not query.descending:
             return None
@@ -217,13 +255,13 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
             self._joined_key(maxima),
             json.dumps(sources if isinstance(sources, list) else list(sources)),
             known,
+            self.joined_reads,
         ]
         async with self._op("read_merged"):
             reply = await self._reads.call(scripts.READ_MERGED, [], args)
         since, joined = int(reply[0]), [_text(member) for member in reply[1]]
-        items = [_text(item) for item in reply[2:]]
-        entries = [(int(h, 16), p) for h, p in zip(items[::2], items[1::2], strict=True)]
-        return MergedPage(entries, joined, since)
+        apart = None if reply[2] is None else [_entries(page) for page in reply[2]]
+        return MergedPage(_entries(reply[3:]), joined, since, apart)
 
     # -- leases ------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from aiostream.ids import ID_KEY_WIDTH, MAX_ID, checked_key, id_to_key, is_id
 from aiostream.query import Query
 from aiostream.storage.base import Entry, LiveWindow
 from aiostream.storage.redis import _scripts as scripts
-from aiostream.storage.redis._base import RedisBase, _check_length, _text
+from aiostream.storage.redis._base import RedisBase, _check_length, _entries, _text
 from aiostream.storage.redis._layout import (
     member_bounds,
     member_id,
@@ -227,9 +227,7 @@ class RedisTimelines(RedisBase):
                 reply = await self._reads.call(
                     scripts.READ_TIMELINE, [timeline], [numbers, self._shard_opening]
                 )
-                if reply and not isinstance(reply[0], str):
-                    reply = [_text(item) for item in reply]
-                return [(int(h, 16), p) for h, p in zip(reply[::2], reply[1::2], strict=True)]
+                return _entries(reply)
             return await self._read_cluster_timeline(timeline, LiveWindow(start, stop), query)
 
     async def _read_cluster_timeline(

@@ -6,7 +6,8 @@
 -- and only until the next one's maximum is older than the page's last entry: no later
 -- source can change the page. The caller names as sources only the feeds it knows to
 -- be in the set; the reply tells it which joined the set since (from the set's list of
--- members in joining order) so that it can read again if it follows one of them.
+-- members in joining order), with the entries of each that may reach the page when
+-- they are few, so that it can merge those it follows (else read again with them).
 -- Standalone servers only (it reaches timelines and activity shards of other slots,
 -- as READ_TIMELINE does).
 -- ARGV[1]: numbers as read_timeline takes them (min max 0 stop 1 shards: newest
@@ -14,9 +15,11 @@
 -- its timeline's name ('{' and the prefix; '}:t' follows it). ARGV[4]: the feed key.
 -- ARGV[5]: the maxima (a sorted set); ARGV[6]: its members in joining order (a list).
 -- ARGV[7]: a JSON array of the sources' keys. ARGV[8]: how many members the caller
--- knows (the first ones of the list).
+-- knows (the first ones of the list). ARGV[9]: how many joined members it reads at most.
 -- Returns where the members it reports start (ARGV[8], or 0), those members (an
--- array), then hex id, payload, ... of the page: at most stop entries, newest first.
+-- array), per member the hex id, payload, ... of its entries that may reach the page
+-- (an array of arrays; false when more joined than ARGV[9]), then hex id, payload, ...
+-- of the page: at most stop entries, newest first.
 local min, max, stop, shards = string.match(ARGV[1], '^(%S+) (%S+) 0 (%d+) 1 (%S+)$')
 stop = tonumber(stop)
 local opening, before, maxima = ARGV[2], ARGV[3], ARGV[5]
@@ -24,6 +27,7 @@ local TIME_WIDTH = {{TIME_WIDTH}}
 
 -- The page so far: ids newest first (at most stop), their payloads, and which are in.
 local ids, payloads, held = {}, {}, {}
+local read = {}  -- the sources read (by key)
 local function offer(page)
   for i = 1, #page, 2 do
     local id = page[i]
@@ -55,13 +59,14 @@ local rest = string.format(' 0 %d 1 %s', stop, shards)
 local function reaches(newest)
   return #ids < stop or newest >= tonumber(string.sub(ids[stop], 1, TIME_WIDTH), 16)
 end
-local function read_source(key)
+-- A source's entries that may reach the page: from its newest down to the page's last.
+local function source_page(key)
   local low = min
   if #ids == stop then
     local floor = ids[stop]
     if min == '-' or newer(floor, string.sub(min, 2)) then low = '(' .. floor end
   end
-  offer(read_timeline(timeline(key), low .. ' ' .. max .. rest, opening))
+  return read_timeline(timeline(key), low .. ' ' .. max .. rest, opening)
 end
 
 -- The members the caller does not know: those after the first ARGV[8], or all of them
@@ -69,7 +74,23 @@ end
 local since = tonumber(ARGV[8])
 if redis.call('LLEN', ARGV[6]) < since then since = 0 end
 local function page()
-  local out = {since, redis.call('LRANGE', ARGV[6], since, -1)}
+  local joined = redis.call('LRANGE', ARGV[6], since, -1)
+  -- A few of them (at most ARGV[9]) are read apart, each as a source would be: the
+  -- caller merges those it follows, so that it need not read again.
+  local apart = false
+  if #joined <= tonumber(ARGV[9]) then
+    apart = {}
+    local scores = #joined > 0 and redis.call('ZMSCORE', maxima, unpack(joined)) or {}
+    for i, member in ipairs(joined) do
+      local score = scores[i]
+      if read[member] or not (score and reaches(tonumber(score))) then
+        apart[i] = {}
+      else
+        apart[i] = source_page(member)
+      end
+    end
+  end
+  local out = {since, joined, apart}
   for _, id in ipairs(ids) do
     out[#out + 1] = id
     out[#out + 1] = payloads[id]
@@ -101,7 +122,6 @@ for _, pair in ipairs(scored) do
     if #order > stop + 1 then order[#order] = nil end
   end
 end
-local read = {}
 -- Reads the sources of list in its order while they reach the page; false once one
 -- does not (the page is then settled).
 local function read_in_order(list)
@@ -109,7 +129,7 @@ local function read_in_order(list)
     if not reaches(pair[2]) then return false end
     if not read[pair[1]] then
       read[pair[1]] = true
-      read_source(pair[1])
+      offer(source_page(pair[1]))
     end
   end
   return true
