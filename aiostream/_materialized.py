@@ -353,15 +353,14 @@ class Materializer:
                 return page.entries
             members.update(page.joined)
             self._known = max(self._known, page.since + len(page.joined))
-            joined, named = set(page.joined), set(sources)
-            missed = [k for k in dict.fromkeys(keys) if k in joined and k not in named]
+            following, named = set(keys), set(sources)
+            missed = {k for k in page.joined if k in following and k not in named}
             if not missed:
                 return page.entries
             if page.apart is not None:
-                followed = set(missed)
-                pages = [e for m, e in zip(page.joined, page.apart, strict=True) if m in followed]
+                pages = [e for m, e in zip(page.joined, page.apart, strict=True) if m in missed]
                 return _merge([page.entries, *pages], 0, stop)
-            sources += missed
+            sources += [k for k in page.joined if k in missed]
 
     def _keys_of(self, producers: Sequence[Any]) -> list[str]:
         """The keys of ``producers``' user feeds (as the maxima name them, and as the
