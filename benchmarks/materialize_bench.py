@@ -189,7 +189,11 @@ async def run_day(
     policy: MaterializationPolicy | None,
     post_sample: float,
     storage_class: type[CountingStorage] = CountingStorage,
+    pages: list[list[int]] | None = None,
 ) -> dict[str, Any]:
+    """One simulated day (see the module docstring); with ``pages``, the object ids
+    (the posts' indexes) of every page read are appended to it, in order (the suite
+    compares them across policies)."""
     active, posts, readers = day_plan(network)
     if post_sample < 1.0:
         posts = random.Random(3).sample(posts, int(len(posts) * post_sample))
@@ -228,8 +232,10 @@ async def run_day(
                 rebuilt = stale in await storage.load_states([stale])  # (not timed)
                 written = storage.written
                 started = time.perf_counter()
-                await manager.get_feeds(user)["flat"][:25]
+                page = await manager.get_feeds(user)["flat"][:25]
                 took = time.perf_counter() - started
+                if pages is not None:
+                    pages.append([a.object_id for a in page])
                 (rebuilds if rebuilt else reads).append(took)
                 rebuild_writes += storage.written - written  # rebuild copies
                 continue
@@ -244,8 +250,10 @@ async def run_day(
         rereads: list[float] = []
         for reader in readers:
             started = time.perf_counter()
-            await manager.get_feeds(reader)["flat"][:25]
+            page = await manager.get_feeds(reader)["flat"][:25]
             rereads.append(time.perf_counter() - started)
+            if pages is not None:
+                pages.append([a.object_id for a in page])
     scale = 1 / post_sample
     return {
         "posts": len(posts),
