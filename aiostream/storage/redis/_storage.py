@@ -184,7 +184,7 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
             else:
                 calls = [
                     scripts.RENEW_STATES(self._c, [key], [1, repr(float(before)), value])
-                    for key, value in zip(keys, values, strict=False)  # the renewed ones
+                    for key, value in zip(keys[: len(renewed)], values, strict=True)
                 ]
                 if loaded:
                     calls.append(self._c.mget_nonatomic(keys[len(renewed) :]))

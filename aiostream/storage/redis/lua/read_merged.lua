@@ -78,7 +78,7 @@ local function page()
   -- A few of them (at most ARGV[9]) are read apart, each as a source would be: the
   -- caller merges those it follows, so that it need not read again.
   local apart = false
-  if #joined <= tonumber(ARGV[9]) then
+  if #joined <= math.min(tonumber(ARGV[9]), {{UNPACK}}) then  -- (one unpack below)
     apart = {}
     local scores = #joined > 0 and redis.call('ZMSCORE', maxima, unpack(joined)) or {}
     for i, member in ipairs(joined) do
