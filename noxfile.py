@@ -22,11 +22,36 @@ nox.options.reuse_existing_virtualenvs = True
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
 
-def install(session: nox.Session, *groups: str, extras: str = "") -> None:
-    """Install aiostream (editable, with ``extras``) and the named dependency groups."""
-    session.install("-e", f".[{extras}]" if extras else ".")
+def install(session: nox.Session, *groups: str, extras: str = "", newest: bool = False) -> None:
+    """Install aiostream (editable, with ``extras``) and the named dependency groups.
+
+    ``newest`` upgrades everything to the newest releases allowed, even in a reused
+    virtualenv: a suite that tests "the newest stack" must not keep last week's."""
+    upgrade = ["--upgrade", "--upgrade-strategy", "eager"] if newest else []
+    session.install(*upgrade, "-e", f".[{extras}]" if extras else ".")
     for group in groups:
-        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+        session.install(*upgrade, *nox.project.dependency_groups(PYPROJECT, group))
+
+
+def check_newest(session: nox.Session, package: str, extra: str) -> None:
+    """Fail unless ``package`` is installed at the newest release on the package index
+    that the ``extra``'s requirement allows (a new major release outside it is not ours
+    to test until the cap moves)."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    spec = next(
+        Requirement(line).specifier
+        for line in PYPROJECT["project"]["optional-dependencies"][extra]
+        if Requirement(line).name == package
+    )
+    listing = session.run("python", "-m", "pip", "index", "versions", package, silent=True)
+    available = str(listing).split("Available versions:", 1)[1].splitlines()[0]
+    newest = max(v for v in map(Version, available.replace(",", " ").split()) if v in spec)
+    version_of = f"import importlib.metadata as m; print(m.version({package!r}))"
+    have = session.run("python", "-c", version_of, silent=True)
+    if Version(str(have).strip()) != newest:
+        session.error(f"{package} {str(have).strip()} is installed, the newest allowed is {newest}")
 
 
 # Extras every test run installs. The two stacks below differ only in redis-py: arq pins
@@ -71,7 +96,9 @@ def tests(session: nox.Session, stack: str) -> None:
     """The whole suite against memory, Redis, Redis Cluster and Cassandra, once on the
     newest redis-py (without arq, on Python 3.13) and once on the redis-py that arq
     allows (with arq, on Python 3.11)."""
-    install(session, "test", extras=",".join(STACKS[stack]))
+    install(session, "test", extras=",".join(STACKS[stack]), newest=True)
+    if stack == "newest":
+        check_newest(session, "redis", "redis")
     marks = [] if stack == "arq" else ["-m", "not arq"]
     # In the arq stack a missing arq fails the run (tests/conftest.py) instead of
     # leaving the arq tests uncollected; the newest stack declares that it has no arq.

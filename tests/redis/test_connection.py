@@ -19,6 +19,10 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis]
         ("redis://h:1/0?cluster=true", ("redis://h:1/0", True)),
         ("redis://h:1?cluster=no&socket_timeout=2", ("redis://h:1?socket_timeout=2", False)),
         ("rediss://u:p@h:1/0?cluster=1", ("rediss://u:p@h:1/0", True)),
+        # A unix socket's empty authority survives, with and without a cluster flag.
+        ("unix:///run/redis.sock?db=1", ("unix:///run/redis.sock?db=1", None)),
+        ("unix:///run/redis.sock?cluster=false&db=1", ("unix:///run/redis.sock?db=1", False)),
+        ("unix:///run/redis.sock?cluster=false", ("unix:///run/redis.sock", False)),
     ],
 )
 def test_split_cluster_flag(url: str, expected: tuple[str, bool | None]) -> None:
@@ -57,9 +61,13 @@ async def test_cluster_from_url() -> None:
             assert "127.0.0.1:6390" in storage.server
 
 
-async def test_unix_socket_url() -> None:
-    async with RedisStorage.from_url("unix:///tmp/nowhere.sock?db=1") as storage:
+@pytest.mark.parametrize(
+    "url", ["unix:///tmp/nowhere.sock?db=1", "unix:///tmp/nowhere.sock?cluster=false&db=1"]
+)
+async def test_unix_socket_url(url: str) -> None:
+    async with RedisStorage.from_url(url) as storage:
         assert storage.server == "unix:/tmp/nowhere.sock"
+        assert storage.client.connection_pool.connection_kwargs["db"] == 1
 
 
 async def test_url_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:

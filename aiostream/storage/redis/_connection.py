@@ -48,6 +48,10 @@ def split_cluster_flag(url: str) -> tuple[str, bool | None]:
     """
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
+    if all(name != "cluster" for name, _ in query):
+        # Untouched: urlunsplit drops an empty authority (``unix:///s.sock`` would come
+        # back as ``unix:/s.sock``, which redis-py 8.2 refuses).
+        return url, None
     flag: bool | None = None
     kept = []
     for name, value in query:
@@ -62,7 +66,12 @@ def split_cluster_flag(url: str) -> tuple[str, bool | None]:
             raise ConfigurationError(
                 f"cluster= in a Redis URL must be true or false, got {value!r}"
             )
-    return urlunsplit(parts._replace(query=urlencode(kept))), flag
+    # Only the query changes; everything before it is kept byte for byte, the empty
+    # authority of ``unix:///path`` included.
+    head = url.split("#", 1)[0].split("?", 1)[0]
+    query_text = urlencode(kept)
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return (f"{head}?{query_text}" if query_text else head) + fragment, flag
 
 
 def redact(url: str) -> str:
