@@ -20,6 +20,7 @@ from aiostream.aggregators import (
 )
 from aiostream.connection import Connection, connect
 from aiostream.exceptions import (
+    ActivityConflictError,
     ActivityNotFound,
     ActivityNotFoundError,
     AiostreamError,
@@ -54,6 +55,7 @@ __version__ = "0.2.0.dev0"
 
 __all__ = [
     "Activity",
+    "ActivityConflictError",
     "ActivityNotFound",
     "ActivityNotFoundError",
     "Add",

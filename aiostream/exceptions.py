@@ -7,6 +7,7 @@ Everything aiostream raises on purpose derives from :class:`AiostreamError`::
     ├── ValidationError (ValueError)  bad input, raised before anything is written
     │   ├── SerializationError        a value that cannot be stored (names the field)
     │   ├── UnknownVerbError          a verb id that is not registered
+    │   ├── ActivityConflictError     an add naming an id stored with other content
     │   └── InvalidQueryError         a bad slice, filter keyword or ordering
     ├── DuplicateActivityError        appending an activity a group already holds
     ├── ActivityNotFoundError         (LookupError) an activity that is not there
@@ -29,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
+    "ActivityConflictError",
     "ActivityNotFound",
     "ActivityNotFoundError",
     "AiostreamError",
@@ -83,6 +85,16 @@ class UnknownVerbError(ValidationError):
         super().__init__(
             "verb", f"no verb is registered with id {verb_id!r}; call aiostream.register(...) first"
         )
+
+
+class ActivityConflictError(ValidationError):
+    """An add names an id under which another activity is stored.
+
+    Adds never change a stored activity (updates do): adding one that is stored with the
+    same content changes nothing, and adding a different one under a stored id (same
+    actor, verb, object, target and time, or the same foreign id and time, with other
+    content or by another actor) is refused before anything is written.
+    """
 
 
 class InvalidQueryError(ValidationError):

@@ -18,6 +18,8 @@ Example (Stream Framework's Pinterest manager, awaited)::
 
 from __future__ import annotations
 
+import copy
+
 import datetime as dt
 import enum
 import inspect
@@ -226,10 +228,16 @@ class Manager:
                 written).
             FanoutError: some chunks failed (the rest were written).
         """
-        if to is not None:
+        if to is None:
+            await self._publish(user_id, [activity], trim=True)
+        else:
             targets = checked_targets(to, self.feed_classes, limit=MAX_TO_TARGETS, field="to")
-            activity.to = tuple(targets)
-        await self._publish(user_id, [activity], trim=True)
+            # Published as a copy: the caller's object gets its targets once it is written,
+            # not before the checks (a refused activity comes back unchanged).
+            addressed = copy.copy(activity)
+            addressed.to = tuple(targets)
+            await self._publish(user_id, [addressed], trim=True)
+            activity.to = addressed.to
         self.metrics.on_activity_published()
 
     async def add_to_feeds(self, activity: Activity, feeds: Iterable[Target]) -> None:
@@ -247,6 +255,8 @@ class Manager:
         targets = checked_targets(feeds, self.feed_classes, limit=MAX_FEEDS, field="feeds")
         self.user_feed_class.serialize_activities([activity])  # checked before any read
         stored = await self.get_activities([activity.serialization_id])
+        if stored:
+            activity.check_adds_to(stored[0])
         kept = stored[0].to if stored else ()
         activity.to = tuple(dict.fromkeys([*kept, *activity.to, *targets]))
         size = self.fanout_chunk_size
@@ -420,7 +430,8 @@ class Manager:
         if others:
             entries = user_feed.serialize_activities(activities)
             for storage in others:
-                await timed_storage(storage, self.metrics).store_activities(entries)
+                io = timed_storage(storage, self.metrics)
+                await io.store_activities(await user_feed.admit(io, entries))
         await self._dispatch(chunks)
 
     def _target_chunks(

@@ -33,7 +33,7 @@ import json
 import json.scanner
 import math
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
@@ -435,6 +435,36 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
         """
         self.check(activity)
         return _dumps([FORMAT_VERSION, *self.to_data(activity)])
+
+    def admit(
+        self, entries: Sequence[tuple[int, str]], stored: Mapping[int, str | bytes]
+    ) -> list[tuple[int, str]]:
+        """The ``(id, payload)`` entries an add may write, given the payloads ``stored``
+        under their ids: an add never changes a stored activity.
+
+        An entry whose id is not stored is written as it is. One stored with the same
+        content (see :meth:`Activity.check_adds_to`) keeps the stored payload, its ``to``
+        targets joined with the new ones.
+
+        Raises:
+            ActivityConflictError: naming ``activity``: another activity is stored under
+                one of the ids (other content, or another actor).
+        """
+        admitted = []
+        for activity_id, payload in entries:
+            old = stored.get(activity_id)
+            if old is None or old == payload:
+                admitted.append((activity_id, payload))
+                continue
+            new_activity, old_activity = self.loads(payload), self.loads(old)
+            new_activity.check_adds_to(old_activity)
+            targets = tuple(dict.fromkeys([*old_activity.to, *new_activity.to]))
+            if targets != tuple(old_activity.to):
+                old_activity.to = targets
+                admitted.append((activity_id, self.dumps(old_activity)))
+            else:
+                admitted.append((activity_id, old if isinstance(old, str) else old.decode()))
+        return admitted
 
     def loads(self, payload: str | bytes) -> A:
         """Deserialize one activity.

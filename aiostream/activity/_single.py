@@ -19,7 +19,12 @@ from aiostream.activity._json_view import (
     read_verb,
     required,
 )
-from aiostream.exceptions import ActivityNotFoundError, UnknownVerbError, ValidationError
+from aiostream.exceptions import (
+    ActivityConflictError,
+    ActivityNotFoundError,
+    UnknownVerbError,
+    ValidationError,
+)
 from aiostream.group_format import Capabilities, DeclaresCapabilities
 from aiostream.ids import ItemId, check_time, foreign_activity_id, id_text, make_id
 from aiostream.verbs import Verb, VerbRegistry, default_registry
@@ -390,6 +395,24 @@ class Activity(DeclaresCapabilities):
             activity.to = targets
         check_view_id(data, activity.serialization_id)
         return activity
+
+    def check_adds_to(self, stored: Activity) -> None:
+        """Check that adding this activity may proceed where ``stored`` is stored under
+        its id: both must have the same content, the fields the id comes from and
+        ``extra_context`` (``to`` targets aside, which adds join).
+
+        Raises:
+            ActivityConflictError: naming ``activity``: another activity is stored
+                under this id (other content, or another actor).
+        """
+        if self._id_fields() == stored._id_fields() and self.extra_context == stored.extra_context:
+            return
+        raise ActivityConflictError(
+            "activity",
+            f"another activity is stored under id {stored.serialization_id} (stored: "
+            f"{stored!r} {stored.extra_context!r}; added: {self!r} {self.extra_context!r}): "
+            "an add never replaces a stored activity, update it instead",
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Activity):

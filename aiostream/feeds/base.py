@@ -308,13 +308,16 @@ class BaseFeed(Generic[ItemT]):
     async def add_many(self, activities: Iterable[Activity], trim: bool = True) -> None:
         """Add activities to this feed and to the activity storage, in one batch.
 
-        Adding an activity that is already there changes nothing.
+        Adding an activity that is already there changes nothing, and an add never
+        changes a stored activity (see :meth:`admit`).
 
         Raises:
             SerializationError: an activity is of the wrong class or cannot be stored.
+            ActivityConflictError: another activity is stored under one of the ids
+                (nothing is written).
         """
         activities = list(activities)
-        entries = self.serialize_activities(activities)
+        entries = await self.admit(self._io, self.serialize_activities(activities))
         if not entries:
             return
         max_length = self.max_length if self._should_trim(trim) else None
@@ -397,10 +400,25 @@ class BaseFeed(Generic[ItemT]):
                 "%s update of %d %s feeds not sent: %s", kind, len(keys), cls.__name__, exc
             )
 
+    @classmethod
+    async def admit(cls, io: FeedStorage, entries: list[Entry]) -> list[Entry]:
+        """The serialized ``entries`` an add may store in ``io``: those not stored yet,
+        and those stored with the same content (kept as stored, ``to`` targets joined).
+
+        Raises:
+            ActivityConflictError: another activity is stored under one of the ids.
+        """
+        if not entries:
+            return entries
+        stored = await io.load_activities([activity_id for activity_id, _ in entries])
+        return cls.get_activity_serializer().admit(entries, stored) if stored else entries
+
     @hybridmethod
     async def insert_activities(target: Any, activities: Iterable[Activity]) -> None:
-        """Store activities in the activity storage only (no timeline)."""
-        await _storage_of(target).store_activities(target.serialize_activities(activities))
+        """Store activities in the activity storage only (no timeline); an activity
+        stored with the same content changes nothing (see :meth:`admit`)."""
+        io = _storage_of(target)
+        await io.store_activities(await target.admit(io, target.serialize_activities(activities)))
 
     @hybridmethod
     async def insert_activity(target: Any, activity: Activity) -> None:

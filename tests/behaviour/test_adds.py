@@ -1,0 +1,97 @@
+"""Adds never replace a stored activity, on every backend: a retried add with the same
+content changes nothing, a different activity under a stored id is refused before
+anything is written, and no user's feed shows another actor's activity under its id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aiostream import Activity, ActivityConflictError, Love, ValidationError
+from aiostream.storage.base import FeedStorage
+from tests.behaviour.test_lifecycle import LifecycleManager
+from tests.helpers import TestFeed, at
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def manager(storage: FeedStorage) -> LifecycleManager:
+    return LifecycleManager(storage=storage)
+
+
+async def contexts(feed: Any) -> list[Any]:
+    return [activity.extra_context for activity in await feed[:]]
+
+
+async def test_a_retried_add_changes_nothing(manager: LifecycleManager) -> None:
+    pin = Activity(1, Love, 5, time=at(0), extra_context={"v": 1})
+    await manager.add_user_activity(1, pin)
+    await manager.add_user_activity(1, Activity(1, Love, 5, time=at(0), extra_context={"v": 1}))
+    assert await contexts(manager.get_feeds(10)["normal"]) == [{"v": 1}]
+    (stored,) = await manager.get_activities([pin.serialization_id])
+    assert stored.extra_context == {"v": 1}
+
+
+async def test_another_activity_under_a_stored_id_is_refused(manager: LifecycleManager) -> None:
+    await manager.add_user_activity(1, Activity(1, Love, 5, time=at(0), extra_context={"v": 1}))
+    other = Activity(1, Love, 5, time=at(0), extra_context={"v": 2})
+    with pytest.raises(ActivityConflictError, match=r"^activity: another activity is stored"):
+        await manager.add_user_activity(1, other)
+    with pytest.raises(ActivityConflictError):
+        await manager.get_user_feed(1).add(other)
+    with pytest.raises(ActivityConflictError):
+        await manager.add_to_feeds(other, [("normal", 99)])
+    # Nothing changed anywhere: the payload, the followers' flat feeds and groups.
+    (stored,) = await manager.get_activities([other.serialization_id])
+    assert stored.extra_context == {"v": 1}
+    assert await contexts(manager.get_feeds(10)["normal"]) == [{"v": 1}]
+    assert await contexts(manager.get_feeds(99)["normal"]) == []
+    (group,) = await manager.get_feeds(10)["aggregated"][:]
+    assert [a.extra_context for a in group.activities] == [{"v": 1}]
+    assert group.activity_count == 1
+
+
+async def test_a_foreign_id_names_one_activity_whoever_adds_it(
+    manager: LifecycleManager,
+) -> None:
+    mine = Activity(1, Love, 5, time=at(0), foreign_id="like:5")
+    theirs = Activity(2, Love, 6, time=at(0), foreign_id="like:5")
+    assert mine.serialization_id == theirs.serialization_id
+    await manager.add_user_activity(1, mine)
+    with pytest.raises(ActivityConflictError):
+        await manager.add_user_activity(2, theirs)
+    # Actor 1's feed and its followers' show only actor 1's activity under that id.
+    for user in (1, 10):
+        feed = manager.get_user_feed(1) if user == 1 else manager.get_feeds(10)["normal"]
+        assert [(a.actor_id, a.object_id) for a in await feed[:]] == [(1, 5)]
+
+
+async def test_an_add_keeps_the_stored_targets(manager: LifecycleManager) -> None:
+    pin = Activity(1, Love, 5, time=at(0))
+    await manager.add_to_feeds(pin, [("normal", 50)])
+    await manager.add_user_activity(1, Activity(1, Love, 5, time=at(0)))  # a retry, no `to`
+    (stored,) = await manager.get_activities([pin.serialization_id])
+    assert stored.to == (("normal", 50),)
+
+
+async def test_a_refused_add_leaves_the_callers_activity_unchanged(
+    manager: LifecycleManager,
+) -> None:
+    await manager.add_user_activity(1, Activity(1, Love, 5, time=at(0), extra_context={"v": 1}))
+    other = Activity(1, Love, 5, time=at(0), extra_context={"v": 2})
+    with pytest.raises(ValidationError):
+        await manager.add_user_activity(1, other, to=[("normal", 7)])
+    assert other.to == ()
+    assert await manager.get_feeds(7)["normal"][:] == []
+
+
+async def test_insert_activity_never_replaces(storage: FeedStorage) -> None:
+    feed = TestFeed(1, storage=storage)
+    await feed.insert_activity(Activity(1, Love, 5, time=at(0), extra_context={"v": 1}))
+    await feed.insert_activity(Activity(1, Love, 5, time=at(0), extra_context={"v": 1}))
+    with pytest.raises(ActivityConflictError):
+        await feed.insert_activity(Activity(1, Love, 5, time=at(0), extra_context={"v": 2}))
+    await feed.add(Activity(1, Love, 5, time=at(0), extra_context={"v": 1}))
+    assert await contexts(feed) == [{"v": 1}]
