@@ -19,7 +19,6 @@ Example (Stream Framework's Pinterest manager, awaited)::
 from __future__ import annotations
 
 import copy
-
 import datetime as dt
 import enum
 import inspect
