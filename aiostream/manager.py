@@ -288,9 +288,9 @@ class Manager:
         given = isinstance(activity, Activity)
         activity = await named_activity(self, activity, foreign_id, time)
         targets = activity.to
-        if given and not targets:  # the caller's object may lack the stored one's targets
+        if given:  # the stored activity may have more targets (add_to_feeds after the add)
             stored = await self.get_activities([activity.serialization_id])
-            targets = stored[0].to if stored else ()
+            targets = tuple(dict.fromkeys([*targets, *(stored[0].to if stored else ())]))
         chunks = await self._fanout_chunks(user_id, "remove", [activity], trim=False)
         chunks += self._target_chunks("remove", [activity], targets)
         await self.get_user_feed(user_id).remove(activity)

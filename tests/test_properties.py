@@ -129,8 +129,8 @@ def test_notification_feed_matches_model(
                         if a.object_id in model and a.serialization_id in model[a.object_id][0]:
                             held, unseen, unread = model[a.object_id]
                             del held[a.serialization_id]
-                            if held:
-                                model[a.object_id] = (held, True, True)
+                            if held:  # a removal keeps the group's seen / read state
+                                model[a.object_id] = (held, unseen, unread)
                             else:
                                 del model[a.object_id]
                 elif op == "mark":

@@ -103,10 +103,16 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
         return GroupRecord(aggregated.group, aggregated.serialization_id, payload, version)
 
     def _change(
-        self, group: str, current: GroupRecord | None, new: AggregatedActivity | None
+        self,
+        group: str,
+        current: GroupRecord | None,
+        new: AggregatedActivity | None,
+        *,
+        keeps_markers: bool = False,
     ) -> GroupChange:
         record = None if new is None else self._record(new, current)
-        return GroupChange(group, None if current is None else current.version, record)
+        version = None if current is None else current.version
+        return GroupChange(group, version, record, keeps_markers=keeps_markers)
 
     def _load(self, record: GroupRecord) -> AggregatedActivity:
         return self.get_aggregated_serializer().loads(record.payload)
@@ -305,7 +311,8 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
                 continue
             after = aggregated.copy()
             after.remove_many(hit)
-            changes.append(self._change(record.group, record, after))
+            # A removal brings nothing new to see: the group stays seen / read as it was.
+            changes.append(self._change(record.group, record, after, keeps_markers=True))
             updated.append(after)
         return changes, updated
 

@@ -118,11 +118,15 @@ class GroupChange:
         expected_version: The version the writer read (``None``: must not exist yet).
         new: The record to store (its ``version`` is ``expected_version + 1``, or 1), or
             ``None`` to delete the group.
+        keeps_markers: The new record keeps the group's seen / read markers as they
+            were (a removal: it brings nothing new to see). Otherwise a written group is
+            unseen and unread when the feed tracks markers.
     """
 
     group: str
     expected_version: int | None
     new: GroupRecord | None
+    keeps_markers: bool = False
 
 
 @dataclass(frozen=True, slots=True)

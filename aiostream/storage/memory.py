@@ -71,13 +71,20 @@ class _Groups:
         self.unseen.discard(record.id)
         self.unread.discard(record.id)
 
-    def put(self, record: GroupRecord, track_markers: bool) -> None:
+    def put(
+        self, record: GroupRecord, track_markers: bool, markers: tuple[bool, bool] | None = None
+    ) -> None:
+        """Store ``record``; when ``track_markers``, unseen and unread, or as ``markers``
+        (unseen, unread) say when given (a change that keeps the group's markers)."""
         self.by_name[record.group] = record
         self.names_by_id[record.id] = record.group
         _insert(self.ids, record.id)
         if track_markers:
-            self.unseen.add(record.id)
-            self.unread.add(record.id)
+            unseen, unread = markers or (True, True)
+            if unseen:
+                self.unseen.add(record.id)
+            if unread:
+                self.unread.add(record.id)
 
     def trim(self, max_length: int) -> None:
         for group_id in self.ids[: max(len(self.ids) - max_length, 0)]:
@@ -292,10 +299,13 @@ class MemoryStorage:
             if (current.version if current else None) != change.expected_version:
                 return False
         for change in changes:
+            markers = (True, True)
             if change.group in state.by_name:
+                old_id = state.by_name[change.group].id
+                markers = (old_id in state.unseen, old_id in state.unread)
                 state.drop(change.group)
             if change.new is not None:
-                state.put(change.new, track_markers)
+                state.put(change.new, track_markers, markers if change.keeps_markers else None)
         if max_length is not None:
             state.trim(max_length)
         if not state.by_name:

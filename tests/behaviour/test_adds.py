@@ -11,7 +11,7 @@ import pytest
 from aiostream import Activity, ActivityConflictError, Love, ValidationError
 from aiostream.storage.base import FeedStorage
 from tests.behaviour.test_lifecycle import LifecycleManager
-from tests.helpers import TestFeed, at
+from tests.helpers import TestFeed, TestNotificationFeed, at
 
 pytestmark = pytest.mark.anyio
 
@@ -95,3 +95,32 @@ async def test_insert_activity_never_replaces(storage: FeedStorage) -> None:
         await feed.insert_activity(Activity(1, Love, 5, time=at(0), extra_context={"v": 2}))
     await feed.add(Activity(1, Love, 5, time=at(0), extra_context={"v": 1}))
     assert await contexts(feed) == [{"v": 1}]
+
+
+async def test_an_unlike_keeps_the_groups_seen_and_read_state(storage: FeedStorage) -> None:
+    feed = TestNotificationFeed(1, storage=storage)
+    likes = [Activity(actor, Love, 5, time=at(actor)) for actor in (1, 2, 3)]
+    await feed.add_many(likes)
+    await feed.mark_all(seen=True, read=True)
+    await feed.remove(likes[2])  # the newest: the group's id changes with its time
+    await feed.remove(likes[0])
+    (group,) = await feed[:]
+    assert (group.is_seen(), group.is_read()) == (True, True)
+    assert (await feed.count_unseen(), await feed.count_unread()) == (0, 0)
+
+    await feed.add(likes[0])  # a new activity: unseen and unread again
+    await feed.mark_all(seen=True, read=False)
+    await feed.remove(likes[0])
+    (group,) = await feed[:]
+    assert (group.is_seen(), group.is_read()) == (True, False)
+    assert (await feed.count_unseen(), await feed.count_unread()) == (0, 1)
+
+
+async def test_a_removal_reaches_every_stored_target(manager: LifecycleManager) -> None:
+    pin = Activity(1, Love, 5, time=at(0))
+    await manager.add_user_activity(1, pin, to=[("normal", 42)])
+    await manager.add_to_feeds(Activity(1, Love, 5, time=at(0)), [("normal", 43)])
+    assert pin.to == (("normal", 42),)  # the caller's object knows only its own targets
+    await manager.remove_user_activity(1, pin)
+    for user in (42, 43, 10):
+        assert await manager.get_feeds(user)["normal"][:] == []

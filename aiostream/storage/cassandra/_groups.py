@@ -134,7 +134,7 @@ def plan_write(
 
     Mirrors :meth:`MemoryStorage.write_groups`: a replaced or deleted group loses the
     markers of its old id, a written one gets unseen and unread markers for its new id
-    when ``track_markers``, and the trim drops the oldest groups with their markers.
+    when ``track_markers`` (or the old id's, when the change keeps them), and the trim drops the oldest groups with their markers.
     """
     names = dict(snapshot.names)
     unseen, unread = set(snapshot.unseen), set(snapshot.unread)
@@ -143,8 +143,10 @@ def plan_write(
     fresh: set[int] = set()
     for change in changes:
         old_entry = names.pop(change.group, None)
+        was = (True, True)  # (unseen, unread) of the group before the change
         if old_entry is not None:
             old = old_entry[0]
+            was = (old in unseen, old in unread)
             deleted.add(old)
             upserts.pop(old, None)
             unseen.discard(old)
@@ -153,7 +155,12 @@ def plan_write(
             new = change.new
             names[change.group] = (new.id, new.version)
             upserts[new.id] = (change.group, new.payload, new.version)
-            if track_markers:
+            if track_markers and change.keeps_markers:
+                if was[0]:
+                    unseen.add(new.id)
+                if was[1]:
+                    unread.add(new.id)
+            elif track_markers:
                 fresh.add(new.id)
                 unseen.add(new.id)
                 unread.add(new.id)

@@ -99,6 +99,7 @@ class RedisGroups(RedisBase):
                     )
                 args.append(checked_key(new.id))
                 args.append(f"{int(new.version)}|{new.payload}")
+            args.append("1" if change.keeps_markers else "0")
         async with self._op("write_groups"):
             written = await scripts.WRITE_GROUPS(self._c, self._feed(key).group_keys, args)
         return bool(written)
