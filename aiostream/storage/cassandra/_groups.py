@@ -134,7 +134,8 @@ def plan_write(
 
     Mirrors :meth:`MemoryStorage.write_groups`: a replaced or deleted group loses the
     markers of its old id, a written one gets unseen and unread markers for its new id
-    when ``track_markers`` (or the old id's, when the change keeps them), and the trim drops the oldest groups with their markers.
+    when ``track_markers`` (or the old id's, when the change keeps them), and the trim
+    drops the oldest groups with their markers.
     """
     names = dict(snapshot.names)
     unseen, unread = set(snapshot.unseen), set(snapshot.unread)
