@@ -12,12 +12,14 @@ the declaration that a class keeps the stock rule (:func:`inherit_declared`, beh
 
 Format 2, the one written::
 
-    [2,"<group>",created,updated,seen,read,minimized,[row<US>row<US>...]]<RS>ids
+    [2,"<group>",created,updated,seen,read,minimized,[row<US>row<US>...]]<RS>ids[<RS>let go]
 
 The times are microseconds since the epoch (``null`` when unset), ``row`` one activity
 in its stored form without the version element, oldest first, ``US`` is
 :data:`ROW_SEPARATOR` where JSON would have a ``,`` and ``RS`` is :data:`IDS_SEPARATOR`,
-followed by the activities' ids (:data:`ID_WIDTH` hex digits each, in the same order).
+followed by the activities' ids (:data:`ID_WIDTH` hex digits each, in the same order)
+and, when the group has let activities go past its cap, ``RS`` and their ids (the same
+width, ascending), so that a repeated delivery of one is never counted again.
 JSON escapes every control character, so neither separator can occur anywhere else: a
 server splits a stored group on them without parsing any JSON, and readers turn the
 ``US`` back into ``,`` and decode the whole group in one call. Every payload of a group
@@ -48,6 +50,7 @@ __all__ = [
     "inherit_declared",
     "join_group",
     "split_group",
+    "split_ids",
     "to_json",
 ]
 
@@ -87,7 +90,9 @@ def group_header(group: str) -> str:
     return f"{GROUP_OPENING}{_dumps(group)},"
 
 
-def join_group(header: str, numbers: str, rows: Iterable[str], ids: Iterable[str]) -> str:
+def join_group(
+    header: str, numbers: str, rows: Iterable[str], ids: Iterable[str], let_go: str = ""
+) -> str:
     """A group's payload from its pieces.
 
     Args:
@@ -95,16 +100,27 @@ def join_group(header: str, numbers: str, rows: Iterable[str], ids: Iterable[str
         numbers: ``created,updated,seen,read,minimized`` in JSON.
         rows: The stored activities (JSON), oldest first.
         ids: Their ids, :data:`ID_WIDTH` hex digits each, in the same order.
+        let_go: The ids of the activities the group let go, ascending, joined.
     """
-    return f"{header}{numbers},[{ROW_SEPARATOR.join(rows)}]]{IDS_SEPARATOR}{''.join(ids)}"
+    tail = f"{''.join(ids)}{IDS_SEPARATOR}{let_go}" if let_go else "".join(ids)
+    return f"{header}{numbers},[{ROW_SEPARATOR.join(rows)}]]{IDS_SEPARATOR}{tail}"
 
 
 def split_group(payload: str) -> tuple[str, str | None]:
-    """``(body, ids)`` of a payload in this format: the body's JSON is :func:`to_json`
-    of it, the ids are :data:`ID_WIDTH` hex digits per activity (None: the payload has
-    no ids, it is malformed)."""
-    body, separator, ids = payload.partition(IDS_SEPARATOR)
-    return body, ids if separator else None
+    """``(body, tail)`` of a payload in this format: the body's JSON is :func:`to_json`
+    of it, the tail holds the ids (see :func:`split_ids`; None: the payload has no ids,
+    it is malformed)."""
+    body, separator, tail = payload.partition(IDS_SEPARATOR)
+    return body, tail if separator else None
+
+
+def split_ids(tail: str | None) -> tuple[str | None, str]:
+    """``(ids, let go)`` of a tail from :func:`split_group`: :data:`ID_WIDTH` hex digits
+    per activity held, and those of the activities let go (``""`` when none)."""
+    if tail is None:
+        return None, ""
+    ids, _, let_go = tail.partition(IDS_SEPARATOR)
+    return ids, let_go
 
 
 def to_json(bodies: str) -> str:
@@ -112,13 +128,17 @@ def to_json(bodies: str) -> str:
     return bodies.replace(ROW_SEPARATOR, ",")
 
 
-def ids_match(data: Any, ids: str | None) -> bool:
-    """Whether a decoded group in this format has as many stored ids as activities."""
+def ids_match(data: Any, ids: str | None, let_go: str = "") -> bool:
+    """Whether a decoded group in this format has as many stored ids as activities, and
+    whole ids of the activities it let go, no more than it counts as minimized."""
     return (
         ids is not None
+        and len(let_go) % ID_WIDTH == 0
         and isinstance(data, list)
         and len(data) == _FIELDS
         and data[0] == GROUP_FORMAT_VERSION
+        and isinstance(data[6], int)
+        and len(let_go) // ID_WIDTH <= data[6]
         and isinstance(data[7], list)
         and len(ids) == ID_WIDTH * len(data[7])
     )

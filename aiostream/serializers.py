@@ -51,6 +51,7 @@ from aiostream.group_format import (
     ids_match,
     join_group,
     split_group,
+    split_ids,
     to_json,
 )
 from aiostream.ids import (
@@ -571,7 +572,8 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
             f"{_json_us(aggregated.seen_at)},{_json_us(aggregated.read_at)},"
             f"{int(aggregated.minimized_activities)}"
         )
-        return MergeParts(header, join_group(header, numbers, rows, ids), items)
+        payload = join_group(header, numbers, rows, ids, aggregated.minimized_keys)
+        return MergeParts(header, payload, items)
 
     def loads(self, payload: str | bytes) -> G:
         """Deserialize one group (either stored format).
@@ -582,7 +584,8 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
         """
         text = payload.decode() if isinstance(payload, bytes) else payload
         if text.startswith(GROUP_OPENING):
-            body, ids = split_group(text)
+            body, tail = split_group(text)
+            ids, let_go = split_ids(tail)
             try:
                 data = _decode(to_json(body))
             except ValueError as exc:
@@ -590,11 +593,11 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
                     "aggregated", f"stored payload is not JSON: {text[:60]!r}"
                 ) from exc
             _check_version(data, "aggregated", text, GROUP_FORMAT_VERSION)
-            if not ids_match(data, ids):
+            if not ids_match(data, ids, let_go):
                 raise SerializationError("aggregated", f"malformed payload {text[:60]!r}")
         else:
-            data, ids = _parse(text, "aggregated"), None
-        return self._build(data, text, ids)
+            data, ids, let_go = _parse(text, "aggregated"), None, ""
+        return self._build(data, text, ids, let_go)
 
     def loads_many(self, payloads: Sequence[str | bytes]) -> list[G]:
         """:meth:`loads` of each group of a page, in order, raising what it raises; groups
@@ -616,12 +619,13 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
             return None
         groups: list[G] = []
         for data, tail, payload in zip(page, ids, payloads, strict=True):
-            if not ids_match(data, tail):
+            held, let_go = split_ids(tail)
+            if not ids_match(data, held, let_go):
                 raise ValueError("malformed")
-            groups.append(self._build(data, payload, tail))
+            groups.append(self._build(data, payload, held, let_go))
         return groups
 
-    def _build(self, data: list[Any], payload: str | bytes, ids: str | None) -> G:
+    def _build(self, data: list[Any], payload: str | bytes, ids: str | None, let_go: str) -> G:
         """The group of a decoded payload; its activities are built when first touched
         (see :mod:`aiostream._group_rows`) when the payload has their ids and the
         activity class is built the stock way, else at once."""
@@ -641,6 +645,7 @@ class AggregatedActivitySerializer(DeclaresCapabilities, Generic[G, A]):
             aggregated.seen_at = None if seen is None else epoch + microsecond * seen
             aggregated.read_at = None if read is None else epoch + microsecond * read
             aggregated.minimized_activities = minimized
+            aggregated.minimized_keys = let_go
         except AiostreamError:
             raise
         except (ValueError, TypeError) as exc:

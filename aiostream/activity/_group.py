@@ -25,12 +25,12 @@ from aiostream.activity._json_view import (
 from aiostream.activity._single import Activity, DehydratedActivity, utcnow
 from aiostream.exceptions import ActivityNotFoundError, DuplicateActivityError, ValidationError
 from aiostream.group_format import Capabilities, DeclaresCapabilities
-from aiostream.ids import check_time, make_id
+from aiostream.ids import ID_KEY_WIDTH, check_time, id_to_key, make_id
 from aiostream.verbs import Verb, VerbRegistry, default_registry
 
 MAX_AGGREGATED_ACTIVITIES_LENGTH = 15
 # What AggregatedActivity.append, the stock merge rule, depends on (see server_mergeable).
-_MERGE_RULE = ("append", "copy", "contains", "activity_ids", "serialization_id")
+_MERGE_RULE = ("append", "copy", "contains", "let_go", "activity_ids", "serialization_id")
 
 
 def group_key(group: object) -> str:
@@ -146,6 +146,10 @@ class AggregatedActivity(DeclaresCapabilities):
         self.seen_at: dt.datetime | None = None
         self.read_at: dt.datetime | None = None
         self.minimized_activities = 0
+        # The ids of the activities let go, as fixed-width hex keys, ascending, in one
+        # string (what the stored form holds): a membership test is a binary search on
+        # it, and a group read from storage never parses it unless it is merged into.
+        self.minimized_keys = ""
         self.dehydrated = False
         self._activity_ids: list[int] = []
         for activity in activities or ():
@@ -287,7 +291,7 @@ class AggregatedActivity(DeclaresCapabilities):
             raise ValidationError(
                 "activity", f"expected an Activity, got {type(activity).__name__}"
             )
-        if self.contains(activity):
+        if self.contains(activity) or self.let_go(activity.serialization_id):
             raise DuplicateActivityError(f"{activity!r} is already in group {self.group!r}")
         # Kept in id order whatever the arrival order, so concurrent or retried writers
         # converge on the same group; the cap then drops the oldest.
@@ -297,8 +301,38 @@ class AggregatedActivity(DeclaresCapabilities):
         if self.updated_at is None or activity.time > self.updated_at:
             self.updated_at = activity.time
         if len(self.activities) > self.max_aggregated_activities_length:
-            self.activities.pop(0)
+            dropped = self.activities.pop(0)
             self.minimized_activities += 1
+            # Remembered, so a retried or repeated delivery of it is not counted again.
+            key = id_to_key(dropped.serialization_id)
+            at = self._dropped_index(key)
+            self.minimized_keys = self.minimized_keys[:at] + key + self.minimized_keys[at:]
+
+    def _dropped_index(self, key: str) -> int:
+        """Where ``key`` is or would go in :attr:`minimized_keys` (a string offset)."""
+        keys, width = self.minimized_keys, ID_KEY_WIDTH
+        lo, hi = 0, len(keys) // width
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if keys[mid * width : (mid + 1) * width] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo * width
+
+    def let_go(self, activity_id: int) -> bool:
+        """Whether the group counted ``activity_id`` and then let it go (minimized it)."""
+        key = id_to_key(activity_id)
+        at = self._dropped_index(key)
+        return self.minimized_keys[at : at + ID_KEY_WIDTH] == key
+
+    @property
+    def minimized_ids(self) -> list[int]:
+        """Ids of the activities the group let go that it remembers, ascending (groups
+        stored before it remembered them count more in ``minimized_activities``).
+        Bookkeeping of the stored form: equality and the JSON view leave them out."""
+        keys, width = self.minimized_keys, ID_KEY_WIDTH
+        return [int(keys[i : i + width], 16) for i in range(0, len(keys), width)]
 
     def remove(self, activity: Activity | int) -> None:
         """Remove ``activity``; ``updated_at`` falls back to the newest one left.

@@ -11,7 +11,7 @@ import pytest
 from aiostream import Activity, ActivityConflictError, Love, ValidationError
 from aiostream.storage.base import FeedStorage
 from tests.behaviour.test_lifecycle import LifecycleManager
-from tests.helpers import TestFeed, TestNotificationFeed, at
+from tests.helpers import TestAggregatedFeed, TestFeed, TestNotificationFeed, at
 
 pytestmark = pytest.mark.anyio
 
@@ -124,3 +124,48 @@ async def test_a_removal_reaches_every_stored_target(manager: LifecycleManager) 
     await manager.remove_user_activity(1, pin)
     for user in (42, 43, 10):
         assert await manager.get_feeds(user)["normal"][:] == []
+
+
+# -- groups count each activity once ---------------------------------------------------
+
+
+LIKES = [Activity(actor, Love, 5, time=at(actor)) for actor in range(1, 21)]
+
+
+@pytest.mark.parametrize("feed_class", [TestAggregatedFeed, TestNotificationFeed])
+async def test_a_group_counts_each_activity_once(storage: FeedStorage, feed_class: Any) -> None:
+    """20 likes in a group that keeps 15: delivered again, one by one, all at once, or
+    oldest and newest together, none is counted twice, and nothing becomes unseen."""
+    feed = feed_class(1, storage=storage)
+    for like in LIKES:
+        await feed.add(like)
+    if feed_class is TestNotificationFeed:
+        await feed.mark_all(seen=True, read=True)
+    (before,) = await feed[:]
+    assert (before.activity_count, before.minimized_activities) == (20, 5)
+    for like in LIKES:
+        await feed.add(like)
+    await feed.add_many(LIKES)
+    await feed.add_many([LIKES[0], LIKES[-1]])
+    (after,) = await feed[:]
+    assert after == before
+    assert after.activity_count == 20
+    assert after.minimized_ids == [like.serialization_id for like in LIKES[:5]]
+    if feed_class is TestNotificationFeed:
+        assert (after.is_seen(), after.is_read()) == (True, True)
+        assert (await feed.count_unseen(), await feed.count_unread()) == (0, 0)
+
+
+async def test_redelivered_fanouts_and_follows_count_once(manager: LifecycleManager) -> None:
+    for like in LIKES:
+        await manager.add_user_activity(like.actor_id, like)
+    await manager.get_feeds(10)["notification"].mark_all(seen=True, read=True)
+    for like in LIKES[:6]:  # retried deliveries, as an arq retry or a duplicate job makes
+        await manager.add_user_activity(like.actor_id, like)
+    await manager.follow_user(10, 1)  # a follow copies what the follower already holds
+    await manager.follow_user(10, 3)
+    for name in ("aggregated", "notification"):
+        (group,) = await manager.get_feeds(10)[name][:]
+        assert group.activity_count == 20, name
+    (group,) = await manager.get_feeds(10)["notification"][:]
+    assert (group.is_seen(), group.is_read()) == (True, True)

@@ -15,7 +15,8 @@
 -- activity, in id order.
 -- Stored data is the id, the decimal version, '|', then the payload in
 -- aiostream.group_format's format {{GROUP_FORMAT_VERSION}}:
---   header created,updated,seen,read,minimized,[row<US>row...]]<RS>id id ...
+--   header created,updated,seen,read,minimized,[row<US>row...]]<RS>id id ...[<RS>let go]
+-- (let go: the ids of the activities dropped past the cap, ascending, never counted twice)
 -- (header = '[{{GROUP_FORMAT_VERSION}},"<name>",'; JSON never holds US or RS raw).
 -- Returns, per feed in order: -2 when served says no, -1 when one of its stored groups
 -- is in another format (both having written nothing to that feed); else n, the groups
@@ -48,7 +49,11 @@ local function parse(data, header)
     rows[#rows + 1] = string.sub(data, pos, e - 1)
     pos = e + 1
   end
-  if #data - sep ~= ID_WIDTH * #rows then return nil end
+  -- The ids held, then (after a second RS, when any) those of the activities let go.
+  local ids_end, let_go = #data, ''
+  local sep2 = string.find(data, RS, sep + 1, true)
+  if sep2 then ids_end, let_go = sep2 - 1, string.sub(data, sep2 + 1) end
+  if ids_end - sep ~= ID_WIDTH * #rows or #let_go % ID_WIDTH ~= 0 then return nil end
   local ids = {}
   for k = 1, #rows do
     ids[k] = string.sub(data, sep + ID_WIDTH * (k - 1) + 1, sep + ID_WIDTH * k)
@@ -56,8 +61,23 @@ local function parse(data, header)
   return {
     id = string.sub(data, 1, ID_WIDTH), version = tonumber(string.sub(data, ID_WIDTH + 1, bar - 1)),
     created = created, updated = updated, seen = seen, read = read,
-    minimized = tonumber(minimized), rows = rows, ids = ids,
+    minimized = tonumber(minimized), rows = rows, ids = ids, let_go = let_go,
   }
+end
+
+-- Where hex id key is or would go among the ascending ids of let_go (a count of ids
+-- before it), and whether it is there: AggregatedActivity._dropped_index.
+local function let_go_index(let_go, key)
+  local lo, hi = 0, #let_go / ID_WIDTH
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if newer(key, string.sub(let_go, mid * ID_WIDTH + 1, (mid + 1) * ID_WIDTH)) then
+      lo = mid + 1
+    else
+      hi = mid
+    end
+  end
+  return lo, string.sub(let_go, lo * ID_WIDTH + 1, (lo + 1) * ID_WIDTH) == key
 end
 
 local merges = {}
@@ -81,7 +101,7 @@ end
 -- The new id and data of group g merged into stored (nil: nothing changes).
 local function merged(g, stored)
   if not stored then return g.new_id, g.new_id .. '1|' .. g.payload end
-  local ids, rows = stored.ids, stored.rows
+  local ids, rows, let_go = stored.ids, stored.rows, stored.let_go
   local created, updated, minimized = stored.created, stored.updated, stored.minimized
   local changed, raised = false, false
   for k = g.first, g.first + 3 * g.n - 1, 3 do
@@ -91,7 +111,9 @@ local function merged(g, stored)
       local mid = math.floor((lo + hi) / 2)
       if newer(new, ids[mid]) then lo = mid + 1 else hi = mid end
     end
-    if ids[lo] ~= new then
+    -- Held, or counted and let go: a repeated delivery changes nothing.
+    local _, gone = let_go_index(let_go, new)
+    if ids[lo] ~= new and not gone then
       table.insert(ids, lo, new)
       table.insert(rows, lo, ARGV[k + 2])
       changed = true
@@ -99,9 +121,11 @@ local function merged(g, stored)
       if created == 'null' or t < tonumber(created) then created = time end
       if updated == 'null' or t > tonumber(updated) then updated, raised = time, true end
       if #ids > cap then
-        table.remove(ids, 1)
+        local dropped = table.remove(ids, 1)
         table.remove(rows, 1)
         minimized = minimized + 1
+        local at = let_go_index(let_go, dropped) * ID_WIDTH
+        let_go = string.sub(let_go, 1, at) .. dropped .. string.sub(let_go, at + 1)
       end
     end
   end
@@ -114,7 +138,7 @@ local function merged(g, stored)
   return id, id .. string.format('%d', stored.version + 1) .. '|' .. g.header
     .. created .. ',' .. updated .. ',' .. stored.seen .. ',' .. stored.read .. ','
     .. string.format('%d', minimized) .. ',[' .. table.concat(rows, US) .. ']]' .. RS
-    .. table.concat(ids)
+    .. table.concat(ids) .. (let_go ~= '' and RS .. let_go or '')
 end
 
 -- The four keys of the feed whose hash tag is tag.
