@@ -8,6 +8,7 @@ Everything aiostream raises on purpose derives from :class:`AiostreamError`::
     │   ├── SerializationError        a value that cannot be stored (names the field)
     │   ├── UnknownVerbError          a verb id that is not registered
     │   ├── ActivityConflictError     an add naming an id stored with other content
+    │   ├── ArgumentTypeError         (TypeError) an argument of the wrong type
     │   └── InvalidQueryError         a bad slice, filter keyword or ordering
     ├── DuplicateActivityError        appending an activity a group already holds
     ├── ActivityNotFoundError         (LookupError) an activity that is not there
@@ -34,6 +35,7 @@ __all__ = [
     "ActivityNotFound",
     "ActivityNotFoundError",
     "AiostreamError",
+    "ArgumentTypeError",
     "ConfigurationError",
     "ConflictError",
     "DuplicateActivityError",
@@ -95,6 +97,11 @@ class ActivityConflictError(ValidationError):
     actor, verb, object, target and time, or the same foreign id and time, with other
     content or by another actor) is refused before anything is written.
     """
+
+
+class ArgumentTypeError(ValidationError, TypeError):
+    """An argument of the wrong type (a list expected, a bool, a callable), named in the
+    message; a ``TypeError`` too, as Python's own errors for wrong types are."""
 
 
 class InvalidQueryError(ValidationError):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import enum
+import functools
 import inspect
 import logging
 import time
@@ -28,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 
+from aiostream._arguments import checked_flag, listed
 from aiostream._concurrency import chunked
 from aiostream._feed_access import FeedT, HasUserFeed, registered_feed_class
 from aiostream._following import apply_follow, follow_chunks
@@ -379,12 +381,12 @@ class Manager:
             FanoutError: some chunks failed (the rest were written; updating again is
                 safe).
         """
-        await update_activities(self, activities)
+        await update_activities(self, listed(activities, "activities", "a list of activities"))
 
     async def batch_import(
         self,
         user_id: Any,
-        activities: Sequence[Activity],
+        activities: Iterable[Activity],
         fanout: bool = True,
         chunk_size: int = 500,
         progress: ProgressOption = None,
@@ -396,18 +398,32 @@ class Manager:
                 terminal; ``True``: always; ``False``: never), or a callable called with
                 ``(done, total)`` after each chunk (tqdm, rich, a log line).
 
+        ``activities`` may be any iterable (a generator is read once, first). Unlike
+        :meth:`add_user_activity`, which publishes whatever activity it is given under
+        ``user_id`` (as Stream Framework does), an import is the history of one actor.
+
         Raises:
-            ValidationError: an activity's actor is not ``user_id`` (checked for all first).
+            ValidationError: naming the argument or ``activities[i]``: not a list of
+                activities, an actor that is not ``user_id``, an activity that cannot be
+                stored, or another activity stored under one of the ids; everything is
+                checked before the first write.
         """
+        activities = listed(activities, "activities", "a list of activities")
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValidationError("chunk_size", f"expected a positive int, got {chunk_size!r}")
+        checked_flag(fanout, "fanout")
         Progress.of(progress, 0, "import")  # a bad progress= is refused before any write
+        serializer = self.user_feed_class.get_activity_serializer()
         for index, activity in enumerate(activities):
+            serializer.dumps(serializer.check(activity, f"activities[{index}]"))
             if activity.actor_id != user_id:
                 raise ValidationError(
                     f"activities[{index}].actor_id",
                     f"is {activity.actor_id!r}, expected the importing user {user_id!r}",
                 )
+        user_feed = self.get_user_feed(user_id)
+        for chunk in chunked(activities, chunk_size):  # another activity under a stored id?
+            await user_feed.admit(user_feed.storage, user_feed.serialize_activities(chunk))
         with Progress.of(progress, len(activities), "import") as bar:
             for chunk in chunked(activities, chunk_size):
                 if fanout:
@@ -430,7 +446,8 @@ class Manager:
             entries = user_feed.serialize_activities(activities)
             for storage in others:
                 io = timed_storage(storage, self.metrics)
-                await io.store_activities(await user_feed.admit(io, entries))
+                store = functools.partial(io.store_activities, only_new=True)
+                await user_feed.write_new(io, store, entries)
         await self._dispatch(chunks)
 
     def _target_chunks(

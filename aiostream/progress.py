@@ -16,6 +16,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TextIO
 
+from aiostream.exceptions import ArgumentTypeError
+
 __all__ = ["Progress", "ProgressCallback", "ProgressOption"]
 
 ProgressCallback = Callable[[int, int], object]
@@ -61,14 +63,15 @@ class Progress:
         """The progress a ``progress=`` argument asks for (see :data:`ProgressOption`).
 
         Raises:
-            TypeError: ``progress`` is none of those.
+            ArgumentTypeError: naming ``progress``: none of those (a ``TypeError`` too).
         """
         if progress is None or isinstance(progress, bool):
             return cls(total, label, enabled=progress)
         if callable(progress):
             return cls(total, label, callback=progress)
-        raise TypeError(
-            f"progress must be a bool, None or a callable (done, total), got {progress!r}"
+        raise ArgumentTypeError(
+            "progress",
+            f"progress must be a bool, None or a callable (done, total), got {progress!r}",
         )
 
     def advance(self, amount: int = 1) -> None:

@@ -18,19 +18,35 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import logging
 import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic
 
 from typing_extensions import TypeVar
 
+from aiostream._arguments import listed
 from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.activity import Activity
-from aiostream.exceptions import ActivityNotFoundError, StorageError, ValidationError
+from aiostream.exceptions import (
+    ActivityNotFoundError,
+    ConfigurationError,
+    ConflictError,
+    StorageError,
+    ValidationError,
+)
 from aiostream.fanout import StoredActivities
 from aiostream.ids import ItemId
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
@@ -41,6 +57,8 @@ from aiostream.serializers import ActivitySerializer
 from aiostream.storage.base import Entry, FeedStorage
 from aiostream.storage.registry import default_storage
 from aiostream.verbs import VerbRegistry, default_registry
+
+logger = logging.getLogger("aiostream.feeds")
 
 __all__ = [
     "BaseFeed",
@@ -317,11 +335,14 @@ class BaseFeed(Generic[ItemT]):
                 (nothing is written).
         """
         activities = list(activities)
-        entries = await self.admit(self._io, self.serialize_activities(activities))
+        entries = self.serialize_activities(activities)
         if not entries:
             return
         max_length = self.max_length if self._should_trim(trim) else None
-        await self._io.add_to_timelines([self.key], entries, max_length=max_length, store=True)
+        io, keys = self._io, [self.key]
+        await self.write_new(
+            io, lambda e: io.add_to_timelines(keys, e, max_length=max_length, store=True), entries
+        )
         await self._announce(self._io, [self.key], "added", [i for i, _ in entries])
         self.metrics.on_feed_write(type(self).__name__, len(entries))
         await _maybe_await(self.on_update_feed(new=activities, deleted=[]))
@@ -401,9 +422,42 @@ class BaseFeed(Generic[ItemT]):
             )
 
     @classmethod
+    async def write_new(
+        cls,
+        io: FeedStorage,
+        write: Callable[[list[Entry]], Awaitable[dict[int, str]]],
+        entries: list[Entry],
+    ) -> None:
+        """Store new activities in ``io`` with ``write`` (``add_to_timelines(...,
+        store=True)`` or ``store_activities(..., only_new=True)``), which writes nothing
+        and returns the stored payloads when some differ from the entries'.
+
+        Raises:
+            ActivityConflictError: another activity is stored under one of the ids.
+            ConflictError: the stored payloads kept changing under the write.
+        """
+        differ = await write(entries)
+        # Stored before with other payloads, so nothing was written: with the same content
+        # (and only then), again with the stored payloads, first widened to the new `to`
+        # targets where the add brings some. Twice at most: a third difference is another
+        # writer changing them meanwhile.
+        for _ in range(2):
+            if not differ:
+                return
+            entries = cls.get_activity_serializer().admit(entries, differ)
+            widened = [(i, p) for i, p in entries if i in differ and p != differ[i]]
+            if widened:
+                await io.store_activities(widened)
+            differ = await write(entries)
+        if differ:
+            raise ConflictError.given_up(logger, f"activities {sorted(differ)} keep changing")
+
+    @classmethod
     async def admit(cls, io: FeedStorage, entries: list[Entry]) -> list[Entry]:
         """The serialized ``entries`` an add may store in ``io``: those not stored yet,
         and those stored with the same content (kept as stored, ``to`` targets joined).
+        A check that writes nothing (an import checks every chunk before the first);
+        adds write with :meth:`write_new`.
 
         Raises:
             ActivityConflictError: another activity is stored under one of the ids.
@@ -418,7 +472,8 @@ class BaseFeed(Generic[ItemT]):
         """Store activities in the activity storage only (no timeline); an activity
         stored with the same content changes nothing (see :meth:`admit`)."""
         io = _storage_of(target)
-        await io.store_activities(await target.admit(io, target.serialize_activities(activities)))
+        entries = target.serialize_activities(activities)
+        await target.write_new(io, functools.partial(io.store_activities, only_new=True), entries)
 
     @hybridmethod
     async def insert_activity(target: Any, activity: Activity) -> None:
@@ -564,9 +619,13 @@ class BaseFeed(Generic[ItemT]):
     async def __aiter__(self) -> AsyncIterator[ItemT]:
         """Every item, page by page (``page_size``), keyed on ids so writes in between
         neither repeat nor skip items (every live activity: see the class docstring)."""
+        size = self.page_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            name = type(self).__name__
+            raise ConfigurationError(f"page_size of {name} must be an int >= 1, got {size!r}")
         query = self._query
         while True:
-            page = await self._read(0, self.page_size, query)
+            page = await self._read(0, size, query)
             if not page:
                 return
             for item in page:
@@ -658,7 +717,7 @@ class UserBaseFeed(BaseFeed[ItemT]):
 
 def _ids_of(items: Iterable[Any]) -> list[int]:
     ids: list[int] = []
-    for item in items:
+    for item in listed(items, "activities", "a list of activities or ids"):
         if isinstance(item, int) and not isinstance(item, bool):
             ids.append(item)
         elif hasattr(item, "serialization_id"):

@@ -22,6 +22,7 @@ from typing import ClassVar, TypedDict
 
 from typing_extensions import TypeVar
 
+from aiostream._arguments import checked_flag
 from aiostream.activity import AggregatedActivity, NotificationActivity
 from aiostream.aggregators import BaseAggregator, NotificationAggregator
 from aiostream.feeds.aggregated import AggregatedFeed
@@ -110,15 +111,26 @@ class NotificationFeed(AggregatedFeed[NotificationT]):
         self, activities: Iterable[AggregatedActivity | int], seen: bool = True, read: bool = False
     ) -> None:
         """Mark groups (or group ids) seen and / or read. A group updated since it was
-        read has a new id, so marking the old id leaves the update unseen."""
+        read has a new id, so marking the old id leaves the update unseen.
+
+        Raises:
+            ValidationError: naming the argument: not a list of groups or ids, or
+                ``seen`` / ``read`` not a bool.
+        """
+        checked_flag(seen, "seen")
+        checked_flag(read, "read")
         ids = _ids_of(activities)
         if ids and (seen or read):
             await self._io.mark_groups(self.key, ids, seen=seen, read=read)
             await self._announce(self._io, [self.key], "marked", ids)
 
     async def mark_all(self, seen: bool = True, read: bool = False) -> None:
-        """Mark every group seen and / or read."""
-        if seen or read:
+        """Mark every group seen and / or read.
+
+        Raises:
+            ValidationError: ``seen`` or ``read`` is not a bool (``"no"`` is not False).
+        """
+        if checked_flag(seen, "seen") | checked_flag(read, "read"):
             await self._io.mark_groups(self.key, None, seen=seen, read=read)
             await self._announce(self._io, [self.key], "marked")
 

@@ -72,6 +72,7 @@ __all__ = [
     "check_maxima",
     "check_times",
     "renews",
+    "stored_differently",
 ]
 
 Entry = tuple[int, str]
@@ -238,8 +239,19 @@ class ActivityStorage(Protocol):
     Every method of this and the other storage protocols is a coroutine, safe to call
     concurrently from many tasks (and, for server backends, many processes)."""
 
-    async def store_activities(self, entries: Sequence[Entry]) -> None:
-        """Insert or overwrite activities in the shared activity storage."""
+    async def store_activities(
+        self, entries: Sequence[Entry], *, only_new: bool = False
+    ) -> dict[int, str]:
+        """Insert or overwrite activities in the shared activity storage.
+
+        Args:
+            only_new: Never overwrite a stored activity (an add): when one is stored under
+                an entry's id with another payload, write nothing at all.
+
+        Returns:
+            With ``only_new``, the stored payloads that differ from their entries', by
+            id (then nothing was written); else ``{}``.
+        """
 
     async def load_activities(self, ids: Sequence[int]) -> dict[int, str]:
         """Payloads of those ``ids`` that are stored (missing ones are left out)."""
@@ -260,7 +272,7 @@ class TimelineStorage(Protocol):
 
     async def add_to_timelines(
         self, keys: Sequence[str], entries: Sequence[Entry], *, max_length: int | None, store: bool
-    ) -> None:
+    ) -> dict[int, str]:
         """Add every entry to every feed in ``keys`` (idempotent).
 
         Args:
@@ -270,7 +282,14 @@ class TimelineStorage(Protocol):
                 atomically with the add.
             store: Also write ``entries`` into the activity storage in the same batch,
                 never after a timeline points at them: a read that met an entry before
-                its activity is stored would take it for a deleted one.
+                its activity is stored would take it for a deleted one. An add never
+                overwrites a stored activity: when one is stored under an entry's id
+                with another payload, nothing at all is written.
+
+        Returns:
+            With ``store``, the stored payloads that differ from their entries', by id
+            (then nothing was written: the caller compares them, see
+            :meth:`~aiostream.serializers.ActivitySerializer.admit`); else ``{}``.
         """
 
     async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
@@ -391,6 +410,16 @@ class LeaseStorage(Protocol):
 
 # Maxima are kept where an int is exact as a double too (Redis sorted-set scores).
 MAX_MAXIMUM = 1 << 53
+
+
+def stored_differently(stored: Mapping[int, str], entries: Sequence[Entry]) -> dict[int, str]:
+    """The payloads of ``stored`` that differ from their entry's, by id (what
+    :meth:`TimelineStorage.add_to_timelines` returns, from what a storage holds)."""
+    return {
+        activity_id: stored[activity_id]
+        for activity_id, payload in entries
+        if activity_id in stored and stored[activity_id] != payload
+    }
 
 
 def check_maxima(values: Mapping[str, int]) -> Mapping[str, int]:

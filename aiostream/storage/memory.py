@@ -28,6 +28,7 @@ from aiostream.storage.base import (
     check_maxima,
     check_times,
     renews,
+    stored_differently,
 )
 
 __all__ = ["MemoryStorage", "default_memory_storage", "storage_from_settings"]
@@ -188,9 +189,14 @@ class MemoryStorage:
 
     # -- activity storage ------------------------------------------------------------------
 
-    async def store_activities(self, entries: Sequence[Entry]) -> None:
+    async def store_activities(
+        self, entries: Sequence[Entry], *, only_new: bool = False
+    ) -> dict[int, str]:
         await checkpoint()
-        self.activities.update(entries)
+        differ = stored_differently(self.activities, entries) if only_new else {}
+        if not differ:
+            self.activities.update(entries)
+        return differ
 
     async def load_activities(self, ids: Sequence[int]) -> dict[int, str]:
         await checkpoint()
@@ -205,9 +211,12 @@ class MemoryStorage:
 
     async def add_to_timelines(
         self, keys: Sequence[str], entries: Sequence[Entry], *, max_length: int | None, store: bool
-    ) -> None:
+    ) -> dict[int, str]:
         await checkpoint()
         if store:
+            differ = stored_differently(self.activities, entries)
+            if differ:
+                return differ
             self.activities.update(entries)
         for key in keys:
             ids = self.timelines.setdefault(key, [])
@@ -215,6 +224,7 @@ class MemoryStorage:
                 _insert(ids, activity_id)
             if max_length is not None:
                 del ids[: max(len(ids) - max_length, 0)]
+        return {}
 
     async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
         await checkpoint()

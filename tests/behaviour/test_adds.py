@@ -8,7 +8,14 @@ from typing import Any
 
 import pytest
 
-from aiostream import Activity, ActivityConflictError, Love, ValidationError
+from aiostream import (
+    Activity,
+    ActivityConflictError,
+    ArgumentTypeError,
+    ConfigurationError,
+    Love,
+    ValidationError,
+)
 from aiostream.storage.base import FeedStorage
 from tests.behaviour.test_lifecycle import LifecycleManager
 from tests.helpers import TestAggregatedFeed, TestFeed, TestNotificationFeed, at
@@ -169,3 +176,62 @@ async def test_redelivered_fanouts_and_follows_count_once(manager: LifecycleMana
         assert group.activity_count == 20, name
     (group,) = await manager.get_feeds(10)["notification"][:]
     assert (group.is_seen(), group.is_read()) == (True, True)
+
+
+# -- every argument is checked before the first write ------------------------------------
+
+
+async def nothing_written(manager: LifecycleManager) -> None:
+    for user in (1, 10):
+        assert await manager.get_user_feed(user)[:] == []
+        assert await manager.get_feeds(user)["normal"][:] == []
+
+
+async def test_an_import_checks_every_chunk_before_the_first(manager: LifecycleManager) -> None:
+    good = [Activity(1, Love, n, time=at(n)) for n in range(6)]
+    bad = Activity(1, Love, 99, time=at(99), extra_context={"x": object()})
+    with pytest.raises(ValidationError, match=r"extra_context"):
+        await manager.batch_import(1, [*good, bad], chunk_size=2)
+    await nothing_written(manager)
+    stored = Activity(1, Love, 3, time=at(3), extra_context={"v": 1})
+    await manager.get_user_feed(7).insert_activity(stored)  # another activity under an id
+    with pytest.raises(ActivityConflictError):
+        await manager.batch_import(1, good, chunk_size=2)
+    await nothing_written(manager)
+
+
+async def test_an_import_takes_any_iterable(manager: LifecycleManager) -> None:
+    await manager.batch_import(1, (Activity(1, Love, n, time=at(n)) for n in range(3)))
+    assert len(await manager.get_feeds(10)["normal"][:]) == 3
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda m: m.batch_import(1, [], progress="yes"), "progress"),
+        (lambda m: m.batch_import(1, Activity(1, Love, 1, time=at(1))), "activities"),
+        (lambda m: m.batch_import(1, [], fanout="no"), "fanout"),
+        (lambda m: m.update_user_activities(Activity(1, Love, 1, time=at(1))), "activities"),
+        (lambda m: m.get_feeds(1)["notification"].mark_activities(5), "activities"),
+        (lambda m: m.get_feeds(1)["notification"].mark_all(seen="no"), "seen"),
+        (lambda m: m.get_feeds(1)["notification"].mark_activity(1, read="yes"), "read"),
+        (lambda m: m.get_feeds(1)["normal"].remove_many(5), "activities"),
+    ],
+)
+async def test_wrong_argument_types_name_the_argument(
+    manager: LifecycleManager, call: Any, field: str
+) -> None:
+    with pytest.raises(ArgumentTypeError, match=rf"^{field}: ") as caught:
+        await call(manager)
+    assert isinstance(caught.value, ValidationError) and isinstance(caught.value, TypeError)
+
+
+async def test_a_page_size_below_one_is_refused(storage: FeedStorage) -> None:
+    class Pageless(TestFeed):
+        page_size = 0
+
+    feed = Pageless(1, storage=storage)
+    await feed.add(Activity(1, Love, 1, time=at(1)))
+    with pytest.raises(ConfigurationError, match="page_size"):
+        async for _ in feed:
+            pass

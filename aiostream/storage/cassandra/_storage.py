@@ -51,6 +51,7 @@ from aiostream.storage.base import (
     check_maxima,
     check_times,
     renews,
+    stored_differently,
 )
 from aiostream.storage.cassandra._bridge import Row
 from aiostream.storage.cassandra._client import MAX_LIMIT, CassandraClient, chunks, sized_chunks
@@ -112,9 +113,14 @@ class CassandraStorage(CassandraClient):
         # UNSET leaves a column alone instead of writing a null (a tombstone).
         return tuple(values.get(c, UNSET_VALUE) for c in self.extra_columns)
 
-    async def store_activities(self, entries: Sequence[Entry]) -> None:
+    async def store_activities(
+        self, entries: Sequence[Entry], *, only_new: bool = False
+    ) -> dict[int, str]:
+        if only_new:  # as add_to_timelines with no timeline
+            return await self.add_to_timelines([], entries, max_length=None, store=True)
         rows = [(i, p, *self._extras((i, p))) for i, p in dict(entries).items()]
         await self._store_rows(rows)
+        return {}
 
     async def _store_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if len(rows) <= 1:
@@ -185,14 +191,21 @@ class CassandraStorage(CassandraClient):
 
     async def add_to_timelines(
         self, keys: Sequence[str], entries: Sequence[Entry], *, max_length: int | None, store: bool
-    ) -> None:
+    ) -> dict[int, str]:
         # Extra column values are computed once, before any write, so a failing hook
         # writes nothing.
         rows = [(i, p, *self._extras((i, p))) for i, p in dict(entries).items()]
+        if store and rows:
+            # An add never overwrites a stored activity: what is stored is read first
+            # (a lightweight transaction per activity would cost four round trips).
+            stored = await self.load_activities([i for i, _ in entries])
+            differ = stored_differently(stored, entries)
+            if differ:
+                return differ
         if not rows or not keys:
             if store:
                 await self._store_rows(rows)
-            return
+            return {}
         feeds = list(keys)  # a snapshot; deduplicated by the driver's thread, not here
         # Each timeline row keeps a copy of its payload (see read_timeline).
         batches = sized_chunks(rows, lambda row: len(row[1]))
@@ -225,6 +238,7 @@ class CassandraStorage(CassandraClient):
             await self._store_rows(rows)
 
         await self._all([keep, fanout] if store else [fanout])
+        return {}
 
     async def remove_from_timelines(self, keys: Sequence[str], ids: Sequence[int]) -> None:
         ns, ids, feeds = self.namespace, list(dict.fromkeys(ids)), list(keys)

@@ -94,21 +94,27 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
 
     # -- activity storage ------------------------------------------------------------------
 
-    async def store_activities(self, entries: Sequence[Entry]) -> None:
-        """Insert or overwrite activities (one ``HSET`` per shard, pipelined).
+    async def store_activities(
+        self, entries: Sequence[Entry], *, only_new: bool = False
+    ) -> dict[int, str]:
+        """Insert or overwrite activities (one ``HSET`` per shard, pipelined); with
+        ``only_new``, as :meth:`add_to_timelines` with no timeline (one script).
 
         Raises:
             ValidationError: an id outside ``0..2**104-1``.
             StorageError: Redis failed (subclasses for down / timeout).
         """
         if not entries:
-            return
+            return {}
+        if only_new:
+            return await self.add_to_timelines([], entries, max_length=None, store=True)
         commands = self._store_commands(entries)
         async with self._op("store_activities"):
             if len(commands) == 1:
                 await self._c.execute_command(*commands[0])
             else:
                 await self._pipeline(lambda pipe: [pipe.execute_command(*c) for c in commands])
+        return {}
 
     async def load_activities(self, ids: Sequence[int]) -> dict[int, str]:
         """Payloads of the stored ``ids``; missing ones are left out."""

@@ -12,7 +12,7 @@ from redis.client import NEVER_DECODE
 
 from aiostream.ids import ID_KEY_WIDTH, MAX_ID, checked_key, id_to_key, is_id
 from aiostream.query import Query
-from aiostream.storage.base import Entry, LiveWindow
+from aiostream.storage.base import Entry, LiveWindow, stored_differently
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import RedisBase, _check_length, _entries, _text
 from aiostream.storage.redis._layout import (
@@ -31,8 +31,10 @@ class RedisTimelines(RedisBase):
 
     async def add_to_timelines(
         self, keys: Sequence[str], entries: Sequence[Entry], *, max_length: int | None, store: bool
-    ) -> None:
-        """Add every entry to every feed, trimming each atomically with its add.
+    ) -> dict[int, str]:
+        """Add every entry to every feed, trimming each atomically with its add; with
+        ``store``, only when no activity is stored with another payload (else returns
+        those, having written nothing: see the protocol).
 
         Raises:
             ValidationError: an id outside ``0..2**104-1`` or a negative ``max_length``
@@ -56,11 +58,18 @@ class RedisTimelines(RedisBase):
                             for t in timelines
                         ]
                     )
-            return
+            return {}
         stores = self._store_commands(entries) if store else []
         if not timelines and not stores:
-            return
+            return {}
         async with self._op("add_to_timelines"):
+            one_script = len(timelines) <= self.chunk_size and len(entries) <= self.chunk_size
+            if stores and (self.cluster or not one_script):
+                # Not the one-script path (which checks on the server): read first.
+                found = await self._load_hexes([checked_key(i) for i, _ in entries])
+                differ = stored_differently({int(h, 16): p for h, p in found.items()}, entries)
+                if differ:
+                    return differ
             if self.cluster:
                 if stores:
                     # Stored first: the nodes of one cluster pipeline run its commands in
@@ -75,12 +84,12 @@ class RedisTimelines(RedisBase):
                     [],
                     lambda pipe: self._queue_cluster_add(pipe, timelines, members, trim, []),
                 )
-                return
+                return {}
             args = [trim, *members]
             size = self.chunk_size
             if not stores and len(timelines) <= size:
                 await scripts.ADD_TO_TIMELINES(self._c, timelines, args)
-                return
+                return {}
             if len(timelines) <= size and len(entries) <= size:
                 # The feed.add path: one command instead of a pipeline of several.
                 shard_keys, shards = self._shard_keys, self.activity_shards
@@ -88,12 +97,15 @@ class RedisTimelines(RedisBase):
                 for (_, payload), member in zip(entries, members, strict=True):
                     pairs.append(member)
                     pairs.append(payload)
-                await scripts.STORE_AND_ADD(
+                reply = await scripts.STORE_AND_ADD(
                     self._c,
                     [*timelines, *(shard_keys[shard_of(i, shards)] for i, _ in entries)],
                     pairs,
                 )
-                return
+                if isinstance(reply, list):  # stored with other payloads: nothing written
+                    stored = zip(reply[::2], reply[1::2], strict=True)
+                    return {int(_text(h), 16): _text(p) for h, p in stored}
+                return {}
 
             def fill(pipe: Any) -> None:
                 for command in stores:
@@ -102,6 +114,7 @@ class RedisTimelines(RedisBase):
                     scripts.ADD_TO_TIMELINES.queue(pipe, timelines[i : i + size], args)
 
             await self._pipeline(fill)
+        return {}
 
     async def _cluster_fanout(
         self,
