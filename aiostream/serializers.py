@@ -81,6 +81,7 @@ __all__ = [
     "AggregatedActivitySerializer",
     "FORMAT_VERSION",
     "GROUP_FORMAT_VERSION",
+    "MAX_ACTIVITY_BYTES",
     "MAX_NESTING",
     "MergeParts",
     "encode_value",
@@ -89,6 +90,11 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """Version of the stored activity format."""
+MAX_ACTIVITY_BYTES = 256 * 1024
+"""The most an activity may take stored (its payload, UTF-8), on every backend: larger is
+a SerializationError naming ``extra_context`` before anything is written. A group embeds
+up to 15 of them, and Cassandra refuses a write over 16 MiB; a feed keeps references and
+small data, not files."""
 MAX_NESTING = 100
 """How deep lists and dicts may nest in ``extra_context`` (``extra_context`` itself not
 counted): ``{"a": [[1]]}`` nests 2 deep. Deeper is a SerializationError; the limit keeps
@@ -432,10 +438,19 @@ class ActivitySerializer(DeclaresCapabilities, Generic[A]):
         """Serialize one activity.
 
         Raises:
-            SerializationError: wrong class, or ``extra_context`` holds an unstorable value.
+            SerializationError: wrong class, ``extra_context`` holds an unstorable value,
+                or the activity takes more than :data:`MAX_ACTIVITY_BYTES` stored.
         """
         self.check(activity)
-        return _dumps([FORMAT_VERSION, *self.to_data(activity)])
+        payload = _dumps([FORMAT_VERSION, *self.to_data(activity)])
+        # (a char is at most 4 UTF-8 bytes: most payloads need no encoding to tell)
+        if len(payload) * 4 > MAX_ACTIVITY_BYTES and len(payload.encode()) > MAX_ACTIVITY_BYTES:
+            raise SerializationError(
+                "extra_context",
+                f"the activity takes {len(payload.encode()):,} bytes stored, more than "
+                f"the {MAX_ACTIVITY_BYTES:,} every backend takes (MAX_ACTIVITY_BYTES)",
+            )
+        return payload
 
     def admit(
         self, entries: Sequence[tuple[int, str]], stored: Mapping[int, str | bytes]

@@ -67,13 +67,24 @@ def _group_record(name: str, data: str, unseen: bool = False, unread: bool = Fal
     )
 
 
+MAX_POSITION = 2**32
+"""Past any position in a Redis sorted set (which holds at most ``2**32 - 1`` members):
+larger bounds and lengths are clamped to it, so they mean what they mean on every other
+backend instead of overflowing Redis's integers or Lua's doubles."""
+
+
+def clamped(value: int) -> int:
+    """A position or length, clamped to :data:`MAX_POSITION` (same answer, any size)."""
+    return value if value < MAX_POSITION else MAX_POSITION
+
+
 def _check_length(name: str, value: int | None) -> int:
-    """``-1`` for None (the scripts' "no trim"), else a non-negative int."""
+    """``-1`` for None (the scripts' "no trim"), else a non-negative int (clamped)."""
     if value is None:
         return -1
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValidationError(name, f"expected a non-negative int or None, got {value!r}")
-    return value
+    return clamped(value)
 
 
 def _ttl_ms(ttl: float) -> int:

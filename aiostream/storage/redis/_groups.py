@@ -19,7 +19,13 @@ from aiostream.ids import ID_KEY_WIDTH, checked_key, valid_keys
 from aiostream.query import Query
 from aiostream.storage.base import GroupChanges, GroupMerge, GroupRecord, GroupRewrite
 from aiostream.storage.redis import _scripts as scripts
-from aiostream.storage.redis._base import RedisBase, _check_length, _group_record, _text
+from aiostream.storage.redis._base import (
+    RedisBase,
+    _check_length,
+    _group_record,
+    _text,
+    clamped,
+)
 from aiostream.storage.redis._layout import GROUP_KEY_SUFFIXES, group_bounds
 
 logger = logging.getLogger("aiostream.storage.redis")
@@ -34,6 +40,7 @@ class RedisGroups(RedisBase):
         self, key: str, start: int, stop: int | None, query: Query, *, markers: bool
     ) -> list[GroupRecord]:
         """The ``[start:stop]`` window of groups under ``query`` (one script)."""
+        start, stop = clamped(start), None if stop is None else clamped(stop)
         if query.is_empty or (stop is not None and stop <= start):
             return []
         low, high = group_bounds(query)

@@ -47,7 +47,7 @@ from aiostream.ids import valid_keys
 from aiostream.query import Query
 from aiostream.storage.base import Entry, MergedPage, check_maxima, check_times
 from aiostream.storage.redis import _scripts as scripts
-from aiostream.storage.redis._base import _entries, _text, _ttl_ms
+from aiostream.storage.redis._base import _entries, _text, _ttl_ms, clamped
 from aiostream.storage.redis._groups import RedisGroups
 from aiostream.storage.redis._layout import timeline_bounds
 from aiostream.storage.redis._timelines import RedisTimelines
@@ -249,6 +249,7 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
         many nodes) and for an ascending query."""
         if self._reads is None or not query.descending:
             return None
+        stop = clamped(stop)
         if query.is_empty or stop <= 0:
             return MergedPage([], [], known)
         low, high = timeline_bounds(query)

@@ -14,7 +14,7 @@ from aiostream.ids import ID_KEY_WIDTH, MAX_ID, checked_key, id_to_key, is_id
 from aiostream.query import Query
 from aiostream.storage.base import Entry, LiveWindow, stored_differently
 from aiostream.storage.redis import _scripts as scripts
-from aiostream.storage.redis._base import RedisBase, _check_length, _entries, _text
+from aiostream.storage.redis._base import RedisBase, _check_length, _entries, _text, clamped
 from aiostream.storage.redis._layout import (
     member_bounds,
     member_id,
@@ -226,6 +226,7 @@ class RedisTimelines(RedisBase):
         them), two on a cluster (the range, then the payloads; entries whose activity is
         gone cost a removal and another range and read).
         """
+        start, stop = clamped(start), None if stop is None else clamped(stop)
         if query.is_empty or (stop is not None and stop <= start):
             return []
         count = -1 if stop is None else stop - start
