@@ -75,11 +75,13 @@ def to_utc(value: dt.datetime) -> dt.datetime:
     """Return ``value`` as an aware UTC datetime.
 
     The rule: a naive datetime is taken to be UTC already (as ``datetime.utcnow()``
-    and Stream Framework produce); an aware one is converted to UTC.
+    and Stream Framework produce); an aware one is converted to UTC. ``fold`` is 0 in
+    the result: UTC has no repeated hour, and a time read back always has fold 0.
     """
     if value.tzinfo is None or value.utcoffset() is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
+        return value.replace(tzinfo=dt.UTC, fold=0)
+    utc = value.astimezone(dt.UTC)
+    return utc.replace(fold=0) if utc.fold else utc
 
 
 def check_time(value: dt.datetime, field: str = "time") -> dt.datetime:

@@ -4,6 +4,8 @@ them before anything is written."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from aiostream import Activity, Love, SerializationError
@@ -74,3 +76,20 @@ async def test_an_activity_over_the_size_limit_is_refused_everywhere(
     (group,) = await manager.get_feeds(10)["aggregated"][:]
     assert group.activity_count == 1
     assert await manager.get_activities([big.serialization_id]) == []
+
+
+async def test_a_time_with_fold_reads_back_as_it_went_in(storage: FeedStorage) -> None:
+    """``fold=1`` (the second of a repeated local hour) on a naive or a UTC time names
+    the same instant as ``fold=0``: it is normalised on the way in, so what is read back
+    equals what was written, field by field."""
+    feed = TestFeed(1, storage=storage)
+    naive = dt.datetime(2024, 5, 1, 12, 0, fold=1)
+    utc = dt.datetime(2024, 5, 1, 13, 0, fold=1, tzinfo=dt.UTC)
+    written = [Activity(1, Love, 1, time=naive), Activity(1, Love, 2, time=utc)]
+    assert [a.time.fold for a in written] == [0, 0]
+    await feed.add_many(written)
+    back = await feed[:]
+    assert [(a.object_id, a.time, a.time.fold) for a in back] == [
+        (2, utc.replace(fold=0), 0),
+        (1, naive.replace(tzinfo=dt.UTC, fold=0), 0),
+    ]
