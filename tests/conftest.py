@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase, ReadOnlyDatabase
 
 from aiostream.storage.base import FeedStorage
 from tests.backends import Backend, discover
@@ -40,6 +42,30 @@ REQUIRE_ARQ = _flag("AIOSTREAM_REQUIRE_ARQ")
 WITHOUT_ARQ = _flag("AIOSTREAM_WITHOUT_ARQ")
 TESTS = Path(__file__).resolve().parent
 collect_ignore = [] if ARQ_INSTALLED else ["arq"]
+
+# Hypothesis: a failure found once is replayed on every later run, everywhere. Property
+# tests save the examples that failed in tests/hypothesis-examples/ (committed with the
+# suite: .gitignore ignores .hypothesis/, Hypothesis's default place) and replay them
+# before drawing new ones (tests/hypothesis-examples/README.md). Locally ("dev") the
+# database is written: a failure found is saved there (commit the new files to pin it
+# for everyone) and an example that passes again is dropped. Under CI=true ("ci") it is
+# read-only: CI replays what is committed and never writes; it still draws new examples
+# on every run (Hypothesis's own "ci" profile, loaded whenever a CI variable is set,
+# derandomizes and has no database: it would only hide what a new run could find) and
+# prints the blob that reproduces a new failure. Example counts are the tests' own.
+# HYPOTHESIS_PROFILE=dev or ci chooses; so does pytest --hypothesis-profile.
+HYPOTHESIS_EXAMPLES = TESTS / "hypothesis-examples"
+_examples = DirectoryBasedExampleDatabase(HYPOTHESIS_EXAMPLES)
+settings.register_profile(
+    "dev", settings.get_profile("default"), database=_examples, print_blob=True
+)
+settings.register_profile(
+    "ci",
+    settings.get_profile("ci"),  # Hypothesis's: no deadline, too_slow allowed, blobs
+    derandomize=False,
+    database=ReadOnlyDatabase(_examples),
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if IN_CI else "dev"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

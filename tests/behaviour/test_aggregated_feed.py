@@ -121,15 +121,38 @@ async def test_remove_by_id_scans_the_feed(make_feed: Any) -> None:
     assert sorted(len(g.activities) for g in groups) == [1, 2]
 
 
+def groups_by_day(activities: list[Activity]) -> list[tuple[str, list[Activity]]]:
+    """What RecentVerbAggregator makes of loves: one group a day, newest group first,
+    each holding its activities oldest first."""
+    days: dict[str, list[Activity]] = {}
+    for activity in sorted(activities, key=lambda a: a.time):
+        days.setdefault(f"{Love.id}-{activity.time.date()}", []).append(activity)
+    return list(reversed(days.items()))
+
+
 async def test_large_remove(make_feed: Any) -> None:
+    # 600 loves by 50 actors, two hours apart: 51 groups (one a day; six on the first
+    # day, from noon, then twelve a day, under the 15 a group keeps, so none is let go).
     feed = make_feed(TestAggregatedFeed)
-    activities = [Activity(i % 50, Love, i, time=at(i * 60)) for i in range(600)]
+    activities = [Activity(i % 50, Love, i, time=at(i * 7200)) for i in range(600)]
     await feed.add_many(activities)
-    groups_before = await feed.count()
-    await feed.remove_many(activities[:100])
+    before = groups_by_day(activities)
+    assert len(before) == 51
+    assert [(g.group, g.activities) for g in await feed[:]] == before
+
+    removed, kept = activities[:100], activities[100:]
+    await feed.remove_many(removed)
+    # Eight days are emptied and gone, the ninth keeps its last two, the 42 newest are
+    # untouched: exactly the kept activities, in their groups, in order.
+    after = groups_by_day(kept)
+    assert [(name, len(group)) for name, group in after[-2:]] == [
+        (before[-10][0], 12),
+        (before[-9][0], 2),
+    ]
     groups = await feed[:]
-    assert all(a not in activities[:100] for g in groups for a in g.activities)
-    assert len(groups) <= groups_before
+    assert [(g.group, g.activities) for g in groups] == after
+    assert all(g.minimized_activities == 0 for g in groups)
+    assert await feed.count() == len(after) == 43
 
 
 async def test_trim_keeps_newest_groups(make_feed: Any) -> None:
