@@ -7,7 +7,6 @@ these names:
 ===================== ==========================================================
 ``read:<user>``       when the user last read (recorded at most once an hour)
 ``stale:<feed>:<u>``  the user's flat feed ``<feed>`` missed a write: rebuild it
-``pulled:<user>``     since when the user's posts may skip followers (sticky)
 ``rate.post:<user>``  decayed count of the user's posts
 ``rate.read:<user>``  decayed count of the user's reads
 ===================== ==========================================================
@@ -36,7 +35,6 @@ from aiostream.feeds.base import BaseFeed, format_key, plain_user_id
 from aiostream.ids import DIGEST_BITS
 from aiostream.leases import lease
 from aiostream.materialize import (
-    PULL_GRACE,
     MaterializationPolicy,
     SelectivePolicy,
     decayed_count,
@@ -70,10 +68,6 @@ def read_name(user: object) -> str:
 
 def stale_name(feed: str, user: object) -> str:
     return f"stale:{feed}:{user}"
-
-
-def pulled_name(user: object) -> str:
-    return f"pulled:{user}"
 
 
 def post_rate_name(user: object) -> str:
@@ -137,8 +131,6 @@ class Materializer:
         self.flat_feeds = frozenset(n for n, c in manager.feed_classes.items() if is_flat(c))
         # "<feed>:<user>" -> until when this process need not look at its read state
         self._fresh: dict[str, float] = {}
-        # producer id -> since when it is pulled (sticky: trusted forever)
-        self._pulled: dict[Any, float] = {}
         # producer id -> the key of its user feed (a read names each followee's)
         self._keys: dict[Any, str] = {}
         # The first _known members of the maxima, in joining order, and the rest this
@@ -182,12 +174,11 @@ class Materializer:
         """The chunks of an add of ``activities`` by ``producer``: none for flat feeds
         when the producer is pulled (past its grace), and the others tagged with the
         producer when the workers choose followers (inactive ones, rates)."""
-        policy, now = self.policy, self.manager.now()
+        policy = self.policy
         producer = plain_user_id(producer, "user_id")
-        skip = False
-        if policy.pulls_all(sum(len(ids) for ids in followers.values())):
-            since = await self._flag_pulled(producer, now)
-            skip = now - since >= PULL_GRACE
+        # Pulled from its first post over the threshold: the maximum, raised before any
+        # follower is skipped, is all a reader needs to know of it.
+        skip = policy.pulls_all(sum(len(ids) for ids in followers.values()))
         tag = policy.inactive_after is not None or policy.keeps_rates
         planned = []
         for chunk in chunks:
@@ -212,11 +203,7 @@ class Materializer:
             count = await count
         if count is None or not self.policy.pulls_all(count):
             return False
-        now = self.manager.now()
-        producer = plain_user_id(producer, "user_id")
-        if now - await self._flag_pulled(producer, now) < PULL_GRACE:
-            return False
-        await self._note_skipped(producer, activities)
+        await self._note_skipped(plain_user_id(producer, "user_id"), activities)
         return True
 
     async def _note_skipped(self, producer: Any, activities: Sequence[Activity]) -> None:
@@ -225,18 +212,6 @@ class Materializer:
         if activities:
             newest = max(a.serialization_id >> DIGEST_BITS for a in activities)
             await self.states.raise_maxima(POSTED, {self._key(producer): newest})
-
-    async def _flag_pulled(self, producer: Any, now: float) -> float:
-        key = producer
-        if key in self._pulled:
-            return self._pulled[key]
-        name = pulled_name(producer)
-        found = await self.states.load_states([name])
-        since = float(found[name]) if name in found else now
-        if name not in found:
-            await self.states.store_states({name: repr(now)})
-        _remember(self._pulled, key, since)
-        return since
 
     # -- fanout, where a chunk is written ----------------------------------------------------
 
@@ -253,12 +228,10 @@ class Materializer:
         rates = policy.keeps_rates and producer is not None
         if rates:
             names += [read_rate_name(u) for u in users]
-            names += [post_rate_name(producer), pulled_name(producer)]
+            names.append(post_rate_name(producer))
         found = await self.states.load_states(names)
         marks: dict[str, str] = {}
         post_rate = decayed_rate(found.get(post_rate_name(producer)), now, policy.half_life)
-        pulled_since = found.get(pulled_name(producer))
-        may_skip = pulled_since is not None and now - float(pulled_since) >= PULL_GRACE
         written, skipped = [], False
         for user in users:
             if policy.inactive_after is not None:
@@ -270,17 +243,13 @@ class Materializer:
             if rates:
                 read_rate = decayed_rate(found.get(read_rate_name(user)), now, policy.half_life)
                 if not policy.pushes(post_rate, read_rate):
-                    if may_skip:
-                        skipped = True
-                        continue
-                    if pulled_since is None:  # readers must learn it before anyone is skipped
-                        pulled_since = repr(now)
-                        marks[pulled_name(producer)] = pulled_since
+                    skipped = True
+                    continue
             written.append(user)
+        if skipped:  # before the chunk is written: see _note_skipped
+            await self._note_skipped(producer, activities)
         if marks:
             await self.states.store_states(marks)
-        if skipped:
-            await self._note_skipped(producer, activities)
         return tuple(written)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -308,19 +277,40 @@ class Materializer:
         following = await checked_following(self.manager, user)
         if not following:
             return await feed._read_stored(start, stop, query)
-        # Every followee is a source; those with a maximum are the ones whose posts
-        # skipped followers (only they hold anything the feed may lack).
+        # A feed shows its newest max_length entries, as a pushed feed trimmed at each
+        # write holds them: a window past them is empty, and a filtered or oldest-first
+        # read sees only those (the id of the last one bounds it).
+        limit = feed.max_length
+        if start >= limit or (stop is not None and stop <= start):
+            return []
+        stop = limit if stop is None else min(stop, limit)
         sources = self._keys_of(following)
-        loads = feed.get_activity_serializer().loads_entries
-        if stop is None or not query.descending:
-            posted = await self.states.load_maxima(POSTED, sources)
-            keys = [feed.key, *(k for k in sources if k in posted)]
-            return loads(await self._merged(keys, start, stop, query))
+        if not query.is_default:
+            last = await self._entries(feed, sources, limit - 1, limit, Query())
+            if last:
+                query = query.filter(activity_id__gte=last[0][0])
+        entries = await self._entries(feed, sources, start, stop, query)
+        return feed.get_activity_serializer().loads_entries(entries)
+
+    async def _entries(
+        self, feed: BaseFeed[Any], sources: Sequence[str], start: int, stop: int, query: Query
+    ) -> list[Entry]:
+        """``[start:stop]`` under ``query`` of the entries of ``feed`` merged with those
+        of the user feeds ``sources`` (every followee is a source; those with a maximum
+        are the ones whose posts skipped followers: only they hold anything the feed may
+        lack)."""
         io = feed._io
+        if not query.descending:
+            own, posted = await gather(
+                io.read_timeline(feed.key, 0, stop, query),
+                self.states.load_maxima(POSTED, sources),
+            )
+            others = await self._pages([k for k in sources if k in posted], stop, query)
+            return _merge([own, *others], start, stop, query.descending)
         if feed.storage is self.user_storage and isinstance(io, MergedReadStorage):
             entries = await self._read_in_storage(io, feed.key, sources, stop, query)
             if entries is not None:
-                return loads(entries[start:stop])
+                return entries[start:stop]
         # One round trip for the feed's own page and the followees' newest skipping
         # posts; then the pages of those that may reach it.
         own, posted = await gather(
@@ -328,7 +318,7 @@ class Materializer:
             self.states.load_maxima(POSTED, sources),
         )
         ranked = sorted(((newest, key) for key, newest in posted.items()), reverse=True)
-        return loads(await self._pruned_merge(own, ranked, start, stop, query))
+        return await self._pruned_merge(own, ranked, start, stop, query)
 
     async def _read_in_storage(
         self, io: MergedReadStorage, key: str, keys: Sequence[str], stop: int, query: Query
@@ -383,12 +373,10 @@ class Materializer:
         """The user feeds' storage, as their own reads use it (timed if need be)."""
         return self.manager.user_feed_class._io_for(self.user_storage, None)
 
-    async def _merged(
-        self, keys: Sequence[str], start: int, stop: int | None, query: Query
-    ) -> list[Entry]:
-        """``[start:stop]`` under ``query`` of the entries of the feeds ``keys``
-        together: the first ``stop`` of the union are among each feed's first ``stop``,
-        so each is read once, all at once (on a standalone Redis, one round trip)."""
+    async def _pages(self, keys: Sequence[str], stop: int, query: Query) -> list[Sequence[Entry]]:
+        """The first ``stop`` entries under ``query`` of each of the user feeds ``keys``
+        (the first ``stop`` of their union are among them), all at once (on a
+        standalone Redis, one round trip)."""
         io = self._user_io
         pages: list[Sequence[Entry]] = [() for _ in keys]
 
@@ -396,7 +384,7 @@ class Materializer:
             pages[index] = await io.read_timeline(keys[index], 0, stop, query)
 
         await run_each(range(len(keys)), page)
-        return _merge(pages, start, stop, query.descending)
+        return pages
 
     async def _pruned_merge(
         self,
@@ -489,14 +477,11 @@ class Materializer:
 
     async def _copy_followees(self, feed: BaseFeed[Any], user: Any) -> None:
         following = await checked_following(self.manager, user)
-        # Followees whose posts skipped followers are merged at read time instead.
-        keys = self._keys_of(following)
-        merged = await self.states.load_maxima(POSTED, keys)
-        sources = [
-            self.manager.user_feed_class(p, storage=self.user_storage)
-            for p, key in zip(following, keys, strict=True)
-            if key not in merged
-        ]
+        # Every followee, those in the maxima too: a read merges a followee only down to
+        # its maximum, and a post of theirs that skipped this feed as inactive (pushed,
+        # not pulled: a producer back under the threshold, or one whose first skipping
+        # post was backdated) is newer than it.
+        sources = [self.manager.user_feed_class(p, storage=self.user_storage) for p in following]
         pages: list[list[Any]] = []
 
         async def page(source: BaseFeed[Any]) -> None:

@@ -45,16 +45,11 @@ from aiostream.exceptions import ConfigurationError
 
 __all__ = [
     "MaterializationPolicy",
-    "PULL_GRACE",
     "RatePolicy",
     "SelectivePolicy",
     "decayed_count",
     "decayed_rate",
 ]
-
-PULL_GRACE = 60.0
-"""Seconds a newly pulled producer's posts are still pushed, so that every reader has
-learnt it is pulled (reads trust "not pulled" for less than this) before they stop."""
 
 DAY = 86400.0
 

@@ -29,7 +29,6 @@ from aiostream import (
     UserBaseFeed,
 )
 from aiostream.materialize import (
-    PULL_GRACE,
     MaterializationPolicy,
     RatePolicy,
     SelectivePolicy,
@@ -166,10 +165,8 @@ def test_every_page_is_the_push_everything_page(
                     for manager in (push, selective):
                         await manager.unfollow_user(who, target)
                 elif op == "wait":
-                    # Past a grace period, an hour's recording, or an inactivity limit.
-                    clock.now += data.draw(
-                        st.sampled_from([PULL_GRACE + 1, HOUR, 4 * HOUR]), label="wait"
-                    )
+                    # A minute, an hour's recording, or an inactivity limit.
+                    clock.now += data.draw(st.sampled_from([61.0, HOUR, 4 * HOUR]), label="wait")
                 else:
                     await same_pages(push, selective, data.draw(user, label="reader"), data)
             for reader in USERS:

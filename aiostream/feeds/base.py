@@ -619,13 +619,20 @@ class BaseFeed(Generic[ItemT]):
     async def __aiter__(self) -> AsyncIterator[ItemT]:
         """Every item, page by page (``page_size``), keyed on ids so writes in between
         neither repeat nor skip items (every live activity: see the class docstring)."""
+        async for item in self._paged(self._read):
+            yield item
+
+    async def _paged(
+        self, read: Callable[[int, int | None, Query], Awaitable[list[Any]]]
+    ) -> AsyncIterator[Any]:
+        """:meth:`__aiter__` with pages read by ``read``."""
         size = self.page_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             name = type(self).__name__
             raise ConfigurationError(f"page_size of {name} must be an int >= 1, got {size!r}")
         query = self._query
         while True:
-            page = await self._read(0, size, query)
+            page = await read(0, size, query)
             if not page:
                 return
             for item in page:
@@ -691,9 +698,12 @@ class BaseFeed(Generic[ItemT]):
         matched as users are, by their id's text (``7`` and ``"7"``, a UUID and its str,
         are one user, as they are one feed)."""
         actors = {str(a) for a in actor_ids}
+        # The feed's own timeline, never through a Manager's policy: the library's own
+        # reads are no user's (no rebuild, no read recorded).
+        read = self._read_stored if self._materializer is not None else self._read
         doomed = [
             a
-            async for item in self
+            async for item in self._paged(read)
             for a in self.inner_activities(item)
             if str(a.actor_id) in actors
         ]

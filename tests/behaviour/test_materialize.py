@@ -24,7 +24,7 @@ from aiostream import (
     ValidationError,
 )
 from aiostream.ids import DIGEST_BITS
-from aiostream.materialize import PULL_GRACE, RatePolicy, SelectivePolicy
+from aiostream.materialize import RatePolicy, SelectivePolicy
 from aiostream.storage.base import FeedStorage
 from tests.helpers import T0
 
@@ -88,13 +88,12 @@ async def test_a_pulled_producer_is_written_to_no_flat_feed_and_read_by_its_foll
 ) -> None:
     manager = Pulling(storage=storage)
     first = pin(1, manager)
-    await manager.add_user_activity(1, first)  # pulled from now on, still pushed in grace
-    assert await stored(manager, 2) == [first]
-    manager.clock += PULL_GRACE
+    await manager.add_user_activity(1, first)  # over the threshold: pulled from its first post
+    assert await stored(manager, 2) == []
     later = [pin(n, manager) for n in (2, 3)]
     for activity in later:
         await manager.add_user_activity(1, activity)
-    assert await stored(manager, 2) == [first]  # nothing written past the grace
+    assert await stored(manager, 2) == []  # nothing written
     feed = manager.get_feeds(2)["flat"]
     assert await feed[:] == [later[1], later[0], first]
     assert await feed[1:2] == [later[0]]
@@ -120,12 +119,11 @@ class Wide(SelManager):
 
 
 async def posted_round_robin(manager: Wide, rounds: int) -> list[Activity]:
-    """Each producer posts once (pushed: it is flagged pulled, in its grace), then once
-    per round, producers 1..12 in turn (pulled). Reader 100's whole feed, newest first."""
+    """Each producer posts once, then once per round, producers 1..12 in turn (all
+    pulled from their first post). Reader 100's whole feed, newest first."""
     early = [Activity(p, Love, 0, time=T0) for p in range(1, 13)]
     for activity in early:
         await manager.add_user_activity(activity.actor_id, activity)
-    manager.clock += PULL_GRACE
     posts = []
     for round_ in range(rounds):
         for producer in range(1, 13):
@@ -134,7 +132,7 @@ async def posted_round_robin(manager: Wide, rounds: int) -> list[Activity]:
             posts.append(Activity(producer, Love, 100 * round_ + producer, time=when))
             await manager.add_user_activity(producer, posts[-1])
     newest_first = sorted(early, key=lambda a: a.serialization_id, reverse=True)
-    assert await stored(manager, 100) == newest_first  # the later posts were pulled
+    assert await stored(manager, 100) == []  # every post was pulled
     return sorted(posts, key=lambda a: a.serialization_id, reverse=True) + newest_first
 
 
@@ -173,12 +171,16 @@ async def test_a_read_of_many_pulled_producers_reads_only_those_that_reach_its_p
 async def test_only_posts_that_skip_followers_make_their_author_merged_at_read_time(
     storage: FeedStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A post in the grace period is written to every follower and leaves its author
+    """A post under the threshold is written to every follower and leaves its author
     without a maximum: its followers' reads read their own feeds only. The first post
     that skips them raises it, before the skip, and from then on they merge it in."""
+
+    class NotYet(Pulling):
+        pull_threshold = 10**6
+
     manager = Pulling(storage=storage)
     first = pin(1, manager)
-    await manager.add_user_activity(1, first)
+    await NotYet(storage=storage).add_user_activity(1, first)
     assert await storage.load_maxima("posted", ["sel:user:1"]) == {}
     read_keys: list[str] = []
     read_timeline = storage.read_timeline
@@ -195,7 +197,6 @@ async def test_only_posts_that_skip_followers_make_their_author_merged_at_read_t
     feed = manager.get_feeds(2)["flat"]
     assert await feed[:5] == [first]
     assert read_keys == ["sel:flat:2"]
-    manager.clock += PULL_GRACE
     later = pin(2, manager)
     await manager.add_user_activity(1, later)
     assert await storage.load_maxima("posted", ["sel:user:1"]) == {
@@ -280,19 +281,17 @@ async def test_a_pulled_producer_with_a_follower_count_needs_no_follower_list(
     manager = Counted(storage=storage)
     first = pin(1, manager)
     await manager.add_user_activity(1, first)
-    assert manager.asked == [1]  # within the grace: pushed, so its followers are needed
-    manager.clock += PULL_GRACE
+    assert manager.asked == []  # pulled from its first post: no follower is needed
     later = pin(2, manager)
     await manager.add_user_activity(1, later)
-    assert manager.asked == [1]
-    assert await stored(manager, 2) == [first]
+    assert manager.asked == []
+    assert await stored(manager, 2) == []
     assert await manager.get_feeds(2)["flat"][:] == [later, first]
 
 
 async def test_a_producer_stays_pulled_when_followers_leave(storage: FeedStorage) -> None:
     manager = Pulling(storage=storage)
     await manager.add_user_activity(1, pin(1, manager))
-    manager.clock += PULL_GRACE
     skipped = pin(2, manager)
     await manager.add_user_activity(1, skipped)
     fewer = SelManager.graph | {4: []}  # below the threshold now
@@ -389,12 +388,11 @@ async def test_the_rate_policy_pushes_to_readers_and_pulls_for_the_others(
         await manager.get_feeds(2)["flat"][:]
         manager.clock += 3600
     first = pin(1, manager)
-    await manager.add_user_activity(1, first)  # flags 1 as pulled; pushed in the grace
-    manager.clock += PULL_GRACE
+    await manager.add_user_activity(1, first)  # skips 3 and 4 from the first post
     second = pin(2, manager)
     await manager.add_user_activity(1, second)
     assert await stored(manager, 2) == [second, first]  # a reader: pushed
-    assert await stored(manager, 3) == [first]  # reads nothing: pulled
+    assert await stored(manager, 3) == []  # reads nothing: pulled
     assert await manager.get_feeds(3)["flat"][:] == [second, first]
 
 

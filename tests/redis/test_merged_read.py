@@ -11,7 +11,6 @@ import pytest
 
 from aiostream import Activity, Love
 from aiostream.ids import DIGEST_BITS
-from aiostream.materialize import PULL_GRACE
 from aiostream.query import Query
 from aiostream.storage.base import Entry, MergedPage
 from aiostream.storage.redis import RedisStorage
@@ -181,8 +180,6 @@ async def test_a_reader_learns_of_a_producer_pulled_by_another_process(
     feed = first.get_feeds(100)["flat"]
     assert await feed[:12] == newest_first[:12]
     other.clock = first.clock + 1
-    # Pulled long enough ago that its followers are skipped from its first post on.
-    await storage.store_states({"pulled:13": repr(other.clock - PULL_GRACE)})
     post = Activity(13, Love, 1300, time=dt.datetime.fromtimestamp(other.clock, dt.UTC))
     await other.add_user_activity(13, post)
     assert post not in await stored(first, 100)
