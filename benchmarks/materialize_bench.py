@@ -203,7 +203,7 @@ async def run_day(
         manager.network, manager.followings = network, {}
         manager.clock = time.time()
         # The day before left its state: the active users read then (the rest did not),
-        # and producers with pull_threshold followers were pulled (past their grace).
+        # and producers with pull_threshold followers were pulled.
         await storage.store_states({f"read:{u}": repr(manager.clock - 3600) for u in active})
         threshold = getattr(policy, "pull_threshold", None)
         if threshold is not None:
@@ -288,7 +288,7 @@ async def celebrity(url: str) -> dict[str, Any]:
         manager = Celebrity(storage=storage, policy=SelectivePolicy(pull_threshold=1000))
         manager.clock = time.time()
         warm = Activity(0, Love, 1, time=dt.datetime.fromtimestamp(manager.clock, dt.UTC))
-        await manager.add_user_activity(0, warm)  # flags the producer; pushed in the grace
+        await manager.add_user_activity(0, warm)
         manager.clock += 120
         timings = []
         for n in range(5):

@@ -12,7 +12,7 @@ flat feed, and the aggregated feeds, which are always pushed.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, ClassVar
+from typing import Any
 
 import anyio
 from hypothesis import HealthCheck, given, settings
@@ -20,13 +20,7 @@ from hypothesis import strategies as st
 
 from aiostream import (
     Activity,
-    AggregatedFeed,
-    BaseFeed,
-    FanoutPriority,
     Love,
-    Manager,
-    RecentVerbAggregator,
-    UserBaseFeed,
 )
 from aiostream.materialize import (
     MaterializationPolicy,
@@ -34,50 +28,14 @@ from aiostream.materialize import (
     SelectivePolicy,
 )
 from tests.conftest import StorageFactory
-from tests.helpers import T0
+from tests.test_materialize_model import Clock, ModelManager
 
 USERS = (1, 2, 3, 4, 5)
 HOUR = 3600.0
 
 
-class MatFlat(BaseFeed):
-    key_format = "mat:flat:%(user_id)s"
-    trim_chance = 0.0  # both Managers keep everything: pages compare exactly
-
-
-class MatGroups(AggregatedFeed):
-    key_format = "mat:groups:%(user_id)s"
-    aggregator_class = RecentVerbAggregator
-    trim_chance = 0.0
-
-
-class MatUser(UserBaseFeed):
-    key_format = "mat:user:%(user_id)s"
-    trim_chance = 0.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0.timestamp()
-
-
-class MatManager(Manager):
-    feed_classes: ClassVar[dict[str, Any]] = {"flat": MatFlat, "groups": MatGroups}
-    user_feed_class = MatUser
-    fanout_chunk_size = 2
-
-    def __init__(self, graph: dict[int, set[int]], clock: Clock, **kwargs: Any) -> None:
-        self.graph, self.clock = graph, clock  # user: whom they follow
-        super().__init__(**kwargs)
-
-    def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
-        return {FanoutPriority.HIGH: sorted(u for u, f in self.graph.items() if user_id in f)}
-
-    async def get_user_following_ids(self, user_id: int) -> list[int]:
-        return sorted(self.graph[user_id])
-
-    def now(self) -> float:
-        return self.clock.now
+# The model test's Managers: flat, aggregated and notification feeds, a shared clock.
+MatManager = ModelManager
 
 
 policies = st.one_of(
