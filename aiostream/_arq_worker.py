@@ -21,18 +21,22 @@ from typing import Any, ClassVar
 
 import anyio
 from arq import Retry
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix
 from arq.utils import to_seconds
 from arq.worker import Function, JobExecutionFailed, func
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from aiostream._jobs import (
     DEFAULT_QUEUE,
     FailedJob,
     Queues,
+    follow_arguments,
     is_transient,
     json_deserializer,
     json_serializer,
@@ -240,21 +244,22 @@ async def follow_many(
     user_id: Any,
     target_ids: list[Any],
     activity_copy_limit: int | None = None,
+    version: int | None = None,
 ) -> int:
     """Copy the targets' recent activities (at most ``activity_copy_limit`` each; None:
-    the manager's ``follow_activity_limit``) into ``user_id``'s feeds; returns
-    len(targets)."""
-    job = FollowChunk("follow", user_id, tuple(target_ids), activity_copy_limit)
-    arguments: list[Any] = [user_id, target_ids]
-    if activity_copy_limit is not None:
-        arguments.append(activity_copy_limit)
-    return await _run(ctx, "follow_many", job, arguments)
+    the manager's ``follow_activity_limit``) into ``user_id``'s feeds, leaving out the
+    targets a request newer than ``version`` is about; returns len(targets)."""
+    job = FollowChunk("follow", user_id, tuple(target_ids), activity_copy_limit, version)
+    return await _run(ctx, "follow_many", job, list(follow_arguments(job)))
 
 
-async def unfollow_many(ctx: dict[str, Any], user_id: Any, target_ids: list[Any]) -> int:
-    """Take the targets' activities out of ``user_id``'s feeds; returns len(targets)."""
-    job = FollowChunk("unfollow", user_id, tuple(target_ids))
-    return await _run(ctx, "unfollow_many", job, [user_id, target_ids])
+async def unfollow_many(
+    ctx: dict[str, Any], user_id: Any, target_ids: list[Any], version: int | None = None
+) -> int:
+    """Take the targets' activities out of ``user_id``'s feeds, leaving out the targets
+    a request newer than ``version`` is about; returns len(targets)."""
+    job = FollowChunk("unfollow", user_id, tuple(target_ids), version=version)
+    return await _run(ctx, "unfollow_many", job, list(follow_arguments(job)))
 
 
 FUNCTIONS = (
@@ -278,6 +283,94 @@ def _queue_retry(outage: float) -> RedisRetry:
         retries += 1
         waited += backoff.compute(retries)
     return RedisRetry(backoff, retries)
+
+
+class _ClaimPipeline(Pipeline):
+    """The transactions of a worker's queue pool: a claim whose connection drops after
+    its ``WATCH`` is lost as a race would lose it, instead of ending the worker.
+
+    arq claims a job with ``WATCH`` of its in-progress key, two reads (``EXISTS``,
+    ``ZSCORE``), then ``MULTI`` / ``PSETEX`` / ``EXEC``, and takes a ``WatchError`` from
+    ``EXEC`` for a claim another worker won: the job stays queued and is read again.
+    redis-py raises the same ``WatchError`` from a read after ``WATCH`` when the
+    connection drops (the watch went with it), where arq does not expect one: the worker
+    exited. Here such a claim reads on with the retries of every queue command
+    (reconnecting for ``queue_outage``), and its ``EXEC`` is refused with a
+    ``WatchError`` without being sent, so arq gives the claim up and reads the queue
+    again. Only the reads of a claim (a ``WATCH`` of in-progress keys) are helped: a
+    genuine ``WatchError`` (a watched key changed) comes from ``EXEC`` as before, and
+    other transactions (``enqueue_job``'s) fail as redis-py makes them.
+    """
+
+    _claim = False  # the transaction WATCHes in-progress keys: one of arq's claims
+    _watch_lost = False  # ... and its connection dropped after the WATCH
+
+    async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
+        if self._watch_lost:
+            return await self._read_on(*args, **options)
+        if args[0] == "WATCH":
+            self._claim = len(args) > 1 and all(_is_in_progress_key(key) for key in args[1:])
+        claim = self._claim and self.watching
+        try:
+            return await super().immediate_execute_command(*args, **options)  # type: ignore[no-untyped-call]
+        except WatchError:
+            # Before EXEC only a dropped connection raises it (redis-py has reset the
+            # pipeline: nothing is watched any more).
+            if not claim:
+                raise
+        logger.info(
+            "the connection to the queue Redis dropped while claiming a job: "
+            "the claim is given up once the server answers, the job stays queued"
+        )
+        self._claim = self._watch_lost = True
+        self.watching = True  # arq's next read is sent at once, not queued for EXEC
+        return await self._read_on(*args, **options)
+
+    async def _read_on(self, *args: Any, **options: Any) -> Any:
+        """Send a command of a claim whose watch is lost, retried (and reconnected) as
+        any queue command outside a transaction is."""
+        if self.connection is None:
+            self.connection = await self.connection_pool.get_connection()
+        conn = self.connection
+
+        async def drop(error: Exception) -> None:
+            await conn.disconnect()
+            if conn.retry_on_error is None or not isinstance(error, tuple(conn.retry_on_error)):
+                raise error
+
+        return await conn.retry.call_with_retry(
+            lambda: self._send_command_parse_response(  # type: ignore[no-untyped-call]
+                conn, args[0], *args, **options
+            ),
+            drop,
+        )
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        if self._watch_lost:
+            await self.reset()
+            raise WatchError("the claim's WATCH was lost with its connection")
+        return await super().execute(raise_on_error)
+
+    async def reset(self) -> None:
+        await super().reset()  # type: ignore[no-untyped-call]
+        self._claim = self._watch_lost = False
+
+
+def _is_in_progress_key(key: object) -> bool:
+    text = key.decode() if isinstance(key, bytes) else str(key)
+    return text.startswith(in_progress_key_prefix)
+
+
+def _claims_ride_out_outages(pool: ArqRedis) -> None:
+    """Make the worker's queue pool build its transactions as :class:`_ClaimPipeline`
+    (only this pool: arq offers no other hook)."""
+
+    def pipeline(transaction: bool = True, shard_hint: str | None = None) -> Pipeline:
+        return _ClaimPipeline(
+            pool.connection_pool, pool.response_callbacks, transaction, shard_hint
+        )
+
+    pool.pipeline = pipeline  # type: ignore[method-assign]
 
 
 _JOB_LINE = "→"  # arq's "job started" line: '%6.2fs → %s(%s)%s' with the job's arguments
@@ -435,6 +528,8 @@ def worker_settings(
     user_functions = _user_functions(functions)
 
     async def startup(ctx: dict[str, Any]) -> None:
+        if isinstance(ctx.get("redis"), ArqRedis):  # the worker's queue pool
+            _claims_ride_out_outages(ctx["redis"])
         # The worker's storages: feeds resolve theirs here, and shutdown closes them.
         connection = await Connection(settings).__aenter__()
         ctx["aiostream_connection"] = connection

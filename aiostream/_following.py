@@ -6,21 +6,149 @@ their activities out (or, with ``keep_history``, leaves the feeds as they are). 
 jobs of the manager's dispatcher, chunked by target, checked whole before the first is
 handed over, and run under a lease per user so that every feed of the user ends as the
 last operation left it.
+
+Every request is versioned, so that a job delivered late (retried after its worker was
+killed, delivered twice, overtaken by a newer request) cannot undo a newer one. When the
+Manager accepts a request it gives it a version, greater than any recorded for its
+pairs, and records it as the newest of each (user, target) pair, in the user feed's
+storage: a set of maxima (:meth:`~aiostream.storage.base.StateStorage.raise_maxima`)
+per user, ``follow.versions:<user>``, by target. The jobs carry the version; under the
+user's lease a job leaves out the targets whose newest request is a later one (and does
+nothing when none is left). So whatever the order, retries and duplicates of the jobs,
+every feed ends as the newest request of each pair left it. An unfollow that keeps
+history records its version too (and has no job): a follow retried after it copies
+nothing. Jobs without a version (enqueued before versions existed) run as they are.
+
+A version is the time in microseconds, raised past the newest recorded for the pairs
+and the last this process gave: later than every request the storage knew of when it
+was accepted, whatever the clocks of the processes say.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from aiostream._concurrency import chunked, run_each
 from aiostream.activity import Activity
 from aiostream.exceptions import ValidationError
 from aiostream.fanout import FollowChunk, FollowOperation
-from aiostream.feeds.base import plain_user_id
+from aiostream.feeds.base import format_key, plain_user_id
+from aiostream.metrics import timed_storage
+from aiostream.storage.base import MAX_MAXIMUM, FeedStorage
 
 if TYPE_CHECKING:
     from aiostream.manager import Manager
+
+logger = logging.getLogger("aiostream.manager")
+
+# The set of maxima of a user's requests: per target, the version of the newest.
+VERSIONS = "follow.versions:%(user_id)s"
+
+
+def versions_name(user_id: object) -> str:
+    """The set of maxima holding the versions of ``user_id``'s newest requests."""
+    return format_key(VERSIONS, user_id)
+
+
+_clock_lock = threading.Lock()
+_last_version = 0
+
+
+def next_version(newest: int = 0) -> int:
+    """A version later than ``newest`` and than every one this process gave: the time in
+    microseconds, or one more than the larger of those two when the clock is behind."""
+    global _last_version
+    with _clock_lock:
+        _last_version = max(time.time_ns() // 1000, newest + 1, _last_version + 1)
+        return _last_version
+
+
+def _states(manager: Manager) -> FeedStorage:
+    """Where the versions live: the user feed's storage, beside the follow lease."""
+    return timed_storage(manager.storage_for(manager.user_feed_class), manager.metrics)
+
+
+async def follow_jobs(
+    manager: Manager,
+    operation: FollowOperation,
+    user_id: Any,
+    target_ids: Iterable[Any],
+    *,
+    activity_copy_limit: int | None = None,
+    keep_history: bool = False,
+    field: str = "",
+) -> list[FollowChunk]:
+    """The jobs of a follow or unfollow request (see :func:`follow_chunks`), everything
+    checked, then the request's version recorded as the newest of each pair (an unfollow
+    that keeps history too, though it has no job) and given to the jobs."""
+    chunks = follow_chunks(
+        manager,
+        operation,
+        user_id,
+        target_ids,
+        activity_copy_limit=activity_copy_limit,
+        keep_history=keep_history,
+        field=field,
+    )
+    if not chunks:
+        return []
+    targets = [target for chunk in chunks for target in chunk.target_ids]
+    version = await record_request(manager, chunks[0].user_id, targets)
+    if keep_history:
+        return []
+    return [replace(chunk, version=version) for chunk in chunks]
+
+
+async def record_request(manager: Manager, user_id: Any, target_ids: Sequence[Any]) -> int:
+    """Give a request of ``user_id`` about ``target_ids`` its version, record it as the
+    newest of each pair and return it: two round trips (a read of the pairs' newest
+    versions, then a raise of each to the new one, which a concurrent request with a
+    later version is never lowered by)."""
+    storage = _states(manager)
+    name = versions_name(user_id)
+    members = list(dict.fromkeys(str(target) for target in target_ids))
+    recorded = await storage.load_maxima(name, members)
+    version = next_version(max(recorded.values(), default=0))
+    await storage.raise_maxima(name, dict.fromkeys(members, version))
+    return version
+
+
+async def newest_part(manager: Manager, job: FollowChunk) -> FollowChunk | None:
+    """``job`` without the targets whose newest request is later than the job's (run
+    under the user's lease); None when it is left with none. A job without a version is
+    returned as it is.
+
+    Raises:
+        ValidationError: a version that is not an int in ``[0, 2**53)``.
+    """
+    version = job.version
+    if version is None:
+        return job
+    if isinstance(version, bool) or not isinstance(version, int) or not 0 <= version < MAX_MAXIMUM:
+        raise ValidationError("version", f"expected an int in [0, 2**53), got {version!r}")
+    members = [str(target) for target in job.target_ids]
+    recorded = await _states(manager).load_maxima(versions_name(job.user_id), members)
+    current = tuple(
+        target
+        for target, member in zip(job.target_ids, members, strict=True)
+        if recorded.get(member, 0) <= version
+    )
+    if len(current) < len(job.target_ids):
+        logger.debug(
+            "%s of user %s: %d of %d targets left out, a newer request came for them",
+            job.operation,
+            job.user_id,
+            len(job.target_ids) - len(current),
+            len(job.target_ids),
+        )
+    if not current:
+        return None
+    return job if len(current) == len(job.target_ids) else replace(job, target_ids=current)
 
 
 def follow_chunks(
@@ -34,8 +162,8 @@ def follow_chunks(
     field: str = "",
 ) -> list[FollowChunk]:
     """The chunks of a follow or unfollow, everything checked (``field``: the argument
-    name of a lone target; else targets are ``target_ids[i]``); none for an unfollow
-    that keeps history.
+    name of a lone target; else targets are ``target_ids[i]``), without a version (an
+    unfollow that keeps history has chunks too: :func:`follow_jobs` drops them).
 
     Raises:
         ValidationError: a bad user id, a user following themself (naming the target),
@@ -60,8 +188,6 @@ def follow_chunks(
         if operation == "follow" and str(plain) == own:
             raise ValidationError(where, f"user {user_id!r} cannot follow themself")
         targets.append(plain)
-    if keep_history:
-        return []
     return [
         FollowChunk(operation, user_id, chunk, limit)
         for chunk in chunked(targets, manager.fanout_chunk_size)

@@ -48,6 +48,19 @@ def json_deserializer(raw: bytes) -> Any:
     return json.loads(raw)
 
 
+def follow_arguments(job: FollowChunk) -> tuple[Any, ...]:
+    """The positional arguments of ``follow_many`` / ``unfollow_many`` for ``job``: the
+    user, the targets, then (a follow) the activity copy limit and the version; what a
+    job does not use is left off the end, so jobs without them stay as they were."""
+    extra: list[Any] = []
+    if job.operation == "follow":
+        extra.append(job.activity_copy_limit)
+    extra.append(job.version)
+    while extra and extra[-1] is None:
+        extra.pop()
+    return (job.user_id, list(job.target_ids), *extra)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Queues:
     """Where aiostream's jobs go.
@@ -67,10 +80,7 @@ class Queues:
     def route(self, job: Job) -> tuple[str, str, tuple[Any, ...]]:
         """``(function name, queue, arguments)`` a job is enqueued with."""
         if isinstance(job, FollowChunk):
-            arguments: tuple[Any, ...] = (job.user_id, list(job.target_ids))
-            if job.activity_copy_limit is not None:  # (jobs without one stay as they were)
-                arguments += (job.activity_copy_limit,)
-            return f"{job.operation}_many", self.default, arguments
+            return f"{job.operation}_many", self.default, follow_arguments(job)
         if job.priority == FanoutPriority.HIGH:
             return "fanout_operation_high", self.high, (job.to_dict(),)
         if job.priority == FanoutPriority.LOW:

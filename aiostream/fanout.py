@@ -39,7 +39,7 @@ FollowOperation = Literal["follow", "unfollow"]
 
 # Fields added after jobs were first enqueued: left out of a job's data while unset, so
 # the jobs (and their ids) of everything that does not use them stay as they were.
-_OMITTED_WHEN_NONE = frozenset({"producer"})
+_OMITTED_WHEN_NONE = frozenset({"producer", "version"})
 
 
 class _PlainJob:
@@ -219,12 +219,17 @@ class FollowChunk(_PlainJob):
         target_ids: The users followed or unfollowed (one chunk of them).
         activity_copy_limit: Activities a follow copies from each target (None: the
             manager's ``follow_activity_limit``).
+        version: The request's version, recorded for each (user, target) pair when the
+            Manager accepted it: the job does nothing for a pair whose newest request
+            is a later one (see :mod:`aiostream._following`). None in jobs of older
+            versions, which run as they are.
     """
 
     operation: FollowOperation
     user_id: int | str
     target_ids: tuple[int | str, ...]
     activity_copy_limit: int | None = None
+    version: int | None = None
 
 
 Job = FanoutChunk | FollowChunk

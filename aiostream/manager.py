@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 from aiostream._arguments import checked_flag, listed
 from aiostream._concurrency import chunked
 from aiostream._feed_access import FeedT, HasUserFeed, registered_feed_class
-from aiostream._following import apply_follow, follow_chunks
+from aiostream._following import apply_follow, follow_jobs, newest_part
 from aiostream._hooks import check_followers
 from aiostream._lookup import ForeignRef, checked_foreign_ids, checked_ids, named_activity
 from aiostream._materialized import policy_of
@@ -581,7 +581,7 @@ class Manager:
         """Copy the target's recent activities into the user's feeds (see
         :meth:`follow_many_users`)."""
         await self._dispatch(
-            follow_chunks(
+            await follow_jobs(
                 self,
                 "follow",
                 user_id,
@@ -597,7 +597,7 @@ class Manager:
         """Remove the target's activities from the user's feeds (see
         :meth:`unfollow_many_users`)."""
         await self._dispatch(
-            follow_chunks(
+            await follow_jobs(
                 self,
                 "unfollow",
                 user_id,
@@ -619,7 +619,7 @@ class Manager:
                 target), or a limit that is not a non-negative int; nothing is written.
         """
         await self._dispatch(
-            follow_chunks(
+            await follow_jobs(
                 self, "follow", user_id, target_ids, activity_copy_limit=activity_copy_limit
             )
         )
@@ -632,7 +632,7 @@ class Manager:
         with ``keep_history`` leave the feeds as they are (what was copied or fanned out
         stays: only your follow graph changes, and it is yours)."""
         await self._dispatch(
-            follow_chunks(self, "unfollow", user_id, target_ids, keep_history=keep_history)
+            await follow_jobs(self, "unfollow", user_id, target_ids, keep_history=keep_history)
         )
 
     async def run_follow(self, job: FollowChunk) -> None:
@@ -640,12 +640,15 @@ class Manager:
 
         Follows and unfollows of one user run one at a time, wherever they run (the
         lease lives in the user feed's storage), so every feed of the user ends in the
-        state of the same last operation.
+        state of the same last operation; a job leaves out the targets whose newest
+        request is a later one than its own (see :mod:`aiostream._following`).
         """
         lease_name = format_key("follow:%(user_id)s", job.user_id)
         storage = timed_storage(self.storage_for(self.user_feed_class), self.metrics)
         async with lease(storage, lease_name, ttl=self.follow_lease_ttl):
-            await self.apply_follow(job)
+            newest = await newest_part(self, job)  # without pairs a newer request changed
+            if newest is not None:
+                await self.apply_follow(newest)
 
     async def apply_follow(self, job: FollowChunk) -> None:
         """The work of :meth:`run_follow`, done while its lease is held."""

@@ -36,6 +36,9 @@ Delivery is at least once and exactly once in effect:
 * every job is idempotent (activity ids are deterministic, feeds de-duplicate by id), so
   a job that runs twice (a retry, a worker killed mid-job) leaves every feed as if it
   had run once;
+* follow and unfollow jobs carry the version of their request (so each request is a
+  job of its own): one that runs after a newer request of the same (user, target) pair
+  leaves that pair alone, so a retried follow never undoes a later unfollow;
 * storage errors (:class:`~aiostream.exceptions.StorageUnavailableError`,
   :class:`~aiostream.exceptions.StorageTimeoutError`,
   :class:`~aiostream.exceptions.ConflictError`, or a
@@ -48,10 +51,11 @@ Delivery is at least once and exactly once in effect:
   a worker stopped, is removed when a later try succeeds). From there a job can be put
   back on its queue (:meth:`ArqDispatcher.requeue_failed`);
 * workers retry their commands to the queue Redis for ``queue_outage`` seconds, so
-  they ride out its restart.
+  they ride out its restart (a job claim the restart cut off included: it is given up
+  and the job claimed again).
 
-Payloads are plain JSON (``FanoutChunk.to_dict()``; user ids and target ids for follow
-jobs), never pickle.
+Payloads are plain JSON (``FanoutChunk.to_dict()``; user ids, target ids, the copy
+limit and the version for follow jobs), never pickle.
 """
 
 from __future__ import annotations

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import anyio
+
 from aiostream import FanoutPriority, Manager, RecentVerbAggregator
+from aiostream.fanout import FollowChunk
 from aiostream.feeds.redis import (
     RedisAggregatedFeed,
     RedisFeed,
     RedisNotificationFeed,
     RedisUserBaseFeed,
 )
-from aiostream.tasks import HIGH_QUEUE, worker_settings
+from aiostream.tasks import DEFAULT_QUEUE, HIGH_QUEUE, worker_settings
 from tests.helpers import Pin  # registers the verb of the tests' activities in workers too
 
 
@@ -58,6 +61,30 @@ WorkerSettings = worker_settings(
     AppManager, queue=HIGH_QUEUE, job_timeout=5, poll_delay=0.05, retry_delay=0.05
 )
 
+
+class FollowManager(AppManager):
+    """A follow lease that a killed worker holds for 2 s, not 30."""
+
+    follow_lease_ttl = 2.0
+
+
+class StallingFollowManager(FollowManager):
+    """Writes a follow's feeds, then hangs before the job ends: a worker to kill mid-job."""
+
+    async def apply_follow(self, job: FollowChunk) -> None:
+        await super().apply_follow(job)
+        if job.operation == "follow":
+            await anyio.sleep(3600)
+
+
+# Follow / unfollow workers (the default queue): the same short job timeout.
+FollowWorker = worker_settings(
+    FollowManager, queue=DEFAULT_QUEUE, job_timeout=5, poll_delay=0.05, retry_delay=0.05
+)
+StallingFollowWorker = worker_settings(
+    StallingFollowManager, queue=DEFAULT_QUEUE, job_timeout=5, poll_delay=0.05, retry_delay=0.05
+)
+
 __all__ = [
     "AppAggregatedFeed",
     "AppFeed",
@@ -65,6 +92,8 @@ __all__ = [
     "AppNotificationFeed",
     "AppUserFeed",
     "FanoutPriority",
+    "FollowWorker",
     "Pin",
+    "StallingFollowWorker",
     "WorkerSettings",
 ]

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 
 import anyio
 import pytest
-from arq.constants import retry_key_prefix
+from arq.constants import job_key_prefix, retry_key_prefix
+from arq.utils import timestamp_ms
 from arq.worker import Worker, create_worker
 from redis.asyncio import Redis
 
@@ -25,7 +26,7 @@ from aiostream.exceptions import (
     StorageTimeoutError,
     StorageUnavailableError,
 )
-from aiostream.fanout import FanoutChunk
+from aiostream.fanout import FanoutChunk, FollowChunk
 from aiostream.metrics import NoopMetrics
 from aiostream.settings import Settings
 from aiostream.storage.base import FeedStorage
@@ -261,6 +262,42 @@ async def test_follow_options_travel_with_the_jobs(
     await manager.unfollow_user(98, 2, keep_history=True)
     assert await queue_lengths(app_storage) == {HIGH_QUEUE: 0, LOW_QUEUE: 0, DEFAULT_QUEUE: 0}
     assert await AppFeed(98)[:] == activities[:0:-1]
+
+
+async def test_a_follow_job_run_after_a_newer_unfollow_does_nothing(
+    dispatcher: ArqDispatcher, app_storage: str
+) -> None:
+    """A follow job held back (as by a worker killed mid-job, until its claim expires)
+    runs after the unfollow the user asked for later: the feeds stay unfollowed. Its
+    version travels after the copy limit; jobs without one keep their old arguments."""
+    manager = AppManager(dispatcher=dispatcher)
+    activities = make_activities(3, actor=2)
+    for activity in activities:
+        await manager.add_user_activity(2, activity)
+    await manager.follow_user(97, 2, activity_copy_limit=2)
+    client = Redis.from_url(app_storage)
+    try:
+        (job_id,) = await client.zrange(DEFAULT_QUEUE, 0, -1)
+        held = await client.get(job_key_prefix + job_id.decode())
+        await client.zrem(DEFAULT_QUEUE, job_id)
+        await manager.unfollow_user(97, 2)
+        await run_burst(app_storage, DEFAULT_QUEUE)
+        assert await AppFeed(97).count() == 0
+        await client.zadd(DEFAULT_QUEUE, {job_id: timestamp_ms()})  # the follow, late
+        assert await client.get(job_key_prefix + job_id.decode()) == held
+        worker = await run_burst(app_storage, DEFAULT_QUEUE)
+        assert worker.jobs_complete == 1 and worker.jobs_failed == 0
+    finally:
+        await client.aclose()
+    for feed in (AppFeed, AppAggregatedFeed, AppNotificationFeed):
+        assert await feed(97).count() == 0
+    assert await dispatcher.failed_jobs() == []
+    function, args = json.loads(held)["f"], json.loads(held)["a"]
+    assert function == "follow_many"
+    assert args[:3] == [97, [2], 2] and isinstance(args[3], int) and len(args) == 4
+    old_jobs = [FollowChunk("follow", 1, (2,)), FollowChunk("unfollow", 1, (2, 3))]
+    assert [Queues().route(job)[2] for job in old_jobs] == [(1, [2]), (1, [2, 3])]
+    assert all("version" not in job.to_dict() for job in old_jobs)  # ids as they were
 
 
 class RecordingMetrics(NoopMetrics):

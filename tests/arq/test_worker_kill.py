@@ -1,28 +1,37 @@
 """Workers and servers failing in the middle of a fanout through arq.
 
 A worker process killed with SIGKILL in the middle of a 10,000-follower fanout: a new
-worker finishes the work. The queue Redis restarted under two workers: they ride it out.
-The feed Redis killed (then restarted) or frozen (for longer than ``job_timeout``) under
-two workers: the work is finished by retries. Each ends with every follower feed holding
-the activity exactly once and nothing left in the failed jobs.
+worker finishes the work. The queue Redis restarted under two workers, once or again and
+again in the middle of their job claims: they ride it out. The feed Redis killed (then
+restarted) or frozen (for longer than ``job_timeout``) under two workers: the work is
+finished by retries. Each ends with every follower feed holding the activity exactly
+once and nothing left in the failed jobs. A worker killed in the middle of a follow,
+then an unfollow: the follow's retry leaves the feeds unfollowed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from arq import create_pool
+from arq.constants import in_progress_key_prefix
 from arq.worker import Worker, create_worker
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
 
 from aiostream import FanoutPriority
+from aiostream._arq_worker import _claims_ride_out_outages
 from aiostream.fanout import Job
 from aiostream.metrics import NoopMetrics
 from aiostream.settings import Settings
@@ -40,17 +49,22 @@ FOLLOWERS = list(range(100_000, 110_000))
 
 
 def start_worker(
-    redis_url: str, log: Path, *, burst: bool, queue_url: str | None = None
+    redis_url: str,
+    log: Path,
+    *,
+    burst: bool,
+    queue_url: str | None = None,
+    settings: str = "WorkerSettings",
 ) -> subprocess.Popen[bytes]:
-    """``python -m arq tests.arq.app.WorkerSettings`` as its own process (its queue on
-    ``queue_url``, else on the feed Redis)."""
+    """``python -m arq tests.arq.app.WorkerSettings`` (or another ``settings`` class of
+    that module) as its own process (its queue on ``queue_url``, else on the feed Redis)."""
     env = {
         **os.environ,
         "STREAM_REDIS_URL": redis_url,
         "STREAM_ARQ_REDIS_URL": queue_url or redis_url,
         "PYTHONPATH": str(ROOT),
     }
-    command = [sys.executable, "-m", "arq", "tests.arq.app.WorkerSettings"]
+    command = [sys.executable, "-m", "arq", f"tests.arq.app.{settings}"]
     with log.open("wb") as output:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [*command, "--burst"] if burst else command,
@@ -179,6 +193,46 @@ async def test_four_workers_on_a_queue_redis_of_their_own_survive_one_killed(
     problems = await feeds_not_holding_once(followers, activity, **APP_FEEDS)
     assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
     print(f"jobs completed by the three survivors: {completed} of {total}")
+
+
+@pytest.mark.slow
+async def test_a_follow_killed_mid_job_does_not_undo_the_unfollow_after_it(
+    dispatcher: ArqDispatcher, app_storage: str, tmp_path: Path
+) -> None:
+    """A worker SIGKILLed in the middle of a follow job (the feeds written, the job not
+    finished); the user unfollows; a new worker runs the unfollow, then the follow's
+    retry once its claim expires (job_timeout + 12 s): the feeds stay unfollowed."""
+    manager = AppManager(dispatcher=dispatcher)
+    pins = make_activities(3, actor=2)
+    await manager.batch_import(2, pins, fanout=False)
+    await manager.follow_user(300, 2)
+    logs = [tmp_path / "stalling.log", tmp_path / "follow.log"]
+    first = start_worker(app_storage, logs[0], burst=False, settings="StallingFollowWorker")
+    try:
+
+        async def followed() -> bool:
+            assert first.poll() is None, logs[0].read_text()
+            counts = [await feed(300).count() for feed in APP_FEEDS.values()]
+            return counts == [3, 1, 3]  # the flat, aggregated, notification feeds
+
+        with anyio.fail_after(60):  # a hang, not a speed check
+            await wait_until(followed)
+    finally:
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+    await manager.unfollow_user(300, 2)
+    second = start_worker(app_storage, logs[1], burst=True, settings="FollowWorker")
+    try:
+        second.wait(timeout=90)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.wait()
+    assert second.returncode == 0, logs[1].read_text()
+    # The unfollow, then the follow's retry (burst workers log no arq shutdown line).
+    assert "jobs done 2, retried 0, failed 0" in logs[1].read_text()
+    assert [await feed(300).count() for feed in APP_FEEDS.values()] == [0, 0, 0]
+    assert await dispatcher.failed_jobs() == []
 
 
 # -- two Worker objects in this event loop, servers failing under them ---------------------
@@ -311,6 +365,145 @@ async def test_workers_ride_out_a_restart_of_the_queue_redis(
         await close_default_storages()
         configure(None)
         queue_server.stop()
+
+
+@pytest.mark.slow
+async def test_workers_ride_out_queue_redis_restarts_in_the_middle_of_job_claims(
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The queue Redis SIGKILLed, then restarted on its port (AOF on), several times
+    under two busy workers: every other time while a worker claims a job, after arq's
+    WATCH of the job's in-progress key and before its reads (where redis-py turns the
+    lost connection into a WatchError), the others at any moment. No worker exits,
+    every job runs once and every feed holds the activity once."""
+    restarts = 6
+    followers = SMALL_FANOUT
+    caplog.set_level(logging.INFO, "aiostream.tasks")
+    queue_server = start_redis(tmp_path / "queue", persistent=True)
+    configure(Settings(redis_url=redis_url))
+    runs: Counter[str] = Counter()
+    restarted = anyio.Event()
+    aim = {"armed": False, "watched": anyio.Event()}
+
+    class PacedManager(AppManager):
+        """Counts the runs of each job; paces them while the restarts go on, so that
+        the workers keep claiming jobs until the last one."""
+
+        async def run(self, job: Job) -> None:
+            runs[job.job_id] += 1
+            if not restarted.is_set():
+                await anyio.sleep(0.2)
+            await super().run(job)
+
+    watch = Pipeline.watch
+
+    async def watch_then_wait(self: Pipeline, *names: Any) -> Any:
+        result = await watch(self, *names)
+        claim = any(str(name).startswith(in_progress_key_prefix) for name in names)
+        if claim and aim["armed"]:
+            aim["armed"] = False
+            aim["watched"].set()  # type: ignore[attr-defined]
+            await anyio.sleep(0.2)  # the server goes down meanwhile
+        return result
+
+    monkeypatch.setattr(Pipeline, "watch", watch_then_wait)
+
+    async def restart_in_the_middle_of_claims() -> None:
+        for restart in range(restarts):
+            if restart % 2 == 0:
+                aim["watched"], aim["armed"] = anyio.Event(), True
+                with anyio.fail_after(30):
+                    await aim["watched"].wait()  # type: ignore[attr-defined]
+            queue_server.kill()
+            await anyio.sleep(0.3)
+            queue_server.restart()  # same port; the AOF brings the queue back
+            await anyio.sleep(0.3)
+        restarted.set()
+
+    try:
+        monkeypatch.setattr(AppManager, "followers", {1: {FanoutPriority.HIGH: followers}})
+        monkeypatch.setattr(AppManager, "fanout_chunk_size", 10)
+        (activity,) = make_activities(1)
+        async with await ArqDispatcher.connect(queue_server.url, job_size=None) as dispatcher:
+            await AppManager(dispatcher=dispatcher).add_user_activity(1, activity)
+        total = 3 * len(followers) // 10
+        workers = await run_two_workers(
+            PacedManager,
+            feed_url=redis_url,
+            queue_url=queue_server.url,
+            meanwhile=restart_in_the_middle_of_claims,
+            max_jobs=4,
+            # A claim whose reply the restart lost holds its job this long (+ 12 s).
+            job_timeout=5,
+        )
+        assert restarted.is_set()
+        lost = [r for r in caplog.records if "dropped while claiming" in r.getMessage()]
+        assert len(lost) >= restarts // 2  # each aimed restart hit a claim after its WATCH
+        assert len(runs) == total and set(runs.values()) == {1}, runs.most_common(3)
+        assert sum(w.jobs_complete for w in workers) == total
+        assert all(w.jobs_failed == 0 for w in workers)
+        async with await ArqDispatcher.connect(queue_server.url, job_size=None) as dispatcher:
+            assert await dispatcher.failed_jobs() == []
+        problems = await feeds_not_holding_once(followers, activity, **APP_FEEDS)
+        assert problems == [], f"{len(problems)} feeds wrong, e.g. {problems[:3]}"
+    finally:
+        await close_default_storages()
+        configure(None)
+        queue_server.stop()
+
+
+async def test_only_a_claim_that_lost_its_connection_is_given_up_by_exec(tmp_path: Path) -> None:
+    """What the worker's queue pool changes in arq's WATCH transactions, and what not."""
+    server = start_redis(tmp_path / "queue")
+    settings_cls = worker_settings(AppManager, settings=Settings(redis_url=server.url))
+    pool = await create_pool(settings_cls.redis_settings)
+    other = Redis.from_url(server.url)
+    _claims_ride_out_outages(pool)
+    try:
+        # A claim that loses the race to another worker: EXEC's WatchError, as before.
+        raced = in_progress_key_prefix + "raced"
+        async with pool.pipeline(transaction=True) as pipe:
+            await pipe.watch(raced)
+            assert not await pipe.exists(raced)
+            await other.set(raced, b"theirs")
+            pipe.multi()
+            pipe.psetex(raced, 10_000, b"ours")
+            with pytest.raises(WatchError, match="Watched variable changed"):
+                await pipe.execute()
+        assert await other.get(raced) == b"theirs"
+
+        # A claim whose connection drops after its WATCH: its reads go on once the
+        # server is back, and EXEC is refused without being sent.
+        lost = in_progress_key_prefix + "lost"
+        async with pool.pipeline(transaction=True) as pipe:
+            await pipe.watch(lost)
+            server.kill()
+            server.restart()
+            assert not await pipe.exists(lost)
+            assert await pipe.zscore(HIGH_QUEUE, "lost") is None
+            pipe.multi()
+            pipe.psetex(lost, 10_000, b"ours")
+            with pytest.raises(WatchError, match="lost with its connection"):
+                await pipe.execute()
+        await other.aclose()
+        other = Redis.from_url(server.url)
+        assert not await other.exists(lost)
+
+        # Any other WATCH (enqueue_job's) fails on a dropped connection as redis-py makes it.
+        async with pool.pipeline(transaction=True) as pipe:
+            await pipe.watch("arq:job:enqueued")
+            server.kill()
+            server.restart()
+            with pytest.raises(WatchError, match="ConnectionError"):
+                await pipe.exists("arq:job:enqueued")
+        assert await pool.ping()
+    finally:
+        await other.aclose()
+        await pool.aclose()
+        server.stop()
 
 
 class FailFeedRedisOnce(NoopMetrics):

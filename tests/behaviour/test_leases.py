@@ -65,9 +65,18 @@ class RecordingManager(PinManager):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.order: list[str] = []
+        self.applied: list[int] = []  # the versions of the jobs applied, in order
+        self.requests: dict[int, str] = {}  # version: operation, of every job run
+
+    async def run_follow(self, job: FollowChunk) -> None:
+        assert job.version is not None
+        self.requests[job.version] = job.operation
+        await super().run_follow(job)
 
     async def apply_follow(self, job: FollowChunk) -> None:
+        assert job.version is not None
         self.order.append(job.operation)
+        self.applied.append(job.version)
         await super().apply_follow(job)
 
 
@@ -78,11 +87,18 @@ async def test_concurrent_follows_and_unfollows_of_one_pair_agree(storage: FeedS
     feeds = manager.get_feeds(50)
     for _ in range(5):
         manager.order.clear()
+        manager.applied.clear()
+        manager.requests.clear()
         async with anyio.create_task_group() as tg:
             for _ in range(10):
                 tg.start_soon(manager.follow_user, 50, 2)
                 tg.start_soon(manager.unfollow_user, 50, 2)
-        assert len(manager.order) == 20
+        assert len(manager.requests) == 20
+        # A request overtaken by a newer one before its job got the lease does nothing:
+        # the jobs applied are in the order of their requests, ending with the newest.
+        assert manager.applied == sorted(manager.applied)
+        assert manager.applied[-1] == max(manager.requests)
+        assert manager.order[-1] == manager.requests[max(manager.requests)]
         # The operations ran one at a time: every feed is as the last one left it.
         followed = manager.order[-1] == "follow"
         assert await feeds["normal"][:] == (list(reversed(pins)) if followed else [])
