@@ -100,6 +100,7 @@ async def follow_jobs(
     targets = [target for chunk in chunks for target in chunk.target_ids]
     version = await record_request(manager, chunks[0].user_id, targets)
     if keep_history:
+        await keep_shown(manager, chunks[0].user_id, targets)
         return []
     return [replace(chunk, version=version) for chunk in chunks]
 
@@ -202,19 +203,41 @@ async def apply_follow(manager: Manager, job: FollowChunk) -> None:
         return
     limit = job.activity_copy_limit
     limit = manager.follow_activity_limit if limit is None else limit
+    names = manager.feed_classes if manager.follow_feeds is None else manager.follow_feeds
+    await copy_recent(manager, job.user_id, job.target_ids, limit, names)
+
+
+async def keep_shown(manager: Manager, user_id: Any, target_ids: Sequence[Any]) -> None:
+    """What an unfollow with ``keep_history`` does under a policy that skips flat-feed
+    writes: the flat feeds of ``user_id`` keep what they showed of the targets' posts,
+    so those are copied in (each target's newest ``max_length``). Posts that skipped the
+    feed (a pulled target, merged in at read time while followed; an inactive reader,
+    whose feed is rebuilt from whom they follow then) would be gone otherwise."""
+    materializer = manager._materializer
+    if materializer is None:
+        return
+    names = sorted(materializer.flat_feeds)
+    limit = max(manager.feed_classes[name].max_length for name in names)
+    await copy_recent(manager, user_id, target_ids, limit, names)
+
+
+async def copy_recent(
+    manager: Manager, user_id: Any, target_ids: Sequence[Any], limit: int, names: Iterable[str]
+) -> None:
+    """Copy the ``limit`` newest activities of each of ``target_ids``' own feeds into the
+    feeds ``names`` of ``user_id``."""
     if limit == 0:
         return
     activities: list[Activity] = []
-    for target in job.target_ids:
+    for target in target_ids:
         activities.extend(await manager.get_user_feed(target)[:limit])
     if not activities:
         return
-    names = manager.feed_classes if manager.follow_feeds is None else manager.follow_feeds
 
     async def copy_into(name: str) -> None:
         feed_class = manager.feed_classes[name]
         await feed_class.fanout_add(
-            [job.user_id],
+            [user_id],
             activities,
             storage=manager.storage_for(feed_class),
             metrics=manager._feed_metrics,

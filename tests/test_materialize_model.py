@@ -159,6 +159,7 @@ CALLS = {
     "partial update": 1,
     "follow": 3,
     "unfollow": 2,
+    "unfollow keeping history": 1,
     "wait": 3,
     "jump": 1,
     "mark": 1,
@@ -267,15 +268,16 @@ async def step(world: World, call: str) -> None:
         world.log.append(f"follow: {who} -> {target}")
         for manager in world.managers:
             await manager.follow_user(who, target)
-    elif call == "unfollow":
+    elif call in ("unfollow", "unfollow keeping history"):
         pairs = sorted((w, t) for w, ts in graph.items() for t in ts)
         if not pairs:
             return
         who, target = rng.choice(pairs)
         graph[who].discard(target)
-        world.log.append(f"unfollow: {who} -> {target}")
+        keep = call == "unfollow keeping history"
+        world.log.append(f"{call}: {who} -> {target}")
         for manager in world.managers:
-            await manager.unfollow_user(who, target)
+            await manager.unfollow_user(who, target, keep_history=keep)
     elif call in ("wait", "jump"):
         step_ = rng.choice([61.0, HOUR, 2.5 * HOUR]) if call == "wait" else 30 * HOUR
         clock.now += step_
