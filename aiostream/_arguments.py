@@ -9,9 +9,6 @@ from typing import Any
 
 from aiostream.exceptions import ArgumentTypeError
 
-__all__ = ["checked_flag", "listed"]
-
-
 def listed(values: object, field: str, what: str = "a list") -> list[Any]:
     """``values`` as a list: any iterable but a str, bytes or mapping (a generator is
     read once, here).

@@ -21,7 +21,8 @@ first), and reads only those that may hold an entry of its page.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ from aiostream.materialize import (
     decayed_rate,
 )
 from aiostream.query import Query
+from aiostream.realtime import Subscription, relayed
 from aiostream.storage.base import (
     Entry,
     FeedStorage,
@@ -232,7 +234,7 @@ class Materializer:
         found = await self.states.load_states(names)
         marks: dict[str, str] = {}
         post_rate = decayed_rate(found.get(post_rate_name(producer)), now, policy.half_life)
-        written, skipped = [], False
+        written, skipped = [], []
         for user in users:
             if policy.inactive_after is not None:
                 last = found.get(read_name(user))
@@ -243,14 +245,51 @@ class Materializer:
             if rates:
                 read_rate = decayed_rate(found.get(read_rate_name(user)), now, policy.half_life)
                 if not policy.pushes(post_rate, read_rate):
-                    skipped = True
+                    skipped.append(user)
                     continue
             written.append(user)
         if skipped:  # before the chunk is written: see _note_skipped
             await self._note_skipped(producer, activities)
+            await self._announce_pulled(chunk, skipped, activities)
         if marks:
             await self.states.store_states(marks)
         return tuple(written)
+
+    async def _announce_pulled(
+        self, chunk: FanoutChunk, users: Sequence[Any], activities: Sequence[Activity]
+    ) -> None:
+        """Tell the subscribers of the feeds of ``users``, which a rate skipped, that
+        their pages now show ``activities``. The author's user feed announced them when
+        it was written, but a reader may have read then and missed them: their maximum
+        is raised only now (a producer over the threshold has it raised before its user
+        feed is written, and needs nothing more)."""
+        feed_class = self.manager.feed_classes[chunk.feed]
+        io = feed_class._io_for(self.manager.storage_for(feed_class), self.manager._feed_metrics)
+        keys = [format_key(feed_class.key_format, user) for user in users]
+        await feed_class._announce(io, keys, "added", [a.serialization_id for a in activities])
+
+    # -- realtime updates ------------------------------------------------------------------------
+
+    def subscribe(
+        self, feed: BaseFeed[Any], own: AbstractAsyncContextManager[Subscription], buffer: int
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """``feed.subscribe()`` of a flat feed of a Manager that pulls: ``own`` (the
+        feed's own subscription), which also hears the updates of the user feeds of
+        whom the feed's owner follows (read at the start: one channel per followee), as
+        its reads merge them in. Posts of pulled producers are written to no follower's
+        feed; this is how their followers hear of them."""
+        return self._subscribe(feed, own, buffer)
+
+    @asynccontextmanager
+    async def _subscribe(
+        self, feed: BaseFeed[Any], own: AbstractAsyncContextManager[Subscription], buffer: int
+    ) -> AsyncIterator[Subscription]:
+        following = await checked_following(self.manager, plain_user_id(feed.user_id))
+        keys = [k for k in dict.fromkeys(self._keys_of(following)) if k != feed.key]
+        storage = self._user_io
+        others = [storage.subscribe(key, buffer=buffer) for key in keys]
+        async with relayed(own, others) as updates:
+            yield updates
 
     # -- reads ---------------------------------------------------------------------------------
 

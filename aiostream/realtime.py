@@ -14,6 +14,10 @@ of updates, and when the buffer overflows it is emptied and replaced by one ``ga
 update, which tells the client to read the feed again. A lost connection (a Redis
 restart) also gives every subscription a ``gap`` once it is back.
 
+A flat feed that a Manager pulling producers hands out also hears its owner's followees
+(:func:`relayed`): reads merge their user feeds into its pages, so their updates are
+its own, on its one :class:`Subscription`.
+
 Example::
 
     async with feed.subscribe() as updates:
@@ -29,22 +33,36 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import anyio
 
+from aiostream._concurrency import run_bounded
 from aiostream.exceptions import ValidationError
 
-__all__ = ["DEFAULT_BUFFER", "FeedUpdate", "Hub", "Subscription", "UpdateKind", "gap", "template"]
+__all__ = [
+    "DEFAULT_BUFFER",
+    "FeedUpdate",
+    "Hub",
+    "Subscription",
+    "UpdateKind",
+    "gap",
+    "relayed",
+    "template",
+]
 
 UpdateKind = Literal["added", "removed", "updated", "marked", "gap"]
 KINDS: tuple[str, ...] = ("added", "removed", "updated", "marked", "gap")
 logger = logging.getLogger("aiostream.realtime")
 # Updates a subscription holds before it overflows into a gap.
 DEFAULT_BUFFER = 256
+# What a merged subscription takes from the feeds it relays (what writes of a flat feed
+# announce), and subscriptions to them opened at once.
+RELAYED: frozenset[str] = frozenset({"added", "removed", "updated", "gap"})
+RELAY_CONCURRENCY = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,10 +168,14 @@ class Subscription:
         self._wakeup = anyio.Event()
         self.closed = False
         self.gaps = 0  # gaps delivered (overflows and reconnections)
+        self._relay: Callable[[FeedUpdate], None] | None = None
 
     def offer(self, update: FeedUpdate) -> None:
         """Queue ``update`` without waiting (a writer or a pub/sub reader calls this)."""
         if self.closed:
+            return
+        if self._relay is not None:
+            self._relay(update)
             return
         held = len(self._queue) - (self._queue[0].kind == "gap" if self._queue else 0)
         if update.kind == "gap" or held >= self._buffer:
@@ -163,6 +185,14 @@ class Subscription:
             self.gaps += 1
         self._queue.append(replace(update, feed=self.feed))
         self._wakeup.set()
+
+    def relay_to(self, relay: Callable[[FeedUpdate], None]) -> None:
+        """Hand every update, those buffered first, to ``relay`` instead of buffering
+        it (a subscription merged into another: :func:`relayed`)."""
+        buffered, self._queue = list(self._queue), deque()
+        self._relay = relay
+        for update in buffered:
+            relay(update)
 
     def close(self) -> None:
         """End the iteration (the subscription's context does this on exit)."""
@@ -227,6 +257,43 @@ class Hub:
                 if self._on_last is not None:
                     with anyio.CancelScope(shield=True):
                         await self._on_last(channel)
+
+
+@asynccontextmanager
+async def relayed(
+    own: AbstractAsyncContextManager[Subscription],
+    others: Sequence[AbstractAsyncContextManager[Subscription]],
+    *,
+    kinds: Collection[str] = RELAYED,
+    limit: int = RELAY_CONCURRENCY,
+) -> AsyncIterator[Subscription]:
+    """The subscription ``own`` (a feed's, entered first), which also hears the updates
+    of the subscriptions ``others`` whose kind is in ``kinds`` (by default ``added``,
+    ``removed``, ``updated`` and ``gap``), as its own feed's.
+
+    One buffer for all, ``own``'s: a gap of any of them (a reconnection) is a gap of
+    it, and so is an overflow. Built on any storage's ``subscribe``: ``others`` may come
+    from another storage than ``own``. They are opened ``limit`` at a time once ``own``
+    is open (so a Redis storage's gate is opened once), and all closed on exit.
+
+    Raises:
+        Exception: the first error of opening one (the others are closed).
+    """
+    async with AsyncExitStack() as stack:
+        merged = await stack.enter_async_context(own)
+
+        def relay(update: FeedUpdate) -> None:
+            if update.kind in kinds:
+                merged.offer(update)
+
+        async def open_(source: AbstractAsyncContextManager[Subscription]) -> None:
+            subscription = await stack.enter_async_context(source)
+            subscription.relay_to(relay)
+
+        failures = await run_bounded(others, open_, limit=limit, on_failure="cancel")
+        if failures:
+            raise failures[0][1]
+        yield merged
 
 
 def template(

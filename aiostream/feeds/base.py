@@ -382,6 +382,12 @@ class BaseFeed(Generic[ItemT]):
                 async for update in updates:
                     print(update.kind, update.activity_ids)
 
+        A flat feed of a Manager whose policy pulls producers (their posts are written
+        to no follower's feed: reads merge them in) also hears, as its own, the
+        ``added``, ``removed`` and ``updated`` updates of the user feeds of whom its
+        owner follows when the subscription starts: one channel more per followee
+        (see :func:`aiostream.realtime.relayed`).
+
         Args:
             buffer: Updates held for a slow reader; one more replaces them with a
                 single ``gap`` update (read the feed again).
@@ -390,7 +396,14 @@ class BaseFeed(Generic[ItemT]):
             ConfigurationError: the storage carries no updates (Cassandra without a
                 ``notifier``).
         """
-        return self._io.subscribe(self.key, buffer=buffer)
+        own = self._io.subscribe(self.key, buffer=buffer)
+        materializer = self._materializer
+        if materializer is None or not materializer.policy.pulls:
+            return own
+        merged: AbstractAsyncContextManager[Subscription] = materializer.subscribe(
+            self, own, buffer
+        )
+        return merged
 
     @classmethod
     def _update_counts(cls) -> tuple[bool, bool]:
