@@ -9,6 +9,7 @@ from typing import Any
 
 from aiostream.exceptions import ArgumentTypeError
 
+
 def listed(values: object, field: str, what: str = "a list") -> list[Any]:
     """``values`` as a list: any iterable but a str, bytes or mapping (a generator is
     read once, here).
