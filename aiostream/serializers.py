@@ -90,11 +90,11 @@ __all__ = [
 
 FORMAT_VERSION = 1
 """Version of the stored activity format."""
-MAX_ACTIVITY_BYTES = 256 * 1024
+MAX_ACTIVITY_BYTES = 1024 * 1024 + 64 * 1024
 """The most an activity may take stored (its payload, UTF-8), on every backend: larger is
-a SerializationError naming ``extra_context`` before anything is written. A group embeds
-up to 15 of them, and Cassandra refuses a write over 16 MiB; a feed keeps references and
-small data, not files."""
+a SerializationError naming ``extra_context`` before anything is written. A megabyte of
+``extra_context`` fits; Cassandra refuses a write over 16 MiB, and a feed keeps
+references and small data, not files."""
 MAX_NESTING = 100
 """How deep lists and dicts may nest in ``extra_context`` (``extra_context`` itself not
 counted): ``{"a": [[1]]}`` nests 2 deep. Deeper is a SerializationError; the limit keeps
