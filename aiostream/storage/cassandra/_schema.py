@@ -30,11 +30,13 @@ replication options) are validated first.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from aiostream.exceptions import ConfigurationError, SchemaError
+from aiostream.exceptions import ConfigurationError, SchemaError, StorageError
 
 TIMELINE = "timeline"
 ACTIVITIES = "activities"
@@ -261,7 +263,7 @@ async def create_schema(
         *table_ddl(keyspace).values(),
     ]
     for statement in executed:
-        await storage.execute_cql(statement, prepare=False)
+        await _execute_ddl(storage, statement)
     for table in EXTRA_COLUMN_TABLES:
         existing = await _columns(storage, keyspace, table)
         for name, cql_type in columns.items():
@@ -276,6 +278,26 @@ async def create_schema(
             await storage.execute_cql(statement, prepare=False)
             executed.append(statement)
     return executed
+
+
+# How long a DDL statement waits for the keyspace created just before it: on a ring,
+# another coordinator may not have the new keyspace yet (the driver's wait for schema
+# agreement gives up after 10 s, which a loaded machine can exceed).
+SCHEMA_AGREEMENT_WAIT = 60.0
+
+
+async def _execute_ddl(storage: SchemaTarget, statement: str) -> None:
+    """Run ``statement``, again while it fails only because the keyspace is not known
+    to its coordinator yet (up to :data:`SCHEMA_AGREEMENT_WAIT`)."""
+    deadline = time.monotonic() + SCHEMA_AGREEMENT_WAIT
+    while True:
+        try:
+            await storage.execute_cql(statement, prepare=False)
+            return
+        except StorageError as exc:
+            if "doesn't exist" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
 
 
 async def check_schema(storage: SchemaTarget) -> None:
