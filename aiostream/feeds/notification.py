@@ -130,7 +130,9 @@ class NotificationFeed(AggregatedFeed[NotificationT]):
         Raises:
             ValidationError: ``seen`` or ``read`` is not a bool (``"no"`` is not False).
         """
-        if checked_flag(seen, "seen") | checked_flag(read, "read"):
+        checked_flag(seen, "seen")
+        checked_flag(read, "read")
+        if seen or read:
             await self._io.mark_groups(self.key, None, seen=seen, read=read)
             await self._announce(self._io, [self.key], "marked")
 
