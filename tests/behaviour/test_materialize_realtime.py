@@ -7,8 +7,6 @@ Cassandra feeds carry their updates through a Redis notifier (as in test_realtim
 from __future__ import annotations
 
 import datetime as dt
-import uuid
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import anyio
@@ -19,7 +17,6 @@ from aiostream.ids import DIGEST_BITS
 from aiostream.materialize import RatePolicy
 from aiostream.realtime import FeedUpdate, Subscription
 from aiostream.storage.base import FeedStorage
-from tests.backends import discover
 from tests.helpers import T0
 
 pytestmark = pytest.mark.anyio
@@ -62,22 +59,6 @@ class Idle(Graph):
     """A policy that skips inactive readers and pulls nobody."""
 
     inactive_after = dt.timedelta(days=1)
-
-
-@pytest.fixture
-async def live(backend_name: str, storage: FeedStorage, servers: Any) -> AsyncIterator[Any]:
-    """The test's storage, able to carry updates: a Cassandra storage gets a notifier on
-    the suite's Redis."""
-    if backend_name != "cassandra":
-        yield storage
-        return
-    from aiostream.storage.redis import RedisStorage
-
-    redis = discover()["redis"]
-    url = servers.get(redis).url
-    async with RedisStorage.from_url(url, prefix=f"n{uuid.uuid4().hex[:8]}") as notifier:
-        storage.notifier = notifier  # type: ignore[attr-defined]
-        yield storage
 
 
 def post(manager: Graph, actor: int, n: int) -> Activity:

@@ -4,7 +4,6 @@ feeds carry their updates through a Redis notifier."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, ClassVar
@@ -15,7 +14,6 @@ import pytest
 from aiostream import FanoutPriority, Manager
 from aiostream.realtime import FeedUpdate, Subscription
 from aiostream.storage.base import FeedStorage
-from tests.backends import discover
 from tests.helpers import (
     TestAggregatedFeed,
     TestFeed,
@@ -39,22 +37,6 @@ class LiveManager(Manager):
 
     def get_user_follower_ids(self, user_id: int) -> dict[str, list[int]]:
         return {FanoutPriority.HIGH: [2, 3]} if user_id == 1 else {}
-
-
-@pytest.fixture
-async def live(backend_name: str, storage: FeedStorage, servers: Any) -> AsyncIterator[Any]:
-    """The test's storage, able to carry updates: a Cassandra storage gets a notifier on
-    the suite's Redis."""
-    if backend_name != "cassandra":
-        yield storage
-        return
-    from aiostream.storage.redis import RedisStorage
-
-    redis = discover()["redis"]
-    url = servers.get(redis).url
-    async with RedisStorage.from_url(url, prefix=f"n{uuid.uuid4().hex[:8]}") as notifier:
-        storage.notifier = notifier  # type: ignore[attr-defined]
-        yield storage
 
 
 async def next_update(updates: Subscription) -> FeedUpdate:
