@@ -204,21 +204,19 @@ async def apply_follow(manager: Manager, job: FollowChunk) -> None:
     limit = job.activity_copy_limit
     limit = manager.follow_activity_limit if limit is None else limit
     names = manager.feed_classes if manager.follow_feeds is None else manager.follow_feeds
+    if manager._materializer is not None:
+        await manager._materializer.note_follow(job.user_id, job.target_ids)
     await copy_recent(manager, job.user_id, job.target_ids, limit, names)
 
 
 async def keep_shown(manager: Manager, user_id: Any, target_ids: Sequence[Any]) -> None:
     """What an unfollow with ``keep_history`` does under a policy that skips flat-feed
-    writes: the flat feeds of ``user_id`` keep what they showed of the targets' posts,
-    so those are copied in (each target's newest ``max_length``). Posts that skipped the
-    feed (a pulled target, merged in at read time while followed; an inactive reader,
-    whose feed is rebuilt from whom they follow then) would be gone otherwise."""
-    materializer = manager._materializer
-    if materializer is None:
-        return
-    names = sorted(materializer.flat_feeds)
-    limit = max(manager.feed_classes[name].max_length for name in names)
-    await copy_recent(manager, user_id, target_ids, limit, names)
+    writes: the flat feeds of ``user_id`` keep what they showed of the targets' posts.
+    Posts that skipped the feed (a pulled target, merged in at read time while
+    followed; an inactive reader, whose feed is rebuilt from whom they follow then)
+    would be gone otherwise, so they are copied in."""
+    if manager._materializer is not None:
+        await manager._materializer.keep_shown(user_id, target_ids)
 
 
 async def copy_recent(

@@ -11,11 +11,30 @@ these names:
 ``rate.read:<user>``  decayed count of the user's reads
 ===================== ==========================================================
 
-and one set of maxima (:meth:`StateStorage.raise_maxima`), ``posted``: per producer
-whose posts skipped a follower, by the key of its user feed, the time (microseconds) of
-the newest of those posts. It is raised before the followers are skipped, so a read
-merges exactly the followees found there (no process needs to learn who is pulled
-first), and reads only those that may hold an entry of its page.
+and sets of maxima (:meth:`StateStorage.raise_maxima`), by the key of a producer's user
+feed, in microseconds:
+
+===================== ==========================================================
+``posted``            the newest post of the producer that skipped a follower: a
+                      read merges exactly the followees found there (no process
+                      needs to learn who is pulled first), and reads only those
+                      that may hold an entry of its page
+``fanned``            the newest activity of the producer's *fanned timeline*
+``floors:<feed>:<u>`` per followee of ``u``, how far its fanned timeline is already
+                      in ``u``'s feed ``<feed>`` (or was left out on purpose)
+===================== ==========================================================
+
+A producer's fanned timeline (the key of its user feed and ``:fanned``, trimmed as its
+user feed is) holds the activities a fanout took *in order*: those newer than every
+activity it took before. Reads merge and rebuilds copy from it, not from the user
+feed, so what was never fanned out (an import without fanout) never reaches a
+follower's page. An activity fanned out of order (a backdated post, an import, a
+retried delivery) is written to every follower's feed as push-all would, skipping
+nobody. A follow raises the reader's floor for the followee to the followee's
+``fanned`` maximum, so the reader gets what the followee fans out from then on (and
+the history the follow copies), not the rest of its past; a reader removing one of a
+followee's activities copies what the followee's fanned timeline still gives the feed
+into it and raises the floor past the removed one, so it cannot come back.
 """
 
 from __future__ import annotations
@@ -26,7 +45,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from aiostream._concurrency import gather, run_each
+from aiostream._concurrency import chunked, gather, run_each
 from aiostream._hooks import check_following
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError
@@ -62,6 +81,10 @@ CACHE_LIMIT = 100_000
 REBUILD_CONCURRENCY = 32
 # The maxima: per pulled producer's user feed, the microsecond of its newest skipping post.
 POSTED = "posted"
+# The maxima: per producer's user feed, the microsecond of its fanned timeline's newest.
+FANNED = "fanned"
+# What follows a user feed's key in the key of its producer's fanned timeline.
+FANNED_SUFFIX = ":fanned"
 
 
 def read_name(user: object) -> str:
@@ -70,6 +93,26 @@ def read_name(user: object) -> str:
 
 def stale_name(feed: str, user: object) -> str:
     return f"stale:{feed}:{user}"
+
+
+def floors_name(feed: str, user: object) -> str:
+    return f"floors:{feed}:{user}"
+
+
+def fanned_key(user_feed_key: str) -> str:
+    """The key of the fanned timeline of the producer whose user feed is ``user_feed_key``."""
+    return user_feed_key + FANNED_SUFFIX
+
+
+def _time(entry_id: int) -> int:
+    return entry_id >> DIGEST_BITS
+
+
+def _past(query: Query, floor: int | None) -> Query:
+    """``query`` narrowed to entries of a later microsecond than ``floor`` (if any)."""
+    if floor is None:
+        return query
+    return query.filter(activity_id__gt=((floor + 1) << DIGEST_BITS) - 1)
 
 
 def post_rate_name(user: object) -> str:
@@ -166,6 +209,36 @@ class Materializer:
             new = decayed_count(stored, self.manager.now(), policy.half_life, add=1.0)
             await self.states.store_states({name: new})
 
+    async def fans_in_order(self, producer: Any, activities: Sequence[Activity]) -> bool:
+        """Whether an add of ``activities`` by ``producer`` is fanned out in order (each
+        newer than every activity the producer fanned out before): then they join its
+        fanned timeline, and the policy may skip followers. An add out of order (a
+        backdated post, an import of history, a delivery again) is written to every
+        follower's feed instead: a reader whose floor is past it would not see it
+        merged in, and a push-all Manager shows it."""
+        if not activities:
+            return True
+        key = self._key(plain_user_id(producer, "user_id"))
+        times = [_time(a.serialization_id) for a in activities]
+        newest = (await self.states.load_maxima(FANNED, [key])).get(key)
+        if min(times) < 0 or (newest is not None and min(times) <= newest):
+            return False
+        user_class = self.manager.user_feed_class
+        entries = user_class.serialize_activities(activities)
+        await gather(
+            self.states.raise_maxima(FANNED, {key: max(times)}),
+            self._user_io.add_to_timelines(
+                [fanned_key(key)], entries, max_length=user_class.max_length, store=False
+            ),
+        )
+        return True
+
+    async def forget_fanned(self, producer: Any, activities: Sequence[Activity]) -> None:
+        """Take ``activities`` (removed by their author) out of ``producer``'s fanned
+        timeline: no read merges them, no rebuild copies them."""
+        key = fanned_key(self._key(plain_user_id(producer, "user_id")))
+        await self._user_io.remove_from_timelines([key], [a.serialization_id for a in activities])
+
     async def plan_add(
         self,
         producer: Any,
@@ -173,9 +246,10 @@ class Materializer:
         followers: Mapping[str | None, Sequence[Any]],
         chunks: list[Any],
     ) -> list[Any]:
-        """The chunks of an add of ``activities`` by ``producer``: none for flat feeds
-        when the producer is pulled (past its grace), and the others tagged with the
-        producer when the workers choose followers (inactive ones, rates)."""
+        """The chunks of an add of ``activities`` by ``producer``, fanned out in order
+        (:meth:`fans_in_order`): none for flat feeds when the producer is pulled, and
+        the others tagged with the producer when the workers choose followers
+        (inactive ones, rates)."""
         policy = self.policy
         producer = plain_user_id(producer, "user_id")
         # Pulled from its first post over the threshold: the maximum, raised before any
@@ -195,9 +269,9 @@ class Materializer:
         return planned
 
     async def skips_followers(self, producer: Any, activities: Sequence[Activity]) -> bool:
-        """Whether an add of ``activities`` by ``producer`` needs no follower at all:
-        every feed is flat, and the Manager's ``get_user_follower_count`` says the
-        producer is pulled (past its grace)."""
+        """Whether an add of ``activities`` by ``producer``, fanned out in order, needs
+        no follower at all: every feed is flat, and the Manager's
+        ``get_user_follower_count`` says the producer is pulled."""
         if self.flat_feeds != set(self.manager.feed_classes) or not self.policy.pulls:
             return False
         count = self.manager.get_user_follower_count(producer)
@@ -335,44 +409,66 @@ class Materializer:
         self, feed: BaseFeed[Any], sources: Sequence[str], start: int, stop: int, query: Query
     ) -> list[Entry]:
         """``[start:stop]`` under ``query`` of the entries of ``feed`` merged with those
-        of the user feeds ``sources`` (every followee is a source; those with a maximum
-        are the ones whose posts skipped followers: only they hold anything the feed may
-        lack)."""
+        of the fanned timelines of ``sources`` (the user feeds of every followee; those
+        with a ``posted`` maximum are the ones whose posts skipped followers: only they
+        hold anything the feed may lack), each above the feed's floor for it."""
         io = feed._io
+        floors = floors_name(feed._feed_name, plain_user_id(feed.user_id))
         if not query.descending:
-            own, posted = await gather(
+            own, posted, above = await gather(
                 io.read_timeline(feed.key, 0, stop, query),
                 self.states.load_maxima(POSTED, sources),
+                self.states.load_maxima(floors, sources),
             )
-            others = await self._pages([k for k in sources if k in posted], stop, query)
+            keys = [k for k in sources if k in posted]
+            others = await self._pages([(k, _past(query, above.get(k))) for k in keys], stop)
             return _merge([own, *others], start, stop, query.descending)
         if feed.storage is self.user_storage and isinstance(io, MergedReadStorage):
-            entries = await self._read_in_storage(io, feed.key, sources, stop, query)
+            entries = await self._read_in_storage(io, feed.key, floors, sources, stop, query)
             if entries is not None:
                 return entries[start:stop]
-        # One round trip for the feed's own page and the followees' newest skipping
-        # posts; then the pages of those that may reach it.
-        own, posted = await gather(
+        # One round trip for the feed's own page, the followees' newest skipping posts
+        # and the feed's floors; then the pages of those that may reach it.
+        own, posted, above = await gather(
             io.read_timeline(feed.key, 0, stop, query),
             self.states.load_maxima(POSTED, sources),
+            self.states.load_maxima(floors, sources),
         )
-        ranked = sorted(((newest, key) for key, newest in posted.items()), reverse=True)
+        # A followee whose newest skipping post is no later than the feed's floor for it
+        # has nothing to merge (what it fanned out since was written to the feed).
+        ranked = sorted(
+            (
+                (newest, key, above.get(key))
+                for key, newest in posted.items()
+                if newest > above.get(key, -1)
+            ),
+            reverse=True,
+        )
         return await self._pruned_merge(own, ranked, start, stop, query)
 
     async def _read_in_storage(
-        self, io: MergedReadStorage, key: str, keys: Sequence[str], stop: int, query: Query
+        self,
+        io: MergedReadStorage,
+        key: str,
+        floors: str,
+        keys: Sequence[str],
+        stop: int,
+        query: Query,
     ) -> list[Entry] | None:
-        """The first ``stop`` entries of feed ``key`` merged with the user feeds
-        ``keys`` of its owner's followees, read by the storage in one step (None if it
-        cannot). Only the followees this process knows to be in the maxima are named;
-        the storage reports who joined them since, with what they hold for the page
-        when they are few: those the owner follows are merged in (a process new to the
-        maxima hears of many, and reads the page again with them)."""
+        """The first ``stop`` entries of feed ``key`` merged with the fanned timelines
+        of its owner's followees ``keys`` (above the floors ``floors``), read by the
+        storage in one step (None if it cannot). Only the followees this process knows
+        to be in the maxima are named; the storage reports who joined them since, with
+        what they hold for the page when they are few: those the owner follows are
+        merged in (a process new to the maxima hears of many, and reads the page again
+        with them)."""
         members = self._members
         sources = [k for k in keys if k in members]
         while True:
             known = self._known
-            page = await io.read_merged(key, sources, POSTED, stop, query, known)
+            page = await io.read_merged(
+                key, sources, POSTED, stop, query, known, floors=floors, suffix=FANNED_SUFFIX
+            )
             if page is None:
                 return None
             if page.since < known:  # the maxima were emptied: start again
@@ -412,35 +508,37 @@ class Materializer:
         """The user feeds' storage, as their own reads use it (timed if need be)."""
         return self.manager.user_feed_class._io_for(self.user_storage, None)
 
-    async def _pages(self, keys: Sequence[str], stop: int, query: Query) -> list[Sequence[Entry]]:
-        """The first ``stop`` entries under ``query`` of each of the user feeds ``keys``
-        (the first ``stop`` of their union are among them), all at once (on a
-        standalone Redis, one round trip)."""
+    async def _pages(
+        self, sources: Sequence[tuple[str, Query]], stop: int
+    ) -> list[Sequence[Entry]]:
+        """The first ``stop`` entries of the fanned timeline of each of ``sources`` (user
+        feed keys) under its query (the first ``stop`` of their union are among them),
+        all at once (on a standalone Redis, one round trip)."""
         io = self._user_io
-        pages: list[Sequence[Entry]] = [() for _ in keys]
+        pages: list[Sequence[Entry]] = [() for _ in sources]
 
         async def page(index: int) -> None:
-            pages[index] = await io.read_timeline(keys[index], 0, stop, query)
+            key, query = sources[index]
+            pages[index] = await io.read_timeline(fanned_key(key), 0, stop, query)
 
-        await run_each(range(len(keys)), page)
+        await run_each(range(len(sources)), page)
         return pages
 
     async def _pruned_merge(
         self,
         own: Sequence[Entry],
-        ranked: Sequence[tuple[int, str]],
+        ranked: Sequence[tuple[int, str, int | None]],
         start: int,
         stop: int,
         query: Query,
     ) -> list[Entry]:
         """:meth:`_merged` for a newest-first page of a feed whose own entries are
-        ``own``, reading only the followees' user feeds that may hold one of its
-        entries. A user feed's entries are no newer than its maximum (``ranked``:
-        maxima newest first, with the feeds' keys), so they are read in that order, in
-        waves (of ``stop``, doubling while the page is not yet full), until the next
-        one's maximum is older than the ``stop``-th entry found so far: for an
-        unfiltered read of a full page, one wave."""
-        io = self._user_io
+        ``own``, reading only the fanned timelines that may hold one of its entries.
+        What one holds for the feed is no newer than its producer's ``posted`` maximum
+        (``ranked``: maxima newest first, with the user feeds' keys and the feed's
+        floors), so they are read in that order, in waves (of ``stop``, doubling while
+        the page is not yet full), until the next one's maximum is older than the
+        ``stop``-th entry found so far: for an unfiltered read of a full page, one wave."""
         found: dict[int, Entry] = {entry[0]: entry for entry in own}
         done, size = 0, stop
         while done < len(ranked):
@@ -448,16 +546,15 @@ class Materializer:
             if floor < 0 and done:
                 size *= 2  # a sparse page: the feeds read so far held too few entries
             wave = []
-            for newest, key in ranked[done : done + size]:
+            for newest, key, above in ranked[done : done + size]:
                 # The largest id an activity of that microsecond can have.
                 if ((newest + 1) << DIGEST_BITS) - 1 <= floor:
                     break
-                wave.append(key)
+                wave.append((key, above))
             if not wave:
                 break
             done += len(wave)
-            pages = await gather(*(io.read_timeline(key, 0, stop, query) for key in wave))
-            for entries in pages:
+            for entries in await self._pages([(k, _past(query, above)) for k, above in wave], stop):
                 for entry in entries:
                     found.setdefault(entry[0], entry)
         return [found[i] for i in sorted(found, reverse=True)[start:stop]]
@@ -518,22 +615,89 @@ class Materializer:
         following = await checked_following(self.manager, user)
         # Every followee, those in the maxima too: a read merges a followee only down to
         # its maximum, and a post of theirs that skipped this feed as inactive (pushed,
-        # not pulled: a producer back under the threshold, or one whose first skipping
-        # post was backdated) is newer than it.
-        sources = [self.manager.user_feed_class(p, storage=self.user_storage) for p in following]
-        pages: list[list[Any]] = []
+        # not pulled: a producer back under the threshold) is newer than it.
+        await self._copy_fanned(feed, user, self._keys_of(following))
 
-        async def page(source: BaseFeed[Any]) -> None:
-            pages.append(await source._read_stored(0, feed.max_length, Query()))
-
-        await run_each(sources, page, limit=REBUILD_CONCURRENCY)
-        # Each followee's newest max_length: what push would have put there (their
-        # newest max_length overall among them), trimmed as any write trims.
-        copies = _unique([p for page_ in pages for p in page_])
+    async def _copy_fanned(
+        self,
+        feed: BaseFeed[Any],
+        user: Any,
+        keys: Sequence[str],
+        *,
+        leave_out: frozenset[int] = frozenset(),
+    ) -> dict[str, int]:
+        """Copy into ``feed`` (of ``user``) what the fanned timelines of the producers
+        whose user feeds are ``keys`` give it (the newest ``max_length`` above the
+        feed's floor for each, but ``leave_out``); returns the producers' ``fanned``
+        maxima, read first (what the copy covers at least)."""
+        name = floors_name(feed._feed_name, user)
+        fanned: dict[str, int]
+        above: dict[str, int]
+        fanned, above = await gather(
+            self.states.load_maxima(FANNED, keys), self.states.load_maxima(name, keys)
+        )
+        sources = [
+            (k, _past(Query(), above.get(k))) for k in keys if fanned.get(k, -1) > above.get(k, -1)
+        ]
+        pages = []
+        for chunk in chunked(sources, REBUILD_CONCURRENCY):
+            pages += await self._pages(chunk, feed.max_length)
+        # What push would have put there (each producer's newest max_length), trimmed as
+        # any write trims; through the user feeds' serializer, as the feed may differ.
+        entries = [e for entries in pages for e in entries if e[0] not in leave_out]
+        copies = _unique(
+            self.manager.user_feed_class.get_activity_serializer().loads_entries(entries)
+        )
         if copies:
-            entries = feed.serialize_activities(copies)
             max_length = feed.max_length if feed._should_trim(True) else None
-            await feed._io.add_to_timelines([feed.key], entries, max_length=max_length, store=False)
+            await feed._io.add_to_timelines(
+                [feed.key], feed.serialize_activities(copies), max_length=max_length, store=False
+            )
+        return fanned
+
+    # -- follows and a reader's removals -------------------------------------------------------
+
+    def _flat_feeds_of(self, user: Any) -> list[BaseFeed[Any]]:
+        feeds = self.manager.get_feeds(user)
+        return [feeds[name] for name in sorted(self.flat_feeds)]
+
+    async def note_follow(self, user: Any, targets: Sequence[Any]) -> None:
+        """``user`` follows ``targets`` (in the follow's job, before its copy): each flat
+        feed's floor for them is raised to what they fanned out so far, so their reads
+        merge what the targets fan out from now on, not their past (the follow copies
+        what it copies, as a push-all Manager's does)."""
+        keys = self._keys_of(targets)
+        fanned = await self.states.load_maxima(FANNED, keys)
+        if fanned:
+            await run_each(
+                sorted(self.flat_feeds),
+                lambda name: self.states.raise_maxima(floors_name(name, user), fanned),
+            )
+
+    async def keep_shown(self, user: Any, targets: Sequence[Any]) -> None:
+        """An unfollow of ``targets`` by ``user`` that keeps history: each flat feed keeps
+        what it showed of their posts (read merged in, or copied by a rebuild), so that
+        is copied into it."""
+        keys = self._keys_of(targets)
+        await run_each(self._flat_feeds_of(user), lambda feed: self._copy_fanned(feed, user, keys))
+
+    async def before_removal(self, feed: BaseFeed[Any], ids: Sequence[int]) -> None:
+        """``feed``'s reader removes ``ids`` from it: what the fanned timelines of their
+        followed authors give the feed is copied into it (but those), and the feed's
+        floors for them are raised past it, so that no read merges a removed one back
+        (a delivery of it again, out of order, writes it to the feed as push-all does)."""
+        user = plain_user_id(feed.user_id)
+        stored = await self.user_storage.load_activities(list(ids))
+        if not stored:
+            return
+        serializer = self.manager.user_feed_class.get_activity_serializer()
+        authors = {a.actor_id for a in serializer.loads_entries(list(stored.items()))}
+        following = set(map(str, await checked_following(self.manager, user)))
+        keys = self._keys_of([a for a in authors if str(a) in following])
+        if keys:
+            raised = await self._copy_fanned(feed, user, keys, leave_out=frozenset(ids))
+            if raised:
+                await self.states.raise_maxima(floors_name(feed._feed_name, user), raised)
 
 
 def _merge(

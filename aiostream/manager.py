@@ -295,6 +295,8 @@ class Manager:
             targets = tuple(dict.fromkeys([*targets, *(stored[0].to if stored else ())]))
         chunks = await self._fanout_chunks(user_id, "remove", [activity], trim=False)
         chunks += self._target_chunks("remove", [activity], targets)
+        if self._materializer is not None:
+            await self._materializer.forget_fanned(user_id, [activity])
         await self.get_user_feed(user_id).remove(activity)
         await self._dispatch(chunks)
         self.metrics.on_activity_removed()
@@ -467,7 +469,10 @@ class Manager:
         materializer = self._materializer if operation == "add" else None
         if materializer is not None:
             await materializer.note_posts(user_id)
-            if await materializer.skips_followers(user_id, activities):
+            # Out of order, an add skips nobody: see Materializer.fans_in_order.
+            if not await materializer.fans_in_order(user_id, activities):
+                materializer = None
+            elif await materializer.skips_followers(user_id, activities):
                 return []
         followers = await self.follower_ids(user_id)
         chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))

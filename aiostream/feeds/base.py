@@ -358,6 +358,12 @@ class BaseFeed(Generic[ItemT]):
         :meth:`remove_activity` to delete them there.
         """
         ids = _ids_of(activities)
+        if ids and self._materializer is not None:
+            # A reader's removal: no read of a Manager's feed may merge them back in.
+            await self._materializer.before_removal(self, ids)
+        await self._remove_ids(ids)
+
+    async def _remove_ids(self, ids: Sequence[int]) -> None:
         if not ids:
             return
         await self._io.remove_from_timelines([self.key], ids)
@@ -720,7 +726,10 @@ class BaseFeed(Generic[ItemT]):
             for a in self.inner_activities(item)
             if str(a.actor_id) in actors
         ]
-        await self.remove_many(doomed)
+        if self._materializer is not None:  # the unfollow's removal, not the reader's
+            await self._remove_ids(_ids_of(doomed))
+        else:
+            await self.remove_many(doomed)
 
     @staticmethod
     def inner_activities(item: Any) -> list[Activity]:

@@ -518,7 +518,7 @@ class MergedPage(NamedTuple):
     """``known`` as the caller gave it, or 0 when the set no longer holds that many
     members (it was emptied since: the caller forgets those it knew)."""
     apart: list[list[Entry]] | None = None
-    """Per member of ``joined``, the entries of its feed that may reach the page, read
+    """Per member of ``joined``, the entries of its source that may reach the page, read
     as a source's would be but kept apart (none for a member named among the sources,
     or whose maximum is older than the page's last entry): the page of a reader who
     follows some of them is the first ``stop`` of the page and theirs together. None
@@ -547,13 +547,19 @@ class MergedReadStorage(Protocol):
         stop: int,
         query: Query,
         known: int,
+        *,
+        floors: str | None = None,
+        suffix: str = "",
     ) -> MergedPage | None:
         """The first ``stop`` live entries under ``query`` (newest first) of feed ``key``
-        and the feeds ``sources`` together, each entry once: what reading ``[0:stop]``
-        of each of them and merging would give. A source's member in the set of maxima
-        ``maxima`` is its key; a source counts only if it has a maximum there, and its
-        maximum bounds the time of its entries: a source whose maximum is older than the
-        page's last entry need not be read.
+        and the sources together, each entry once: what reading ``[0:stop]`` of each of
+        them and merging would give. A source is named by its member in the set of
+        maxima ``maxima`` (its timeline is the feed of that key followed by
+        ``suffix``); it counts only if it has a maximum there, and its maximum bounds
+        the time of what it gives: a source whose maximum is older than the page's last
+        entry need not be read. With ``floors`` (another set of maxima, by the same
+        members), a source gives only its entries of a later microsecond than its
+        floor there.
 
         Returns:
             The page, and the members of ``maxima`` after the first ``known`` in the

@@ -239,6 +239,9 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
         stop: int,
         query: Query,
         known: int,
+        *,
+        floors: str | None = None,
+        suffix: str = "",
     ) -> MergedPage | None:
         """A page of ``key`` merged with the feeds ``sources`` (see
         :class:`~aiostream.storage.base.MergedReadStorage`): one script on a standalone
@@ -263,6 +266,8 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
             json.dumps(sources if isinstance(sources, list) else list(sources)),
             known,
             self.joined_reads,
+            suffix,
+            "" if floors is None else self._maxima_key(floors),
         ]
         async with self._op("read_merged"):
             reply = await self._reads.call(scripts.READ_MERGED, [], args)

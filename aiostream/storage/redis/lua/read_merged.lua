@@ -16,6 +16,10 @@
 -- ARGV[5]: the maxima (a sorted set); ARGV[6]: its members in joining order (a list).
 -- ARGV[7]: a JSON array of the sources' keys. ARGV[8]: how many members the caller
 -- knows (the first ones of the list). ARGV[9]: how many joined members it reads at most.
+-- ARGV[10]: what follows a member's key in the key of the timeline read for it.
+-- ARGV[11]: a set of floors by member ('' for none): a source gives only its entries of
+-- a later microsecond than its floor (its entries newest first, so a prefix), and one
+-- whose maximum is not past its floor gives none.
 -- Returns where the members it reports start (ARGV[8], or 0), those members (an
 -- array), per member the hex id, payload, ... of its entries that may reach the page
 -- (an array of arrays; false when more joined than ARGV[9]), then hex id, payload, ...
@@ -49,6 +53,11 @@ local function offer(page)
 end
 
 local function timeline(key) return before .. key .. '}:t' end
+local suffix, floors = ARGV[10], ARGV[11]
+local function floors_of(members)
+  if floors == '' or #members == 0 then return {} end
+  return redis.call('ZMSCORE', floors, unpack(members))
+end
 
 offer(read_timeline(timeline(ARGV[4]), ARGV[1], opening))
 
@@ -59,14 +68,28 @@ local rest = string.format(' 0 %d 1 %s', stop, shards)
 local function reaches(newest)
   return #ids < stop or newest >= tonumber(string.sub(ids[stop], 1, TIME_WIDTH), 16)
 end
--- A source's entries that may reach the page: from its newest down to the page's last.
-local function source_page(key)
+-- A source's entries that may reach the page: from its newest down to the page's last,
+-- and only those of a later microsecond than its floor.
+local function source_page(key, above)
   local low = min
   if #ids == stop then
     local floor = ids[stop]
     if min == '-' or newer(floor, string.sub(min, 2)) then low = '(' .. floor end
   end
-  return read_timeline(timeline(key), low .. ' ' .. max .. rest, opening)
+  local page = read_timeline(timeline(key .. suffix), low .. ' ' .. max .. rest, opening)
+  if not above then return page end
+  for i = 1, #page, 2 do
+    if tonumber(string.sub(page[i], 1, TIME_WIDTH), 16) <= above then
+      local kept = {}
+      for j = 1, i - 1 do kept[j] = page[j] end
+      return kept
+    end
+  end
+  return page
+end
+-- Whether a source of this maximum and floor gives anything at all.
+local function gives(newest, above)
+  return not above or newest > above
 end
 
 -- The members the caller does not know: those after the first ARGV[8], or all of them
@@ -81,12 +104,14 @@ local function page()
   if #joined <= math.min(tonumber(ARGV[9]), {{UNPACK}}) then  -- (one unpack below)
     apart = {}
     local scores = #joined > 0 and redis.call('ZMSCORE', maxima, unpack(joined)) or {}
+    local lows = floors_of(joined)
     for i, member in ipairs(joined) do
-      local score = scores[i]
-      if read[member] or not (score and reaches(tonumber(score))) then
+      local score, above = scores[i], lows[i] and tonumber(lows[i])
+      if read[member] or not (score and reaches(tonumber(score)))
+          or not gives(tonumber(score), above) then
         apart[i] = {}
       else
-        apart[i] = source_page(member)
+        apart[i] = source_page(member, above)
       end
     end
   end
@@ -102,10 +127,14 @@ local sources = cjson.decode(ARGV[7])
 local scored = {}
 for first = 1, #sources, {{UNPACK}} do
   local last = math.min(first + {{UNPACK}} - 1, #sources)
-  local found = redis.call('ZMSCORE', maxima, unpack(sources, first, last))
+  local chunk = {unpack(sources, first, last)}
+  local found, lows = redis.call('ZMSCORE', maxima, unpack(chunk)), floors_of(chunk)
   for s = first, last do
-    local score = found[s - first + 1]
-    if score then scored[#scored + 1] = {sources[s], tonumber(score)} end
+    local score, above = found[s - first + 1], lows[s - first + 1]
+    above = above and tonumber(above)
+    if score and gives(tonumber(score), above) then
+      scored[#scored + 1] = {sources[s], tonumber(score), above}
+    end
   end
 end
 
@@ -129,7 +158,7 @@ local function read_in_order(list)
     if not reaches(pair[2]) then return false end
     if not read[pair[1]] then
       read[pair[1]] = true
-      offer(source_page(pair[1]))
+      offer(source_page(pair[1], pair[3]))
     end
   end
   return true
