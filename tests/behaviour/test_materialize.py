@@ -144,7 +144,7 @@ async def test_a_read_of_many_pulled_producers_reads_only_those_that_reach_its_p
     read_keys: list[str] = []
     read_timeline = storage.read_timeline
 
-    async def declined(*args: Any) -> None:
+    async def declined(*args: Any, **kwargs: Any) -> None:
         return None  # a storage that cannot read the merged page in one step
 
     # (tests/redis/test_merged_read.py: the same pruning in Redis's one-step read)
@@ -157,9 +157,14 @@ async def test_a_read_of_many_pulled_producers_reads_only_those_that_reach_its_p
     monkeypatch.setattr(storage, "read_timeline", spied)
     feed = manager.get_feeds(100)["flat"]
     assert await feed[:3] == newest_first[:3]
-    # Its own feed, and the three producers whose newest posts come first (10, 11, 12):
-    # the next one's newest post is older than the page.
-    assert sorted(read_keys) == ["sel:flat:100", "sel:user:10", "sel:user:11", "sel:user:12"]
+    # Its own feed, and the fanned timelines of the three producers whose newest posts
+    # come first (10, 11, 12): the next one's newest post is older than the page.
+    assert sorted(read_keys) == [
+        "sel:flat:100",
+        "sel:user:10:fanned",
+        "sel:user:11:fanned",
+        "sel:user:12:fanned",
+    ]
     # Deeper pages, filters and the other direction are as exact.
     assert await feed[5:30] == newest_first[5:30]
     below = newest_first[4].serialization_id
@@ -185,7 +190,7 @@ async def test_only_posts_that_skip_followers_make_their_author_merged_at_read_t
     read_keys: list[str] = []
     read_timeline = storage.read_timeline
 
-    async def declined(*args: Any) -> None:
+    async def declined(*args: Any, **kwargs: Any) -> None:
         return None  # the Manager's own reads, which the spy below sees
 
     async def spied(key: str, *args: Any) -> Any:
@@ -204,7 +209,7 @@ async def test_only_posts_that_skip_followers_make_their_author_merged_at_read_t
     }
     read_keys.clear()
     assert await feed[:5] == [later, first]
-    assert sorted(read_keys) == ["sel:flat:2", "sel:user:1"]
+    assert sorted(read_keys) == ["sel:flat:2", "sel:user:1:fanned"]
 
 
 async def test_maxima_keep_the_largest_value_each_member_was_given(storage: FeedStorage) -> None:

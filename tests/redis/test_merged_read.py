@@ -35,9 +35,9 @@ def merged_reads(storage: RedisStorage, monkeypatch: pytest.MonkeyPatch) -> list
     calls: list[int] = []
     read_merged = storage.read_merged
 
-    async def counted(*args: Any) -> Any:
+    async def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(len(args[1]))
-        return await read_merged(*args)
+        return await read_merged(*args, **kwargs)
 
     monkeypatch.setattr(storage, "read_merged", counted)
     return calls
