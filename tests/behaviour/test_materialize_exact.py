@@ -1,5 +1,7 @@
 """Selective materialization at the edges, on every backend: a feed on another storage
-than the user feeds, trimmed feeds, unfollows that must not count as reads."""
+than the user feeds, trimmed feeds, unfollows that must not count as reads, follows
+with copy limits or ``follow_feeds``, imports without fanout, a reader's removals and
+backdated posts of pulled producers."""
 
 from __future__ import annotations
 
@@ -115,3 +117,107 @@ async def test_an_unfollow_is_not_a_read(storage: FeedStorage) -> None:
     assert await stored(manager, 2) == []  # not rebuilt
     assert await storage.load_states(["read:2"]) == {}  # no read recorded
     assert await storage.load_states(["stale:flat:2"]) == {"stale:flat:2": "1"}
+
+
+class Following(SelManager):
+    """1 is followed by 3 and 4 (pulled: the threshold is 2); 2 follows 1 later."""
+
+    pull_threshold = 2
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.graph = {1: [], 2: [], 3: [1], 4: [1]}
+
+    async def follow(self, user: int, target: int, limit: int | None = None) -> None:
+        self.graph[user].append(target)
+        await self.follow_user(user, target, activity_copy_limit=limit)
+
+
+async def published(manager: SelManager, count: int, *, back: float = 0.0) -> list[Activity]:
+    """``count`` posts by user 1, newest first, ``back`` seconds in the past."""
+    activities = [post(manager, 1, n) for n in range(count)]
+    for activity in activities:
+        activity.time -= dt.timedelta(seconds=back)
+        await manager.add_user_activity(1, activity)
+    return activities[::-1]
+
+
+@pytest.mark.parametrize("limit", [0, 1, None])
+async def test_a_follow_of_a_pulled_producer_shows_the_past_it_copies_and_no_more(
+    storage: FeedStorage, limit: int | None
+) -> None:
+    """A push-all Manager's follow copies the target's ``activity_copy_limit`` newest
+    activities and its later fanouts add the rest: the pulled producer's older posts,
+    in its fanned timeline, stay below the new follower's floor."""
+    manager = Following(storage=storage)
+    past = await published(manager, 3)
+    await manager.follow(2, 1, limit)
+    feed = manager.get_feeds(2)["flat"]
+    copied = past if limit is None else past[:limit]
+    assert await feed[:] == copied
+    later = await published(manager, 2)
+    assert await feed[:] == later + copied
+    assert await feed[1:3] == (later + copied)[1:3]
+    assert await feed.order_by("activity_id")[:2] == (later + copied)[::-1][:2]
+
+
+async def test_follow_feeds_without_the_flat_feed_copy_no_flat_history(
+    storage: FeedStorage,
+) -> None:
+    class GroupsOnly(Following):
+        follow_feeds = ("groups",)
+
+    manager = GroupsOnly(storage=storage)
+    past = await published(manager, 2)
+    await manager.follow(2, 1)
+    feeds = manager.get_feeds(2)
+    assert await feeds["flat"][:] == []
+    assert sorted(a for g in await feeds["groups"][:] for a in g.activities) == past[::-1]
+    later = await published(manager, 1)
+    assert await feeds["flat"][:] == later
+
+
+async def test_an_import_without_fanout_reaches_no_follower_but_a_follow_copies_it(
+    storage: FeedStorage,
+) -> None:
+    manager = Following(storage=storage)
+    await manager.follow(2, 1)
+    shown = await published(manager, 1)
+    imported = [post(manager, 1, 10 + n) for n in range(2)]
+    await manager.batch_import(1, imported, fanout=False, progress=False)
+    assert await manager.get_feeds(2)["flat"][:] == shown
+    assert await manager.get_feeds(3)["flat"][:] == shown
+    assert await manager.get_user_feed(1)[:] == imported[::-1] + shown
+    manager.graph[5] = []
+    await manager.follow(5, 1)  # the follow copies the user feed, imports included
+    assert await manager.get_feeds(5)["flat"][:] == imported[::-1] + shown
+
+
+async def test_an_activity_the_reader_removed_stays_removed_until_delivered_again(
+    storage: FeedStorage,
+) -> None:
+    manager = Following(storage=storage)
+    await manager.follow(2, 1)
+    newer, older = await published(manager, 2)
+    feed = manager.get_feeds(2)["flat"]
+    await feed.remove(newer)
+    assert await feed[:] == [older]
+    assert await manager.get_feeds(3)["flat"][:] == [newer, older]  # other readers keep it
+    (latest,) = await published(manager, 1)
+    assert await feed[:] == [latest, older]
+    # Delivered again (a retry): push-all writes it to the feed once more, and so here.
+    await manager.add_user_activity(1, newer)
+    assert await feed[:] == [latest, newer, older]
+
+
+async def test_a_backdated_post_of_a_pulled_producer_reaches_a_follower_past_its_floor(
+    storage: FeedStorage,
+) -> None:
+    """Out of order (older than what its author fanned out before), a post skips
+    nobody: it is written to every follower, as push-all writes it."""
+    manager = Following(storage=storage)
+    await published(manager, 2)
+    await manager.follow(2, 1, 0)  # the floor: past both posts
+    (backdated,) = await published(manager, 1, back=3600.0)
+    assert await stored(manager, 2) == [backdated]
+    assert await manager.get_feeds(2)["flat"][:] == [backdated]
