@@ -179,7 +179,7 @@ class PagesStorage(CountingStorage):
     """Declines the one-step merged read: the Manager reads the producers' pages itself,
     as it does on a cluster, Cassandra or memory (the side-by-side row)."""
 
-    async def read_merged(self, *args: Any) -> None:
+    async def read_merged(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
