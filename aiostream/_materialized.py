@@ -24,8 +24,8 @@ feed, in microseconds:
                       in ``u``'s feed ``<feed>`` (or was left out on purpose)
 ===================== ==========================================================
 
-A producer's fanned timeline (the key of its user feed and ``:fanned``, trimmed as its
-user feed is) holds the activities a fanout took *in order*: those newer than every
+A producer's fanned timeline (the key of its user feed and ``:fanned``, trimmed to the
+longest ``max_length`` of the flat feeds: no read goes further) holds the activities a fanout took *in order*: those newer than every
 activity it took before. Reads merge and rebuilds copy from it, not from the user
 feed, so what was never fanned out (an import without fanout) never reaches a
 follower's page. An activity fanned out of order (a backdated post, an import, a
@@ -174,6 +174,11 @@ class Materializer:
         self.manager = manager
         self.policy = policy
         self.flat_feeds = frozenset(n for n, c in manager.feed_classes.items() if is_flat(c))
+        # A fanned timeline keeps what a read of the longest flat feed may merge.
+        self.fanned_length = max(
+            (manager.feed_classes[n].max_length for n in self.flat_feeds),
+            default=manager.user_feed_class.max_length,
+        )
         # "<feed>:<user>" -> until when this process need not look at its read state
         self._fresh: dict[str, float] = {}
         # producer id -> the key of its user feed (a read names each followee's)
@@ -223,12 +228,11 @@ class Materializer:
         newest = (await self.states.load_maxima(FANNED, [key])).get(key)
         if min(times) < 0 or (newest is not None and min(times) <= newest):
             return False
-        user_class = self.manager.user_feed_class
-        entries = user_class.serialize_activities(activities)
+        entries = self.manager.user_feed_class.serialize_activities(activities)
         await gather(
             self.states.raise_maxima(FANNED, {key: max(times)}),
             self._user_io.add_to_timelines(
-                [fanned_key(key)], entries, max_length=user_class.max_length, store=False
+                [fanned_key(key)], entries, max_length=self.fanned_length, store=False
             ),
         )
         return True

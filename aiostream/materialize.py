@@ -31,9 +31,7 @@ groups the push would have built.
 The reader needs to know whom a user follows: the Manager's
 ``get_user_following_ids(user_id)`` hook, which must agree with
 ``get_user_follower_ids``: a pulled producer's posts reach only readers whose
-following list names them. Exactness also needs ``follow_activity_limit`` of at least
-the flat feeds' ``max_length`` (the default 5000 and 100 are), and user feeds that keep
-at least ``max_length`` activities.
+following list names them.
 """
 
 from __future__ import annotations
