@@ -25,16 +25,17 @@ feed, in microseconds:
 ===================== ==========================================================
 
 A producer's fanned timeline (the key of its user feed and ``:fanned``, trimmed to the
-longest ``max_length`` of the flat feeds: no read goes further) holds the activities a fanout took *in order*: those newer than every
-activity it took before. Reads merge and rebuilds copy from it, not from the user
-feed, so what was never fanned out (an import without fanout) never reaches a
-follower's page. An activity fanned out of order (a backdated post, an import, a
-retried delivery) is written to every follower's feed as push-all would, skipping
-nobody. A follow raises the reader's floor for the followee to the followee's
-``fanned`` maximum, so the reader gets what the followee fans out from then on (and
-the history the follow copies), not the rest of its past; a reader removing one of a
-followee's activities copies what the followee's fanned timeline still gives the feed
-into it and raises the floor past the removed one, so it cannot come back.
+longest ``max_length`` of the flat feeds: no read goes further) holds the activities a
+fanout took *in order*: those newer than every activity it took before. Reads merge
+and rebuilds copy from it, not from the user feed, so what was never fanned out (an
+import without fanout) never reaches a follower's page. An activity fanned out of
+order (a backdated post, an import, a retried delivery) is written to every
+follower's feed as push-all would, skipping nobody. A follow raises the reader's floor
+for the followee to the followee's ``fanned`` maximum, so the reader gets what the
+followee fans out from then on (and the history the follow copies), not the rest of
+its past; a reader removing one of a followee's activities copies what the followee's
+fanned timeline still gives the feed into it and raises the floor past the removed
+one, so it cannot come back.
 """
 
 from __future__ import annotations
