@@ -25,17 +25,17 @@ feed, in microseconds:
 ===================== ==========================================================
 
 A producer's fanned timeline (the key of its user feed and ``:fanned``, trimmed to the
-longest ``max_length`` of the flat feeds: no read goes further) holds the activities a
-fanout took *in order*: those newer than every activity it took before. Reads merge
-and rebuilds copy from it, not from the user feed, so what was never fanned out (an
-import without fanout) never reaches a follower's page. An activity fanned out of
-order (a backdated post, an import, a retried delivery) is written to every
-follower's feed as push-all would, skipping nobody. A follow raises the reader's floor
-for the followee to the followee's ``fanned`` maximum, so the reader gets what the
-followee fans out from then on (and the history the follow copies), not the rest of
-its past; a reader removing one of a followee's activities copies what the followee's
-fanned timeline still gives the feed into it and raises the floor past the removed
-one, so it cannot come back.
+longest ``max_length`` of the flat feeds: no read goes further) holds the activities
+its fanouts took. Reads merge and rebuilds copy from it, not from the user feed, so
+what was never fanned out (an import without fanout) never reaches a follower's page.
+Only a fanout *in order* (each activity newer than every one the producer fanned out
+before) may skip followers: one out of order (a backdated post, an import, a retried
+delivery) is written to every follower's feed as push-all would, skipping nobody. A
+follow raises the reader's floor for the followee to the followee's ``fanned``
+maximum, so the reader gets what the followee fans out from then on (and the history
+the follow copies), not the rest of its past; a reader removing one of a followee's
+activities copies what the followee's fanned timeline still gives the feed into it
+and raises the floor past the removed one, so it cannot come back.
 """
 
 from __future__ import annotations
@@ -217,26 +217,30 @@ class Materializer:
 
     async def fans_in_order(self, producer: Any, activities: Sequence[Activity]) -> bool:
         """Whether an add of ``activities`` by ``producer`` is fanned out in order (each
-        newer than every activity the producer fanned out before): then they join its
-        fanned timeline, and the policy may skip followers. An add out of order (a
-        backdated post, an import of history, a delivery again) is written to every
-        follower's feed instead: a reader whose floor is past it would not see it
-        merged in, and a push-all Manager shows it."""
+        newer than every activity the producer fanned out before): only then may the
+        policy skip followers. An add out of order (a backdated post, an import of
+        history, a delivery again) is written to every follower's feed instead: a
+        reader whose floor is past it would not see it merged in, and a push-all
+        Manager shows it.
+
+        Either way the activities join the producer's fanned timeline and raise its
+        ``fanned`` maximum, in one round trip: written to every follower's feed, an
+        activity merged in too changes no page, and a floor raised past it is one the
+        follow's copy covers."""
         if not activities:
             return True
         key = self._key(plain_user_id(producer, "user_id"))
         times = [_time(a.serialization_id) for a in activities]
-        newest = (await self.states.load_maxima(FANNED, [key])).get(key)
-        if min(times) < 0 or (newest is not None and min(times) <= newest):
+        if min(times) < 0:  # before 1970: no maximum holds it
             return False
         entries = self.manager.user_feed_class.serialize_activities(activities)
-        await gather(
+        before, _ = await gather(
             self.states.raise_maxima(FANNED, {key: max(times)}),
             self._user_io.add_to_timelines(
                 [fanned_key(key)], entries, max_length=self.fanned_length, store=False
             ),
         )
-        return True
+        return key not in before or min(times) > before[key]
 
     async def forget_fanned(self, producer: Any, activities: Sequence[Activity]) -> None:
         """Take ``activities`` (removed by their author) out of ``producer``'s fanned

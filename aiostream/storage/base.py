@@ -497,10 +497,16 @@ class StateStorage(Protocol):
         """
         ...
 
-    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
+    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> dict[str, int]:
         """Keep, for each member of the set of maxima ``name``, the largest value it was
         ever given: a value below the kept one changes nothing, whoever wrote either,
-        so writers in many processes need no lock. Values are ints in ``[0, 2**53)``."""
+        so writers in many processes need no lock. Values are ints in ``[0, 2**53)``.
+
+        Returns:
+            The maxima the members had before (those that had one): atomically on
+            memory and Redis; on Cassandra read just before the write (a raise by
+            another process in between may be missed)."""
+        ...
 
     async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
         """The kept maximum of each of ``members`` of ``name`` that has one."""

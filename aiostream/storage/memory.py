@@ -141,11 +141,15 @@ class MemoryStorage:
                 states[name] = repr(float(time_))
         return found
 
-    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
+    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> dict[str, int]:
         await checkpoint()
         kept = self._maxima.setdefault(name, {})
+        before = {}
         for member, value in check_maxima(values).items():
+            if member in kept:
+                before[member] = kept[member]
             kept[member] = max(kept.get(member, value), value)
+        return before
 
     async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
         await checkpoint()

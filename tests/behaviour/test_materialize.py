@@ -224,6 +224,17 @@ async def test_maxima_keep_the_largest_value_each_member_was_given(storage: Feed
     assert await storage.load_maxima("posted", ["a"]) == {"a": big}
 
 
+async def test_a_raise_returns_the_maxima_members_had_before(storage: FeedStorage) -> None:
+    assert await storage.raise_maxima("fanned", {"a": 5, "b": 7}) == {}
+    assert await storage.raise_maxima("fanned", {"a": 3, "b": 9, "c": 0}) == {"a": 5, "b": 7}
+    assert await storage.raise_maxima("fanned", {"b": 9, "c": 2}) == {"b": 9, "c": 0}
+    assert await storage.raise_maxima("fanned", {}) == {}
+    big = (1 << 53) - 1
+    await storage.raise_maxima("fanned", {"a": big})
+    assert await storage.raise_maxima("fanned", {"a": 1}) == {"a": big}
+    assert await storage.load_maxima("fanned", ["a", "b", "c"]) == {"a": big, "b": 9, "c": 2}
+
+
 @pytest.mark.parametrize("value", [-1, 1 << 53, 1.5, True, "7"])
 async def test_a_bad_maximum_is_refused_before_anything_is_written(
     storage: FeedStorage, value: Any

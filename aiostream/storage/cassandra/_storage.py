@@ -644,11 +644,18 @@ class CassandraStorage(CassandraClient):
         await self.store_states(renewed)
         return found
 
-    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
+    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> dict[str, int]:
         """A write whose timestamp is the value: Cassandra keeps the write with the
-        highest timestamp, so the largest value stays, whatever the order of arrival."""
-        params = [(f"mx:{name}:{m}", str(v), v) for m, v in check_maxima(values).items()]
+        highest timestamp, so the largest value stays, whatever the order of arrival.
+        The maxima before are read first (a lightweight transaction would cost four
+        round trips)."""
+        checked = check_maxima(values)
+        if not checked:
+            return {}
+        before = await self.load_maxima(name, list(checked))
+        params = [(f"mx:{name}:{m}", str(v), v) for m, v in checked.items()]
         await self._send_all(self.statements.maximum_insert, params)
+        return before
 
     async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
         found = await self.load_states([f"mx:{name}:{m}" for m in members])

@@ -209,16 +209,17 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
         # The members of the set in joining order (a list, in the set's slot).
         return f"{self._tag}mx:{name}}}:joined"
 
-    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> None:
-        """``ZADD GT`` (a score only ever goes up) in a script that first appends the
-        members new to the set to its list of members in joining order (what
-        :meth:`read_merged` tells its callers)."""
+    async def raise_maxima(self, name: str, values: Mapping[str, int]) -> dict[str, int]:
+        """``ZADD GT`` (a score only ever goes up) in a script that first reads the
+        members' scores (returned) and appends the members new to the set to its list of
+        members in joining order (what :meth:`read_merged` tells its callers)."""
         if not check_maxima(values):
-            return
+            return {}
         pairs = [x for member, value in values.items() for x in (value, member)]
         keys = [self._maxima_key(name), self._joined_key(name)]
         async with self._op("raise_maxima"):
-            await scripts.RAISE_MAXIMA(self._c, keys, pairs)
+            found = await scripts.RAISE_MAXIMA(self._c, keys, pairs)
+        return {_text(m): int(float(v)) for m, v in zip(found[::2], found[1::2], strict=True)}
 
     async def load_maxima(self, name: str, members: Sequence[str]) -> dict[str, int]:
         """``ZMSCORE`` in a script that takes the members as one JSON argument: a reader
