@@ -100,7 +100,10 @@ async def follow_jobs(
     targets = [target for chunk in chunks for target in chunk.target_ids]
     version = await record_request(manager, chunks[0].user_id, targets)
     if keep_history:
-        await keep_shown(manager, chunks[0].user_id, targets)
+        if manager._materializer is not None:
+            await manager._materializer.note_unfollow(
+                chunks[0].user_id, targets, version, keep_history=True
+            )
         return []
     return [replace(chunk, version=version) for chunk in chunks]
 
@@ -197,26 +200,23 @@ def follow_chunks(
 
 async def apply_follow(manager: Manager, job: FollowChunk) -> None:
     """The work of one follow or unfollow chunk (its lease held by the caller)."""
+    materializer = manager._materializer
+    # (a job enqueued before versions existed: the state is recorded as of now)
+    version = next_version() if job.version is None else job.version
     if job.operation == "unfollow":
+        if materializer is not None:
+            await materializer.note_unfollow(
+                job.user_id, job.target_ids, version, keep_history=False
+            )
         feeds = manager.get_feeds(job.user_id).values()
         await run_each(feeds, lambda feed: feed.remove_actors(job.target_ids))
         return
     limit = job.activity_copy_limit
     limit = manager.follow_activity_limit if limit is None else limit
     names = manager.feed_classes if manager.follow_feeds is None else manager.follow_feeds
-    if manager._materializer is not None:
-        await manager._materializer.note_follow(job.user_id, job.target_ids)
+    if materializer is not None:
+        await materializer.note_follow(job.user_id, job.target_ids, version)
     await copy_recent(manager, job.user_id, job.target_ids, limit, names)
-
-
-async def keep_shown(manager: Manager, user_id: Any, target_ids: Sequence[Any]) -> None:
-    """What an unfollow with ``keep_history`` does under a policy that skips flat-feed
-    writes: the flat feeds of ``user_id`` keep what they showed of the targets' posts.
-    Posts that skipped the feed (a pulled target, merged in at read time while
-    followed; an inactive reader, whose feed is rebuilt from whom they follow then)
-    would be gone otherwise, so they are copied in."""
-    if manager._materializer is not None:
-        await manager._materializer.keep_shown(user_id, target_ids)
 
 
 async def copy_recent(

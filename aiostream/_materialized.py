@@ -22,6 +22,10 @@ feed, in microseconds:
 ``fanned``            the newest activity of the producer's *fanned timeline*
 ``floors:<feed>:<u>`` per followee of ``u``, how far its fanned timeline is already
                       in ``u``'s feed ``<feed>`` (or was left out on purpose)
+``follows:<u>``       per target of ``u``'s follow requests, twice the version of
+                      the newest one applied, plus 1 for a follow: whether the
+                      pair is followed, as the Manager's follows and unfollows
+                      left it (a follow again is no new follow)
 ===================== ==========================================================
 
 A producer's fanned timeline (the key of its user feed and ``:fanned``, trimmed to the
@@ -98,6 +102,16 @@ def stale_name(feed: str, user: object) -> str:
 
 def floors_name(feed: str, user: object) -> str:
     return f"floors:{feed}:{user}"
+
+
+def follows_name(user: object) -> str:
+    return f"follows:{user}"
+
+
+def _followed(recorded: int | None) -> bool:
+    """Whether a ``follows`` value (twice the request's version, plus 1 for a follow)
+    says the pair is followed."""
+    return recorded is not None and recorded % 2 == 1
 
 
 def fanned_key(user_feed_key: str) -> str:
@@ -274,29 +288,28 @@ class Materializer:
                     chunk = replace(chunk, producer=producer)
             planned.append(chunk)
         if skip:
-            await self._note_skipped(producer, activities)
+            await self.note_skipped(producer, activities)
         return planned
 
-    async def skips_followers(self, producer: Any, activities: Sequence[Activity]) -> bool:
-        """Whether an add of ``activities`` by ``producer``, fanned out in order, needs
-        no follower at all: every feed is flat, and the Manager's
-        ``get_user_follower_count`` says the producer is pulled."""
+    async def pulled_by_count(self, producer: Any) -> bool:
+        """Whether an add by ``producer`` needs no follower at all when it is in order:
+        every feed is flat, and the Manager's ``get_user_follower_count`` says the
+        producer is pulled."""
         if self.flat_feeds != set(self.manager.feed_classes) or not self.policy.pulls:
             return False
         count = self.manager.get_user_follower_count(producer)
         if inspect.isawaitable(count):
             count = await count
-        if count is None or not self.policy.pulls_all(count):
-            return False
-        await self._note_skipped(plain_user_id(producer, "user_id"), activities)
-        return True
+        return count is not None and self.policy.pulls_all(count)
 
-    async def _note_skipped(self, producer: Any, activities: Sequence[Activity]) -> None:
-        """Raise ``producer``'s maximum to its newest of ``activities``, before any
-        follower skips them: from then on its followers' reads merge its user feed."""
+    async def note_skipped(self, producer: Any, activities: Sequence[Activity]) -> None:
+        """Raise ``producer``'s ``posted`` maximum to its newest of ``activities``,
+        before any follower skips them: from then on its followers' reads merge its
+        fanned timeline."""
         if activities:
             newest = max(a.serialization_id >> DIGEST_BITS for a in activities)
-            await self.states.raise_maxima(POSTED, {self._key(producer): newest})
+            key = self._key(plain_user_id(producer, "user_id"))
+            await self.states.raise_maxima(POSTED, {key: newest})
 
     # -- fanout, where a chunk is written ----------------------------------------------------
 
@@ -331,8 +344,8 @@ class Materializer:
                     skipped.append(user)
                     continue
             written.append(user)
-        if skipped:  # before the chunk is written: see _note_skipped
-            await self._note_skipped(producer, activities)
+        if skipped:  # before the chunk is written: see note_skipped
+            await self.note_skipped(producer, activities)
             await self._announce_pulled(chunk, skipped, activities)
         if marks:
             await self.states.store_states(marks)
@@ -670,25 +683,50 @@ class Materializer:
         feeds = self.manager.get_feeds(user)
         return [feeds[name] for name in sorted(self.flat_feeds)]
 
-    async def note_follow(self, user: Any, targets: Sequence[Any]) -> None:
-        """``user`` follows ``targets`` (in the follow's job, before its copy): each flat
-        feed's floor for them is raised to what they fanned out so far, so their reads
-        merge what the targets fan out from now on, not their past (the follow copies
-        what it copies, as a push-all Manager's does)."""
+    async def note_follow(self, user: Any, targets: Sequence[Any], version: int) -> None:
+        """``user`` follows ``targets`` (in the follow's job, request ``version``, before
+        its copy). For a target not followed until now, each flat feed's floor is raised
+        to what it fanned out so far, so the reads merge what it fans out from now on,
+        not its past (the follow copies what it copies, as a push-all Manager's does). A
+        target followed already (a follow again, a job delivered twice) keeps its floor."""
         keys = self._keys_of(targets)
-        fanned = await self.states.load_maxima(FANNED, keys)
+        before = await self.states.raise_maxima(
+            follows_name(user), dict.fromkeys(keys, 2 * version + 1)
+        )
+        new = [k for k in keys if not _followed(before.get(k))]
+        fanned = await self.states.load_maxima(FANNED, new) if new else {}
         if fanned:
             await run_each(
                 sorted(self.flat_feeds),
                 lambda name: self.states.raise_maxima(floors_name(name, user), fanned),
             )
 
-    async def keep_shown(self, user: Any, targets: Sequence[Any]) -> None:
-        """An unfollow of ``targets`` by ``user`` that keeps history: each flat feed keeps
-        what it showed of their posts (read merged in, or copied by a rebuild), so that
-        is copied into it."""
+    async def note_unfollow(
+        self, user: Any, targets: Sequence[Any], version: int, *, keep_history: bool
+    ) -> None:
+        """``user`` unfollows ``targets`` (request ``version``). With ``keep_history``,
+        each flat feed keeps what it showed of those it followed: their posts that
+        skipped it (merged in at read time, or copied by a rebuild) are copied in."""
         keys = self._keys_of(targets)
-        await run_each(self._flat_feeds_of(user), lambda feed: self._copy_fanned(feed, user, keys))
+        before = await self.states.raise_maxima(
+            follows_name(user), dict.fromkeys(keys, 2 * version)
+        )
+        if keep_history:
+            kept = [k for k in keys if _followed(before.get(k))]
+            if kept:
+                await run_each(
+                    self._flat_feeds_of(user), lambda feed: self._copy_fanned(feed, user, kept)
+                )
+
+    async def settle(self, feed: BaseFeed[Any]) -> None:
+        """Before ``feed`` is trimmed or deleted: what the fanned timelines of whom its
+        owner follows give it is copied in and the floors raised past it, so that the
+        trim or the delete reaches all of it."""
+        user = plain_user_id(feed.user_id)
+        keys = self._keys_of(await checked_following(self.manager, user))
+        raised = await self._copy_fanned(feed, user, keys)
+        if raised:
+            await self.states.raise_maxima(floors_name(feed._feed_name, user), raised)
 
     async def before_removal(self, feed: BaseFeed[Any], ids: Sequence[int]) -> None:
         """``feed``'s reader removes ``ids`` from it: what the fanned timelines of their

@@ -436,10 +436,30 @@ class Manager:
 
     async def _publish(self, user_id: Any, activities: list[Activity], *, trim: bool) -> None:
         user_feed = self.get_user_feed(user_id)
-        # Everything is checked before the first write: the activities, the follower ids.
-        chunks = await self._fanout_chunks(user_id, "add", activities, trim=trim)
-        chunks += (c for a in activities for c in self._target_chunks("add", [a], a.to))
+        materializer = self._materializer
+        # Everything is checked before the first write: the activities, the follower ids
+        # (not asked for when the follower count says the producer is pulled).
+        pulled = materializer is not None and await materializer.pulled_by_count(user_id)
+        followers = None if pulled else await self.follower_ids(user_id)
+        targeted = [c for a in activities for c in self._target_chunks("add", [a], a.to)]
         await user_feed.add_many(activities, trim=trim)
+        in_order = True
+        if materializer is not None:
+            await materializer.note_posts(user_id)
+            # Once the user feed took them (a refused add leaves no trace there), before
+            # any follower is skipped; out of order, an add skips nobody.
+            in_order = await materializer.fans_in_order(user_id, activities)
+        if pulled and in_order:
+            await materializer.note_skipped(user_id, activities)  # type: ignore[union-attr]
+            chunks: list[FanoutChunk] = []
+        else:
+            if followers is None:
+                followers = await self.follower_ids(user_id)
+            chunks = await self._fanout_chunks(
+                user_id, "add", activities, trim=trim, followers=followers
+            )
+            if materializer is not None and in_order:
+                chunks = await materializer.plan_add(user_id, activities, followers, chunks)
         # Follower feeds on another storage need the activity there too: store it once
         # per distinct storage before any follower feed points at it.
         others = self._storages(*self.feed_classes.values())
@@ -450,7 +470,7 @@ class Manager:
                 io = timed_storage(storage, self.metrics)
                 store = functools.partial(io.store_activities, only_new=True)
                 await user_feed.write_new(io, store, entries)
-        await self._dispatch(chunks)
+        await self._dispatch(chunks + targeted)
 
     def _target_chunks(
         self, operation: Operation, activities: list[Activity], targets: Sequence[Target]
@@ -464,20 +484,19 @@ class Manager:
         return list({id(s): s for s in map(self.storage_for, feed_classes)}.values())
 
     async def _fanout_chunks(
-        self, user_id: Any, operation: Operation, activities: list[Activity], *, trim: bool
+        self,
+        user_id: Any,
+        operation: Operation,
+        activities: list[Activity],
+        *,
+        trim: bool,
+        followers: Mapping[str | None, Sequence[Any]] | None = None,
     ) -> list[FanoutChunk]:
-        materializer = self._materializer if operation == "add" else None
-        if materializer is not None:
-            await materializer.note_posts(user_id)
-            # Out of order, an add skips nobody: see Materializer.fans_in_order.
-            if not await materializer.fans_in_order(user_id, activities):
-                materializer = None
-            elif await materializer.skips_followers(user_id, activities):
-                return []
-        followers = await self.follower_ids(user_id)
+        """The chunks of a fanout of ``operation`` to the followers of ``user_id``
+        (``followers``, when they were asked for already)."""
+        if followers is None:
+            followers = await self.follower_ids(user_id)
         chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
-        if materializer is not None:
-            chunks = await materializer.plan_add(user_id, activities, followers, chunks)
         if logger.isEnabledFor(logging.DEBUG):
             what = (
                 f"activity {activities[0].serialization_id}"

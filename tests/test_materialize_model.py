@@ -166,9 +166,12 @@ CALLS = {
     "partial update": 1,
     "follow": 2,
     "follow with a copy limit": 1,
+    "follow again": 1,
     "unfollow": 2,
     "unfollow keeping history": 1,
+    "unfollow again": 1,
     "reader removal": 1,
+    "trim": 1,
     "wait": 3,
     "jump": 1,
     "mark": 1,
@@ -272,6 +275,29 @@ async def step(world: World, call: str) -> None:
                     old.serialization_id, set={"v": new_context["v"]}
                 )
         world.posts[index] = (await world.push.get_activities([old.serialization_id]))[0]
+    elif call == "follow again":  # a pair already followed: a request again
+        pairs = sorted((w, t) for w, ts in graph.items() for t in ts)
+        if not pairs:
+            return
+        who, target = rng.choice(pairs)
+        limit = rng.choice([None, 0, 1])
+        world.log.append(f"{call}: {who} -> {target} limit={limit}")
+        for manager in world.managers:
+            await manager.follow_user(who, target, activity_copy_limit=limit)
+    elif call == "unfollow again":  # a pair not followed
+        pairs = [(w, t) for w in USERS for t in USERS if w != t and t not in graph[w]]
+        if not pairs:
+            return
+        who, target = rng.choice(pairs)
+        keep = rng.random() < 0.5
+        world.log.append(f"{call}: {who} -> {target} keep_history={keep}")
+        for manager in world.managers:
+            await manager.unfollow_user(who, target, keep_history=keep)
+    elif call == "trim":
+        reader, length = rng.choice(USERS), rng.randrange(4)
+        world.log.append(f"{call}: {reader} {length}")
+        for manager in world.managers:
+            await manager.get_feeds(reader)["flat"].trim(length)
     elif call in ("follow", "follow with a copy limit"):
         who, target = rng.sample(USERS, 2)
         if target in graph[who]:
@@ -369,7 +395,14 @@ async def same_read(world: World, reader: int) -> None:
 # a removal from a feed that a skipped write would have trimmed, and an import (its
 # writes do not trim, so a pushed feed holds more than max_length until its next
 # trimmed write). Trimmed sequences make neither.
-UNTRIMMED_ONLY = {"remove", "remove by foreign id", "unfollow", "import", "reader removal"}
+UNTRIMMED_ONLY = {
+    "remove",
+    "remove by foreign id",
+    "unfollow",
+    "import",
+    "reader removal",
+    "trim",
+}
 
 
 async def run_sequence(
@@ -381,8 +414,6 @@ async def run_sequence(
         manager_class = GroupsFollowManager
     async with storage_factory() as push_storage, storage_factory() as selective_storage:
         graph: dict[int, set[int]] = {u: set() for u in USERS}
-        for who, target in (rng.sample(USERS, 2) for _ in range(rng.randrange(8))):
-            graph[who].add(target)  # followed before anyone posted
         clock = Clock()
         policy = draw_policy(rng)
         world = World(
@@ -392,6 +423,10 @@ async def run_sequence(
             graph,
             clock,
         )
+        for who, target in (rng.sample(USERS, 2) for _ in range(rng.randrange(8))):
+            graph[who].add(target)  # followed before anyone posted
+            for manager in world.managers:
+                await manager.follow_user(who, target)
         calls = [call for call in CALLS if not (trimmed and call in UNTRIMMED_ONLY)]
         weights = [CALLS[call] for call in calls]
         try:

@@ -706,10 +706,15 @@ class BaseFeed(Generic[ItemT]):
 
     async def trim(self, length: int | None = None) -> None:
         """Keep only the newest ``length`` (default ``max_length``) entries."""
-        await self._io.trim_timeline(self.key, _length(length, self.max_length))
+        length = _length(length, self.max_length)
+        if self._materializer is not None:  # what reads merge in is trimmed too
+            await self._materializer.settle(self)
+        await self._io.trim_timeline(self.key, length)
 
     async def delete(self) -> None:
         """Delete the whole feed (the activity storage is left alone)."""
+        if self._materializer is not None:  # what reads merge in is deleted too
+            await self._materializer.settle(self)
         await self._io.delete_feeds([self.key])
 
     async def remove_actors(self, actor_ids: Iterable[ItemId]) -> None:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from aiostream import Activity, Love, MemoryStorage
+from aiostream.exceptions import ActivityConflictError
 from aiostream.storage.base import FeedStorage
 from tests.behaviour.test_materialize import SelFlat, SelManager, SelUser, stored
 
@@ -221,3 +222,61 @@ async def test_a_backdated_post_of_a_pulled_producer_reaches_a_follower_past_its
     (backdated,) = await published(manager, 1, back=3600.0)
     assert await stored(manager, 2) == [backdated]
     assert await manager.get_feeds(2)["flat"][:] == [backdated]
+
+
+async def test_a_follow_again_keeps_what_the_feed_shows(storage: FeedStorage) -> None:
+    """A follow request for a pair already followed (a retry, a duplicated job, a
+    second click) copies what it copies and hides nothing the feed showed."""
+    manager = Following(storage=storage)
+    await manager.follow(2, 1)
+    shown = await published(manager, 2)
+    feed = manager.get_feeds(2)["flat"]
+    await manager.follow_user(2, 1, activity_copy_limit=0)
+    await manager.follow_many_users(2, [1], activity_copy_limit=1)
+    assert await feed[:] == shown
+
+
+async def test_an_unfollow_keeping_history_of_a_user_not_followed_copies_nothing(
+    storage: FeedStorage,
+) -> None:
+    manager = Following(storage=storage)
+    await published(manager, 2)
+    await manager.unfollow_user(2, 1, keep_history=True)  # never followed
+    assert await manager.get_feeds(2)["flat"][:] == []
+    await manager.follow(2, 1, 0)
+    manager.graph[2].remove(1)
+    await manager.unfollow_user(2, 1)
+    await published(manager, 1)
+    await manager.unfollow_user(2, 1, keep_history=True)  # unfollowed already
+    assert await manager.get_feeds(2)["flat"][:] == []
+
+
+async def test_trim_and_delete_of_a_managers_feed_reach_what_reads_merge(
+    storage: FeedStorage,
+) -> None:
+    manager = Following(storage=storage)
+    await manager.follow(2, 1)
+    posts = await published(manager, 3)
+    feed = manager.get_feeds(2)["flat"]
+    await feed.trim(1)
+    assert await feed[:] == posts[:1]
+    later = await published(manager, 1)
+    assert await feed[:] == later + posts[:1]
+    await feed.delete()
+    assert await feed[:] == []
+
+
+async def test_a_refused_add_leaves_nothing_that_a_read_merges(storage: FeedStorage) -> None:
+    """An add refused for a conflict with the stored activity writes nothing: the
+    producer's fanned timeline does not take the id (a read would merge the stored
+    activity, an import that never fanned out)."""
+    manager = Following(storage=storage)
+    await manager.follow(2, 1)
+    imported = post(manager, 1, 10)
+    await manager.batch_import(1, [imported], fanout=False, progress=False)
+    clash = Activity(1, Love, 10, time=imported.time, extra_context={"other": 1})
+    assert clash.serialization_id == imported.serialization_id
+    with pytest.raises(ActivityConflictError):
+        await manager.add_user_activity(1, clash)
+    later = await published(manager, 1)
+    assert await manager.get_feeds(2)["flat"][:] == later
