@@ -170,7 +170,7 @@ CALLS = {
     "unfollow": 2,
     "unfollow keeping history": 1,
     "unfollow again": 1,
-    "reader removal": 1,
+    "reader removal": 3,
     "trim": 1,
     "wait": 3,
     "jump": 1,
