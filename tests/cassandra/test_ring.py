@@ -1,7 +1,8 @@
 """A three-node Cassandra ring (127.0.0.1-3, replication factor 3) losing a node: at
 QUORUM, fanout into flat, aggregated (lightweight transactions) and notification feeds
 and reads go on with one node down; the node, started again, catches up by hinted
-handoff (its own replica, read with the two others stopped, holds exactly what the ring
+handoff and, for the groups' lightweight transactions, by the read repair of a read at
+ALL (its own replica, read with the two others stopped, then holds exactly what the ring
 holds); at ONE, writes and reads go on too."""
 
 from __future__ import annotations
@@ -75,13 +76,18 @@ async def schema(ring: CassandraRing) -> str:
     return KEYSPACE
 
 
-def opened(ring: CassandraRing, consistency: str, hosts: list[str] | None = None) -> Any:
+def opened(
+    ring: CassandraRing,
+    consistency: str,
+    hosts: list[str] | None = None,
+    namespace: str | None = None,
+) -> Any:
     return CassandraStorage(
         hosts=hosts or ring.hosts,
         port=ring.port,
         keyspace=KEYSPACE,
         consistency=consistency,
-        namespace=f"n{uuid.uuid4().hex[:8]}",
+        namespace=namespace or f"n{uuid.uuid4().hex[:8]}",
         request_timeout=20.0,
     )
 
@@ -145,6 +151,13 @@ async def test_quorum_goes_on_with_a_node_down_and_the_node_catches_up(
     # then holds is read once, below, never polled until it looks right.
     with anyio.fail_after(CATCH_UP):
         await wait_for_hints(others, down_id, held=False)
+    # Hints replay the plain writes (user and flat feeds); the groups are written by
+    # lightweight transactions, whose commit a replica that was down may still lack
+    # after the handoff (seen in CI: the flat feed replayed, the group not). A read at
+    # ALL repairs every replica that differs (blocking read repair), as `nodetool
+    # repair` would; then the node's own replica holds everything.
+    async with opened(ring, "ALL", namespace=quorum.namespace) as everything:
+        await assert_feeds_hold(RingManager(storage=everything), activity)
     await assert_holds_alone(ring, down, down_id, quorum.namespace, activity)
 
 
