@@ -50,7 +50,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from aiostream._concurrency import chunked, gather, run_each
+from aiostream._concurrency import gather, run_each
 from aiostream._hooks import check_following
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError
@@ -123,11 +123,16 @@ def _time(entry_id: int) -> int:
     return entry_id >> DIGEST_BITS
 
 
+def _largest_id(us: int) -> int:
+    """The largest id an activity of microsecond ``us`` can have."""
+    return ((us + 1) << DIGEST_BITS) - 1
+
+
 def _past(query: Query, floor: int | None) -> Query:
     """``query`` narrowed to entries of a later microsecond than ``floor`` (if any)."""
     if floor is None:
         return query
-    return query.filter(activity_id__gt=((floor + 1) << DIGEST_BITS) - 1)
+    return query.filter(activity_id__gt=_largest_id(floor))
 
 
 def post_rate_name(user: object) -> str:
@@ -245,8 +250,6 @@ class Materializer:
             return True
         key = self._key(plain_user_id(producer, "user_id"))
         times = [_time(a.serialization_id) for a in activities]
-        if min(times) < 0:  # before 1970: no maximum holds it
-            return False
         entries = self.manager.user_feed_class.serialize_activities(activities)
         before, _ = await gather(
             self.states.raise_maxima(FANNED, {key: max(times)}),
@@ -307,7 +310,7 @@ class Materializer:
         before any follower skips them: from then on its followers' reads merge its
         fanned timeline."""
         if activities:
-            newest = max(a.serialization_id >> DIGEST_BITS for a in activities)
+            newest = max(_time(a.serialization_id) for a in activities)
             key = self._key(plain_user_id(producer, "user_id"))
             await self.states.raise_maxima(POSTED, {key: newest})
 
@@ -531,7 +534,7 @@ class Materializer:
         return self.manager.user_feed_class._io_for(self.user_storage, None)
 
     async def _pages(
-        self, sources: Sequence[tuple[str, Query]], stop: int
+        self, sources: Sequence[tuple[str, Query]], stop: int, *, limit: int | None = None
     ) -> list[Sequence[Entry]]:
         """The first ``stop`` entries of the fanned timeline of each of ``sources`` (user
         feed keys) under its query (the first ``stop`` of their union are among them),
@@ -543,7 +546,7 @@ class Materializer:
             key, query = sources[index]
             pages[index] = await io.read_timeline(fanned_key(key), 0, stop, query)
 
-        await run_each(range(len(sources)), page)
+        await run_each(range(len(sources)), page, limit=limit)
         return pages
 
     async def _pruned_merge(
@@ -569,8 +572,7 @@ class Materializer:
                 size *= 2  # a sparse page: the feeds read so far held too few entries
             wave = []
             for newest, key, above in ranked[done : done + size]:
-                # The largest id an activity of that microsecond can have.
-                if ((newest + 1) << DIGEST_BITS) - 1 <= floor:
+                if _largest_id(newest) <= floor:
                     break
                 wave.append((key, above))
             if not wave:
@@ -661,9 +663,7 @@ class Materializer:
         sources = [
             (k, _past(Query(), above.get(k))) for k in keys if fanned.get(k, -1) > above.get(k, -1)
         ]
-        pages = []
-        for chunk in chunked(sources, REBUILD_CONCURRENCY):
-            pages += await self._pages(chunk, feed.max_length)
+        pages = await self._pages(sources, feed.max_length, limit=REBUILD_CONCURRENCY)
         # What push would have put there (each producer's newest max_length), trimmed as
         # any write trims; through the user feeds' serializer, as the feed may differ.
         entries = [e for entries in pages for e in entries if e[0] not in leave_out]
@@ -724,9 +724,7 @@ class Materializer:
         trim or the delete reaches all of it."""
         user = plain_user_id(feed.user_id)
         keys = self._keys_of(await checked_following(self.manager, user))
-        raised = await self._copy_fanned(feed, user, keys)
-        if raised:
-            await self.states.raise_maxima(floors_name(feed._feed_name, user), raised)
+        await self._take_in(feed, user, keys)
 
     async def before_removal(self, feed: BaseFeed[Any], ids: Sequence[int]) -> None:
         """``feed``'s reader removes ``ids`` from it: what the fanned timelines of their
@@ -742,9 +740,21 @@ class Materializer:
         following = set(map(str, await checked_following(self.manager, user)))
         keys = self._keys_of([a for a in authors if str(a) in following])
         if keys:
-            raised = await self._copy_fanned(feed, user, keys, leave_out=frozenset(ids))
-            if raised:
-                await self.states.raise_maxima(floors_name(feed._feed_name, user), raised)
+            await self._take_in(feed, user, keys, leave_out=frozenset(ids))
+
+    async def _take_in(
+        self,
+        feed: BaseFeed[Any],
+        user: Any,
+        keys: Sequence[str],
+        *,
+        leave_out: frozenset[int] = frozenset(),
+    ) -> None:
+        """:meth:`_copy_fanned`, then the feed's floors raised past what it copied: from
+        then on the feed's own timeline holds what those producers gave it."""
+        raised = await self._copy_fanned(feed, user, keys, leave_out=leave_out)
+        if raised:
+            await self.states.raise_maxima(floors_name(feed._feed_name, user), raised)
 
 
 def _merge(

@@ -449,8 +449,8 @@ class Manager:
             # Once the user feed took them (a refused add leaves no trace there), before
             # any follower is skipped; out of order, an add skips nobody.
             in_order = await materializer.fans_in_order(user_id, activities)
-        if pulled and in_order:
-            await materializer.note_skipped(user_id, activities)  # type: ignore[union-attr]
+        if materializer is not None and pulled and in_order:
+            await materializer.note_skipped(user_id, activities)
             chunks: list[FanoutChunk] = []
         else:
             if followers is None:
