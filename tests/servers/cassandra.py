@@ -328,11 +328,6 @@ RING_JVM_OPTIONS = (
     "-Dcassandra.ring_delay_ms=1000",
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     "-Dcassandra.consistent.rangemovement=false",
-    # A node of a ring stopped with SIGTERM announces it to the others, as a production
-    # node does (a single node skips it to stop fast: it has nobody to tell); without the
-    # announcement the others learn it only by failure detection, seconds later, and
-    # lightweight transactions sent meanwhile wait for it and time out.
-    "-Dcassandra.shutdown_announce_in_ms=2000",
 )
 
 
