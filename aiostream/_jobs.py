@@ -15,8 +15,7 @@ from aiostream.exceptions import (
     StorageTimeoutError,
     StorageUnavailableError,
 )
-from aiostream.fanout import FollowChunk, Job
-from aiostream.manager import FanoutPriority
+from aiostream.fanout import FanoutPriority, FollowChunk, Job
 
 HIGH_QUEUE = "aiostream:high"
 LOW_QUEUE = "aiostream:low"

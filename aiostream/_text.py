@@ -17,6 +17,12 @@ from __future__ import annotations
 import re
 import sys
 
+MAX_NESTING = 100
+"""How deep lists and dicts may nest in ``extra_context`` (``extra_context`` itself not
+counted): ``{"a": [[1]]}`` nests 2 deep. Deeper is a SerializationError; the limit keeps
+writing and reading far from Python's recursion limit (JSON nests deeper still: a dict
+with ``$`` keys takes 3 levels)."""
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

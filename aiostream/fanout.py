@@ -10,6 +10,7 @@ in a job is a Python object that needs pickle, so the same job can run in-proces
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -26,12 +27,20 @@ if TYPE_CHECKING:
 __all__ = [
     "Dispatcher",
     "FanoutChunk",
+    "FanoutPriority",
     "FollowChunk",
     "InProcessDispatcher",
     "Job",
     "StoredActivities",
     "join_chunks",
 ]
+
+class FanoutPriority(enum.StrEnum):
+    """Follower groups; each priority can be carried by its own queue and workers."""
+
+    HIGH = "HIGH"
+    LOW = "LOW"
+
 
 Operation = Literal["add", "remove", "update"]
 FollowOperation = Literal["follow", "unfollow"]

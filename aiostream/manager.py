@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import enum
 import functools
 import inspect
 import logging
@@ -43,6 +42,7 @@ from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.fanout import (
     Dispatcher,
     FanoutChunk,
+    FanoutPriority,
     FollowChunk,
     InProcessDispatcher,
     Job,
@@ -62,13 +62,6 @@ from aiostream.storage.base import FeedStorage
 __all__ = ["FanoutPriority", "Manager", "check_followers", "chunked"]
 
 logger = logging.getLogger("aiostream.manager")
-
-
-class FanoutPriority(enum.StrEnum):
-    """Follower groups; each priority can be carried by its own queue and workers."""
-
-    HIGH = "HIGH"
-    LOW = "LOW"
 
 
 def _check_positive(name: str, value: object, *, minimum: int = 1) -> None:

@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from aiostream._group_rows import GroupRows
-from aiostream._text import lone_surrogate, unwritable_int
+from aiostream._text import MAX_NESTING, lone_surrogate, unwritable_int
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.exceptions import AiostreamError, SerializationError
 from aiostream.group_format import (
@@ -95,11 +95,6 @@ MAX_ACTIVITY_BYTES = 1024 * 1024 + 64 * 1024
 a SerializationError naming ``extra_context`` before anything is written. A megabyte of
 ``extra_context`` fits; Cassandra refuses a write over 16 MiB, and a feed keeps
 references and small data, not files."""
-MAX_NESTING = 100
-"""How deep lists and dicts may nest in ``extra_context`` (``extra_context`` itself not
-counted): ``{"a": [[1]]}`` nests 2 deep. Deeper is a SerializationError; the limit keeps
-writing and reading far from Python's recursion limit (JSON nests deeper still: a dict
-with ``$`` keys takes 3 levels)."""
 
 A = TypeVar("A", bound=Activity)
 G = TypeVar("G", bound=AggregatedActivity)

@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from aiostream._text import unwritable_int
+from aiostream._text import MAX_NESTING, unwritable_int
 from aiostream.exceptions import SerializationError, ValidationError
 from aiostream.ids import ItemId, check_time, to_utc
 from aiostream.verbs import Verb, VerbRegistry
@@ -271,9 +271,6 @@ def json_context(extra_context: Mapping[str, Any]) -> dict[str, Any]:
             NaN, a dict key that is not a str, lists and dicts nested deeper than
             :data:`~aiostream.serializers.MAX_NESTING`, any other object).
     """
-    # (imported here: aiostream.serializers imports this package)
-    from aiostream.serializers import MAX_NESTING
-
     return {
         key: _json_value(value, f"extra_context[{key!r}]", 1, MAX_NESTING)
         for key, value in _checked_items(extra_context, "extra_context")
