@@ -230,7 +230,7 @@ class FollowChunk(_PlainJob):
             manager's ``follow_activity_limit``).
         version: The request's version, recorded for each (user, target) pair when the
             Manager accepted it: the job does nothing for a pair whose newest request
-            is a later one (see :mod:`aiostream._following`). None in jobs of older
+            is a later one (see :mod:`aiostream.manager._following`). None in jobs of older
             versions, which run as they are.
     """
 

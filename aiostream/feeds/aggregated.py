@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -30,17 +31,28 @@ from aiostream._concurrency import RetryPolicy, run_each
 from aiostream.activity import Activity, AggregatedActivity
 from aiostream.aggregators import BaseAggregator, RecentVerbAggregator
 from aiostream.exceptions import ConflictError
-from aiostream.feeds.base import BaseFeed, FanoutBatch, _ids_of, _length, _maybe_await
+from aiostream.feeds.base import (
+    BaseFeed,
+    FanoutBatch,
+    ReadHook,
+    _ids_of,
+    _length,
+    _maybe_await,
+)
 from aiostream.group_format import Capabilities, DeclaresCapabilities
+from aiostream.metrics import Metrics
 from aiostream.query import Query
 from aiostream.realtime import UpdateKind
 from aiostream.serializers import AggregatedActivitySerializer
 from aiostream.storage.base import (
+    Capability,
     FeedStorage,
     GroupChange,
     GroupChanges,
     GroupMerge,
     GroupRecord,
+    has,
+    require,
 )
 
 __all__ = ["AggregatedFeed"]
@@ -84,6 +96,20 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
 
     capability_rules: ClassVar[Capabilities] = {"stock_writes": ("add_many", "on_update_feed")}
 
+    def __init__(
+        self,
+        user_id: int | str | uuid.UUID,
+        *,
+        storage: FeedStorage | None = None,
+        metrics: Metrics | None = None,
+        read_hook: ReadHook | None = None,
+    ) -> None:
+        super().__init__(user_id, storage=storage, metrics=metrics, read_hook=read_hook)
+        # Groups are an optional storage capability: checked once, here, so a storage
+        # without them fails naming what it lacks, not with an AttributeError mid-write
+        # (every fanout path builds the follower's feed first, so it is checked too).
+        require(self.storage, Capability.GROUPS, for_=f"{type(self).__name__} (aggregated)")
+
     def get_aggregator(self) -> BaseAggregator:
         """A new aggregator for this feed's classes."""
         return self.aggregator_class(self.aggregated_activity_class, self.activity_class)
@@ -118,8 +144,8 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
         return self.get_aggregated_serializer().loads(record.payload)
 
     async def _commit(self, changes: GroupChanges, trim: bool) -> bool:
-        max_length = self.max_length if self._should_trim(trim) else None
-        return await self._io.write_groups(
+        max_length = self.max_length if self.should_trim(trim) else None
+        return await self.io.write_groups(
             self.key, changes, max_length=max_length, track_markers=self.track_markers
         )
 
@@ -184,13 +210,13 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
             if results:
                 groups += [self._load(record) for created, record in written if not created]
             result = aggregator.rank(groups)
-            await self._announce_added([self.key], activities, grouped, io=self._io)
+            await self._announce_added([self.key], activities, grouped, io=self.io)
             self.metrics.on_feed_write(type(self).__name__, len(activities))
             await _maybe_await(self.on_update_feed(new=result, deleted=[]))
             return result
         names = list(grouped)
         for attempt in self._retry.attempts_range():
-            records = await self._io.get_groups(self.key, names)
+            records = await self.io.get_groups(self.key, names)
             current = [self._load(r) for r in records.values()]
             new, changed, deleted = aggregator.merge(current, activities)
             changes = [self._change(a.group, records.get(a.group), a) for a in new]
@@ -202,7 +228,7 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
                 break
             await self._backoff(attempt)
         result = aggregator.rank(new + [after for _, after in changed])
-        await self._announce_added([self.key], activities, grouped, io=self._io)
+        await self._announce_added([self.key], activities, grouped, io=self.io)
         self.metrics.on_feed_write(type(self).__name__, len(activities))
         await _maybe_await(self.on_update_feed(new=result, deleted=deleted))
         return result
@@ -226,20 +252,23 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
             the storage could not merge); None when the storage cannot merge at all (the
             caller reads and writes back instead).
         """
-        merge_groups = getattr(self._io, "merge_groups", None)
+        io = self.io
         serializer = self.get_aggregated_serializer()
-        if merge_groups is None or not self._server_mergeable(aggregator, serializer):
+        # What the storage declares (one set lookup), not a probe for the method.
+        if not has(io, Capability.GROUP_MERGE) or not self._server_mergeable(
+            aggregator, serializer
+        ):
             return None
         merges = []
         for name, incoming in grouped.items():
             parts = serializer.merge_parts(incoming)
             record = GroupRecord(name, incoming.serialization_id, parts.payload)
             merges.append(GroupMerge(name, parts.header, record, parts.items))
-        written: list[list[tuple[bool, GroupRecord]] | None] = await merge_groups(
+        written: list[list[tuple[bool, GroupRecord]] | None] = await io.merge_groups(
             keys,
             merges,
             cap=self.aggregated_activity_class.max_aggregated_activities_length,
-            max_length=self.max_length if self._should_trim(trim) else None,
+            max_length=self.max_length if self.should_trim(trim) else None,
             track_markers=self.track_markers,
             results=results,
         )
@@ -281,9 +310,9 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
         names = sorted({aggregator.group_of(a) for a in activities if isinstance(a, Activity)})
         for attempt in self._retry.attempts_range():
             if by_group:
-                records = list((await self._io.get_groups(self.key, names)).values())
+                records = list((await self.io.get_groups(self.key, names)).values())
             else:
-                records = await self._io.read_groups(self.key, 0, None, Query(), markers=False)
+                records = await self.io.read_groups(self.key, 0, None, Query(), markers=False)
             changes, updated = self._removal_changes(records, ids)
             if not changes:
                 return []
@@ -291,7 +320,7 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
                 break
             await self._backoff(attempt)
         groups = [a.group for a in updated] + [c.group for c in changes if c.new is None]
-        await self._announce(self._io, [self.key], "removed", sorted(ids), sorted(set(groups)))
+        await self._announce(self.io, [self.key], "removed", sorted(ids), sorted(set(groups)))
         self.metrics.on_feed_remove(type(self).__name__, len(ids))
         await _maybe_await(self.on_update_feed(new=updated, deleted=sorted(ids)))
         return updated
@@ -330,7 +359,7 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
             serializer.check(a)
         new = {a.group: None if delete else a for a in aggregated}
         for attempt in self._retry.attempts_range():
-            records = await self._io.get_groups(self.key, list(new))
+            records = await self.io.get_groups(self.key, list(new))
             changes = [
                 self._change(g, records.get(g), a)
                 for g, a in new.items()
@@ -341,7 +370,7 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
             if await self._commit(changes, trim=not delete):
                 kind: UpdateKind = "removed" if delete else "added"
                 ids = [i for a in aggregated for i in a.activity_ids]
-                await self._announce(self._io, [self.key], kind, ids, sorted(new))
+                await self._announce(self.io, [self.key], kind, ids, sorted(new))
                 return
             await self._backoff(attempt)
 
@@ -443,7 +472,7 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
     # -- reading -------------------------------------------------------------------------------
 
     async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
-        records = await self._io.read_groups(
+        records = await self.io.read_groups(
             self.key, start, stop, query, markers=self.track_markers
         )
         groups = self.get_aggregated_serializer().loads_many([r.payload for r in records])
@@ -457,19 +486,19 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
     async def contains(self, activity: Activity) -> bool:
         """Whether ``activity`` is in its group in this feed."""
         group = self.get_aggregator().group_of(self.get_activity_serializer().check(activity))
-        records = await self._io.get_groups(self.key, [group])
+        records = await self.io.get_groups(self.key, [group])
         return group in records and self._load(records[group]).contains(activity)
 
     async def count(self) -> int:
         """Number of groups in the feed."""
-        return await self._io.count_groups(self.key)
+        return await self.io.count_groups(self.key)
 
     async def _position(self, item_id: int) -> int | None:
-        return await self._io.groups_index_of(self.key, item_id)
+        return await self.io.groups_index_of(self.key, item_id)
 
     async def trim(self, length: int | None = None) -> None:
         """Keep only the newest ``length`` (default ``max_length``) groups."""
-        await self._io.trim_groups(self.key, _length(length, self.max_length))
+        await self.io.trim_groups(self.key, _length(length, self.max_length))
 
     @staticmethod
     def inner_activities(item: Any) -> list[Activity]:

@@ -33,7 +33,7 @@ from collections.abc import (
 )
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic
+from typing import Any, ClassVar, Generic, Protocol
 
 from typing_extensions import TypeVar
 
@@ -54,7 +54,7 @@ from aiostream.query import Query, check_slice
 from aiostream.realtime import DEFAULT_BUFFER, Subscription, UpdateKind, template
 from aiostream.realtime import logger as realtime_logger
 from aiostream.serializers import ActivitySerializer
-from aiostream.storage.base import Entry, FeedStorage
+from aiostream.storage.base import Capability, Entry, FeedStorage, has
 from aiostream.storage.registry import default_storage
 from aiostream.verbs import VerbRegistry, default_registry
 
@@ -63,6 +63,7 @@ logger = logging.getLogger("aiostream.feeds")
 __all__ = [
     "BaseFeed",
     "FanoutBatch",
+    "ReadHook",
     "UserBaseFeed",
     "check_user_id",
     "format_key",
@@ -204,6 +205,40 @@ class FanoutBatch:
         return cls(feed_class, user_ids, keys, activities, storage, metrics, trim)
 
 
+class ReadHook(Protocol):
+    """What a feed built with ``read_hook=`` reads, removes, trims, deletes and
+    subscribes through, instead of its own timeline alone.
+
+    A :class:`~aiostream.manager.Manager` with a materialization policy
+    (:mod:`aiostream.materialize`) gives one to each flat feed it hands out: the policy
+    skips some writes, and the hook's reads make up for them. A feed built without one
+    (``PinFeed(7)``) reads its own timeline. The hook reaches the feed through its public
+    calls (:meth:`BaseFeed.read_stored`, :attr:`BaseFeed.io`, :meth:`BaseFeed.should_trim`).
+    """
+
+    async def read(
+        self, feed: BaseFeed[Any], start: int, stop: int | None, query: Query
+    ) -> list[Any]:
+        """Items ``[start:stop]`` of ``feed`` under ``query``."""
+        ...
+
+    async def before_removal(self, feed: BaseFeed[Any], ids: Sequence[int]) -> None:
+        """The feed's reader removes ``ids`` (called before the feed's own timeline
+        loses them): no later read may show them again."""
+        ...
+
+    async def settle(self, feed: BaseFeed[Any]) -> None:
+        """The feed is about to be trimmed or deleted: whatever its reads show besides
+        its own timeline must be in it, so the trim or the delete reaches it."""
+        ...
+
+    def subscribe(
+        self, feed: BaseFeed[Any], own: AbstractAsyncContextManager[Subscription], buffer: int
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """``feed.subscribe()``: ``own`` (the feed's own updates), or more."""
+        ...
+
+
 class BaseFeed(Generic[ItemT]):
     """A flat feed stored under ``key_format % {"user_id": ...}``.
 
@@ -228,6 +263,9 @@ class BaseFeed(Generic[ItemT]):
         user_id: Whose feed (an int or a str; escaped in the key).
         storage: Storage to use instead of the class's default.
         metrics: Metrics sink to use instead of the class's :attr:`metrics`.
+        read_hook: What reads, removals, trims and subscriptions go through (a
+            :class:`ReadHook`; a Manager with a materialization policy gives its flat
+            feeds one); None: the feed's own timeline.
 
     Class attributes:
         key_format: Key template with ``%(user_id)s``.
@@ -258,10 +296,6 @@ class BaseFeed(Generic[ItemT]):
     storage_backend: ClassVar[str] = "memory"
     keeps_copies: ClassVar[bool] = False
     storage_server: ClassVar[str] = "default"
-    # Set by a Manager with a materialization policy on the flat feeds it hands out
-    # (aiostream.materialize): their reads make up for the writes the policy skipped.
-    _materializer: Any = None
-    _feed_name: str = ""
 
     def __init__(
         self,
@@ -269,6 +303,7 @@ class BaseFeed(Generic[ItemT]):
         *,
         storage: FeedStorage | None = None,
         metrics: Metrics | None = None,
+        read_hook: ReadHook | None = None,
     ) -> None:
         self.user_id = user_id
         self.key = format_key(self.key_format, user_id)
@@ -277,6 +312,7 @@ class BaseFeed(Generic[ItemT]):
         self._storage = storage
         if metrics is not None:
             self.metrics = metrics
+        self.read_hook = read_hook
         self._query = Query()
 
     @property
@@ -291,7 +327,7 @@ class BaseFeed(Generic[ItemT]):
         self._storage = storage
 
     @property
-    def _io(self) -> FeedStorage:
+    def io(self) -> FeedStorage:
         """:attr:`storage` for the feed's own calls: timed when the metrics sink wants
         storage timings (:func:`~aiostream.metrics.timed_storage`), itself otherwise."""
         return timed_storage(self.storage, self.metrics)
@@ -314,7 +350,8 @@ class BaseFeed(Generic[ItemT]):
         return [(serializer.check(a).serialization_id, serializer.dumps(a)) for a in activities]
 
     @classmethod
-    def _should_trim(cls, trim: bool) -> bool:
+    def should_trim(cls, trim: bool = True) -> bool:
+        """Whether this write trims: ``trim`` and a draw under :attr:`trim_chance`."""
         return trim and random.random() < cls.trim_chance
 
     # -- writing -----------------------------------------------------------------------------
@@ -338,12 +375,12 @@ class BaseFeed(Generic[ItemT]):
         entries = self.serialize_activities(activities)
         if not entries:
             return
-        max_length = self.max_length if self._should_trim(trim) else None
-        io, keys = self._io, [self.key]
+        max_length = self.max_length if self.should_trim(trim) else None
+        io, keys = self.io, [self.key]
         await self.write_new(
             io, lambda e: io.add_to_timelines(keys, e, max_length=max_length, store=True), entries
         )
-        await self._announce(self._io, [self.key], "added", [i for i, _ in entries])
+        await self._announce(self.io, [self.key], "added", [i for i, _ in entries])
         self.metrics.on_feed_write(type(self).__name__, len(entries))
         await _maybe_await(self.on_update_feed(new=activities, deleted=[]))
 
@@ -358,16 +395,16 @@ class BaseFeed(Generic[ItemT]):
         :meth:`remove_activity` to delete them there.
         """
         ids = _ids_of(activities)
-        if ids and self._materializer is not None:
-            # A reader's removal: no read of a Manager's feed may merge them back in.
-            await self._materializer.before_removal(self, ids)
+        if ids and self.read_hook is not None:
+            # A reader's removal: no read through the hook may bring them back.
+            await self.read_hook.before_removal(self, ids)
         await self._remove_ids(ids)
 
     async def _remove_ids(self, ids: Sequence[int]) -> None:
         if not ids:
             return
-        await self._io.remove_from_timelines([self.key], ids)
-        await self._announce(self._io, [self.key], "removed", ids)
+        await self.io.remove_from_timelines([self.key], ids)
+        await self._announce(self.io, [self.key], "removed", ids)
         self.metrics.on_feed_remove(type(self).__name__, len(ids))
         await _maybe_await(self.on_update_feed(new=[], deleted=ids))
 
@@ -402,14 +439,10 @@ class BaseFeed(Generic[ItemT]):
             ConfigurationError: the storage carries no updates (Cassandra without a
                 ``notifier``).
         """
-        own = self._io.subscribe(self.key, buffer=buffer)
-        materializer = self._materializer
-        if materializer is None or not materializer.policy.pulls:
+        own = self.io.subscribe(self.key, buffer=buffer)
+        if self.read_hook is None:
             return own
-        merged: AbstractAsyncContextManager[Subscription] = materializer.subscribe(
-            self, own, buffer
-        )
-        return merged
+        return self.read_hook.subscribe(self, own, buffer)
 
     @classmethod
     def _update_counts(cls) -> tuple[bool, bool]:
@@ -428,13 +461,13 @@ class BaseFeed(Generic[ItemT]):
         """Tell the subscribers of ``keys`` what was written. The write is done: an
         update that cannot be sent is logged, not raised (a subscriber learns of lost
         updates from the ``gap`` its reconnection gives)."""
-        publish = getattr(io, "publish_updates", None)  # (a storage written before updates)
-        if not keys or publish is None:
-            return
+        if not keys or not has(io, Capability.UPDATES):
+            return  # no feeds, or a storage that declares no realtime updates
         try:
             if not await io.listening():
                 return  # nobody subscribes: nothing to build, nothing to time
-            await publish(keys, template(kind, ids, groups), counts=cls._update_counts())
+            update = template(kind, ids, groups)
+            await io.publish_updates(keys, update, counts=cls._update_counts())
         except StorageError as exc:
             realtime_logger.warning(
                 "%s update of %d %s feeds not sent: %s", kind, len(keys), cls.__name__, exc
@@ -571,7 +604,7 @@ class BaseFeed(Generic[ItemT]):
         if entries is None:
             entries = cls.serialize_activities(activities)
         if entries and batch.keys:
-            max_length = cls.max_length if cls._should_trim(batch.trim) else None
+            max_length = cls.max_length if cls.should_trim(batch.trim) else None
             await batch.io.add_to_timelines(batch.keys, entries, max_length=max_length, store=False)
             await cls._announce(batch.io, batch.keys, "added", [i for i, _ in entries])
 
@@ -610,14 +643,13 @@ class BaseFeed(Generic[ItemT]):
         return items
 
     async def _read(self, start: int, stop: int | None, query: Query) -> list[Any]:
-        if self._materializer is not None:
-            items: list[Any] = await self._materializer.read(self, start, stop, query)
-            return items
-        return await self._read_stored(start, stop, query)
+        if self.read_hook is not None:
+            return await self.read_hook.read(self, start, stop, query)
+        return await self.read_stored(start, stop, query)
 
-    async def _read_stored(self, start: int, stop: int | None, query: Query) -> list[Any]:
+    async def read_stored(self, start: int, stop: int | None, query: Query) -> list[Any]:
         """The page as stored in this feed's own timeline."""
-        entries = await self._io.read_timeline(self.key, start, stop, query)
+        entries = await self.io.read_timeline(self.key, start, stop, query)
         return self.get_activity_serializer().loads_entries(entries)
 
     def __iter__(self) -> Iterator[Any]:
@@ -685,7 +717,7 @@ class BaseFeed(Generic[ItemT]):
         Entries of activities deleted from the activity storage count until a read
         passes over them (reads never show them, and remove the ones they pass over).
         """
-        return await self._io.count_timeline(self.key)
+        return await self.io.count_timeline(self.key)
 
     async def index_of(self, activity: Any) -> int:
         """Position of an item (an activity, a group or an id), 0 being the newest.
@@ -700,22 +732,22 @@ class BaseFeed(Generic[ItemT]):
         return index
 
     async def _position(self, item_id: int) -> int | None:
-        return await self._io.timeline_index_of(self.key, item_id)
+        return await self.io.timeline_index_of(self.key, item_id)
 
     # -- maintenance ---------------------------------------------------------------------------
 
     async def trim(self, length: int | None = None) -> None:
         """Keep only the newest ``length`` (default ``max_length``) entries."""
         length = _length(length, self.max_length)
-        if self._materializer is not None:  # what reads merge in is trimmed too
-            await self._materializer.settle(self)
-        await self._io.trim_timeline(self.key, length)
+        if self.read_hook is not None:  # what reads merge in is trimmed too
+            await self.read_hook.settle(self)
+        await self.io.trim_timeline(self.key, length)
 
     async def delete(self) -> None:
         """Delete the whole feed (the activity storage is left alone)."""
-        if self._materializer is not None:  # what reads merge in is deleted too
-            await self._materializer.settle(self)
-        await self._io.delete_feeds([self.key])
+        if self.read_hook is not None:  # what reads merge in is deleted too
+            await self.read_hook.settle(self)
+        await self.io.delete_feeds([self.key])
 
     async def remove_actors(self, actor_ids: Iterable[ItemId]) -> None:
         """Remove every activity by one of ``actor_ids`` (used by unfollow): actors are
@@ -724,14 +756,14 @@ class BaseFeed(Generic[ItemT]):
         actors = {str(a) for a in actor_ids}
         # The feed's own timeline, never through a Manager's policy: the library's own
         # reads are no user's (no rebuild, no read recorded).
-        read = self._read_stored if self._materializer is not None else self._read
+        read = self.read_stored if self.read_hook is not None else self._read
         doomed = [
             a
             async for item in self._paged(read)
             for a in self.inner_activities(item)
             if str(a.actor_id) in actors
         ]
-        if self._materializer is not None:  # the unfollow's removal, not the reader's
+        if self.read_hook is not None:  # the unfollow's removal, not the reader's
             await self._remove_ids(_ids_of(doomed))
         else:
             await self.remove_many(doomed)

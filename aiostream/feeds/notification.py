@@ -79,12 +79,12 @@ class NotificationFeed(AggregatedFeed[NotificationT]):
 
     async def count_unseen(self) -> int | None:
         """Groups not seen since their last update (None when not tracked)."""
-        unseen, _ = await self._io.count_markers(self.key)
+        unseen, _ = await self.io.count_markers(self.key)
         return unseen if self.track_unseen else None
 
     async def count_unread(self) -> int | None:
         """Groups not read since their last update (None when not tracked)."""
-        _, unread = await self._io.count_markers(self.key)
+        _, unread = await self.io.count_markers(self.key)
         return unread if self.track_unread else None
 
     async def get_notification_data(self) -> NotificationData:
@@ -95,7 +95,7 @@ class NotificationFeed(AggregatedFeed[NotificationT]):
             that is not tracked (``track_unseen`` / ``track_unread`` False) is None.
             (Stream Framework leaves an untracked count's key out instead.)
         """
-        unseen, unread = await self._io.count_markers(self.key)
+        unseen, unread = await self.io.count_markers(self.key)
         return {
             "unseen_count": unseen if self.track_unseen else None,
             "unread_count": unread if self.track_unread else None,
@@ -121,8 +121,8 @@ class NotificationFeed(AggregatedFeed[NotificationT]):
         checked_flag(read, "read")
         ids = _ids_of(activities)
         if ids and (seen or read):
-            await self._io.mark_groups(self.key, ids, seen=seen, read=read)
-            await self._announce(self._io, [self.key], "marked", ids)
+            await self.io.mark_groups(self.key, ids, seen=seen, read=read)
+            await self._announce(self.io, [self.key], "marked", ids)
 
     async def mark_all(self, seen: bool = True, read: bool = False) -> None:
         """Mark every group seen and / or read.
@@ -133,8 +133,8 @@ class NotificationFeed(AggregatedFeed[NotificationT]):
         checked_flag(seen, "seen")
         checked_flag(read, "read")
         if seen or read:
-            await self._io.mark_groups(self.key, None, seen=seen, read=read)
-            await self._announce(self._io, [self.key], "marked")
+            await self.io.mark_groups(self.key, None, seen=seen, read=read)
+            await self._announce(self.io, [self.key], "marked")
 
     @classmethod
     def _update_counts(cls) -> tuple[bool, bool]:

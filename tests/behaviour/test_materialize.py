@@ -80,7 +80,7 @@ def pin(n: int, manager: SelManager) -> Activity:
 async def stored(manager: SelManager, user: int) -> list[Activity]:
     """What the user's flat feed holds in its own timeline (no merging)."""
     feed = manager.get_feeds(user)["flat"]
-    return await feed._read_stored(0, None, feed._query)
+    return await feed.read_stored(0, None, feed._query)
 
 
 async def test_a_pulled_producer_is_written_to_no_flat_feed_and_read_by_its_followers(

@@ -90,7 +90,7 @@ def subscribed(storage: Any) -> list[str]:
 async def stored(manager: Graph, user: int) -> list[Activity]:
     """What the user's flat feed holds in its own timeline (no merging)."""
     feed = manager.get_feeds(user)["flat"]
-    return await feed._read_stored(0, None, feed._query)
+    return await feed.read_stored(0, None, feed._query)
 
 
 async def test_a_reader_hears_pulled_and_pushed_posts_and_their_removals_and_updates(

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiostream.activity import Activity
 from aiostream.activity._single import checked_foreign_id
 from aiostream.exceptions import ValidationError
 from aiostream.ids import foreign_activity_id, is_id
-
-if TYPE_CHECKING:
-    from aiostream.manager import Manager
 
 ForeignRef = tuple[str, dt.datetime]
 """A foreign id and the activity's time: together they name one activity."""
@@ -76,35 +72,3 @@ def _collection(values: object, field: str) -> Iterable[Any]:
     if isinstance(values, str | bytes) or not isinstance(values, Iterable):
         raise ValidationError(field, f"expected a list, got {type(values).__name__}")
     return values
-
-
-async def named_activity(
-    manager: Manager, activity: object, foreign_id: object, time: object
-) -> Activity:
-    """The activity a call names by itself, by its id, or by ``foreign_id`` and ``time``
-    (the last two looked up with ``manager.get_activities``).
-
-    Raises:
-        ValidationError: naming ``activity`` or ``foreign_id``: both or neither given, a
-            bad id, or no stored activity with that id / foreign id and time.
-    """
-    if isinstance(activity, Activity):
-        if foreign_id is not None:
-            raise ValidationError("foreign_id", "give an activity or a foreign id, not both")
-        return activity
-    if activity is None:
-        if foreign_id is None:
-            raise ValidationError("activity", "give an activity, its id, or a foreign_id")
-        activity_id, field = foreign_ref_id(foreign_id, time), "foreign_id"
-    elif foreign_id is not None:
-        raise ValidationError("foreign_id", "give an activity id or a foreign id, not both")
-    elif is_id(activity):
-        activity_id, field = activity, "activity"
-    else:
-        raise ValidationError(
-            "activity", f"expected an Activity or an int id, got {type(activity).__name__}"
-        )
-    found = await manager.get_activities([activity_id])
-    if not found:
-        raise ValidationError(field, f"no stored activity has id {activity_id}")
-    return found[0]

@@ -1,5 +1,5 @@
 """Typed access to a Manager's feeds: what ``Manager.get_feed`` and
-``Manager.get_user_feed`` need beside the Manager itself (manager.py stays short)."""
+``Manager.get_user_feed`` need beside the Manager itself (the core stays short)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class HasUserFeed(Protocol[FeedT_co]):
         ...
 
     @property
-    def _feed_metrics(self) -> Metrics | None:
+    def feed_metrics(self) -> Metrics | None:
         """The metrics sink given to those feeds (None: the class's own)."""
         ...
 

@@ -7,21 +7,18 @@ from __future__ import annotations
 import copy
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiostream._lookup import named_activity
-from aiostream._partial import apply_changes, checked_changes
 from aiostream.activity import Activity
 from aiostream.exceptions import ValidationError
 from aiostream.feeds.aggregated import AggregatedFeed
+from aiostream.manager._core import ManagerCore
+from aiostream.manager._partial import apply_changes, checked_changes
 from aiostream.metrics import timed_storage
-
-if TYPE_CHECKING:
-    from aiostream.manager import Manager
 
 
 async def update_activities(
-    manager: Manager,
+    manager: ManagerCore,
     activities: Iterable[Activity],
     originals: Mapping[int, Activity] | None = None,
 ) -> None:
@@ -55,20 +52,20 @@ async def update_activities(
         chunk
         for actor, updated in by_actor.items()
         for chunk in [
-            *await manager._fanout_chunks(actor, "update", updated, trim=False),
-            *(c for a in updated for c in manager._target_chunks("update", [a], a.to)),
+            *await manager.fanout_chunks(actor, "update", updated, trim=False),
+            *(c for a in updated for c in manager.target_chunks("update", [a], a.to)),
         ]
     ]
     if any(a.to for a in activities):  # stored with the targets each keeps
         entries = user_class.serialize_activities(activities)
-    for storage in manager._storages(user_class, *manager.feed_classes.values()):
+    for storage in manager.storages(user_class, *manager.feed_classes.values()):
         await timed_storage(storage, manager.metrics).store_activities(entries)
     for actor, updated in by_actor.items():
         await user_class.fanout_update(
             [actor],
             updated,
             storage=manager.storage_for(user_class),
-            metrics=manager._feed_metrics,
+            metrics=manager.feed_metrics,
         )
     # Flat feeds read the activity storage: only feeds holding copies need a job, and
     # flat feeds only while someone may be subscribed to them (to be told).
@@ -78,10 +75,10 @@ async def update_activities(
         if feed_class.keeps_copies
         or await timed_storage(manager.storage_for(feed_class), manager.metrics).listening()
     }
-    await manager._dispatch([chunk for chunk in chunks if chunk.feed in needed])
+    await manager.dispatch([chunk for chunk in chunks if chunk.feed in needed])
 
 
-def check_groups(manager: Manager, activity: Activity, original: Activity) -> None:
+def check_groups(manager: ManagerCore, activity: Activity, original: Activity) -> None:
     """Refuse an update that moves ``activity`` to another group of an aggregated feed
     (the feeds find the copy to replace by its group)."""
     for name, feed in manager.get_feeds(activity.actor_id).items():
@@ -98,7 +95,7 @@ def check_groups(manager: Manager, activity: Activity, original: Activity) -> No
 
 
 async def partial_update(
-    manager: Manager,
+    manager: ManagerCore,
     activity_id: int | None,
     foreign_id: str | None,
     time: dt.datetime | None,
@@ -110,7 +107,7 @@ async def partial_update(
     sets, unsets = checked_changes(set_, unset)
     if isinstance(activity_id, Activity):  # (an id is looked up: the stored version counts)
         raise ValidationError("activity_id", "expected an int id, got an Activity")
-    original = await named_activity(manager, activity_id, foreign_id, time)
+    original = await manager.named_activity(activity_id, foreign_id, time)
     changed = copy.copy(original)
     changed.extra_context = apply_changes(original.extra_context, sets, unsets)
     await update_activities(manager, [changed], {original.serialization_id: original})

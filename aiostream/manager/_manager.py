@@ -1,75 +1,33 @@
-"""The Manager: publishes a user's activities to the feeds of all their followers.
-
-Example (Stream Framework's Pinterest manager, awaited)::
-
-    class PinManager(Manager):
-        feed_classes = {"normal": PinFeed, "aggregated": AggregatedPinFeed}
-        user_feed_class = UserPinFeed
-
-        async def get_user_follower_ids(self, user_id):
-            return {FanoutPriority.HIGH: await active_followers(user_id),
-                    FanoutPriority.LOW: await inactive_followers(user_id)}
-
-    manager = PinManager()
-    await manager.add_user_activity(pin.user_id, activity)
-    feed = manager.get_feeds(user_id)["normal"]
-    page = await feed[:25]
-"""
+"""The public calls of the Manager (see :mod:`aiostream.manager`)."""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
 import functools
-import inspect
-import logging
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any
 
 from aiostream._arguments import checked_flag, listed
 from aiostream._concurrency import chunked
-from aiostream._feed_access import FeedT, HasUserFeed, registered_feed_class
-from aiostream._following import apply_follow, follow_jobs, newest_part
-from aiostream._hooks import check_followers
-from aiostream._lookup import ForeignRef, checked_foreign_ids, checked_ids, named_activity
-from aiostream._materialized import policy_of
-from aiostream._targets import MAX_FEEDS, MAX_TO_TARGETS, Target, checked_targets, target_chunks
-from aiostream._updates import partial_update, update_activities
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, ValidationError
-from aiostream.fanout import (
-    Dispatcher,
-    FanoutChunk,
-    FanoutPriority,
-    FollowChunk,
-    InProcessDispatcher,
-    Job,
-    Operation,
-)
-from aiostream.feeds.base import (
-    BaseFeed,
-    UserBaseFeed,
-    format_key,
-)
+from aiostream.fanout import Dispatcher, FanoutChunk, FollowChunk, Job
+from aiostream.feeds.base import format_key
 from aiostream.leases import lease
+from aiostream.manager._core import ManagerCore
+from aiostream.manager._following import apply_follow, follow_jobs, newest_part
+from aiostream.manager._materialized import policy_of
+from aiostream.manager._targets import MAX_FEEDS, MAX_TO_TARGETS, Target, checked_targets
+from aiostream.manager._updates import partial_update, update_activities
 from aiostream.materialize import MaterializationPolicy
-from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
+from aiostream.metrics import Metrics, stopwatch, timed_storage
 from aiostream.progress import Progress, ProgressOption
 from aiostream.storage.base import FeedStorage
 
-__all__ = ["FanoutPriority", "Manager", "check_followers", "chunked"]
 
-logger = logging.getLogger("aiostream.manager")
-
-
-def _check_positive(name: str, value: object, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"{name} must be an int of at least {minimum}, got {value!r}")
-
-
-class Manager:
+class Manager(ManagerCore):
     """Fans activities out to followers' feeds, split by priority and cut into chunks.
 
     Args:
@@ -95,15 +53,6 @@ class Manager:
             flat feed; their followers' reads pull them (None).
     """
 
-    feed_classes: ClassVar[Mapping[str, type[BaseFeed[Any]]]] = {"normal": BaseFeed}
-    user_feed_class: ClassVar[type[BaseFeed[Any]]] = UserBaseFeed
-    fanout_chunk_size: ClassVar[int] = 100
-    follow_activity_limit: ClassVar[int] = 5000
-    follow_feeds: ClassVar[tuple[str, ...] | None] = None
-    follow_lease_ttl: ClassVar[float] = 30.0
-    inactive_after: ClassVar[dt.timedelta | None] = None
-    pull_threshold: ClassVar[int | None] = None
-
     def __init__(
         self,
         *,
@@ -112,98 +61,10 @@ class Manager:
         metrics: Metrics | None = None,
         policy: MaterializationPolicy | None = None,
     ) -> None:
-        if not self.feed_classes:
-            raise ConfigurationError("Manager.feed_classes must name at least one feed class")
-        _check_positive(f"{type(self).__name__}.fanout_chunk_size", self.fanout_chunk_size)
-        _check_positive(
-            f"{type(self).__name__}.follow_activity_limit", self.follow_activity_limit, minimum=0
-        )
-        names = self.follow_feeds if self.follow_feeds is not None else ()
-        unknown = [name for name in names if name not in self.feed_classes]
-        if unknown:
-            raise ConfigurationError(
-                f"{type(self).__name__}.follow_feeds names {unknown!r}, not in feed_classes"
-            )
-        self.storage = storage
-        self.dispatcher: Dispatcher = dispatcher or InProcessDispatcher()
-        self.metrics: Metrics = metrics or noop_metrics
-        # Given to the feeds only when set, so a feed class's own sink is kept otherwise.
-        self._feed_metrics = metrics
+        super().__init__(storage=storage, dispatcher=dispatcher, metrics=metrics)
         self._materializer = policy_of(self, policy)
-
-    # -- hooks ---------------------------------------------------------------------------------
-
-    def get_user_follower_ids(self, user_id: Any) -> Any:
-        """Return ``{FanoutPriority.HIGH: ids, FanoutPriority.LOW: ids}`` (may be
-        ``async def``). Any key works; each becomes the chunk's priority."""
-        raise NotImplementedError("subclass Manager and implement get_user_follower_ids")
-
-    def get_user_following_ids(self, user_id: Any) -> Any:
-        """Return the ids of the users ``user_id`` follows (may be ``async def``): needed
-        only with a materialization policy, to pull and to rebuild. It must agree with
-        :meth:`get_user_follower_ids`."""
-        raise NotImplementedError("implement get_user_following_ids to skip feeds")
-
-    def get_user_follower_count(self, user_id: Any) -> Any:
-        """Optional: how many followers ``user_id`` has (may be ``async def``; None:
-        unknown). With a pull threshold and only flat feeds, a post by a pulled producer
-        then skips :meth:`get_user_follower_ids` altogether."""
-        return None
-
-    def now(self) -> float:
-        """The time (Unix seconds) the materialization policy goes by."""
-        return time.time()
-
-    async def follower_ids(self, user_id: Any) -> dict[str | None, list[Any]]:
-        """Await :meth:`get_user_follower_ids` if needed and validate its whole result.
-
-        Called by keyword (``user_id=``), as Stream Framework calls it.
-
-        Raises:
-            ValidationError: not a mapping of priority to a collection of ids, or an id
-                that is not an int or a non-empty str (the field names the priority and
-                the position), checked for every id before anything is written.
-        """
-        result = self.get_user_follower_ids(user_id=user_id)
-        if inspect.isawaitable(result):
-            result = await result
-        return check_followers(result)
-
-    # -- feeds -----------------------------------------------------------------------------------
-
-    def get_feeds(self, user_id: Any) -> dict[str, BaseFeed[Any]]:
-        """``{name: feed}`` of ``user_id`` for every feed class."""
-        return {name: self._feed(name, cls, user_id) for name, cls in self.feed_classes.items()}
-
-    def _feed(self, name: str, cls: type[FeedT], user_id: Any) -> FeedT:
-        feed = cls(user_id, storage=self.storage, metrics=self._feed_metrics)
-        materializer = self._materializer
-        if materializer is not None and name in materializer.flat_feeds:
-            feed._materializer, feed._feed_name = materializer, name
-        return feed
-
-    def get_feed(self, user_id: Any, name: str, feed_class: type[FeedT]) -> FeedT:
-        """The feed ``name`` of ``user_id``, typed as ``feed_class``.
-
-        Args:
-            feed_class: The class registered as ``name`` or a base of it; subscript a
-                generic base (``NotificationFeed[NotificationActivity]``): mypy reads a
-                bare one with Any items.
-
-        Raises:
-            ConfigurationError: no feed class ``name``, or not a subclass of ``feed_class``.
-        """
-        cls = registered_feed_class(self, self.feed_classes, name, feed_class)
-        return self._feed(name, cls, user_id)
-
-    def get_user_feed(self: HasUserFeed[FeedT], user_id: Any) -> FeedT:
-        """The feed of the user's own activities, typed as :attr:`user_feed_class` where
-        a subclass assigns it without a wider annotation."""
-        return self.user_feed_class(user_id, storage=self.storage, metrics=self._feed_metrics)
-
-    def storage_for(self, feed_class: type[BaseFeed]) -> FeedStorage:
-        """Storage the manager uses for ``feed_class``."""
-        return self.storage if self.storage is not None else feed_class.default_storage()
+        if self._materializer is not None:
+            self.read_hooks.update(self._materializer.read_hooks())
 
     # -- publishing ------------------------------------------------------------------------------
 
@@ -253,13 +114,12 @@ class Manager:
             activity.check_adds_to(stored[0])
         kept = stored[0].to if stored else ()
         activity.to = tuple(dict.fromkeys([*kept, *activity.to, *targets]))
-        size = self.fanout_chunk_size
-        chunks = target_chunks(self.feed_classes, targets, "add", [activity], size=size)
+        chunks = self.target_chunks("add", [activity], targets)
         entries = self.user_feed_class.serialize_activities([activity])
         classes = {self.feed_classes[name] for name, _ in targets}
-        for storage in self._storages(self.user_feed_class, *classes):
+        for storage in self.storages(self.user_feed_class, *classes):
             await timed_storage(storage, self.metrics).store_activities(entries)
-        await self._dispatch(chunks)
+        await self.dispatch(chunks)
 
     async def remove_user_activity(
         self,
@@ -281,46 +141,18 @@ class Manager:
                 written).
         """
         given = isinstance(activity, Activity)
-        activity = await named_activity(self, activity, foreign_id, time)
+        activity = await self.named_activity(activity, foreign_id, time)
         targets = activity.to
         if given:  # the stored activity may have more targets (add_to_feeds after the add)
             stored = await self.get_activities([activity.serialization_id])
             targets = tuple(dict.fromkeys([*targets, *(stored[0].to if stored else ())]))
-        chunks = await self._fanout_chunks(user_id, "remove", [activity], trim=False)
-        chunks += self._target_chunks("remove", [activity], targets)
+        chunks = await self.fanout_chunks(user_id, "remove", [activity], trim=False)
+        chunks += self.target_chunks("remove", [activity], targets)
         if self._materializer is not None:
             await self._materializer.forget_fanned(user_id, [activity])
         await self.get_user_feed(user_id).remove(activity)
-        await self._dispatch(chunks)
+        await self.dispatch(chunks)
         self.metrics.on_activity_removed()
-
-    async def get_activities(
-        self,
-        ids: Iterable[int] | None = None,
-        *,
-        foreign_ids: Iterable[ForeignRef] | None = None,
-    ) -> list[Activity]:
-        """Stored activities by id, or by ``(foreign id, time)`` pairs, in the order
-        asked; ids no stored activity has are left out.
-
-        Read from the activity storage of :attr:`user_feed_class` (where every published
-        activity is stored) in one call: one round trip on Redis (one per node on a
-        cluster), one concurrent query per id on Cassandra.
-
-        Raises:
-            ValidationError: naming ``ids[i]`` / ``foreign_ids[i]`` for a bad element,
-                or ``ids`` when both or neither are given.
-        """
-        if (ids is None) == (foreign_ids is None):
-            raise ValidationError("ids", "give ids or foreign_ids (one of them)")
-        wanted = checked_ids(ids) if ids is not None else checked_foreign_ids(foreign_ids)
-        if not wanted:
-            return []
-        user_class = self.user_feed_class
-        storage = timed_storage(self.storage_for(user_class), self.metrics)
-        stored = await storage.load_activities(list(dict.fromkeys(wanted)))
-        found = [(i, stored[i]) for i in wanted if i in stored]
-        return list(user_class.get_activity_serializer().loads_entries(found))
 
     async def partial_update_activity(
         self,
@@ -434,7 +266,7 @@ class Manager:
         # (not asked for when the follower count says the producer is pulled).
         pulled = materializer is not None and await materializer.pulled_by_count(user_id)
         followers = None if pulled else await self.follower_ids(user_id)
-        targeted = [c for a in activities for c in self._target_chunks("add", [a], a.to)]
+        targeted = [c for a in activities for c in self.target_chunks("add", [a], a.to)]
         await user_feed.add_many(activities, trim=trim)
         in_order = True
         if materializer is not None:
@@ -448,14 +280,14 @@ class Manager:
         else:
             if followers is None:
                 followers = await self.follower_ids(user_id)
-            chunks = await self._fanout_chunks(
+            chunks = await self.fanout_chunks(
                 user_id, "add", activities, trim=trim, followers=followers
             )
             if materializer is not None and in_order:
                 chunks = await materializer.plan_add(user_id, activities, followers, chunks)
         # Follower feeds on another storage need the activity there too: store it once
         # per distinct storage before any follower feed points at it.
-        others = self._storages(*self.feed_classes.values())
+        others = self.storages(*self.feed_classes.values())
         others = [s for s in others if s is not user_feed.storage]
         if others:
             entries = user_feed.serialize_activities(activities)
@@ -463,73 +295,7 @@ class Manager:
                 io = timed_storage(storage, self.metrics)
                 store = functools.partial(io.store_activities, only_new=True)
                 await user_feed.write_new(io, store, entries)
-        await self._dispatch(chunks + targeted)
-
-    def _target_chunks(
-        self, operation: Operation, activities: list[Activity], targets: Sequence[Target]
-    ) -> list[FanoutChunk]:
-        """Chunks carrying ``operation`` of ``activities`` to the ``targets`` feeds."""
-        size = self.fanout_chunk_size
-        return target_chunks(self.feed_classes, targets, operation, activities, size=size)
-
-    def _storages(self, *feed_classes: type[BaseFeed]) -> list[FeedStorage]:
-        """The distinct storages of ``feed_classes``, each once."""
-        return list({id(s): s for s in map(self.storage_for, feed_classes)}.values())
-
-    async def _fanout_chunks(
-        self,
-        user_id: Any,
-        operation: Operation,
-        activities: list[Activity],
-        *,
-        trim: bool,
-        followers: Mapping[str | None, Sequence[Any]] | None = None,
-    ) -> list[FanoutChunk]:
-        """The chunks of a fanout of ``operation`` to the followers of ``user_id``
-        (``followers``, when they were asked for already)."""
-        if followers is None:
-            followers = await self.follower_ids(user_id)
-        chunks = list(self.create_fanout_chunks(followers, operation, activities, trim=trim))
-        if logger.isEnabledFor(logging.DEBUG):
-            what = (
-                f"activity {activities[0].serialization_id}"
-                if len(activities) == 1
-                else f"{len(activities)} activities"
-            )
-            logger.debug(
-                "fanout %s of %s by user %s: %d followers (%s) into %d feed classes, %d chunks",
-                operation,
-                what,
-                user_id,
-                sum(map(len, followers.values())),
-                ", ".join(f"{priority}: {len(ids)}" for priority, ids in followers.items()),
-                len(self.feed_classes),
-                len(chunks),
-            )
-        return chunks
-
-    async def _dispatch(self, jobs: Sequence[Job]) -> None:
-        if jobs:
-            await self.dispatcher.dispatch(jobs, self.run)
-
-    def create_fanout_chunks(
-        self,
-        followers: Mapping[str | None, Sequence[Any]],
-        operation: Operation,
-        activities: Sequence[Activity],
-        *,
-        trim: bool = True,
-    ) -> Iterable[FanoutChunk]:
-        """Chunks of ``fanout_chunk_size`` followers, per priority and per feed class."""
-        for name, feed_class in self.feed_classes.items():
-            entries = feed_class.serialize_activities(activities)
-            payloads = tuple(p for _, p in entries)
-            activity_ids = tuple(i for i, _ in entries)
-            for priority, ids in followers.items():
-                for user_ids in chunked(ids, self.fanout_chunk_size):
-                    yield FanoutChunk(
-                        operation, name, user_ids, payloads, priority, trim, activity_ids
-                    )
+        await self.dispatch(chunks + targeted)
 
     async def run(self, job: Job) -> None:
         """Carry out one job (dispatchers and job workers call this).
@@ -566,7 +332,7 @@ class Manager:
                     activities,
                     storage=storage,
                     trim=chunk.trim,
-                    metrics=self._feed_metrics,
+                    metrics=self.feed_metrics,
                 )
             elif chunk.operation == "update":
                 # The stored version, not the job's: a retried or late job never puts an
@@ -578,11 +344,11 @@ class Manager:
                     for i, a in zip(ids, activities, strict=True)
                 ]
                 await feed_class.fanout_update(
-                    chunk.user_ids, activities, storage=storage, metrics=self._feed_metrics
+                    chunk.user_ids, activities, storage=storage, metrics=self.feed_metrics
                 )
             elif chunk.operation == "remove":
                 await feed_class.fanout_remove(
-                    chunk.user_ids, activities, storage=storage, metrics=self._feed_metrics
+                    chunk.user_ids, activities, storage=storage, metrics=self.feed_metrics
                 )
             else:
                 raise ValidationError("operation", f"unknown fanout operation {chunk.operation!r}")
@@ -590,16 +356,17 @@ class Manager:
             feed_class.__name__, chunk.operation, len(chunk.user_ids), elapsed[0]
         )
 
-    # -- following (the work is in aiostream._following) ------------------------------------
+    # -- following (the work is in aiostream.manager._following) ------------------------------------
 
     async def follow_user(
         self, user_id: Any, target_user_id: Any, *, activity_copy_limit: int | None = None
     ) -> None:
         """Copy the target's recent activities into the user's feeds (see
         :meth:`follow_many_users`)."""
-        await self._dispatch(
+        await self.dispatch(
             await follow_jobs(
                 self,
+                self._materializer,
                 "follow",
                 user_id,
                 [target_user_id],
@@ -613,9 +380,10 @@ class Manager:
     ) -> None:
         """Remove the target's activities from the user's feeds (see
         :meth:`unfollow_many_users`)."""
-        await self._dispatch(
+        await self.dispatch(
             await follow_jobs(
                 self,
+                self._materializer,
                 "unfollow",
                 user_id,
                 [target_user_id],
@@ -635,9 +403,14 @@ class Manager:
             ValidationError: a bad user id, a user following themself (naming the
                 target), or a limit that is not a non-negative int; nothing is written.
         """
-        await self._dispatch(
+        await self.dispatch(
             await follow_jobs(
-                self, "follow", user_id, target_ids, activity_copy_limit=activity_copy_limit
+                self,
+                self._materializer,
+                "follow",
+                user_id,
+                target_ids,
+                activity_copy_limit=activity_copy_limit,
             )
         )
 
@@ -648,8 +421,10 @@ class Manager:
         (an actor is a target when its id's text is the target's, as feeds are named);
         with ``keep_history`` leave the feeds as they are (what was copied or fanned out
         stays: only your follow graph changes, and it is yours)."""
-        await self._dispatch(
-            await follow_jobs(self, "unfollow", user_id, target_ids, keep_history=keep_history)
+        await self.dispatch(
+            await follow_jobs(
+                self, self._materializer, "unfollow", user_id, target_ids, keep_history=keep_history
+            )
         )
 
     async def run_follow(self, job: FollowChunk) -> None:
@@ -658,7 +433,7 @@ class Manager:
         Follows and unfollows of one user run one at a time, wherever they run (the
         lease lives in the user feed's storage), so every feed of the user ends in the
         state of the same last operation; a job leaves out the targets whose newest
-        request is a later one than its own (see :mod:`aiostream._following`).
+        request is a later one than its own (see :mod:`aiostream.manager._following`).
         """
         lease_name = format_key("follow:%(user_id)s", job.user_id)
         storage = timed_storage(self.storage_for(self.user_feed_class), self.metrics)
@@ -669,4 +444,4 @@ class Manager:
 
     async def apply_follow(self, job: FollowChunk) -> None:
         """The work of :meth:`run_follow`, done while its lease is held."""
-        await apply_follow(self, job)
+        await apply_follow(self, self._materializer, job)

@@ -31,18 +31,17 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiostream._concurrency import chunked, run_each
 from aiostream.activity import Activity
 from aiostream.exceptions import ValidationError
 from aiostream.fanout import FollowChunk, FollowOperation
 from aiostream.feeds.base import format_key, plain_user_id
+from aiostream.manager._core import ManagerCore
+from aiostream.manager._materialized import Materializer
 from aiostream.metrics import timed_storage
 from aiostream.storage.base import MAX_MAXIMUM, FeedStorage
-
-if TYPE_CHECKING:
-    from aiostream.manager import Manager
 
 logger = logging.getLogger("aiostream.manager")
 
@@ -68,13 +67,14 @@ def next_version(newest: int = 0) -> int:
         return _last_version
 
 
-def _states(manager: Manager) -> FeedStorage:
+def _states(manager: ManagerCore) -> FeedStorage:
     """Where the versions live: the user feed's storage, beside the follow lease."""
     return timed_storage(manager.storage_for(manager.user_feed_class), manager.metrics)
 
 
 async def follow_jobs(
-    manager: Manager,
+    manager: ManagerCore,
+    materializer: Materializer | None,
     operation: FollowOperation,
     user_id: Any,
     target_ids: Iterable[Any],
@@ -100,15 +100,13 @@ async def follow_jobs(
     targets = [target for chunk in chunks for target in chunk.target_ids]
     version = await record_request(manager, chunks[0].user_id, targets)
     if keep_history:
-        if manager._materializer is not None:
-            await manager._materializer.note_unfollow(
-                chunks[0].user_id, targets, version, keep_history=True
-            )
+        if materializer is not None:
+            await materializer.note_unfollow(chunks[0].user_id, targets, version, keep_history=True)
         return []
     return [replace(chunk, version=version) for chunk in chunks]
 
 
-async def record_request(manager: Manager, user_id: Any, target_ids: Sequence[Any]) -> int:
+async def record_request(manager: ManagerCore, user_id: Any, target_ids: Sequence[Any]) -> int:
     """Give a request of ``user_id`` about ``target_ids`` its version, record it as the
     newest of each pair and return it: two round trips (a read of the pairs' newest
     versions, then a raise of each to the new one, which a concurrent request with a
@@ -122,7 +120,7 @@ async def record_request(manager: Manager, user_id: Any, target_ids: Sequence[An
     return version
 
 
-async def newest_part(manager: Manager, job: FollowChunk) -> FollowChunk | None:
+async def newest_part(manager: ManagerCore, job: FollowChunk) -> FollowChunk | None:
     """``job`` without the targets whose newest request is later than the job's (run
     under the user's lease); None when it is left with none. A job without a version is
     returned as it is.
@@ -156,7 +154,7 @@ async def newest_part(manager: Manager, job: FollowChunk) -> FollowChunk | None:
 
 
 def follow_chunks(
-    manager: Manager,
+    manager: ManagerCore,
     operation: FollowOperation,
     user_id: Any,
     target_ids: Iterable[Any],
@@ -198,9 +196,11 @@ def follow_chunks(
     ]
 
 
-async def apply_follow(manager: Manager, job: FollowChunk) -> None:
-    """The work of one follow or unfollow chunk (its lease held by the caller)."""
-    materializer = manager._materializer
+async def apply_follow(
+    manager: ManagerCore, materializer: Materializer | None, job: FollowChunk
+) -> None:
+    """The work of one follow or unfollow chunk (its lease held by the caller), with
+    the Manager's materialization policy at work when it has one."""
     # (a job enqueued before versions existed: the state is recorded as of now)
     version = next_version() if job.version is None else job.version
     if job.operation == "unfollow":
@@ -220,7 +220,7 @@ async def apply_follow(manager: Manager, job: FollowChunk) -> None:
 
 
 async def copy_recent(
-    manager: Manager, user_id: Any, target_ids: Sequence[Any], limit: int, names: Iterable[str]
+    manager: ManagerCore, user_id: Any, target_ids: Sequence[Any], limit: int, names: Iterable[str]
 ) -> None:
     """Copy the ``limit`` newest activities of each of ``target_ids``' own feeds into the
     feeds ``names`` of ``user_id``."""
@@ -238,7 +238,7 @@ async def copy_recent(
             [user_id],
             activities,
             storage=manager.storage_for(feed_class),
-            metrics=manager._feed_metrics,
+            metrics=manager.feed_metrics,
         )
 
     await run_each(names, copy_into)

@@ -48,10 +48,9 @@ import inspect
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiostream._concurrency import gather, run_each
-from aiostream._hooks import check_following
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError
 from aiostream.fanout import FanoutChunk
@@ -59,6 +58,8 @@ from aiostream.feeds.aggregated import AggregatedFeed
 from aiostream.feeds.base import BaseFeed, format_key, plain_user_id
 from aiostream.ids import DIGEST_BITS
 from aiostream.leases import lease
+from aiostream.manager._checks import check_following
+from aiostream.manager._core import ManagerCore
 from aiostream.materialize import (
     MaterializationPolicy,
     SelectivePolicy,
@@ -74,9 +75,6 @@ from aiostream.storage.base import (
     StateStorage,
     renews,
 )
-
-if TYPE_CHECKING:
-    from aiostream.manager import Manager
 
 # How often a process records that a user read (and so how stale "last read" may be).
 RECORD_EVERY = 3600.0
@@ -143,7 +141,7 @@ def read_rate_name(user: object) -> str:
     return f"rate.read:{user}"
 
 
-def policy_of(manager: Manager, policy: MaterializationPolicy | None) -> Materializer | None:
+def policy_of(manager: ManagerCore, policy: MaterializationPolicy | None) -> Materializer | None:
     """The Manager's policy at work: ``policy``, else one built from its
     ``inactive_after`` / ``pull_threshold`` (None when nothing is ever skipped).
 
@@ -158,9 +156,7 @@ def policy_of(manager: Manager, policy: MaterializationPolicy | None) -> Materia
         return None
     if not isinstance(policy, MaterializationPolicy):
         raise ConfigurationError(f"policy must be a MaterializationPolicy, got {policy!r}")
-    from aiostream.manager import Manager as Base
-
-    if owner.get_user_following_ids is Base.get_user_following_ids:
+    if owner.get_user_following_ids is ManagerCore.get_user_following_ids:
         raise ConfigurationError(
             f"{owner.__name__} skips feeds ({policy!r}) but does not implement "
             "get_user_following_ids(user_id), which reads and rebuilds need"
@@ -168,7 +164,7 @@ def policy_of(manager: Manager, policy: MaterializationPolicy | None) -> Materia
     return Materializer(manager, policy)
 
 
-async def checked_following(manager: Manager, user_id: Any) -> list[Any]:
+async def checked_following(manager: ManagerCore, user_id: Any) -> list[Any]:
     """The Manager's ``get_user_following_ids(user_id)``, awaited if need be, checked."""
     result = manager.get_user_following_ids(user_id)
     if inspect.isawaitable(result):
@@ -190,7 +186,7 @@ def is_flat(feed_class: type[BaseFeed[Any]]) -> bool:
 class Materializer:
     """A Manager's policy at work (one per Manager; its caches are per process)."""
 
-    def __init__(self, manager: Manager, policy: MaterializationPolicy) -> None:
+    def __init__(self, manager: ManagerCore, policy: MaterializationPolicy) -> None:
         self.manager = manager
         self.policy = policy
         self.flat_feeds = frozenset(n for n, c in manager.feed_classes.items() if is_flat(c))
@@ -212,6 +208,11 @@ class Materializer:
         self._reads: dict[str, int] = {}
         inactive = policy.inactive_after
         self._record_every = RECORD_EVERY if inactive is None else min(RECORD_EVERY, inactive / 2)
+
+    def read_hooks(self) -> dict[str, FlatFeedReads]:
+        """What each flat feed of the Manager reads through (see
+        :class:`~aiostream.feeds.base.ReadHook`)."""
+        return {name: FlatFeedReads(self, name) for name in sorted(self.flat_feeds)}
 
     @property
     def user_storage(self) -> FeedStorage:
@@ -363,7 +364,7 @@ class Materializer:
         is raised only now (a producer over the threshold has it raised before its user
         feed is written, and needs nothing more)."""
         feed_class = self.manager.feed_classes[chunk.feed]
-        io = feed_class._io_for(self.manager.storage_for(feed_class), self.manager._feed_metrics)
+        io = feed_class._io_for(self.manager.storage_for(feed_class), self.manager.feed_metrics)
         keys = [format_key(feed_class.key_format, user) for user in users]
         await feed_class._announce(io, keys, "added", [a.serialization_id for a in activities])
 
@@ -372,11 +373,13 @@ class Materializer:
     def subscribe(
         self, feed: BaseFeed[Any], own: AbstractAsyncContextManager[Subscription], buffer: int
     ) -> AbstractAsyncContextManager[Subscription]:
-        """``feed.subscribe()`` of a flat feed of a Manager that pulls: ``own`` (the
-        feed's own subscription), which also hears the updates of the user feeds of
-        whom the feed's owner follows (read at the start: one channel per followee), as
-        its reads merge them in. Posts of pulled producers are written to no follower's
+        """``feed.subscribe()`` of a flat feed: ``own`` (the feed's own subscription),
+        which, when the policy pulls, also hears the updates of the user feeds of whom
+        the feed's owner follows (read at the start: one channel per followee), as its
+        reads merge them in. Posts of pulled producers are written to no follower's
         feed; this is how their followers hear of them."""
+        if not self.policy.pulls:
+            return own
         return self._subscribe(feed, own, buffer)
 
     @asynccontextmanager
@@ -393,28 +396,29 @@ class Materializer:
     # -- reads ---------------------------------------------------------------------------------
 
     async def read(
-        self, feed: BaseFeed[Any], start: int, stop: int | None, query: Query
+        self, feed: BaseFeed[Any], name: str, start: int, stop: int | None, query: Query
     ) -> list[Any]:
-        """A page of ``feed`` as a push-everything Manager would show it."""
+        """A page of ``feed`` (the Manager's flat feed ``name``) as a push-everything
+        Manager would show it."""
         user = plain_user_id(feed.user_id)
         if self.policy.inactive_after is None and not self.policy.keeps_rates:
-            return await self._read(feed, user, start, stop, query)
+            return await self._read(feed, name, user, start, stop, query)
         # The read is recorded while the page is read (one round trip fewer); if the
         # feed was stale, it has been rebuilt since, and the page is read again.
         stale, page = await gather(
-            self._note_read(feed, user, self.manager.now()),
-            self._read(feed, user, start, stop, query),
+            self._note_read(feed, name, user, self.manager.now()),
+            self._read(feed, name, user, start, stop, query),
         )
-        return await self._read(feed, user, start, stop, query) if stale else page
+        return await self._read(feed, name, user, start, stop, query) if stale else page
 
     async def _read(
-        self, feed: BaseFeed[Any], user: Any, start: int, stop: int | None, query: Query
+        self, feed: BaseFeed[Any], name: str, user: Any, start: int, stop: int | None, query: Query
     ) -> list[Any]:
         if not self.policy.pulls:
-            return await feed._read_stored(start, stop, query)
+            return await feed.read_stored(start, stop, query)
         following = await checked_following(self.manager, user)
         if not following:
-            return await feed._read_stored(start, stop, query)
+            return await feed.read_stored(start, stop, query)
         # A feed shows its newest max_length entries, as a pushed feed trimmed at each
         # write holds them: a window past them is empty, and a filtered or oldest-first
         # read sees only those (the id of the last one bounds it).
@@ -424,21 +428,27 @@ class Materializer:
         stop = limit if stop is None else min(stop, limit)
         sources = self._keys_of(following)
         if not query.is_default:
-            last = await self._entries(feed, sources, limit - 1, limit, Query())
+            last = await self._entries(feed, name, sources, limit - 1, limit, Query())
             if last:
                 query = query.filter(activity_id__gte=last[0][0])
-        entries = await self._entries(feed, sources, start, stop, query)
+        entries = await self._entries(feed, name, sources, start, stop, query)
         return feed.get_activity_serializer().loads_entries(entries)
 
     async def _entries(
-        self, feed: BaseFeed[Any], sources: Sequence[str], start: int, stop: int, query: Query
+        self,
+        feed: BaseFeed[Any],
+        name: str,
+        sources: Sequence[str],
+        start: int,
+        stop: int,
+        query: Query,
     ) -> list[Entry]:
         """``[start:stop]`` under ``query`` of the entries of ``feed`` merged with those
         of the fanned timelines of ``sources`` (the user feeds of every followee; those
         with a ``posted`` maximum are the ones whose posts skipped followers: only they
         hold anything the feed may lack), each above the feed's floor for it."""
-        io = feed._io
-        floors = floors_name(feed._feed_name, plain_user_id(feed.user_id))
+        io = feed.io
+        floors = floors_name(name, plain_user_id(feed.user_id))
         if not query.descending:
             own, posted, above = await gather(
                 io.read_timeline(feed.key, 0, stop, query),
@@ -583,10 +593,10 @@ class Materializer:
                     found.setdefault(entry[0], entry)
         return [found[i] for i in sorted(found, reverse=True)[start:stop]]
 
-    async def _note_read(self, feed: BaseFeed[Any], user: Any, now: float) -> bool:
+    async def _note_read(self, feed: BaseFeed[Any], name: str, user: Any, now: float) -> bool:
         """Record a read of ``feed`` (at most once per ``_record_every``); rebuild the
         feed if it is stale. Whether it was (a page read meanwhile may lack entries)."""
-        key, name = str(user), feed._feed_name
+        key = str(user)
         if self.policy.keeps_rates:  # counted only where a rate is kept of them
             _remember(self._reads, key, self._reads.get(key, 0) + 1)
         # Per feed: each flat feed of a user has its own stale mark.
@@ -631,34 +641,36 @@ class Materializer:
             # finds the feed rebuilt. A fanout that skipped the feed meanwhile (it saw
             # the mark and did not set it again) wrote its author's user feed first:
             # the second copy, after the mark is gone, takes its activity in.
-            await self._copy_followees(feed, user)
+            await self._copy_followees(feed, name, user)
             await states.delete_states([mark])
-            await self._copy_followees(feed, user)
+            await self._copy_followees(feed, name, user)
 
-    async def _copy_followees(self, feed: BaseFeed[Any], user: Any) -> None:
+    async def _copy_followees(self, feed: BaseFeed[Any], name: str, user: Any) -> None:
         following = await checked_following(self.manager, user)
         # Every followee, those in the maxima too: a read merges a followee only down to
         # its maximum, and a post of theirs that skipped this feed as inactive (pushed,
         # not pulled: a producer back under the threshold) is newer than it.
-        await self._copy_fanned(feed, user, self._keys_of(following))
+        await self._copy_fanned(feed, name, user, self._keys_of(following))
 
     async def _copy_fanned(
         self,
         feed: BaseFeed[Any],
+        name: str,
         user: Any,
         keys: Sequence[str],
         *,
         leave_out: frozenset[int] = frozenset(),
     ) -> dict[str, int]:
-        """Copy into ``feed`` (of ``user``) what the fanned timelines of the producers
-        whose user feeds are ``keys`` give it (the newest ``max_length`` above the
-        feed's floor for each, but ``leave_out``); returns the producers' ``fanned``
+        """Copy into ``feed`` (the flat feed ``name`` of ``user``) what the fanned
+        timelines of the producers whose user feeds are ``keys`` give it (the newest
+        ``max_length`` above the feed's floor for each, but ``leave_out``); returns the
+        producers' ``fanned``
         maxima, read first (what the copy covers at least)."""
-        name = floors_name(feed._feed_name, user)
         fanned: dict[str, int]
         above: dict[str, int]
         fanned, above = await gather(
-            self.states.load_maxima(FANNED, keys), self.states.load_maxima(name, keys)
+            self.states.load_maxima(FANNED, keys),
+            self.states.load_maxima(floors_name(name, user), keys),
         )
         sources = [
             (k, _past(Query(), above.get(k))) for k in keys if fanned.get(k, -1) > above.get(k, -1)
@@ -671,17 +683,17 @@ class Materializer:
             self.manager.user_feed_class.get_activity_serializer().loads_entries(entries)
         )
         if copies:
-            max_length = feed.max_length if feed._should_trim(True) else None
-            await feed._io.add_to_timelines(
+            max_length = feed.max_length if feed.should_trim(True) else None
+            await feed.io.add_to_timelines(
                 [feed.key], feed.serialize_activities(copies), max_length=max_length, store=False
             )
         return fanned
 
     # -- follows and a reader's removals -------------------------------------------------------
 
-    def _flat_feeds_of(self, user: Any) -> list[BaseFeed[Any]]:
+    def _flat_feeds_of(self, user: Any) -> list[tuple[str, BaseFeed[Any]]]:
         feeds = self.manager.get_feeds(user)
-        return [feeds[name] for name in sorted(self.flat_feeds)]
+        return [(name, feeds[name]) for name in sorted(self.flat_feeds)]
 
     async def note_follow(self, user: Any, targets: Sequence[Any], version: int) -> None:
         """``user`` follows ``targets`` (in the follow's job, request ``version``, before
@@ -715,18 +727,19 @@ class Materializer:
             kept = [k for k in keys if _followed(before.get(k))]
             if kept:
                 await run_each(
-                    self._flat_feeds_of(user), lambda feed: self._copy_fanned(feed, user, kept)
+                    self._flat_feeds_of(user),
+                    lambda named: self._copy_fanned(named[1], named[0], user, kept),
                 )
 
-    async def settle(self, feed: BaseFeed[Any]) -> None:
+    async def settle(self, feed: BaseFeed[Any], name: str) -> None:
         """Before ``feed`` is trimmed or deleted: what the fanned timelines of whom its
         owner follows give it is copied in and the floors raised past it, so that the
         trim or the delete reaches all of it."""
         user = plain_user_id(feed.user_id)
         keys = self._keys_of(await checked_following(self.manager, user))
-        await self._take_in(feed, user, keys)
+        await self._take_in(feed, name, user, keys)
 
-    async def before_removal(self, feed: BaseFeed[Any], ids: Sequence[int]) -> None:
+    async def before_removal(self, feed: BaseFeed[Any], name: str, ids: Sequence[int]) -> None:
         """``feed``'s reader removes ``ids`` from it: what the fanned timelines of their
         followed authors give the feed is copied into it (but those), and the feed's
         floors for them are raised past it, so that no read merges a removed one back
@@ -740,11 +753,12 @@ class Materializer:
         following = set(map(str, await checked_following(self.manager, user)))
         keys = self._keys_of([a for a in authors if str(a) in following])
         if keys:
-            await self._take_in(feed, user, keys, leave_out=frozenset(ids))
+            await self._take_in(feed, name, user, keys, leave_out=frozenset(ids))
 
     async def _take_in(
         self,
         feed: BaseFeed[Any],
+        name: str,
         user: Any,
         keys: Sequence[str],
         *,
@@ -752,9 +766,39 @@ class Materializer:
     ) -> None:
         """:meth:`_copy_fanned`, then the feed's floors raised past what it copied: from
         then on the feed's own timeline holds what those producers gave it."""
-        raised = await self._copy_fanned(feed, user, keys, leave_out=leave_out)
+        raised = await self._copy_fanned(feed, name, user, keys, leave_out=leave_out)
         if raised:
-            await self.states.raise_maxima(floors_name(feed._feed_name, user), raised)
+            await self.states.raise_maxima(floors_name(name, user), raised)
+
+
+class FlatFeedReads:
+    """The :class:`~aiostream.feeds.base.ReadHook` of a Manager's flat feed ``name``:
+    its reads, a reader's removals, trims, deletes and subscriptions go through the
+    Manager's :class:`Materializer`, so the feed shows what a push-everything Manager
+    would have written to it."""
+
+    def __init__(self, materializer: Materializer, name: str) -> None:
+        self.materializer = materializer
+        self.name = name
+
+    async def read(
+        self, feed: BaseFeed[Any], start: int, stop: int | None, query: Query
+    ) -> list[Any]:
+        return await self.materializer.read(feed, self.name, start, stop, query)
+
+    async def before_removal(self, feed: BaseFeed[Any], ids: Sequence[int]) -> None:
+        await self.materializer.before_removal(feed, self.name, ids)
+
+    async def settle(self, feed: BaseFeed[Any]) -> None:
+        await self.materializer.settle(feed, self.name)
+
+    def subscribe(
+        self, feed: BaseFeed[Any], own: AbstractAsyncContextManager[Subscription], buffer: int
+    ) -> AbstractAsyncContextManager[Subscription]:
+        return self.materializer.subscribe(feed, own, buffer)
+
+    def __repr__(self) -> str:
+        return f"<FlatFeedReads {self.name!r} of {self.materializer.policy!r}>"
 
 
 def _merge(
