@@ -3,6 +3,10 @@
 :mod:`aiostream.tasks` is the public module; this one holds what runs in a worker:
 the try counting, the failed-job records, the hooks chained with the user's, and the
 log lines.
+
+A worker enters a storage registry of its own (:class:`~aiostream.storage.registry.Storages`)
+and never imports :mod:`aiostream.connection`, which imports :mod:`aiostream.tasks`
+(and so this module): the connection is the top of the package, the worker below it.
 """
 
 from __future__ import annotations
@@ -40,12 +44,13 @@ from aiostream._jobs import (
     is_transient,
     json_deserializer,
     json_serializer,
+    queue_redis_url,
 )
-from aiostream.connection import Connection
 from aiostream.exceptions import ConfigurationError
 from aiostream.fanout import FanoutChunk, FollowChunk, Job
 from aiostream.manager import Manager
 from aiostream.settings import Settings
+from aiostream.storage.registry import Storages
 
 logger = logging.getLogger("aiostream.tasks")
 
@@ -432,15 +437,16 @@ async def _make_manager(make_manager: ManagerFactory, ctx: dict[str, Any]) -> Ma
     return made
 
 
-def _storages_in_use(manager: Manager, connection: Connection) -> list[str]:
-    """The storages the manager's feeds resolve (described, without passwords)."""
+def _storages_in_use(manager: Manager, storages: Storages) -> list[str]:
+    """The storages the manager's feeds resolve (described, without passwords); opening
+    them here makes a server nothing configures fail the start-up, not the first job."""
     names: dict[tuple[str, str], str] = {}
     for feed_class in [*manager.feed_classes.values(), manager.user_feed_class]:
         if feed_class is None:
             continue
         key = (feed_class.storage_backend, feed_class.storage_server)
         if key not in names:
-            names[key] = repr(connection.storage(*key))
+            names[key] = repr(storages.get(*key))
     return list(names.values())
 
 
@@ -476,21 +482,26 @@ def worker_settings(
 ) -> type[WorkerSettings]:
     """A settings class for ``arq module.ClassName`` that runs aiostream's jobs from ``queue``.
 
-    At start-up the worker enters an :class:`~aiostream.connection.Connection` built
-    from ``settings`` (default: :meth:`Settings.from_env`, read when this is called),
-    in which its feeds find their storages, builds its Manager and logs (at INFO, on
-    the ``aiostream.tasks`` logger) its queue and storages; then your ``on_startup``
-    runs. At shutdown your ``on_shutdown`` runs first, then the storages close.
+    At start-up the worker enters a :class:`~aiostream.storage.registry.Storages`
+    registry built from ``settings``, in which its feeds find their storages, builds its
+    Manager and logs (at INFO, on the ``aiostream.tasks`` logger) its queue and the
+    storages its feeds use (opening them, so that one nothing configures fails the
+    start-up); then your ``on_startup`` runs. At shutdown your ``on_shutdown`` runs
+    first, then the storages close.
 
     Your own jobs run beside aiostream's: pass them as ``functions`` (coroutines or
     ``arq.func(...)``); ``ctx["aiostream"].manager`` is the worker's Manager and
-    ``ctx["aiostream_connection"]`` its :class:`~aiostream.connection.Connection`.
+    ``ctx["aiostream_storages"]`` its :class:`~aiostream.storage.registry.Storages`.
 
     Args:
         make_manager: Returns the Manager: a Manager subclass itself, or a function of
             no argument or of the worker's arq ``ctx`` (``async`` works too).
         queue: The queue this worker takes jobs from.
-        settings: Storage settings; the arq Redis is ``settings.arq_redis_url``.
+        settings: Storage settings; the arq Redis is ``settings.arq_redis_url`` (else
+            ``settings.redis_url``). None: the environment, each server only where its
+            variable is set: the queue Redis ``STREAM_ARQ_REDIS_URL`` or
+            ``STREAM_REDIS_URL`` (read when this is called), the storages
+            ``STREAM_REDIS_URL``, ``STREAM_CASSANDRA_HOSTS``, ... (read at start-up).
         queues: Queue names, the same the dispatcher uses.
         max_tries: Tries per job before it is recorded as failed. A try whose worker
             was killed counts; aiostream counts them itself (arq's own limit is set out
@@ -512,7 +523,8 @@ def worker_settings(
             here replaces the retrying ones.
 
     Raises:
-        ConfigurationError: a bad limit, or a function named like one of aiostream's.
+        ConfigurationError: a bad limit, a function named like one of aiostream's, or
+            no settings and no queue Redis variable set.
 
     Example::
 
@@ -523,21 +535,25 @@ def worker_settings(
     timeout = to_seconds(job_timeout)
     if timeout is None or timeout <= 0:
         raise ConfigurationError(f"job_timeout must be positive, got {job_timeout!r}")
-    settings = settings or Settings.from_env()
     queues = queues or Queues()
     user_functions = _user_functions(functions)
+    # Read now: arq takes the queue Redis from the class. No Settings.from_env() for
+    # what the environment leaves unset: its defaults name a server on 127.0.0.1.
+    queue_url = queue_redis_url(settings, "worker_settings()")
 
     async def startup(ctx: dict[str, Any]) -> None:
         if isinstance(ctx.get("redis"), ArqRedis):  # the worker's queue pool
             _claims_ride_out_outages(ctx["redis"])
-        # The worker's storages: feeds resolve theirs here, and shutdown closes them.
-        connection = await Connection(settings).__aenter__()
-        ctx["aiostream_connection"] = connection
+        # The worker's storages: feeds resolve theirs here (the jobs, started by the
+        # worker's main task, inherit the registry), and shutdown closes them.
+        storages = await Storages(settings).__aenter__()
+        ctx["aiostream_storages"] = storages
         try:
             manager = await _make_manager(make_manager, ctx)
+            in_use = _storages_in_use(manager, storages)
         except BaseException:
             # arq runs no shutdown hook after a failed start-up.
-            await ctx.pop("aiostream_connection").aclose()
+            await ctx.pop("aiostream_storages").__aexit__(None, None, None)
             raise
         ctx["aiostream"] = _WorkerState(
             manager, queues, queue, max_tries, retry_delay, max_retry_delay, timeout
@@ -548,7 +564,7 @@ def worker_settings(
             "aiostream worker started: queue %s, manager %s, storages %s",
             queue,
             type(manager).__name__,
-            ", ".join(_storages_in_use(manager, connection)),
+            ", ".join(in_use),
         )
         if on_startup is not None:
             await on_startup(ctx)
@@ -558,9 +574,9 @@ def worker_settings(
             if on_shutdown is not None:
                 await on_shutdown(ctx)
         finally:
-            connection = ctx.pop("aiostream_connection", None)
-            if connection is not None:
-                await connection.aclose()
+            storages = ctx.pop("aiostream_storages", None)
+            if storages is not None:
+                await storages.__aexit__(None, None, None)
             state = ctx.get("aiostream")
             if state is not None:
                 counts = state.counts
@@ -573,7 +589,7 @@ def worker_settings(
                 )
 
     redis_settings = dataclasses.replace(
-        RedisSettings.from_dsn(settings.arq_redis_url or settings.redis_url),
+        RedisSettings.from_dsn(queue_url),
         conn_retries=math.ceil(queue_outage),
         conn_retry_delay=1,
         retry=_queue_retry(queue_outage),

@@ -1,25 +1,52 @@
 """What both sides of arq fanout share, without importing arq: the queue names and
-routing, which errors are retried, the JSON job format and the record of a failed job.
+routing, where the queue Redis is, which errors are retried, the JSON job format and the
+record of a failed job.
 :mod:`aiostream.tasks` is the public module (the dispatcher and the worker functions).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from aiostream.exceptions import (
+    ConfigurationError,
     ConflictError,
     FanoutError,
     StorageTimeoutError,
     StorageUnavailableError,
 )
 from aiostream.fanout import FanoutPriority, FollowChunk, Job
+from aiostream.settings import Settings
 
 HIGH_QUEUE = "aiostream:high"
 LOW_QUEUE = "aiostream:low"
 DEFAULT_QUEUE = "aiostream:default"
+
+QUEUE_VARIABLES = ("STREAM_ARQ_REDIS_URL", "STREAM_REDIS_URL")
+
+
+def queue_redis_url(settings: Settings | None, needed_by: str) -> str:
+    """The URL of the queue Redis: ``settings.arq_redis_url or settings.redis_url``, or,
+    with no settings, the first of :data:`QUEUE_VARIABLES` that is set.
+
+    Raises:
+        ConfigurationError: no settings and neither variable set (``Settings``'
+            default, 127.0.0.1, is nobody's choice here), naming ``needed_by``.
+    """
+    if settings is not None:
+        return settings.arq_redis_url or settings.redis_url
+    for variable in QUEUE_VARIABLES:
+        url = os.environ.get(variable)
+        if url:
+            return url
+    raise ConfigurationError(
+        f"{needed_by} needs the queue Redis: pass settings=Settings(redis_url=...) "
+        f"(or arq_redis_url=...), or set {' or '.join(QUEUE_VARIABLES)}"
+    )
+
 
 # Errors a later try can get past; anything else (bad payload, unknown feed) fails at once.
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (

@@ -12,6 +12,16 @@ and closes what it opened on exit::
 
 In a Starlette or FastAPI lifespan, ``yield`` inside the block (and keep the
 :class:`Connection` on ``app.state``); in aiohttp, enter it in a ``cleanup_ctx``.
+
+Without settings, a connection builds each server from the environment only where its
+variable is set (``STREAM_REDIS_URL``, ``STREAM_CASSANDRA_HOSTS``; the queue Redis from
+``STREAM_ARQ_REDIS_URL`` or ``STREAM_REDIS_URL``), and raises
+:class:`~aiostream.exceptions.ConfigurationError` on entry for a named backend or the
+queue Redis that nothing configures: a connection never reaches a server on 127.0.0.1
+that nobody named. The memory backend needs nothing.
+
+This module is the top of the package: it imports the storage registry and, lazily
+(arq is an optional extra), :mod:`aiostream.tasks`; nothing below imports it back.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aiostream._jobs import queue_redis_url
 from aiostream.exceptions import ConfigurationError
 from aiostream.fanout import Dispatcher, InProcessDispatcher
 from aiostream.settings import Settings
@@ -42,7 +53,8 @@ class Connection:
     :attr:`storages` is the registry feeds without ``storage=`` resolve theirs in.
 
     Attributes:
-        settings: What storages (and the arq pool) are built from.
+        settings: What storages (and the arq pool) are built from; None when none was
+            given (each server from its environment variable, when set).
         storages: The registry entered for the connection's lifetime.
         dispatcher: The Manager's dispatcher: an
             :class:`~aiostream.tasks.ArqDispatcher` when connected with ``arq=True``,
@@ -63,9 +75,11 @@ class Connection:
             raise ConfigurationError(
                 f"backends is a list of names, got the string {backends!r} (say [{backends!r}])"
             )
-        self.settings = settings if settings is not None else Settings.from_env()
+        # No Settings.from_env() here: its defaults would name 127.0.0.1 for servers
+        # nobody configured. The registry reads each backend's variable when it is set.
+        self.settings = settings
         self.backends = tuple(backends)
-        self.storages = storages if storages is not None else Storages(self.settings)
+        self.storages = storages if storages is not None else Storages(settings)
         self._arq = arq
         self._dispatcher_options = dict(dispatcher_options or {})
         self._dispatcher: Dispatcher | None = None
@@ -111,6 +125,8 @@ class Connection:
         if self._entered:
             raise ConfigurationError("this connection is already entered")
         self._named_storages()  # unknown backends or servers fail here, not later
+        if self._arq:
+            self._queue_url()  # and so does a queue Redis nothing configures
         await self.storages.__aenter__()
         try:
             self._dispatcher = await self._open_dispatcher()
@@ -153,9 +169,13 @@ class Connection:
             return InProcessDispatcher(**self._dispatcher_options)
         # Imported here: arq is an extra, and `import aiostream` never imports it.
         tasks = importlib.import_module("aiostream.tasks")
-        url = self.settings.arq_redis_url or self.settings.redis_url
-        dispatcher: Dispatcher = await tasks.ArqDispatcher.connect(url, **self._dispatcher_options)
+        dispatcher: Dispatcher = await tasks.ArqDispatcher.connect(
+            self._queue_url(), **self._dispatcher_options
+        )
         return dispatcher
+
+    def _queue_url(self) -> str:
+        return queue_redis_url(self.settings, "aiostream.connect(..., arq=True)")
 
     def __repr__(self) -> str:
         kind = "arq" if self._arq else "in-process"
@@ -173,8 +193,12 @@ def connect(
     """Everything an application needs around its feeds, for ``async with``.
 
     Args:
-        settings: Where storages and the arq pool are built from (default:
-            :meth:`Settings.from_env`, read now).
+        settings: Where storages and the arq pool are built from. None: each server
+            from the environment, only when its variable is set (``STREAM_REDIS_URL``,
+            ``STREAM_CASSANDRA_HOSTS``; the queue Redis ``STREAM_ARQ_REDIS_URL`` or
+            ``STREAM_REDIS_URL``), else a
+            :class:`~aiostream.exceptions.ConfigurationError` on entry (for the
+            ``backends`` named and the queue) or at a feed's first use of it.
         backends: The storages your feeds use, as ``"redis"``, ``"cassandra"``,
             ``"redis:analytics"`` (a named server): checked on entry (an unknown name is
             a :class:`~aiostream.exceptions.ConfigurationError` at once) and by

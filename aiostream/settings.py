@@ -1,6 +1,13 @@
 """Explicit settings. Nothing is read at import time; build a :class:`Settings` and pass
 it on, or call :meth:`Settings.from_env` where your application starts.
 
+The defaults below are what :meth:`Settings.from_env` (and ``Settings()``) fill in when
+you ask for them. The library never asks on its own behalf: where no settings are given
+(a feed's implicit registry, ``aiostream.connect()``, ``worker_settings()``,
+``RedisStorage()``), a server is built from the environment only when its variable is
+set, and is otherwise a :class:`~aiostream.exceptions.ConfigurationError`, never a
+server on 127.0.0.1 that nobody named.
+
 Environment variables (all optional) keep the Stream Framework names:
 
 =================================== ==============================================
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,9 +100,27 @@ class Settings:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Settings from environment variables (defaults where unset)."""
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, require: Iterable[str] = ()
+    ) -> Settings:
+        """Settings from environment variables (defaults where unset).
+
+        Args:
+            environ: The variables (default: ``os.environ``).
+            require: Variables that must be set (and not empty): the defaults of the
+                servers they name are no configuration.
+
+        Raises:
+            ConfigurationError: a variable of ``require`` is unset, or one is malformed.
+        """
         env = os.environ if environ is None else environ
+        missing = [name for name in require if not env.get(name)]
+        if missing:
+            raise ConfigurationError(
+                f"{' and '.join(missing)} not set: set it, or give the server explicitly "
+                "(a url, Settings(...), a storage); aiostream never falls back to a "
+                "server on 127.0.0.1 by itself"
+            )
         defaults = cls()
         hosts = env.get("STREAM_CASSANDRA_HOSTS")
         port = env.get("STREAM_CASSANDRA_PORT")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 import aiostream
@@ -69,3 +72,49 @@ async def test_an_unknown_server_fails_on_entry() -> None:
     with pytest.raises(ConfigurationError, match="no Redis server named 'analytics'"):
         async with aiostream.connect(Settings(), backends=["redis:analytics"]):
             pass
+
+
+@pytest.fixture
+def no_server_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "STREAM_REDIS_URL",
+        "STREAM_REDIS_SERVERS",
+        "STREAM_ARQ_REDIS_URL",
+        "STREAM_CASSANDRA_HOSTS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.usefixtures("no_server_variables")
+async def test_without_settings_a_server_nothing_configures_fails_on_entry() -> None:
+    # No silent 127.0.0.1: the memory backend needs nothing, a server backend its variable.
+    outside = current_storages()
+    async with aiostream.connect(backends=["memory"]) as feeds:
+        assert feeds.settings is None
+    with pytest.raises(ConfigurationError, match="STREAM_REDIS_URL"):
+        async with aiostream.connect(backends=["redis"]):
+            pass
+    with pytest.raises(ConfigurationError, match="STREAM_CASSANDRA_HOSTS"):
+        async with aiostream.connect(backends=["cassandra"]):
+            pass
+    with pytest.raises(
+        ConfigurationError, match=r"queue Redis.*STREAM_ARQ_REDIS_URL or STREAM_REDIS_URL"
+    ):
+        async with aiostream.connect(arq=True):
+            pass
+    assert current_storages() is outside
+
+
+def test_the_worker_side_does_not_import_the_connection() -> None:
+    # connection.py imports aiostream.tasks (lazily), which imports _arq_worker: the
+    # worker enters its own storage registry instead of importing the connection back.
+    root = Path(__file__).resolve().parents[1] / "aiostream"
+    for name in ("tasks.py", "_arq_worker.py", "_jobs.py"):
+        tree = ast.parse((root / name).read_text())
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)} | {
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        }
+        assert "aiostream.connection" not in imported, name

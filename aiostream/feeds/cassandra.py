@@ -3,10 +3,12 @@
 They differ from the backend-free feeds only in ``storage_backend = "cassandra"``:
 without a ``storage=`` argument they use the
 :class:`~aiostream.storage.cassandra.CassandraStorage` of the current
-:class:`~aiostream.storage.registry.Storages`, built from the environment
-(``STREAM_CASSANDRA_HOSTS``, ``STREAM_CASSANDRA_PORT``, ``STREAM_DEFAULT_KEYSPACE``,
-``STREAM_CASSANDRA_CONSISTENCY_LEVEL``, ``CASSANDRA_DRIVER_KWARGS``) or from the
-settings given to :func:`aiostream.storage.registry.configure`. Flat feeds show the
+:class:`~aiostream.storage.registry.Storages`, built from its settings (or those
+given to :func:`aiostream.storage.registry.configure`) or, with none given, from the
+environment (``STREAM_CASSANDRA_HOSTS``, ``STREAM_CASSANDRA_PORT``,
+``STREAM_DEFAULT_KEYSPACE``, ``STREAM_CASSANDRA_CONSISTENCY_LEVEL``,
+``CASSANDRA_DRIVER_KWARGS``) when ``STREAM_CASSANDRA_HOSTS`` is set; otherwise a
+:class:`~aiostream.exceptions.ConfigurationError` says what to configure. Flat feeds show the
 activity storage's payloads; aggregated and notification feeds keep their groups in one
 partition per feed, changed by lightweight transactions.
 
@@ -20,7 +22,7 @@ Example::
 
     await PinFeed(13).add(activity)           # with STREAM_CASSANDRA_HOSTS set
     ...
-    await close_default_storages()            # at shutdown
+    await close_default_storages()            # at shutdown (aiostream.storage.registry)
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from typing import ClassVar
 from aiostream.feeds.aggregated import AggregatedFeed, GroupT
 from aiostream.feeds.base import BaseFeed, ItemT, UserBaseFeed
 from aiostream.feeds.notification import NotificationFeed, NotificationT
-from aiostream.storage.registry import close_default_storages
 
 __all__ = [
     "CassandraAggregatedFeed",
@@ -38,7 +39,6 @@ __all__ = [
     "CassandraFeed",
     "CassandraNotificationFeed",
     "CassandraUserBaseFeed",
-    "close_default_storages",
 ]
 
 

@@ -2,10 +2,13 @@
 
 They differ from the backend-free feeds only in ``storage_backend = "redis"``: without a
 ``storage=`` argument they use the :class:`~aiostream.storage.redis.RedisStorage` of the
-server named by the class attribute ``redis_server`` (``"default"``:
-``STREAM_REDIS_URL``; others: ``STREAM_REDIS_SERVERS``), found in the current
-:class:`~aiostream.storage.registry.Storages`. Timelines, groups, markers and the
-activity storage of such a feed all live on that server.
+server named by the class attribute ``redis_server``, found in the current
+:class:`~aiostream.storage.registry.Storages` and built from its settings (or
+:func:`~aiostream.storage.registry.configure`'s); with none given, from
+``STREAM_REDIS_URL`` (``"default"``) or ``STREAM_REDIS_SERVERS`` (others) when that
+variable is set, else a :class:`~aiostream.exceptions.ConfigurationError`: never a
+server on 127.0.0.1 that nobody named. Timelines, groups, markers and the activity
+storage of such a feed all live on that server.
 
 Importing this module imports ``redis``; ``import aiostream`` does not.
 
@@ -16,7 +19,7 @@ Example::
 
     await PinFeed(13).add(activity)           # with STREAM_REDIS_URL set
     ...
-    await close_default_storages()            # at shutdown
+    await close_default_storages()            # at shutdown (aiostream.storage.registry)
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from typing import Any, ClassVar
 from aiostream.feeds.aggregated import AggregatedFeed, GroupT
 from aiostream.feeds.base import BaseFeed, ItemT, UserBaseFeed
 from aiostream.feeds.notification import NotificationFeed, NotificationT
-from aiostream.storage.registry import close_default_storages
 
 __all__ = [
     "RedisAggregatedFeed",
@@ -34,7 +36,6 @@ __all__ = [
     "RedisFeed",
     "RedisNotificationFeed",
     "RedisUserBaseFeed",
-    "close_default_storages",
 ]
 
 

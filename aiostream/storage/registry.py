@@ -4,24 +4,40 @@ Every feed class names the storage it uses by a backend (``storage_backend``:
 ``"memory"``, ``"redis"``, ``"cassandra"``) and a server name (``storage_server``,
 ``"default"`` unless set; ``RedisFeed.redis_server`` is the same thing under Stream
 Framework's name). A feed built without ``storage=`` finds its storage in the *current*
-:class:`Storages` when it makes a call:
+:class:`Storages` when it makes a call (:func:`current_storages`):
 
-* the one an application entered (``async with Storages(settings):`` in a web app's
-  lifespan; arq workers built by :func:`aiostream.tasks.worker_settings` enter one at
-  start-up), or
-* when none is entered, the running event loop's own registry, built from
-  :func:`configure`'s settings or :meth:`Settings.from_env` on first use: the Stream
-  Framework way, ``PinFeed(13)`` with ``STREAM_REDIS_URL`` set. Connections belong to
-  the loop that opened them, so each loop gets its own; :func:`close_default_storages`
-  closes the running loop's.
+* the one the calling task entered (``async with Storages(settings):``, or
+  :func:`aiostream.connect`; arq workers built by :func:`aiostream.tasks.worker_settings`
+  enter one at start-up). It is held in a context variable, so two tasks that enter a
+  registry each see their own, and tasks started inside the ``async with`` inherit it;
+* else the running event loop's own. A web server enters its registry in a lifespan
+  that runs in another task than the request handlers (Starlette and uvicorn do), so
+  the first registry entered on a loop is also the loop's while it stays entered: one
+  slot per loop, not a stack (a registry entered while the slot is taken is current
+  only where it was entered, and does not take the slot when the first one exits);
+* else the loop's implicit registry, built from :func:`configure`'s settings on first
+  use. Connections belong to the loop that opened them, so each loop gets its own;
+  :func:`close_default_storages` closes the running loop's.
+
+Settings are never made up. A registry with no settings (``Storages()``, or an implicit
+one while :func:`configure` has none) builds a server backend only from the environment,
+and only when the backend's own variable is set (``STREAM_REDIS_URL`` for the default
+Redis server, ``STREAM_REDIS_SERVERS`` for a named one, ``STREAM_CASSANDRA_HOSTS`` for
+Cassandra): without it, asking for that storage raises
+:class:`~aiostream.exceptions.ConfigurationError` saying what to do, rather than connect
+to a server on 127.0.0.1 that nobody named. The memory backend needs no server and works
+with nothing configured.
 
 A registry opens a storage the first time it is asked for one, and closes on exit only
 the storages it opened (storages handed to it stay open). A backend is a name in
 :data:`BACKENDS` mapped to the dotted path of a function ``(settings, server) ->
 storage``; :func:`register_backend` adds one. A factory marked ``process_wide = True``
-(the memory backend's: one storage for the whole process) is asked every time, and
-what it returns is never closed by a registry. Nothing imports a backend's driver until
-a feed of that backend is used.
+(the memory backend's: one storage for the whole process, no server) is asked every
+time, what it returns is never closed by a registry, and it may be built without
+settings (from :meth:`Settings.from_env`). Any other factory says which variable
+configures it by ``environment_variable`` (a name, or a function of the server name),
+or it needs settings given. Nothing imports a backend's driver until a feed of that
+backend is used.
 
 Example::
 
@@ -32,7 +48,9 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
+import os
 import weakref
 from collections.abc import Callable, Mapping
 
@@ -79,17 +97,40 @@ def _factory(backend: str) -> StorageFactory:
     return factory
 
 
+def _settings_from_environment(factory: StorageFactory, backend: str, server: str) -> Settings:
+    """Settings for ``factory`` when none were given: the environment's, but only where
+    the backend's own variable is set, so that no server is reached that nobody named
+    (:class:`Settings`' defaults point at 127.0.0.1)."""
+    if getattr(factory, "process_wide", False):
+        return Settings.from_env()  # a backend without a server (memory)
+    variable = getattr(factory, "environment_variable", None)
+    if callable(variable):
+        variable = variable(server)
+    if isinstance(variable, str) and os.environ.get(variable):
+        return Settings.from_env()
+    set_it = f", or set {variable}" if isinstance(variable, str) else ""
+    raise ConfigurationError(
+        f"no settings for the {backend!r} storage (server {server!r}): pass storage= to "
+        "the feed or Manager, enter `async with Storages(settings)` or "
+        "aiostream.connect(settings), call aiostream.storage.registry.configure(settings)"
+        f"{set_it}"
+    )
+
+
 class Storages:
     """Named storages for feeds, opened on first use and closed together.
 
     Args:
-        settings: Where storages are built from (default: :meth:`Settings.from_env`,
-            read when the first storage is built).
+        settings: Where storages are built from. None: each server backend from the
+            environment, and only when its variable is set (``STREAM_REDIS_URL``,
+            ``STREAM_CASSANDRA_HOSTS``, ...; read when that storage is first built),
+            else :class:`~aiostream.exceptions.ConfigurationError`.
         storages: Storages to use as they are, by ``"backend"`` or
             ``"backend:server"`` (e.g. ``{"redis": my_storage}``); left open on exit.
 
     Use it as an async context manager: while entered it is the current registry of
-    the process (:func:`current_storages`).
+    the entering task and of the tasks it starts (:func:`current_storages`), and of its
+    event loop too when it is the first entered there.
     """
 
     def __init__(
@@ -98,25 +139,36 @@ class Storages:
         self._settings = settings
         self._given = {_key_of(name): storage for name, storage in (storages or {}).items()}
         self._opened: dict[tuple[str, str], FeedStorage] = {}
+        # One token per entry still open (innermost last), to restore the entering
+        # task's previous registry on exit.
+        self._tokens: list[contextvars.Token[Storages | None]] = []
 
     @property
-    def settings(self) -> Settings:
-        """The settings storages are built from."""
-        if self._settings is None:
-            self._settings = Settings.from_env()
+    def settings(self) -> Settings | None:
+        """The settings storages are built from (None: each server backend from its
+        environment variable, when set)."""
         return self._settings
+
+    @property
+    def entered(self) -> bool:
+        """Whether the registry is entered (an exited one is nobody's current)."""
+        return bool(self._tokens)
 
     def get(self, backend: str, server: str = "default") -> FeedStorage:
         """The storage of ``backend`` and ``server`` (built on first use).
 
         Raises:
-            ConfigurationError: unknown backend, or a server the settings do not name.
+            ConfigurationError: unknown backend, a server the settings do not name, or
+                a server backend with no settings and no environment variable set.
         """
         key = (backend, server)
         storage = self._given.get(key) or self._opened.get(key)
         if storage is None:
             factory = _factory(backend)
-            storage = factory(self.settings, server)
+            settings = self._settings
+            if settings is None:
+                settings = _settings_from_environment(factory, backend, server)
+            storage = factory(settings, server)
             if not getattr(factory, "process_wide", False):
                 self._opened[key] = storage
         return storage
@@ -135,14 +187,30 @@ class Storages:
                 close_nowait()
 
     async def __aenter__(self) -> Storages:
-        _entered.append(self)
+        self._tokens.append(_current.set(self))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: the context variable alone says it
+            return self
+        _loop_entered.setdefault(loop, self)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:
             await self.aclose()
         finally:
-            _entered.remove(self)
+            token = self._tokens.pop()
+            try:
+                _current.reset(token)
+            except ValueError:
+                # Exited in another context than it was entered in (a test fixture's
+                # teardown, arq's shutdown hook): that context's variable is not ours
+                # to restore, and this one shows the registry only if it inherited it.
+                if _current.get() is self:
+                    _current.set(None)
+            if not self._tokens:
+                for loop in [loop for loop, entered in _loop_entered.items() if entered is self]:
+                    del _loop_entered[loop]
 
     def __repr__(self) -> str:
         names = sorted(f"{b}:{s}" for b, s in [*self._given, *self._opened])
@@ -154,8 +222,14 @@ def _key_of(name: str) -> tuple[str, str]:
     return backend, server or "default"
 
 
-# Registries entered (innermost last), and each loop's own when none is.
-_entered: list[Storages] = []
+# The registry the running task entered (inherited by the tasks it starts).
+_current: contextvars.ContextVar[Storages | None] = contextvars.ContextVar(
+    "aiostream_storages", default=None
+)
+# Per loop: the first registry entered on it while it stays entered, then the loop's own.
+_loop_entered: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Storages] = (
+    weakref.WeakKeyDictionary()
+)
 _implicit: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Storages] = (
     weakref.WeakKeyDictionary()
 )
@@ -164,23 +238,28 @@ _settings: Settings | None = None
 
 
 def configure(settings: Settings | None) -> None:
-    """Build the loops' own registries from ``settings`` from now on (None: from the
-    environment). Storages already open keep theirs: call
-    :func:`close_default_storages` first to replace them."""
+    """Build the loops' implicit registries from ``settings`` from now on (None: server
+    backends only from their environment variables, when set). Storages already open
+    keep theirs: call :func:`close_default_storages` first to replace them."""
     global _settings
     _settings = settings
     _no_loop.clear()
 
 
 def current_storages() -> Storages:
-    """The registry feeds resolve their storage in: the one last entered, or the running
-    loop's own (made on first use)."""
-    if _entered:
-        return _entered[-1]
+    """The registry feeds resolve their storage in: the one the running task entered (or
+    inherited), else the first one entered on the running loop while it stays entered,
+    else the loop's implicit registry (made on first use)."""
+    entered = _current.get()
+    if entered is not None and entered.entered:
+        return entered
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return _no_loop.setdefault("", Storages(_settings))
+    registry = _loop_entered.get(loop)
+    if registry is not None:
+        return registry
     registry = _implicit.get(loop)
     if registry is None:
         registry = _implicit[loop] = Storages(_settings)
@@ -188,8 +267,8 @@ def current_storages() -> Storages:
 
 
 async def close_default_storages() -> None:
-    """Close the running loop's own registry (it is rebuilt on demand) and let go of
-    those of loops that have closed."""
+    """Close the running loop's implicit registry (it is rebuilt on demand) and let go
+    of those of loops that have closed."""
     for other in [other for other in _implicit if other.is_closed()]:
         # Their connections died with their loop; a driver with threads of its own
         # (Cassandra) is shut down without waiting.

@@ -16,10 +16,10 @@ from aiostream.feeds.redis import (
     RedisFeed,
     RedisNotificationFeed,
     RedisUserBaseFeed,
-    close_default_storages,
 )
 from aiostream.metrics import NoopMetrics
-from aiostream.storage.redis import RedisStorage, configure, get_default_storage
+from aiostream.storage.redis import RedisStorage, get_default_storage
+from aiostream.storage.registry import Storages, close_default_storages, configure
 from tests.helpers import at
 from tests.servers import RedisServer, start_redis
 
@@ -207,3 +207,58 @@ def test_aggregated_feeds_made_outside_a_loop_merge_on_the_server(
         configure(None)
     assert calls.operations[0] == "merge_groups"
     assert "write_groups" not in calls.operations and "get_groups" not in calls.operations
+
+
+@pytest.fixture
+def no_redis_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("STREAM_REDIS_URL", "STREAM_REDIS_SERVERS", "STREAM_ARQ_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("clean_defaults", "no_redis_variables")
+async def test_nothing_configured_is_an_error_not_a_server_on_localhost() -> None:
+    # The decision: the library never falls back silently to 127.0.0.1:6379.
+    with pytest.raises(ConfigurationError, match="STREAM_REDIS_URL") as raised:
+        PinFeed(13)
+    message = str(raised.value)
+    for advice in ("storage=", "Storages(settings)", "configure(settings)"):
+        assert advice in message
+    with pytest.raises(ConfigurationError, match="STREAM_REDIS_SERVERS"):
+        OtherFeed(1)
+    async with Storages():
+        with pytest.raises(ConfigurationError, match="STREAM_REDIS_URL"):
+            PinFeed(13)
+
+
+def test_nothing_configured_outside_a_loop_is_an_error_too(
+    no_redis_variables: None,
+) -> None:
+    configure(None)
+    try:
+        with pytest.raises(ConfigurationError, match="STREAM_REDIS_URL"):
+            PinFeed(13)
+    finally:
+        configure(None)
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_redis_variables")
+async def test_a_redis_storage_without_url_needs_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="STREAM_REDIS_URL not set"):
+        RedisStorage()
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("clean_defaults", "no_redis_variables")
+async def test_named_servers_come_from_their_variable_alone(
+    two_servers: tuple[RedisServer, RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # STREAM_REDIS_SERVERS configures the named server; the default one stays unset.
+    _, other = two_servers
+    monkeypatch.setenv("STREAM_REDIS_SERVERS", f"other={other.url}")
+    activity = Activity(1, Love, 42, time=at(0))
+    await OtherFeed(1).add(activity)
+    assert await OtherFeed(1)[:] == [activity]
+    with pytest.raises(ConfigurationError, match="STREAM_REDIS_URL"):
+        PinFeed(1)

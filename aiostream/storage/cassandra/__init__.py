@@ -10,8 +10,11 @@ imports this package (nor the driver)::
         feed = PinFeed(13, storage=storage)
         await feed.add(activity)
 
-Feed classes bound to a storage configured from the environment (``CassandraFeed``,
-``CassandraAggregatedFeed``, ...) are in :mod:`aiostream.feeds.cassandra`.
+Feed classes that find their storage in the current registry (``CassandraFeed``,
+``CassandraAggregatedFeed``, ...) are in :mod:`aiostream.feeds.cassandra`; with no
+settings given to the registry, it builds the cluster from the environment only when
+``STREAM_CASSANDRA_HOSTS`` is set (``configure`` and ``close_default_storages`` are in
+:mod:`aiostream.storage.registry`).
 
 How it behaves, and why:
 
@@ -54,14 +57,11 @@ from aiostream.storage.cassandra._client import ColumnValues
 from aiostream.storage.cassandra._columns import activity_columns
 from aiostream.storage.cassandra._schema import create_schema, create_schema_command
 from aiostream.storage.cassandra._storage import CassandraStorage
-from aiostream.storage.registry import close_default_storages, configure
 
 __all__ = [
     "CassandraStorage",
     "ColumnValues",
     "activity_columns",
-    "close_default_storages",
-    "configure",
     "create_schema",
     "create_schema_command",
     "storage_from_settings",
@@ -81,3 +81,8 @@ def storage_from_settings(settings: Settings, server: str = "default") -> Cassan
             f"Cassandra settings name one cluster: storage_server must be 'default', got {server!r}"
         )
     return CassandraStorage.from_settings(settings)
+
+
+# A registry with no settings builds the cluster from the environment only when this is
+# set: ``localhost`` by default is a guess, not a configuration.
+storage_from_settings.environment_variable = "STREAM_CASSANDRA_HOSTS"  # type: ignore[attr-defined]

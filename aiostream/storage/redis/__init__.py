@@ -17,8 +17,10 @@ unless it says so (or ``cluster=True`` is passed); nothing is guessed by asking 
 server. The key layout is documented in :mod:`aiostream.storage.redis._layout`.
 
 ``RedisFeed`` and friends (:mod:`aiostream.feeds.redis`) find their storage through
-:mod:`aiostream.storage.registry`; :func:`configure` and :func:`close_default_storages`
-here are the registry's own.
+:mod:`aiostream.storage.registry` (where ``configure`` and ``close_default_storages``
+are). With no settings given there, the default server is built from
+``STREAM_REDIS_URL`` and named ones from ``STREAM_REDIS_SERVERS`` only when that
+variable is set; otherwise a :class:`~aiostream.exceptions.ConfigurationError` says so.
 """
 
 from aiostream.exceptions import requires_extra
@@ -26,16 +28,14 @@ from aiostream.exceptions import requires_extra
 with requires_extra("aiostream.storage.redis", "redis-py", "redis"):
     import redis.asyncio  # noqa: F401
 
+import aiostream.storage.registry as _registry
 from aiostream.settings import Settings
 from aiostream.storage.redis._connection import ClientOptions
 from aiostream.storage.redis._storage import RedisStorage
-from aiostream.storage.registry import close_default_storages, configure, default_storage
 
 __all__ = [
     "ClientOptions",
     "RedisStorage",
-    "close_default_storages",
-    "configure",
     "get_default_storage",
     "storage_from_settings",
 ]
@@ -51,6 +51,15 @@ def storage_from_settings(settings: Settings, server: str = "default") -> RedisS
     return RedisStorage.from_url(settings.redis_server_url(server))
 
 
+def _environment_variable(server: str) -> str:
+    """The variable that configures ``server`` when a registry has no settings: the
+    registry builds it from the environment only when this one is set."""
+    return "STREAM_REDIS_URL" if server == "default" else "STREAM_REDIS_SERVERS"
+
+
+storage_from_settings.environment_variable = _environment_variable  # type: ignore[attr-defined]
+
+
 def get_default_storage(server: str = "default") -> RedisStorage:
     """The storage ``RedisFeed`` classes with ``redis_server = server`` use now (in the
     registry entered, or the running loop's own; see :mod:`aiostream.storage.registry`).
@@ -58,6 +67,6 @@ def get_default_storage(server: str = "default") -> RedisStorage:
     Raises:
         ConfigurationError: the server name is not configured.
     """
-    storage = default_storage("redis", server)
+    storage = _registry.default_storage("redis", server)
     assert isinstance(storage, RedisStorage), storage  # a registry given another type
     return storage

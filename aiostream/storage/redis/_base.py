@@ -164,7 +164,10 @@ class RedisBase:
                 retries=retries,
             )
             client, self.cluster = create_client(
-                url if url is not None else Settings.from_env().redis_url,
+                # The environment's server, or a clear error: never one nobody named.
+                url
+                if url is not None
+                else Settings.from_env(require=["STREAM_REDIS_URL"]).redis_url,
                 cluster=cluster,
                 options=options,
                 **client_kwargs,
