@@ -27,7 +27,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import anyio
 
@@ -38,19 +38,28 @@ __all__ = ["LeaseStorage", "lease"]
 logger = logging.getLogger(__name__)
 
 
+@runtime_checkable
 class LeaseStorage(Protocol):
-    """The three lease calls of :class:`~aiostream.storage.base.FeedStorage`."""
+    """Named leases with an owner and an expiry: the ``leases`` capability of a storage
+    (:class:`~aiostream.storage.base.Capability`), which follows and unfollows through
+    a Manager need.
+
+    Defined here, not in :mod:`aiostream.storage.base` (which re-exports it), so this
+    module needs nothing from the storage layer.
+    """
 
     async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
-        """Take ``name`` for ``owner`` for ``ttl`` seconds if nobody holds it."""
+        """Take the lease ``name`` for ``owner``, expiring in ``ttl`` seconds, unless
+        someone holds it (atomically). Returns whether it was taken."""
         ...
 
     async def renew_lease(self, name: str, owner: str, ttl: float) -> bool:
-        """Extend ``owner``'s hold on ``name`` by ``ttl`` seconds; False if not held."""
+        """Make ``owner``'s lease on ``name`` expire ``ttl`` seconds from now, if
+        ``owner`` still holds it (atomically). Returns whether it did."""
         ...
 
     async def release_lease(self, name: str, owner: str) -> None:
-        """Give ``name`` back if ``owner`` still holds it."""
+        """Give the lease ``name`` back, if ``owner`` still holds it (atomically)."""
 
 
 @asynccontextmanager

@@ -75,7 +75,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 from aiostream.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
-    from aiostream.storage.base import FeedStorage
+    from aiostream.storage.base import Capability, FeedStorage
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -202,6 +202,14 @@ class TimedStorage:
     def __init__(self, storage: FeedStorage, metrics: Metrics) -> None:
         self._storage = storage
         self._metrics = metrics
+
+    @property
+    def capabilities(self) -> frozenset[Capability]:
+        """The wrapped storage's declared capabilities: the wrapper forwards every method
+        the storage has and no other, so it can do exactly what the storage can. Stated
+        here rather than left to ``__getattr__`` so it reads as part of the contract."""
+        declared: frozenset[Capability] = getattr(self._storage, "capabilities", frozenset())
+        return declared
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._storage, name)

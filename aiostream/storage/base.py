@@ -1,32 +1,55 @@
-"""What feeds need from a storage backend, stated as one Protocol per concern.
+"""What feeds need from a storage backend: a small required core, and optional
+capabilities a backend declares.
 
-A backend stores three things, all addressed by a *feed key* (the feed's formatted
-``key_format``, already escaped so it never contains ``:{}%`` from user input), and
-leases; one Protocol each, and :class:`FeedStorage` for all of them:
+A backend stores activities, timelines and (optionally) groups, leases and states, all
+addressed by a *feed key* (the feed's formatted ``key_format``, already escaped so it
+never contains ``:{}%`` from user input).
+
+**The required core** (:class:`CoreStorage`, 12 methods) is what a backend writes to
+hold flat feeds, and all a third-party backend must write before it stores its first
+activity:
 
 * an **activity storage** shared by all feeds: ``id -> payload``
   (:class:`ActivityStorage`);
 * **timelines** (flat feeds): ordered sets of activity ids, newest first
   (:class:`TimelineStorage`);
-* **groups** (aggregated / notification feeds): at most one record per group name,
-  ordered by the group's id, each with an *unseen* and an *unread* marker
-  (:class:`GroupStorage`; :class:`GroupMergeStorage` optional);
-* **leases**, which serialize follows of one user (:class:`LeaseStorage`);
-* **states** and **maxima** kept beside the feeds (:class:`StateStorage`;
-  :class:`MergedReadStorage` optional: a page merged from many feeds in one step).
+* ``delete_feeds``, ``ping`` (the readiness probe calls it on every storage: a no-op
+  without a server) and ``aclose``.
+
+**Optional capabilities**, one Protocol each, name what else a backend can do and what
+that enables (:data:`ENABLES`). A backend lists those it implements in its
+``capabilities`` class attribute (:class:`Capability`); what needs one checks the
+declaration once, when it is given the storage (:func:`require`), and fails there with
+a :class:`~aiostream.exceptions.ConfigurationError` naming what is missing, instead of
+an ``AttributeError`` in the middle of a write. Optional fast paths ask :func:`has`
+(a set lookup) instead of probing for methods:
+
+* ``groups`` (:class:`GroupStorage`): aggregated and notification feeds;
+* ``leases`` (:class:`~aiostream.leases.LeaseStorage`): follows and unfollows through
+  a Manager (one at a time per user);
+* ``states`` (:class:`StateStorage`): states and maxima, which materialization policies
+  keep (:mod:`aiostream.materialize`);
+* ``group_merge`` (:class:`GroupMergeStorage`): an aggregated add merged into the
+  groups of a whole fanout chunk on the server, in one call;
+* ``merged_read`` (:class:`MergedReadStorage`): a selectively materialized feed's page
+  merged from many feeds in one step;
+* ``updates`` (:class:`UpdateStorage`): realtime updates (``feed.subscribe()``).
+
+:class:`FeedStorage` is the core with groups, leases, states and updates: what every
+built-in backend implements, and what the feeds and the Manager are typed against.
 
 The methods take many keys or many items at once so each backend can batch its own way
 (one Redis pipeline or script, concurrent Cassandra statements). In particular:
 
-* :meth:`FeedStorage.add_to_timelines` writes a set of activities into a whole chunk of
-  follower feeds, trimming each, in one call: the fanout path;
-* :meth:`FeedStorage.read_timeline` returns a page *with payloads*: one round trip (on
-  Cassandra: the page, then its activities);
-* :meth:`FeedStorage.write_groups` is a compare-and-set over several groups of one feed,
-  so concurrent writers on one aggregated feed never lose each other's updates;
+* :meth:`TimelineStorage.add_to_timelines` writes a set of activities into a whole
+  chunk of follower feeds, trimming each, in one call: the fanout path;
+* :meth:`TimelineStorage.read_timeline` returns a page *with payloads*: one round trip
+  (on Cassandra: the page, then its activities);
+* :meth:`GroupStorage.write_groups` is a compare-and-set over several groups of one
+  feed, so concurrent writers on one aggregated feed never lose each other's updates;
   :meth:`GroupMergeStorage.merge_groups` (optional) merges activities into the groups
   of a whole chunk of feeds on the server, the aggregated fanout path;
-* :meth:`FeedStorage.update_groups` rewrites groups of a whole chunk of feeds in place
+* :meth:`GroupStorage.update_groups` rewrites groups of a whole chunk of feeds in place
   (an activity's update reaching the copies groups embed).
 
 A timeline entry points at the activity storage: a flat feed shows the stored payload,
@@ -44,15 +67,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from enum import StrEnum
 from math import isfinite
-from typing import NamedTuple, Protocol, runtime_checkable
+from types import MappingProxyType
+from typing import Literal, NamedTuple, Protocol, overload, runtime_checkable
 
-from aiostream.exceptions import ValidationError
+from typing_extensions import TypeIs, get_protocol_members
+
+from aiostream.exceptions import ConfigurationError, ValidationError
+from aiostream.leases import LeaseStorage
 from aiostream.query import Query
 from aiostream.realtime import DEFAULT_BUFFER, FeedUpdate, Subscription
 
 __all__ = [
     "ActivityStorage",
+    "Capability",
+    "CoreStorage",
+    "ENABLES",
     "Entry",
     "FeedStorage",
     "GroupChange",
@@ -66,12 +97,17 @@ __all__ = [
     "LiveWindow",
     "MergedPage",
     "MergedReadStorage",
+    "PROTOCOLS",
     "StateStorage",
     "TimelineStorage",
     "UpdateStorage",
+    "capabilities_of",
     "check_maxima",
     "check_times",
+    "has",
+    "methods_of",
     "renews",
+    "require",
     "stored_differently",
 ]
 
@@ -79,11 +115,11 @@ Entry = tuple[int, str]
 """``(activity id, payload)``."""
 
 GroupChanges = Sequence["GroupChange"]
-"""What :meth:`FeedStorage.write_groups` applies in one compare-and-set."""
+"""What :meth:`GroupStorage.write_groups` applies in one compare-and-set."""
 
 GroupRewrite = Callable[[str, "GroupRecord"], str | None]
 """``(feed key, stored group) -> new payload``, or ``None`` to leave the group as it is
-(see :meth:`FeedStorage.update_groups`)."""
+(see :meth:`GroupStorage.update_groups`)."""
 
 
 class GroupRecord(NamedTuple):
@@ -198,7 +234,7 @@ class GroupMergeStorage(Protocol):
 
     Aggregated feeds use it, when their aggregator and group class keep the stock
     merge rules, instead of reading the groups and writing them back with
-    :meth:`FeedStorage.write_groups`: one atomic step instead of a read and a
+    :meth:`GroupStorage.write_groups`: one atomic step instead of a read and a
     compare-and-set. The result must be exactly what that read-modify-write would
     store (the behaviour suite and the concurrency tests compare the two).
     """
@@ -260,8 +296,8 @@ class ActivityStorage(Protocol):
     async def delete_activities(self, ids: Sequence[int]) -> None:
         """Remove activities from the shared activity storage.
 
-        Flat feeds stop showing them at once (see :meth:`read_timeline`); groups keep the
-        copies they embed.
+        Flat feeds stop showing them at once (see
+        :meth:`TimelineStorage.read_timeline`); groups keep the copies they embed.
         """
 
 
@@ -388,24 +424,6 @@ class GroupStorage(Protocol):
     async def count_markers(self, key: str) -> tuple[int, int]:
         """``(unseen, unread)`` group counts of the feed."""
         ...
-
-
-@runtime_checkable
-class LeaseStorage(Protocol):
-    """Named leases with an owner and an expiry (see :mod:`aiostream.leases`)."""
-
-    async def acquire_lease(self, name: str, owner: str, ttl: float) -> bool:
-        """Take the lease ``name`` for ``owner``, expiring in ``ttl`` seconds, unless
-        someone holds it (atomically). Returns whether it was taken."""
-        ...
-
-    async def renew_lease(self, name: str, owner: str, ttl: float) -> bool:
-        """Make ``owner``'s lease on ``name`` expire ``ttl`` seconds from now, if
-        ``owner`` still holds it (atomically). Returns whether it did."""
-        ...
-
-    async def release_lease(self, name: str, owner: str) -> None:
-        """Give the lease ``name`` back, if ``owner`` still holds it (atomically)."""
 
 
 # Maxima are kept where an int is exact as a double too (Redis sorted-set scores).
@@ -612,23 +630,19 @@ class UpdateStorage(Protocol):
 
 
 @runtime_checkable
-class FeedStorage(
-    ActivityStorage,
-    TimelineStorage,
-    GroupStorage,
-    LeaseStorage,
-    StateStorage,
-    UpdateStorage,
-    Protocol,
-):
-    """A whole storage backend, as feeds, the Manager and the registry use it: every
-    concern above, plus deleting feeds and closing.
+class CoreStorage(ActivityStorage, TimelineStorage, Protocol):
+    """The required core: what a backend must implement to hold flat feeds, and all a
+    feed needs from it until it uses an optional :class:`Capability`.
 
-    A backend implements it in one class (or, as Redis does, one mixin per concern).
+    12 methods: the activity storage's three, the timelines' six, and deleting feeds,
+    the readiness probe and closing. ``ping`` stays required because
+    :meth:`aiostream.connection.Connection.ping` asks every storage; a backend without
+    a server makes it a no-op.
     """
 
     async def delete_feeds(self, keys: Sequence[str]) -> None:
-        """Delete everything stored under each feed key: entries, groups and markers."""
+        """Delete everything stored under each feed key: entries, and groups and markers
+        where the storage keeps them."""
 
     async def ping(self) -> None:
         """Check that the server answers (a readiness probe); a no-op without a server.
@@ -640,3 +654,158 @@ class FeedStorage(
 
     async def aclose(self) -> None:
         """Release connections this storage opened (injected clients are left open)."""
+
+
+@runtime_checkable
+class FeedStorage(
+    CoreStorage,
+    GroupStorage,
+    LeaseStorage,
+    StateStorage,
+    UpdateStorage,
+    Protocol,
+):
+    """The core with the groups, leases, states and updates capabilities: what every
+    built-in backend implements (each declares them, see :class:`Capability`), and the
+    type the feeds, the Manager and the registry are written against.
+
+    A third-party backend need not implement all of it: the core
+    (:class:`CoreStorage`) holds flat feeds, and whatever needs more checks the
+    backend's declared capabilities when it is given the storage (:func:`require`).
+    """
+
+
+class Capability(StrEnum):
+    """An optional part of the storage contract beyond :class:`CoreStorage`.
+
+    A backend declares those it implements, once, in a class attribute::
+
+        class MyStorage:
+            capabilities: ClassVar[frozenset[Capability]] = frozenset(
+                {Capability.GROUPS, Capability.LEASES}
+            )
+
+    so what needs one checks a set, once, instead of probing for methods on every call
+    (:func:`require`, :func:`has`). Each value's Protocol is :data:`PROTOCOLS`'s, and
+    what it enables :data:`ENABLES`'s. A storage that declares nothing has the core only.
+    """
+
+    GROUPS = "groups"
+    LEASES = "leases"
+    STATES = "states"
+    GROUP_MERGE = "group_merge"
+    MERGED_READ = "merged_read"
+    UPDATES = "updates"
+
+
+PROTOCOLS: Mapping[Capability, type] = MappingProxyType(
+    {
+        Capability.GROUPS: GroupStorage,
+        Capability.LEASES: LeaseStorage,
+        Capability.STATES: StateStorage,
+        Capability.GROUP_MERGE: GroupMergeStorage,
+        Capability.MERGED_READ: MergedReadStorage,
+        Capability.UPDATES: UpdateStorage,
+    }
+)
+"""The Protocol whose methods a backend declaring each capability implements."""
+
+ENABLES: Mapping[Capability, str] = MappingProxyType(
+    {
+        Capability.GROUPS: "aggregated and notification feeds",
+        Capability.LEASES: "follows and unfollows through a Manager",
+        Capability.STATES: "materialization policies (states and maxima)",
+        Capability.GROUP_MERGE: "aggregated adds merged on the server (optional fast path)",
+        Capability.MERGED_READ: "merged reads of selectively materialized feeds "
+        "(optional fast path)",
+        Capability.UPDATES: "realtime updates (subscribe, publish_updates)",
+    }
+)
+"""What each capability enables (error messages and the docs say it)."""
+
+
+def methods_of(capability: Capability) -> frozenset[str]:
+    """The method names of ``capability``'s Protocol (inherited ones included)."""
+    return frozenset(get_protocol_members(PROTOCOLS[capability]))
+
+
+def capabilities_of(storage: object) -> frozenset[Capability]:
+    """The capabilities ``storage`` declares: none when it declares nothing (the core is
+    all it promises). A wrapper that forwards attributes to another storage (the
+    metrics' timed storage, test doubles) declares what the wrapped one does.
+
+    Raises:
+        ConfigurationError: ``capabilities`` holds something that is no capability.
+    """
+    declared = getattr(storage, "capabilities", None)
+    if declared is None:
+        return frozenset()
+    try:
+        return frozenset(Capability(c) for c in declared)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{type(storage).__qualname__}.capabilities must hold Capability values "
+            f"({', '.join(c.value for c in Capability)}), got {declared!r}"
+        ) from exc
+
+
+@overload
+def has(storage: object, capability: Literal[Capability.GROUPS]) -> TypeIs[GroupStorage]: ...
+@overload
+def has(storage: object, capability: Literal[Capability.LEASES]) -> TypeIs[LeaseStorage]: ...
+@overload
+def has(storage: object, capability: Literal[Capability.STATES]) -> TypeIs[StateStorage]: ...
+@overload
+def has(
+    storage: object, capability: Literal[Capability.GROUP_MERGE]
+) -> TypeIs[GroupMergeStorage]: ...
+@overload
+def has(
+    storage: object, capability: Literal[Capability.MERGED_READ]
+) -> TypeIs[MergedReadStorage]: ...
+@overload
+def has(storage: object, capability: Literal[Capability.UPDATES]) -> TypeIs[UpdateStorage]: ...
+def has(storage: object, capability: Capability) -> bool:
+    """Whether ``storage`` declares ``capability``: one set lookup, for an optional fast
+    path asked on each call (a storage that can merge groups itself, one that carries
+    updates). The declaration is trusted: :func:`require` is what checks the methods.
+    """
+    return capability in getattr(storage, "capabilities", ())
+
+
+# (storage class, capability) pairs whose methods were found on the class itself: a
+# feed built per follower of a fanout checks its storage without looking them up again.
+_VERIFIED: set[tuple[type, Capability]] = set()
+
+
+def require(storage: object, *capabilities: Capability, for_: str) -> None:
+    """Check, once, when ``storage`` is given to what needs ``capabilities`` (``for_``
+    names it, e.g. ``"AggregatedPinFeed"``), that the storage declares each of them and
+    has its methods: a backend without one fails here, naming what is missing, rather
+    than with an ``AttributeError`` halfway through a write.
+
+    Raises:
+        ConfigurationError: naming the storage, the missing capability (or method) and
+            what needed it.
+    """
+    declared = getattr(storage, "capabilities", ())
+    kind = type(storage)
+    for capability in capabilities:
+        if capability not in declared:
+            raise ConfigurationError(
+                f"{kind.__qualname__} does not declare the {capability.value!r} storage "
+                f"capability ({PROTOCOLS[capability].__name__}), which {for_} needs: it "
+                f"enables {ENABLES[capability]}. A backend that implements it lists "
+                f"Capability.{capability.name} in its `capabilities` class attribute."
+            )
+        if (kind, capability) in _VERIFIED:
+            continue
+        missing = sorted(m for m in methods_of(capability) if not hasattr(storage, m))
+        if missing:
+            raise ConfigurationError(
+                f"{kind.__qualname__} declares the {capability.value!r} storage capability, "
+                f"which {for_} needs, but lacks {', '.join(missing)} "
+                f"(see {PROTOCOLS[capability].__name__})"
+            )
+        if all(hasattr(kind, m) for m in methods_of(capability)):
+            _VERIFIED.add((kind, capability))

@@ -14,12 +14,14 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from anyio.lowlevel import checkpoint
 
 from aiostream.query import Query
 from aiostream.realtime import DEFAULT_BUFFER, FeedUpdate, Hub, Subscription
 from aiostream.storage.base import (
+    Capability,
     Entry,
     GroupChanges,
     GroupRecord,
@@ -100,6 +102,13 @@ class MemoryStorage:
         storage = MemoryStorage()
         feed = PinFeed(13, storage=storage)
     """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.GROUPS, Capability.LEASES, Capability.STATES, Capability.UPDATES}
+    )
+    """Everything but the two server-side fast paths (merging groups, merged reads):
+    the reference takes the paths every backend can, so the tests compare the fast
+    ones with it."""
 
     def __init__(self) -> None:
         self.activities: dict[int, str] = {}

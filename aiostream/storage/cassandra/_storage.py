@@ -43,6 +43,7 @@ from aiostream.ids import MAX_ID
 from aiostream.query import Query
 from aiostream.realtime import DEFAULT_BUFFER, FeedUpdate, Subscription
 from aiostream.storage.base import (
+    Capability,
     Entry,
     GroupChanges,
     GroupRecord,
@@ -92,6 +93,13 @@ class CassandraStorage(CassandraClient):
             feed = PinFeed(13, storage=storage)
             await feed.add(activity)
     """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {Capability.GROUPS, Capability.LEASES, Capability.STATES, Capability.UPDATES}
+    )
+    """Not the server-side fast paths (no scripts to merge groups or read merged pages
+    in). Updates go through the ``notifier``: without one nothing is published, and
+    :meth:`subscribe` says why."""
 
     offset_scan_threshold: ClassVar[int] = 100
     """Windows starting further down than this skip ahead by reading ids only."""

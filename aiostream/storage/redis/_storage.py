@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 
 from aiostream._concurrency import gather
 from aiostream.ids import valid_keys
 from aiostream.query import Query
-from aiostream.storage.base import Entry, MergedPage, check_maxima, check_times
+from aiostream.storage.base import Capability, Entry, MergedPage, check_maxima, check_times
 from aiostream.storage.redis import _scripts as scripts
 from aiostream.storage.redis._base import _entries, _text, _ttl_ms, clamped
 from aiostream.storage.redis._groups import RedisGroups
@@ -86,6 +87,10 @@ class RedisStorage(RedisTimelines, RedisGroups, RedisUpdates):
             feed = PinFeed(13, storage=storage)
             await feed.add(activity)
     """
+
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(Capability)
+    """All of them: groups and their server-side merge (:class:`RedisGroups`), leases,
+    states and merged reads (here), updates over pub/sub (:class:`RedisUpdates`)."""
 
     joined_reads = 16
     """How many members that joined a set of maxima :meth:`read_merged` reads apart at
