@@ -6,6 +6,7 @@ The top level re-exports the backend-free API; backends are imported from
 
 # First: refuses to run beside the unrelated PyPI package "aiostream" (see the module).
 from aiostream import _name_clash  # noqa: F401
+from aiostream._version import __version__
 from aiostream.activity import (
     Activity,
     AggregatedActivity,
@@ -51,8 +52,6 @@ from aiostream.metrics import Metrics, NoopMetrics
 from aiostream.settings import Settings
 from aiostream.storage import FeedStorage, MemoryStorage
 from aiostream.verbs import Add, Comment, Follow, Love, Verb, get_verb_by_id, register
-
-__version__ = "0.2.0.dev0"
 
 __all__ = [
     "Activity",

@@ -22,10 +22,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Iterable
 from typing import TypeGuard
 
+from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.exceptions import ValidationError
 
 __all__ = [
@@ -37,16 +39,19 @@ __all__ = [
     "MICROSECOND",
     "MIN_TIME",
     "check_time",
+    "check_user_id",
     "checked_key",
     "clamp_id",
     "datetime_to_us",
     "foreign_activity_id",
+    "format_key",
     "id_text",
     "id_to_key",
     "id_to_time",
     "is_id",
     "key_to_id",
     "make_id",
+    "plain_user_id",
     "to_utc",
     "us_to_datetime",
     "valid_keys",
@@ -203,3 +208,60 @@ def key_to_id(key: str | bytes) -> int:
 def clamp_id(value: int) -> int:
     """Clamp a filter bound into the range ids can take (so any int is a valid bound)."""
     return min(max(value, 0), MAX_ID)
+
+
+# -- user ids and the feed keys they make ----------------------------------------------------
+
+_UNSAFE_KEY_CHARS = re.compile(r"[%:{}\s\x00-\x1f\x7f]")
+_SMALL_INT = 1 << 63  # far below the width past which an int cannot be written as text
+
+
+def check_user_id(user_id: object, field: str = "user_id") -> str:
+    """The text of a feed owner's id, which must be an int, a non-empty str or a UUID.
+
+    A feed is named by this text: ``7`` and ``"7"`` are one feed, as are a UUID and its
+    ``str()`` (actor ids keep the types apart: see :class:`~aiostream.activity.Activity`).
+
+    Raises:
+        ValidationError: naming ``field``, for any other value (``None``, a bool, ``""``),
+            a str holding a lone surrogate or an int too wide to write in decimal (see
+            :mod:`aiostream._text`).
+    """
+    if type(user_id) is int and -_SMALL_INT < user_id < _SMALL_INT:
+        return str(user_id)  # the usual id: nothing else to check (fanout calls this a lot)
+    if isinstance(user_id, uuid.UUID):
+        return str(user_id)
+    if isinstance(user_id, bool) or not isinstance(user_id, int | str):
+        raise ValidationError(
+            field, f"expected an int, a str or a UUID, got {type(user_id).__name__}"
+        )
+    problem = lone_surrogate(user_id) if isinstance(user_id, str) else unwritable_int(user_id)
+    if problem is not None:
+        raise ValidationError(field, problem)
+    text = str(user_id)
+    if not text:
+        raise ValidationError(field, "must not be empty")
+    return text
+
+
+def plain_user_id(user_id: object, field: str = "user_id") -> int | str:
+    """A checked feed owner's id (:func:`check_user_id`) as jobs carry it: an int or a
+    str as given, a UUID as its ``str()`` (the same feed, and JSON can hold it)."""
+    text = check_user_id(user_id, field)
+    return text if isinstance(user_id, uuid.UUID) else user_id  # type: ignore[return-value]
+
+
+def format_key(key_format: str, user_id: object) -> str:
+    """Render a feed key, escaping the user id so it cannot reach another feed's keys.
+
+    ``%``, ``:``, ``{``, ``}``, whitespace and control characters in the id become
+    ``%XX``; so does nothing else, and ints render as themselves.
+
+    Raises:
+        ValidationError: ``user_id`` is not an int, a str or a UUID (or is empty / a bool).
+    """
+    text = check_user_id(user_id)
+    if isinstance(user_id, int):  # digits and "-": nothing to escape
+        return key_format % {"user_id": text}
+    safe = _UNSAFE_KEY_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
+    return key_format % {"user_id": safe}

@@ -20,7 +20,6 @@ import functools
 import inspect
 import logging
 import random
-import re
 import uuid
 from collections.abc import (
     AsyncIterator,
@@ -38,7 +37,6 @@ from typing import Any, ClassVar, Generic, Protocol
 from typing_extensions import TypeVar
 
 from aiostream._arguments import listed
-from aiostream._text import lone_surrogate, unwritable_int
 from aiostream.activity import Activity
 from aiostream.exceptions import (
     ActivityNotFoundError,
@@ -48,7 +46,7 @@ from aiostream.exceptions import (
     ValidationError,
 )
 from aiostream.fanout import StoredActivities
-from aiostream.ids import ItemId
+from aiostream.ids import ItemId, format_key
 from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
 from aiostream.query import Query, check_slice
 from aiostream.realtime import DEFAULT_BUFFER, Subscription, UpdateKind, template
@@ -65,10 +63,7 @@ __all__ = [
     "FanoutBatch",
     "ReadHook",
     "UserBaseFeed",
-    "check_user_id",
-    "format_key",
     "hybridmethod",
-    "plain_user_id",
 ]
 
 T = TypeVar("T")
@@ -77,60 +72,6 @@ F = TypeVar("F", bound="BaseFeed[Any]")
 # that a plain ``class PinFeed(BaseFeed)`` reads ``list[Activity]``; covariant, as items
 # only come out, so a feed of a subclass of Activity is a feed of Activity too.
 ItemT = TypeVar("ItemT", default=Activity, covariant=True)
-
-_UNSAFE_KEY_CHARS = re.compile(r"[%:{}\s\x00-\x1f\x7f]")
-_SMALL_INT = 1 << 63  # far below the width past which an int cannot be written as text
-
-
-def check_user_id(user_id: object, field: str = "user_id") -> str:
-    """The text of a feed owner's id, which must be an int, a non-empty str or a UUID.
-
-    A feed is named by this text: ``7`` and ``"7"`` are one feed, as are a UUID and its
-    ``str()`` (actor ids keep the types apart: see :class:`~aiostream.activity.Activity`).
-
-    Raises:
-        ValidationError: naming ``field``, for any other value (``None``, a bool, ``""``),
-            a str holding a lone surrogate or an int too wide to write in decimal (see
-            :mod:`aiostream._text`).
-    """
-    if type(user_id) is int and -_SMALL_INT < user_id < _SMALL_INT:
-        return str(user_id)  # the usual id: nothing else to check (fanout calls this a lot)
-    if isinstance(user_id, uuid.UUID):
-        return str(user_id)
-    if isinstance(user_id, bool) or not isinstance(user_id, int | str):
-        raise ValidationError(
-            field, f"expected an int, a str or a UUID, got {type(user_id).__name__}"
-        )
-    problem = lone_surrogate(user_id) if isinstance(user_id, str) else unwritable_int(user_id)
-    if problem is not None:
-        raise ValidationError(field, problem)
-    text = str(user_id)
-    if not text:
-        raise ValidationError(field, "must not be empty")
-    return text
-
-
-def plain_user_id(user_id: object, field: str = "user_id") -> int | str:
-    """A checked feed owner's id (:func:`check_user_id`) as jobs carry it: an int or a
-    str as given, a UUID as its ``str()`` (the same feed, and JSON can hold it)."""
-    text = check_user_id(user_id, field)
-    return text if isinstance(user_id, uuid.UUID) else user_id  # type: ignore[return-value]
-
-
-def format_key(key_format: str, user_id: object) -> str:
-    """Render a feed key, escaping the user id so it cannot reach another feed's keys.
-
-    ``%``, ``:``, ``{``, ``}``, whitespace and control characters in the id become
-    ``%XX``; so does nothing else, and ints render as themselves.
-
-    Raises:
-        ValidationError: ``user_id`` is not an int, a str or a UUID (or is empty / a bool).
-    """
-    text = check_user_id(user_id)
-    if isinstance(user_id, int):  # digits and "-": nothing to escape
-        return key_format % {"user_id": text}
-    safe = _UNSAFE_KEY_CHARS.sub(lambda m: "".join(f"%{b:02X}" for b in m.group().encode()), text)
-    return key_format % {"user_id": safe}
 
 
 class hybridmethod(Generic[T]):

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiostream.exceptions import ValidationError
-from aiostream.feeds.base import _SMALL_INT, check_user_id
+from aiostream.ids import _SMALL_INT, check_user_id
 
 
 def _user_ids(ids: object, where: str) -> list[Any]:

@@ -37,7 +37,7 @@ from aiostream._concurrency import chunked, run_each
 from aiostream.activity import Activity
 from aiostream.exceptions import ValidationError
 from aiostream.fanout import FollowChunk, FollowOperation
-from aiostream.feeds.base import format_key, plain_user_id
+from aiostream.ids import format_key, plain_user_id
 from aiostream.manager._core import ManagerCore
 from aiostream.manager._materialized import Materializer
 from aiostream.metrics import timed_storage

@@ -14,7 +14,7 @@ from aiostream._concurrency import chunked
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.fanout import Dispatcher, FanoutChunk, FollowChunk, Job
-from aiostream.feeds.base import format_key
+from aiostream.ids import format_key
 from aiostream.leases import lease
 from aiostream.manager._core import ManagerCore
 from aiostream.manager._following import apply_follow, follow_jobs, newest_part
@@ -356,7 +356,7 @@ class Manager(ManagerCore):
             feed_class.__name__, chunk.operation, len(chunk.user_ids), elapsed[0]
         )
 
-    # -- following (the work is in aiostream.manager._following) ------------------------------------
+    # -- following (the work is in aiostream.manager._following) ---------------------------
 
     async def follow_user(
         self, user_id: Any, target_user_id: Any, *, activity_copy_limit: int | None = None

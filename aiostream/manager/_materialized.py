@@ -55,8 +55,8 @@ from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError
 from aiostream.fanout import FanoutChunk
 from aiostream.feeds.aggregated import AggregatedFeed
-from aiostream.feeds.base import BaseFeed, format_key, plain_user_id
-from aiostream.ids import DIGEST_BITS
+from aiostream.feeds.base import BaseFeed
+from aiostream.ids import DIGEST_BITS, format_key, plain_user_id
 from aiostream.leases import lease
 from aiostream.manager._checks import check_following
 from aiostream.manager._core import ManagerCore

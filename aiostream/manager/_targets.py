@@ -12,7 +12,8 @@ from aiostream._concurrency import chunked
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, ValidationError
 from aiostream.fanout import FanoutChunk, Operation
-from aiostream.feeds.base import BaseFeed, plain_user_id
+from aiostream.feeds.base import BaseFeed
+from aiostream.ids import plain_user_id
 
 Target = tuple[str, int | str]
 """A feed: its name in the manager's ``feed_classes`` and its user id."""

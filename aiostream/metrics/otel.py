@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aiostream import __version__
+from aiostream._version import __version__
 from aiostream.exceptions import ConfigurationError, requires_extra
 from aiostream.metrics import Metrics, _bucket_bounds
 

@@ -14,7 +14,7 @@ from aiostream import (
     SerializationError,
     ValidationError,
 )
-from aiostream.feeds.base import format_key
+from aiostream.ids import format_key
 from tests.helpers import (
     CustomActivity,
     CustomFeed,

@@ -3,7 +3,7 @@
 Everything one feed stores lives under keys that share the hash tag
 ``{<prefix><feed key>}``, so every multi-key script and pipeline on one feed runs in
 a single Redis Cluster slot. ``<feed key>`` is the feed's formatted ``key_format``;
-:func:`aiostream.feeds.base.format_key` escapes ``{``, ``}`` and ``:`` in user ids, so a
+:func:`aiostream.ids.format_key` escapes ``{``, ``}`` and ``:`` in user ids, so a
 user id can never move a key into another feed's tag.
 
 =============================== ======== ===============================================
