@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from aiostream import Activity, FanoutPriority, Manager, Settings
 from aiostream.feeds.redis import RedisAggregatedFeed, RedisFeed, RedisUserBaseFeed
-from aiostream.storage.redis import close_default_storages
+from aiostream.storage.registry import close_default_storages
 from aiostream.tasks import DEFAULT_QUEUE, HIGH_QUEUE, LOW_QUEUE, ArqDispatcher, worker_settings
 from examples.pinterest_demo import PinVerb
 

@@ -2,7 +2,7 @@
 
 The feed classes are those of :mod:`examples.web.feeds` with
 :class:`~aiostream.feeds.redis.RedisBinding` mixed in, so they keep their key formats and
-use the shared default storage that :func:`aiostream.storage.redis.configure` points at.
+use the Redis storage of the registry the service's connection enters (:func:`open_connection`).
 The follow graph and the pin counter live in the same Redis, on the same connection pool.
 
 Importing this module imports ``redis`` (``pip install "aiostream-feeds[redis]"``).

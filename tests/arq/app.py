@@ -7,11 +7,12 @@ test's event loop, or as ``python -m arq tests.arq.app.WorkerSettings`` subproce
 
 from __future__ import annotations
 
+import os
 from typing import Any, ClassVar
 
 import anyio
 
-from aiostream import FanoutPriority, Manager, RecentVerbAggregator
+from aiostream import FanoutPriority, Manager, RecentVerbAggregator, Settings
 from aiostream.fanout import FollowChunk
 from aiostream.feeds.redis import (
     RedisAggregatedFeed,
@@ -55,10 +56,24 @@ class AppManager(Manager):
         return self.followers.get(user_id, {})
 
 
+# The subprocess workers are started with STREAM_REDIS_URL set; the test process only
+# imports these classes, whose servers it never uses (worker_settings() without settings
+# refuses a queue Redis that nothing configures).
+SETTINGS = (
+    Settings.from_env(require=["STREAM_REDIS_URL"])
+    if os.environ.get("STREAM_REDIS_URL")
+    else Settings(redis_url="redis://unused.invalid:6379/0")
+)
+
 # What the subprocess workers run: HIGH priority chunks, a short job timeout so that a
 # killed worker's jobs become runnable again soon (arq: timeout + 2 s grace + 10 s).
 WorkerSettings = worker_settings(
-    AppManager, queue=HIGH_QUEUE, job_timeout=5, poll_delay=0.05, retry_delay=0.05
+    AppManager,
+    queue=HIGH_QUEUE,
+    settings=SETTINGS,
+    job_timeout=5,
+    poll_delay=0.05,
+    retry_delay=0.05,
 )
 
 
@@ -79,10 +94,20 @@ class StallingFollowManager(FollowManager):
 
 # Follow / unfollow workers (the default queue): the same short job timeout.
 FollowWorker = worker_settings(
-    FollowManager, queue=DEFAULT_QUEUE, job_timeout=5, poll_delay=0.05, retry_delay=0.05
+    FollowManager,
+    queue=DEFAULT_QUEUE,
+    settings=SETTINGS,
+    job_timeout=5,
+    poll_delay=0.05,
+    retry_delay=0.05,
 )
 StallingFollowWorker = worker_settings(
-    StallingFollowManager, queue=DEFAULT_QUEUE, job_timeout=5, poll_delay=0.05, retry_delay=0.05
+    StallingFollowManager,
+    queue=DEFAULT_QUEUE,
+    settings=SETTINGS,
+    job_timeout=5,
+    poll_delay=0.05,
+    retry_delay=0.05,
 )
 
 __all__ = [

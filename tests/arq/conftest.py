@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from aiostream.settings import Settings
-from aiostream.storage.redis import close_default_storages, configure
+from aiostream.storage.registry import close_default_storages, configure
 from aiostream.tasks import ArqDispatcher
 from tests.backends.redis import BACKENDS
 

@@ -15,7 +15,7 @@ from arq import create_pool
 from arq.connections import RedisSettings
 from arq.worker import func
 
-from aiostream import Activity
+from aiostream import Activity, Settings
 from aiostream.exceptions import ConfigurationError, StorageUnavailableError
 from aiostream.tasks import DEFAULT_QUEUE, ArqDispatcher, json_serializer, worker_settings
 from tests.arq.app import AppFeed, AppManager
@@ -48,7 +48,7 @@ async def test_user_jobs_and_hooks_run_beside_aiostreams(
     events: list[Any] = []
 
     def make_manager(ctx: dict[str, Any]) -> AppManager:
-        events.append(("factory", "redis" in ctx, "aiostream_connection" in ctx))
+        events.append(("factory", "redis" in ctx, "aiostream_storages" in ctx))
         return AppManager()
 
     async def send_digest(ctx: dict[str, Any], user_id: int) -> int:
@@ -105,10 +105,28 @@ def test_a_user_function_named_like_aiostreams_is_refused() -> None:
         worker_settings(AppManager, functions=[func(send_digest, name="fanout_operation")])
 
 
+def test_worker_settings_without_settings_needs_the_queue_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not Settings()'s 127.0.0.1: nothing configured is said so, when the class is built.
+    for name in ("STREAM_REDIS_URL", "STREAM_ARQ_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigurationError, match="worker_settings\\(\\) needs the queue Redis"):
+        worker_settings(AppManager)
+    monkeypatch.setenv("STREAM_ARQ_REDIS_URL", "redis://queue.invalid:6379/3")
+    settings = worker_settings(AppManager)
+    assert (settings.redis_settings.host, settings.redis_settings.database) == ("queue.invalid", 3)
+
+
 def test_worker_settings_keeps_the_users_other_arq_options() -> None:
     async def on_job_start(ctx: dict[str, Any]) -> None: ...
 
-    settings = worker_settings(AppManager, on_job_start=on_job_start, max_jobs=4)
+    settings = worker_settings(
+        AppManager,
+        settings=Settings(redis_url="redis://unused.invalid/0"),
+        on_job_start=on_job_start,
+        max_jobs=4,
+    )
     assert settings.__dict__["on_job_start"] is on_job_start
     assert settings.max_jobs == 4
     assert settings.queue_name == DEFAULT_QUEUE

@@ -35,7 +35,7 @@ from aiostream._arq_worker import _claims_ride_out_outages
 from aiostream.fanout import Job
 from aiostream.metrics import NoopMetrics
 from aiostream.settings import Settings
-from aiostream.storage.redis import close_default_storages, configure
+from aiostream.storage.registry import close_default_storages, configure
 from aiostream.tasks import HIGH_QUEUE, ArqDispatcher, worker_settings
 from tests.arq.app import AppAggregatedFeed, AppFeed, AppManager, AppNotificationFeed
 from tests.helpers import feeds_not_holding_once, make_activities
