@@ -35,6 +35,7 @@ __all__ = [
     "join_chunks",
 ]
 
+
 class FanoutPriority(enum.StrEnum):
     """Follower groups; each priority can be carried by its own queue and workers."""
 

@@ -52,7 +52,7 @@ from aiostream.query import Query, check_slice
 from aiostream.realtime import DEFAULT_BUFFER, Subscription, UpdateKind, template
 from aiostream.realtime import logger as realtime_logger
 from aiostream.serializers import ActivitySerializer
-from aiostream.storage.base import Capability, Entry, FeedStorage, has
+from aiostream.storage.base import Capability, Entry, FeedStorage, has, require
 from aiostream.storage.registry import default_storage
 from aiostream.verbs import VerbRegistry, default_registry
 
@@ -380,6 +380,7 @@ class BaseFeed(Generic[ItemT]):
             ConfigurationError: the storage carries no updates (Cassandra without a
                 ``notifier``).
         """
+        require(self.storage, Capability.UPDATES, for_=f"{type(self).__name__}.subscribe")
         own = self.io.subscribe(self.key, buffer=buffer)
         if self.read_hook is None:
             return own

@@ -24,7 +24,7 @@ from aiostream.manager._updates import partial_update, update_activities
 from aiostream.materialize import MaterializationPolicy
 from aiostream.metrics import Metrics, stopwatch, timed_storage
 from aiostream.progress import Progress, ProgressOption
-from aiostream.storage.base import FeedStorage
+from aiostream.storage.base import Capability, FeedStorage, require
 
 
 class Manager(ManagerCore):
@@ -436,7 +436,9 @@ class Manager(ManagerCore):
         request is a later one than its own (see :mod:`aiostream.manager._following`).
         """
         lease_name = format_key("follow:%(user_id)s", job.user_id)
-        storage = timed_storage(self.storage_for(self.user_feed_class), self.metrics)
+        bound = self.storage_for(self.user_feed_class)
+        require(bound, Capability.LEASES, for_=f"the follows of {type(self).__name__}")
+        storage = timed_storage(bound, self.metrics)
         async with lease(storage, lease_name, ttl=self.follow_lease_ttl):
             newest = await newest_part(self, job)  # without pairs a newer request changed
             if newest is not None:

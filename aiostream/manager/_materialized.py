@@ -69,11 +69,14 @@ from aiostream.materialize import (
 from aiostream.query import Query
 from aiostream.realtime import Subscription, relayed
 from aiostream.storage.base import (
+    Capability,
     Entry,
     FeedStorage,
     MergedReadStorage,
     StateStorage,
+    has,
     renews,
+    require,
 )
 
 # How often a process records that a user read (and so how stale "last read" may be).
@@ -221,8 +224,16 @@ class Materializer:
 
     @property
     def states(self) -> StateStorage:
-        """Where the state lives: beside every user's own feed."""
-        return self.user_storage
+        """Where the state lives: beside every user's own feed (a storage that keeps
+        states, and leases for the rebuilds)."""
+        storage = self.user_storage
+        require(
+            storage,
+            Capability.STATES,
+            Capability.LEASES,
+            for_=f"the materialization policy of {type(self.manager).__name__}",
+        )
+        return storage
 
     # -- fanout, where the Manager cuts chunks --------------------------------------------------
 
@@ -458,7 +469,7 @@ class Materializer:
             keys = [k for k in sources if k in posted]
             others = await self._pages([(k, _past(query, above.get(k))) for k in keys], stop)
             return _merge([own, *others], start, stop, query.descending)
-        if feed.storage is self.user_storage and isinstance(io, MergedReadStorage):
+        if feed.storage is self.user_storage and has(io, Capability.MERGED_READ):
             entries = await self._read_in_storage(io, feed.key, floors, sources, stop, query)
             if entries is not None:
                 return entries[start:stop]
@@ -634,7 +645,7 @@ class Materializer:
     async def _rebuild(self, feed: BaseFeed[Any], name: str, user: Any) -> None:
         """Fill a stale feed from the user feeds of whom its owner follows, once."""
         states, mark = self.states, stale_name(name, user)
-        async with lease(states, f"rebuild:{name}:{user}"):  # type: ignore[arg-type]
+        async with lease(self.user_storage, f"rebuild:{name}:{user}"):
             if mark not in await states.load_states([mark]):
                 return  # another reader rebuilt it meanwhile
             # The mark goes only once the feed is filled, so a reader that finds no mark

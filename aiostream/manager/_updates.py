@@ -12,9 +12,11 @@ from typing import Any
 from aiostream.activity import Activity
 from aiostream.exceptions import ValidationError
 from aiostream.feeds.aggregated import AggregatedFeed
+from aiostream.feeds.base import BaseFeed
 from aiostream.manager._core import ManagerCore
 from aiostream.manager._partial import apply_changes, checked_changes
 from aiostream.metrics import timed_storage
+from aiostream.storage.base import Capability, has
 
 
 async def update_activities(
@@ -72,8 +74,7 @@ async def update_activities(
     needed = {
         name
         for name, feed_class in manager.feed_classes.items()
-        if feed_class.keeps_copies
-        or await timed_storage(manager.storage_for(feed_class), manager.metrics).listening()
+        if feed_class.keeps_copies or await _listening(manager, feed_class)
     }
     await manager.dispatch([chunk for chunk in chunks if chunk.feed in needed])
 
@@ -112,3 +113,12 @@ async def partial_update(
     changed.extra_context = apply_changes(original.extra_context, sets, unsets)
     await update_activities(manager, [changed], {original.serialization_id: original})
     return changed
+
+
+async def _listening(manager: ManagerCore, feed_class: type[BaseFeed[Any]]) -> bool:
+    """Whether anyone may be subscribed to feeds of ``feed_class`` (never, on a storage
+    that carries no updates)."""
+    storage = manager.storage_for(feed_class)
+    if not has(storage, Capability.UPDATES):
+        return False
+    return await timed_storage(storage, manager.metrics).listening()
