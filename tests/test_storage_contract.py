@@ -12,7 +12,7 @@ import pytest
 from typing_extensions import get_protocol_members
 
 from aiostream import ConfigurationError
-from aiostream.metrics import NoopMetrics, timed_storage
+from aiostream.metrics import NoopMetrics
 from aiostream.query import Query
 from aiostream.storage.base import (
     ENABLES,
@@ -27,6 +27,7 @@ from aiostream.storage.base import (
     require,
 )
 from aiostream.storage.memory import MemoryStorage
+from aiostream.storage.timing import timed_storage
 from tests.helpers import TestAggregatedFeed, TestFeed, TestNotificationFeed, make_activities
 
 pytestmark = [pytest.mark.anyio, pytest.mark.memory]

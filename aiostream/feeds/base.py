@@ -47,13 +47,14 @@ from aiostream.exceptions import (
 )
 from aiostream.fanout import StoredActivities
 from aiostream.ids import ItemId, format_key
-from aiostream.metrics import Metrics, noop_metrics, stopwatch, timed_storage
+from aiostream.metrics import Metrics, noop_metrics, stopwatch
 from aiostream.query import Query, check_slice
 from aiostream.realtime import DEFAULT_BUFFER, Subscription, UpdateKind, template
 from aiostream.realtime import logger as realtime_logger
 from aiostream.serializers import ActivitySerializer
 from aiostream.storage.base import Capability, Entry, FeedStorage, has, require
 from aiostream.storage.registry import default_storage
+from aiostream.storage.timing import timed_storage
 from aiostream.verbs import VerbRegistry, default_registry
 
 logger = logging.getLogger("aiostream.feeds")
@@ -270,7 +271,7 @@ class BaseFeed(Generic[ItemT]):
     @property
     def io(self) -> FeedStorage:
         """:attr:`storage` for the feed's own calls: timed when the metrics sink wants
-        storage timings (:func:`~aiostream.metrics.timed_storage`), itself otherwise."""
+        storage timings (:func:`~aiostream.storage.timing.timed_storage`), itself otherwise."""
         return timed_storage(self.storage, self.metrics)
 
     @classmethod

@@ -27,8 +27,9 @@ from aiostream.manager._checks import check_followers
 from aiostream.manager._feed_access import FeedT, HasUserFeed, registered_feed_class
 from aiostream.manager._lookup import ForeignRef, checked_foreign_ids, checked_ids, foreign_ref_id
 from aiostream.manager._targets import Target, target_chunks
-from aiostream.metrics import Metrics, noop_metrics, timed_storage
+from aiostream.metrics import Metrics, noop_metrics
 from aiostream.storage.base import FeedStorage
+from aiostream.storage.timing import timed_storage
 
 logger = logging.getLogger("aiostream.manager")
 

@@ -40,8 +40,8 @@ from aiostream.fanout import FollowChunk, FollowOperation
 from aiostream.ids import format_key, plain_user_id
 from aiostream.manager._core import ManagerCore
 from aiostream.manager._materialized import Materializer
-from aiostream.metrics import timed_storage
 from aiostream.storage.base import MAX_MAXIMUM, FeedStorage
+from aiostream.storage.timing import timed_storage
 
 logger = logging.getLogger("aiostream.manager")
 

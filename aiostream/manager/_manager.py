@@ -22,9 +22,10 @@ from aiostream.manager._materialized import policy_of
 from aiostream.manager._targets import MAX_FEEDS, MAX_TO_TARGETS, Target, checked_targets
 from aiostream.manager._updates import partial_update, update_activities
 from aiostream.materialize import MaterializationPolicy
-from aiostream.metrics import Metrics, stopwatch, timed_storage
+from aiostream.metrics import Metrics, stopwatch
 from aiostream.progress import Progress, ProgressOption
 from aiostream.storage.base import Capability, FeedStorage, require
+from aiostream.storage.timing import timed_storage
 
 
 class Manager(ManagerCore):

@@ -15,8 +15,8 @@ from aiostream.feeds.aggregated import AggregatedFeed
 from aiostream.feeds.base import BaseFeed
 from aiostream.manager._core import ManagerCore
 from aiostream.manager._partial import apply_changes, checked_changes
-from aiostream.metrics import timed_storage
 from aiostream.storage.base import Capability, has
+from aiostream.storage.timing import timed_storage
 
 
 async def update_activities(

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from aiostream import AggregatedFeed, BaseFeed, MemoryStorage, StorageUnavailableError
-from aiostream.metrics import NoopMetrics, TimedStorage, noop_metrics, timed_storage
+from aiostream.metrics import NoopMetrics, noop_metrics
+from aiostream.storage.timing import TimedStorage, timed_storage
 from tests.helpers import make_activities
 
 pytestmark = pytest.mark.anyio
