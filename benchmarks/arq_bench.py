@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 from aiostream import Activity
 from aiostream.progress import Progress
 from aiostream.settings import Settings
-from aiostream.storage.redis import close_default_storages, configure
+from aiostream.storage.registry import close_default_storages, configure
 from aiostream.tasks import HIGH_QUEUE, ArqDispatcher
 from benchmarks.arq_app import BenchFeed, BenchManager, PinVerb, feed_classes
 from benchmarks.common import write_results

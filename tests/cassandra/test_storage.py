@@ -309,8 +309,9 @@ async def test_fanout_does_not_block_the_event_loop(
 
 async def test_default_feeds_use_settings(cassandra: CassandraHandle, namespace: str) -> None:
     from aiostream import Settings
-    from aiostream.feeds.cassandra import CassandraFeed, close_default_storages
+    from aiostream.feeds.cassandra import CassandraFeed
     from aiostream.storage import registry
+    from aiostream.storage.registry import close_default_storages
 
     class PinFeed(CassandraFeed):
         key_format = f"{namespace}:pin:%(user_id)s"
@@ -338,8 +339,9 @@ def test_feeds_made_outside_a_loop_find_the_loops_storage(
     cassandra: CassandraHandle, namespace: str
 ) -> None:
     from aiostream import Settings
-    from aiostream.feeds.cassandra import CassandraNotificationFeed, close_default_storages
+    from aiostream.feeds.cassandra import CassandraNotificationFeed
     from aiostream.storage import registry
+    from aiostream.storage.registry import close_default_storages
 
     class Notes(CassandraNotificationFeed):
         key_format = f"{namespace}:note:%(user_id)s"
