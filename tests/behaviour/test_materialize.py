@@ -465,3 +465,27 @@ def test_the_policy_objects_check_their_arguments() -> None:
     with pytest.raises(ConfigurationError, match="half_life must be positive"):
         RatePolicy(half_life=dt.timedelta(0))
     assert not SelectivePolicy().active
+
+
+async def test_a_feed_built_with_the_managers_read_hook_reads_what_the_managers_feed_reads(
+    storage: FeedStorage,
+) -> None:
+    """The read hook is the one typed path: a feed built by hand with it shows the
+    Manager's page, trims and removes through it; one built without it shows only its
+    own timeline."""
+    manager = Pulling(storage=storage)
+    posts = [pin(n, manager) for n in range(3)]
+    for activity in posts:
+        await manager.add_user_activity(1, activity)
+    hook = manager.read_hooks["flat"]
+    assert set(manager.read_hooks) == {"flat"}  # flat feeds only: groups are pushed
+    by_hand = SelFlat(2, storage=storage, read_hook=hook)
+    plain = SelFlat(2, storage=storage)
+    assert manager.get_feeds(2)["flat"].read_hook is hook
+    assert await by_hand[:] == await manager.get_feeds(2)["flat"][:] == posts[::-1]
+    assert await plain[:] == []
+    await by_hand.remove(posts[1])
+    assert await manager.get_feeds(2)["flat"][:] == [posts[2], posts[0]]
+    groups = manager.get_feeds(2)["groups"]
+    assert groups.read_hook is None
+    assert [len(group.activities) for group in await groups[:]] == [3]
