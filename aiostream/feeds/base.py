@@ -91,8 +91,7 @@ class hybridmethod(Generic[T]):
 
 
 def _storage_of(target: Any) -> FeedStorage:
-    storage = target.storage if isinstance(target, BaseFeed) else target.default_storage()
-    return timed_storage(storage, target.metrics)
+    return target.io if isinstance(target, BaseFeed) else target._io_for(None, None)
 
 
 async def _maybe_await(value: Any) -> None:
@@ -272,7 +271,7 @@ class BaseFeed(Generic[ItemT]):
     def io(self) -> FeedStorage:
         """:attr:`storage` for the feed's own calls: timed when the metrics sink wants
         storage timings (:func:`~aiostream.storage.timing.timed_storage`), itself otherwise."""
-        return timed_storage(self.storage, self.metrics)
+        return self._io_for(self.storage, self.metrics)
 
     @classmethod
     def default_storage(cls) -> FeedStorage:
@@ -566,7 +565,10 @@ class BaseFeed(Generic[ItemT]):
 
     @classmethod
     def _io_for(cls, storage: FeedStorage | None, metrics: Metrics | None) -> FeedStorage:
-        return timed_storage(storage or cls.default_storage(), metrics or cls.metrics)
+        """``storage`` (None: the class's default) timed for ``metrics`` (None: the
+        class's sink): the one place a feed binds a storage to its sink."""
+        bound = cls.default_storage() if storage is None else storage
+        return timed_storage(bound, cls.metrics if metrics is None else metrics)
 
     # -- reading -----------------------------------------------------------------------------
 

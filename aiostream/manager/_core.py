@@ -146,6 +146,8 @@ class ManagerCore(abc.ABC):
 
     def _feed(self, name: str, cls: type[FeedT], user_id: Any) -> FeedT:
         hook = self.read_hooks.get(name)
+        if hook is None:  # (a feed class of an application's own with an older __init__)
+            return cls(user_id, storage=self.storage, metrics=self.feed_metrics)
         return cls(user_id, storage=self.storage, metrics=self.feed_metrics, read_hook=hook)
 
     def get_feed(self, user_id: Any, name: str, feed_class: type[FeedT]) -> FeedT:
@@ -194,7 +196,7 @@ class ManagerCore(abc.ABC):
         if not wanted:
             return []
         user_class = self.user_feed_class
-        storage = timed_storage(self.storage_for(user_class), self.metrics)
+        storage = self.io_for(user_class)
         stored = await storage.load_activities(list(dict.fromkeys(wanted)))
         found = [(i, stored[i]) for i in wanted if i in stored]
         return list(user_class.get_activity_serializer().loads_entries(found))
@@ -235,9 +237,17 @@ class ManagerCore(abc.ABC):
         size = self.fanout_chunk_size
         return target_chunks(self.feed_classes, targets, operation, activities, size=size)
 
+    def io_for(self, feed_class: type[BaseFeed]) -> FeedStorage:
+        """:meth:`storage_for` as the Manager's own calls use it: timed for its metrics
+        sink when the sink wants storage timings (the one place the Manager binds a
+        storage to its sink)."""
+        return timed_storage(self.storage_for(feed_class), self.metrics)
+
     def storages(self, *feed_classes: type[BaseFeed]) -> list[FeedStorage]:
-        """The distinct storages of ``feed_classes``, each once."""
-        return list({id(s): s for s in map(self.storage_for, feed_classes)}.values())
+        """The distinct storages of ``feed_classes``, each once, as :meth:`io_for`
+        gives them."""
+        distinct = {id(s): s for s in map(self.storage_for, feed_classes)}
+        return [timed_storage(storage, self.metrics) for storage in distinct.values()]
 
     async def fanout_chunks(
         self,

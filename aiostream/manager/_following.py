@@ -41,7 +41,6 @@ from aiostream.ids import format_key, plain_user_id
 from aiostream.manager._core import ManagerCore
 from aiostream.manager._materialized import Materializer
 from aiostream.storage.base import MAX_MAXIMUM, FeedStorage
-from aiostream.storage.timing import timed_storage
 
 logger = logging.getLogger("aiostream.manager")
 
@@ -69,7 +68,7 @@ def next_version(newest: int = 0) -> int:
 
 def _states(manager: ManagerCore) -> FeedStorage:
     """Where the versions live: the user feed's storage, beside the follow lease."""
-    return timed_storage(manager.storage_for(manager.user_feed_class), manager.metrics)
+    return manager.io_for(manager.user_feed_class)
 
 
 async def follow_jobs(

@@ -25,7 +25,6 @@ from aiostream.materialize import MaterializationPolicy
 from aiostream.metrics import Metrics, stopwatch
 from aiostream.progress import Progress, ProgressOption
 from aiostream.storage.base import Capability, FeedStorage, require
-from aiostream.storage.timing import timed_storage
 
 
 class Manager(ManagerCore):
@@ -119,7 +118,7 @@ class Manager(ManagerCore):
         entries = self.user_feed_class.serialize_activities([activity])
         classes = {self.feed_classes[name] for name, _ in targets}
         for storage in self.storages(self.user_feed_class, *classes):
-            await timed_storage(storage, self.metrics).store_activities(entries)
+            await storage.store_activities(entries)
         await self.dispatch(chunks)
 
     async def remove_user_activity(
@@ -288,12 +287,12 @@ class Manager(ManagerCore):
                 chunks = await materializer.plan_add(user_id, activities, followers, chunks)
         # Follower feeds on another storage need the activity there too: store it once
         # per distinct storage before any follower feed points at it.
-        others = self.storages(*self.feed_classes.values())
-        others = [s for s in others if s is not user_feed.storage]
-        if others:
+        elsewhere = [
+            c for c in self.feed_classes.values() if self.storage_for(c) is not user_feed.storage
+        ]
+        if elsewhere:
             entries = user_feed.serialize_activities(activities)
-            for storage in others:
-                io = timed_storage(storage, self.metrics)
+            for io in self.storages(*elsewhere):
                 store = functools.partial(io.store_activities, only_new=True)
                 await user_feed.write_new(io, store, entries)
         await self.dispatch(chunks + targeted)
@@ -339,7 +338,7 @@ class Manager(ManagerCore):
                 # The stored version, not the job's: a retried or late job never puts an
                 # older version back.
                 ids = [a.serialization_id for a in activities]
-                current = await timed_storage(storage, self.metrics).load_activities(ids)
+                current = await self.io_for(feed_class).load_activities(ids)
                 activities = [
                     serializer.loads(current[i]) if i in current else a
                     for i, a in zip(ids, activities, strict=True)
@@ -437,9 +436,12 @@ class Manager(ManagerCore):
         request is a later one than its own (see :mod:`aiostream.manager._following`).
         """
         lease_name = format_key("follow:%(user_id)s", job.user_id)
-        bound = self.storage_for(self.user_feed_class)
-        require(bound, Capability.LEASES, for_=f"the follows of {type(self).__name__}")
-        storage = timed_storage(bound, self.metrics)
+        require(
+            self.storage_for(self.user_feed_class),
+            Capability.LEASES,
+            for_=f"the follows of {type(self).__name__}",
+        )
+        storage = self.io_for(self.user_feed_class)
         async with lease(storage, lease_name, ttl=self.follow_lease_ttl):
             newest = await newest_part(self, job)  # without pairs a newer request changed
             if newest is not None:

@@ -16,7 +16,6 @@ from aiostream.feeds.base import BaseFeed
 from aiostream.manager._core import ManagerCore
 from aiostream.manager._partial import apply_changes, checked_changes
 from aiostream.storage.base import Capability, has
-from aiostream.storage.timing import timed_storage
 
 
 async def update_activities(
@@ -32,7 +31,7 @@ async def update_activities(
     user_class = manager.user_feed_class
     entries = user_class.serialize_activities(activities)
     if originals is None:
-        user_storage = timed_storage(manager.storage_for(user_class), manager.metrics)
+        user_storage = manager.io_for(user_class)
         stored = await user_storage.load_activities([i for i, _ in entries])
         serializer = user_class.get_activity_serializer()
         originals = {i: serializer.loads(payload) for i, payload in stored.items()}
@@ -61,7 +60,7 @@ async def update_activities(
     if any(a.to for a in activities):  # stored with the targets each keeps
         entries = user_class.serialize_activities(activities)
     for storage in manager.storages(user_class, *manager.feed_classes.values()):
-        await timed_storage(storage, manager.metrics).store_activities(entries)
+        await storage.store_activities(entries)
     for actor, updated in by_actor.items():
         await user_class.fanout_update(
             [actor],
@@ -118,7 +117,6 @@ async def partial_update(
 async def _listening(manager: ManagerCore, feed_class: type[BaseFeed[Any]]) -> bool:
     """Whether anyone may be subscribed to feeds of ``feed_class`` (never, on a storage
     that carries no updates)."""
-    storage = manager.storage_for(feed_class)
-    if not has(storage, Capability.UPDATES):
+    if not has(manager.storage_for(feed_class), Capability.UPDATES):
         return False
-    return await timed_storage(storage, manager.metrics).listening()
+    return await manager.io_for(feed_class).listening()
