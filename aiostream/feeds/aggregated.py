@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -34,13 +33,11 @@ from aiostream.exceptions import ConflictError
 from aiostream.feeds.base import (
     BaseFeed,
     FanoutBatch,
-    ReadHook,
     _ids_of,
     _length,
     _maybe_await,
 )
 from aiostream.group_format import Capabilities, DeclaresCapabilities
-from aiostream.metrics import Metrics
 from aiostream.query import Query
 from aiostream.realtime import UpdateKind
 from aiostream.serializers import AggregatedActivitySerializer
@@ -52,7 +49,6 @@ from aiostream.storage.base import (
     GroupMerge,
     GroupRecord,
     has,
-    require,
 )
 
 __all__ = ["AggregatedFeed"]
@@ -95,20 +91,7 @@ class AggregatedFeed(DeclaresCapabilities, BaseFeed[GroupT]):
     feed. A subclass that overrides either gets False, unless it sets it in its body."""
 
     capability_rules: ClassVar[Capabilities] = {"stock_writes": ("add_many", "on_update_feed")}
-
-    def __init__(
-        self,
-        user_id: int | str | uuid.UUID,
-        *,
-        storage: FeedStorage | None = None,
-        metrics: Metrics | None = None,
-        read_hook: ReadHook | None = None,
-    ) -> None:
-        super().__init__(user_id, storage=storage, metrics=metrics, read_hook=read_hook)
-        # Groups are an optional storage capability: checked once, here, so a storage
-        # without them fails naming what it lacks, not with an AttributeError mid-write
-        # (every fanout path builds the follower's feed first, so it is checked too).
-        require(self.storage, Capability.GROUPS, for_=f"{type(self).__name__} (aggregated)")
+    required_capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.GROUPS})
 
     def get_aggregator(self) -> BaseAggregator:
         """A new aggregator for this feed's classes."""

@@ -220,6 +220,9 @@ class BaseFeed(Generic[ItemT]):
             (``"memory"``; ``RedisFeed`` sets ``"redis"``, ``CassandraFeed``
             ``"cassandra"``), found in :mod:`aiostream.storage.registry`.
         storage_server: Which of that backend's servers (``"default"``).
+        required_capabilities: What the storage must declare beyond the required core
+            (:class:`~aiostream.storage.base.Capability`; aggregated feeds: groups),
+            checked when a feed is built.
         keeps_copies: Whether the feed keeps its own copies of activities, which an
             update must rewrite (:meth:`fanout_update`); flat feeds show the activity
             storage's payload, so the Manager sends them no update jobs.
@@ -237,6 +240,7 @@ class BaseFeed(Generic[ItemT]):
     storage_backend: ClassVar[str] = "memory"
     keeps_copies: ClassVar[bool] = False
     storage_server: ClassVar[str] = "default"
+    required_capabilities: ClassVar[frozenset[Capability]] = frozenset()
 
     def __init__(
         self,
@@ -254,6 +258,11 @@ class BaseFeed(Generic[ItemT]):
         if metrics is not None:
             self.metrics = metrics
         self.read_hook = read_hook
+        if self.required_capabilities:
+            # Checked once, here, so a storage without one fails naming what it lacks,
+            # not with an AttributeError mid-write (every fanout path builds the
+            # follower's feed first, so it is checked there too).
+            require(self.storage, *sorted(self.required_capabilities), for_=type(self).__name__)
         self._query = Query()
 
     @property

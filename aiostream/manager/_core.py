@@ -48,19 +48,8 @@ class ManagerCore(abc.ABC):
         dispatcher: Runs fanout chunks (default: :class:`InProcessDispatcher`).
         metrics: Metrics sink (default: no-op).
 
-    Class attributes:
-        feed_classes: ``{name: feed class}`` every follower gets.
-        user_feed_class: Feed of the user's own activities.
-        fanout_chunk_size: Followers per chunk (100).
-        follow_activity_limit: Activities copied when following someone (5000).
-        follow_feeds: Names in ``feed_classes`` that following copies activities into
-            (None: all of them; e.g. leave a notification feed out).
-        follow_lease_ttl: Seconds a follow / unfollow holder that died blocks the next
-            one for that user (30; see :mod:`aiostream.leases`).
-        inactive_after: A ``timedelta``: followers who have not read for this long are
-            not written, and their flat feeds are rebuilt when they next read (None).
-        pull_threshold: Producers with at least this many followers are written to no
-            flat feed; their followers' reads pull them (None).
+    The class attributes and hooks are documented on :class:`~aiostream.manager.Manager`,
+    where applications meet them.
     """
 
     feed_classes: ClassVar[Mapping[str, type[BaseFeed[Any]]]] = {"normal": BaseFeed}

@@ -13,7 +13,7 @@ from aiostream._arguments import checked_flag, listed
 from aiostream._concurrency import chunked
 from aiostream.activity import Activity
 from aiostream.exceptions import ConfigurationError, ValidationError
-from aiostream.fanout import Dispatcher, FanoutChunk, FollowChunk, Job
+from aiostream.fanout import Dispatcher, FanoutChunk, FollowChunk, FollowOperation, Job
 from aiostream.ids import format_key
 from aiostream.leases import lease
 from aiostream.manager._core import ManagerCore
@@ -363,16 +363,12 @@ class Manager(ManagerCore):
     ) -> None:
         """Copy the target's recent activities into the user's feeds (see
         :meth:`follow_many_users`)."""
-        await self.dispatch(
-            await follow_jobs(
-                self,
-                self._materializer,
-                "follow",
-                user_id,
-                [target_user_id],
-                activity_copy_limit=activity_copy_limit,
-                field="target_user_id",
-            )
+        await self._request(
+            "follow",
+            user_id,
+            [target_user_id],
+            activity_copy_limit=activity_copy_limit,
+            field="target_user_id",
         )
 
     async def unfollow_user(
@@ -380,16 +376,8 @@ class Manager(ManagerCore):
     ) -> None:
         """Remove the target's activities from the user's feeds (see
         :meth:`unfollow_many_users`)."""
-        await self.dispatch(
-            await follow_jobs(
-                self,
-                self._materializer,
-                "unfollow",
-                user_id,
-                [target_user_id],
-                keep_history=keep_history,
-                field="target_user_id",
-            )
+        await self._request(
+            "unfollow", user_id, [target_user_id], keep_history=keep_history, field="target_user_id"
         )
 
     async def follow_many_users(
@@ -403,16 +391,7 @@ class Manager(ManagerCore):
             ValidationError: a bad user id, a user following themself (naming the
                 target), or a limit that is not a non-negative int; nothing is written.
         """
-        await self.dispatch(
-            await follow_jobs(
-                self,
-                self._materializer,
-                "follow",
-                user_id,
-                target_ids,
-                activity_copy_limit=activity_copy_limit,
-            )
-        )
+        await self._request("follow", user_id, target_ids, activity_copy_limit=activity_copy_limit)
 
     async def unfollow_many_users(
         self, user_id: Any, target_ids: Iterable[Any], *, keep_history: bool = False
@@ -421,11 +400,30 @@ class Manager(ManagerCore):
         (an actor is a target when its id's text is the target's, as feeds are named);
         with ``keep_history`` leave the feeds as they are (what was copied or fanned out
         stays: only your follow graph changes, and it is yours)."""
-        await self.dispatch(
-            await follow_jobs(
-                self, self._materializer, "unfollow", user_id, target_ids, keep_history=keep_history
-            )
+        await self._request("unfollow", user_id, target_ids, keep_history=keep_history)
+
+    async def _request(
+        self,
+        operation: FollowOperation,
+        user_id: Any,
+        target_ids: Iterable[Any],
+        *,
+        activity_copy_limit: int | None = None,
+        keep_history: bool = False,
+        field: str = "",
+    ) -> None:
+        """A follow or unfollow request: its jobs checked, versioned and dispatched."""
+        jobs = await follow_jobs(
+            self,
+            self._materializer,
+            operation,
+            user_id,
+            target_ids,
+            activity_copy_limit=activity_copy_limit,
+            keep_history=keep_history,
+            field=field,
         )
+        await self.dispatch(jobs)
 
     async def run_follow(self, job: FollowChunk) -> None:
         """Carry out one follow or unfollow chunk, holding the user's follow lease.
