@@ -20,6 +20,7 @@ import functools
 import inspect
 import logging
 import random
+import re
 import uuid
 from collections.abc import (
     AsyncIterator,
@@ -42,11 +43,12 @@ from aiostream.exceptions import (
     ActivityNotFoundError,
     ConfigurationError,
     ConflictError,
+    InvalidQueryError,
     StorageError,
     ValidationError,
 )
 from aiostream.fanout import StoredActivities
-from aiostream.ids import ItemId, format_key
+from aiostream.ids import MAX_ID, ItemId, format_key
 from aiostream.metrics import Metrics, noop_metrics, stopwatch
 from aiostream.query import Query, check_slice
 from aiostream.realtime import DEFAULT_BUFFER, Subscription, UpdateKind, template
@@ -62,6 +64,7 @@ logger = logging.getLogger("aiostream.feeds")
 __all__ = [
     "BaseFeed",
     "FanoutBatch",
+    "Page",
     "ReadHook",
     "UserBaseFeed",
     "hybridmethod",
@@ -144,6 +147,41 @@ class FanoutBatch:
         """
         keys = [format_key(feed_class.key_format, user_id) for user_id in user_ids]
         return cls(feed_class, user_ids, keys, activities, storage, metrics, trim)
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a feed, as :meth:`BaseFeed.page` reads it.
+
+    A page carries its own cursor so that a web handler answers ``{"items", "next"}``
+    without knowing how feeds are ordered: cursors are ids, not offsets, so a page stays
+    right while new items arrive on top, and they are decimal strings because ids
+    exceed what a JavaScript number holds (2**53).
+
+    Attributes:
+        items: The page's activities (or groups), in the page's order.
+        next: The cursor of the following page (the last item's id as a decimal str),
+            or None when this page is the last.
+        newest_first: The page's order; the following page is
+            ``feed.page(before=page.next)`` when True, ``feed.page(after=page.next)``
+            otherwise.
+    """
+
+    items: list[T]
+    next: str | None
+    newest_first: bool = True
+
+    def to_dict(self, render: Callable[[T], Any] | None = None) -> dict[str, Any]:
+        """``{"items": [...], "next": cursor or None}``, JSON-ready.
+
+        Args:
+            render: Turns an item into JSON data; default: the item's own ``to_dict()``
+                (:meth:`Activity.to_dict <aiostream.activity.Activity.to_dict>`,
+                :meth:`AggregatedActivity.to_dict
+                <aiostream.activity.AggregatedActivity.to_dict>`).
+        """
+        items = [item.to_dict() if render is None else render(item) for item in self.items]  # type: ignore[attr-defined]
+        return {"items": items, "next": self.next}
 
 
 class ReadHook(Protocol):
@@ -688,6 +726,63 @@ class BaseFeed(Generic[ItemT]):
     async def _position(self, item_id: int) -> int | None:
         return await self.io.timeline_index_of(self.key, item_id)
 
+    async def page(
+        self,
+        limit: int | str = 25,
+        *,
+        before: int | str | None = None,
+        after: int | str | None = None,
+        max_limit: int = 100,
+    ) -> Page[ItemT]:
+        """One page of the feed and the cursor of the next, for an API: ``limit``,
+        ``before`` and ``after`` may come straight from a query string.
+
+        ``before=`` (or no cursor) reads newest first the items older than ``before``;
+        ``after=`` reads oldest first the items newer than ``after`` (what arrived since
+        a page was shown). Without a cursor the page follows the feed's ordering
+        (``feed.order_by("activity_id").page()`` starts at the oldest item). Each
+        page's :attr:`Page.next` goes back as the same keyword; paging to the end yields
+        what ``[item async for item in feed]`` yields, and writes in between neither
+        repeat nor skip an item that was there throughout (ids only go one way past a
+        cursor). The page is read through the feed's own read path (its filters, a
+        Manager's read hook), so it shows what ``await feed[:limit]`` would.
+
+        Args:
+            limit: Items per page, ``1..max_limit``: an int or its decimal str.
+            before: A cursor (an id as an int or as its decimal str, as ``to_dict()``
+                and :attr:`Page.next` write it); None or ``""``: from the newest item.
+            after: A cursor for an oldest-first page; not with ``before``.
+            max_limit: The largest ``limit`` accepted (a client asks, the server bounds).
+
+        Returns:
+            The :class:`Page`: ``items`` and ``next`` (None on the last page).
+
+        Raises:
+            InvalidQueryError: naming ``limit``, ``before`` or ``after`` (a
+                :class:`~aiostream.exceptions.ValidationError`): a limit that is not an
+                int in ``1..max_limit``, a cursor that is not an id, or both cursors;
+                checked before any I/O.
+
+        Example::
+
+            page = await feed.page(limit=25, before=request.query.get("before"))
+            return {"items": [a.to_dict() for a in page.items], "next": page.next}
+        """
+        count = _page_limit(limit, max_limit)
+        low, high = _page_cursor(after, "after"), _page_cursor(before, "before")
+        if low is not None and high is not None:
+            raise InvalidQueryError("after", "give before or after, not both")
+        query = self
+        if high is not None:
+            query = self.filter(activity_id__lt=high).order_by("-activity_id")
+        elif low is not None:
+            query = self.filter(activity_id__gt=low).order_by("activity_id")
+        # One more than asked: whether a next page exists, without a count.
+        items = await query.get_activity_slice(0, count + 1)
+        more, items = len(items) > count, items[:count]
+        cursor = str(items[-1].serialization_id) if more else None  # type: ignore[attr-defined]
+        return Page(items, cursor, query._query.descending)
+
     # -- maintenance ---------------------------------------------------------------------------
 
     async def trim(self, length: int | None = None) -> None:
@@ -758,3 +853,40 @@ def _length(length: int | None, default: int) -> int:
     if isinstance(length, bool) or not isinstance(length, int) or length < 0:
         raise ValidationError("length", f"expected a non-negative int, got {length!r}")
     return length
+
+
+_DECIMAL_ID = re.compile(r"0|[1-9][0-9]{0,31}")  # what str(id) gives (MAX_ID: 32 digits)
+
+
+def _page_limit(limit: object, max_limit: int) -> int:
+    """:meth:`BaseFeed.page`'s ``limit``, from an int or a query string's text."""
+    if isinstance(max_limit, bool) or not isinstance(max_limit, int) or max_limit < 1:
+        raise InvalidQueryError("max_limit", f"expected an int >= 1, got {max_limit!r}")
+    value = limit
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 12:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= max_limit:
+        shown = _shown(limit)
+        raise InvalidQueryError("limit", f"expected an int from 1 to {max_limit}, got {shown}")
+    return value
+
+
+def _page_cursor(cursor: object, field: str) -> int | None:
+    """A cursor of :meth:`BaseFeed.page`: an id, as an int or the decimal str ``str(id)``
+    gives (what ``to_dict()`` and :attr:`Page.next` send); None or ``""`` for none."""
+    if cursor is None or cursor == "":
+        return None
+    if isinstance(cursor, str) and _DECIMAL_ID.fullmatch(cursor):
+        cursor = int(cursor)
+    if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor <= MAX_ID:
+        shown = _shown(cursor)
+        raise InvalidQueryError(field, f"expected an activity id (a str of digits), got {shown}")
+    return cursor
+
+
+def _shown(value: object) -> str:
+    """A client's value in an error message: its repr, cut short (it may be huge)."""
+    if not isinstance(value, int | str):
+        return type(value).__name__
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:36]}..."
