@@ -91,8 +91,9 @@ class FeedUpdate:
     unread: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ids as strings (they exceed JavaScript's integers), as in
-        :meth:`Activity.to_dict <aiostream.activity.Activity.to_dict>`."""
+        """JSON-ready: ids as strings (they exceed JavaScript's integers), as
+        :class:`~aiostream.activity.Activity`'s :meth:`~aiostream.activity.Activity.to_dict`
+        writes them."""
         data: dict[str, Any] = {
             "feed": self.feed,
             "kind": self.kind,
