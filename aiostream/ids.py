@@ -51,6 +51,7 @@ __all__ = [
     "is_id",
     "key_to_id",
     "make_id",
+    "parse_id",
     "plain_user_id",
     "to_utc",
     "us_to_datetime",
@@ -192,6 +193,36 @@ def checked_key(activity_id: int, field: str = "activity_id") -> str:
     if not is_id(activity_id):
         raise ValidationError(field, f"expected an int in 0..2**104-1, got {activity_id!r}")
     return format(activity_id, _KEY_FORMAT)
+
+
+_DECIMAL_ID = re.compile(r"(?:0|[1-9][0-9]{0,31})")  # MAX_ID has 32 decimal digits
+
+
+def parse_id(
+    value: object, field: str = "activity_id", *, error: type[ValidationError] = ValidationError
+) -> int:
+    """An activity id given as an int or as the decimal str that ``to_dict()`` sends out.
+
+    ``to_dict()`` writes ids as decimal strings (they are far beyond what a JavaScript
+    number holds exactly), so a client sends those strings back: every call that takes
+    an id reads them with this one function, which takes exactly what ``str(id)`` gives
+    and nothing that merely looks like a number.
+
+    Raises:
+        ValidationError: (``error``, a subclass, where the caller raises a narrower one)
+            naming ``field``, for anything else: a bool, a float, an int or
+            a number outside ``0..MAX_ID``, or a str with a sign, spaces, a leading zero,
+            an exponent or another base (``"-1"``, ``" 12"``, ``"1e5"``, ``"0x10"``).
+    """
+    if is_id(value):
+        return value
+    if isinstance(value, str) and _DECIMAL_ID.fullmatch(value) is not None:
+        parsed = int(value)
+        if parsed <= MAX_ID:
+            return parsed
+    shown = repr(value) if isinstance(value, int | str) else type(value).__name__
+    expected = "expected an activity id (an int in 0..2**104-1 or its decimal str)"
+    raise error(field, f"{expected}, got {shown[:60]}")
 
 
 def valid_keys(ids: Iterable[object]) -> list[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from aiostream.exceptions import InvalidQueryError
-from aiostream.ids import MAX_ID, clamp_id
+from aiostream.ids import MAX_ID, clamp_id, parse_id
 
 __all__ = ["FILTER_KEYWORDS", "ORDERINGS", "Query", "check_slice"]
 
@@ -45,8 +45,14 @@ class Query:
     def filter(self, **filters: Any) -> Query:
         """Return a query narrowed by ``activity_id__gt / __gte / __lt / __lte`` keywords.
 
+        A bound is an int, an activity or group (its ``serialization_id``), or the
+        decimal str of an id, as ``to_dict()`` writes ``"id"``: a client pages with the
+        ids it was sent (``activity_id__lt=data["id"]``) without converting them.
+
         Raises:
-            InvalidQueryError: an unknown keyword or a value that is not an int.
+            InvalidQueryError: naming the keyword: an unknown keyword, or a value that is
+                neither an int, an activity nor an id's decimal str (see
+                :func:`~aiostream.ids.parse_id`: ``"-1"``, ``" 12"``, ``"1e5"`` are not).
         """
         low, high = self.low, self.high
         for name, value in filters.items():
@@ -54,11 +60,14 @@ class Query:
                 raise InvalidQueryError(
                     name, f"unknown filter; use one of {', '.join(FILTER_KEYWORDS)}"
                 )
+            if isinstance(value, str):
+                value = parse_id(value, name, error=InvalidQueryError)
             if isinstance(value, bool) or not isinstance(value, int):
                 value = getattr(value, "serialization_id", value)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise InvalidQueryError(
-                    name, f"expected an int activity id, got {type(value).__name__}"
+                    name,
+                    f"expected an int activity id or its decimal str, got {type(value).__name__}",
                 )
             op = name.rsplit("__", 1)[1]
             if op == "gt":

@@ -834,15 +834,22 @@ class UserBaseFeed(BaseFeed[ItemT]):
 
 
 def _ids_of(items: Iterable[Any]) -> list[int]:
+    """The ids of activities, groups, int ids or the decimal str ids ``to_dict()`` sends
+    (a client removes or marks what it was shown by the ids it got)."""
+    from aiostream.ids import parse_id
+
     ids: list[int] = []
     for item in listed(items, "activities", "a list of activities or ids"):
         if isinstance(item, int) and not isinstance(item, bool):
             ids.append(item)
+        elif isinstance(item, str):
+            ids.append(parse_id(item, "activities"))
         elif hasattr(item, "serialization_id"):
             ids.append(item.serialization_id)
         else:
             raise ValidationError(
-                "activities", f"expected activities or int ids, got {type(item).__name__}"
+                "activities",
+                f"expected activities, int ids or their decimal strs, got {type(item).__name__}",
             )
     return ids
 

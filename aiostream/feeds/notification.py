@@ -102,20 +102,28 @@ class NotificationFeed(AggregatedFeed[NotificationT]):
         }
 
     async def mark_activity(
-        self, activity: AggregatedActivity | int, seen: bool = True, read: bool = False
+        self, activity: AggregatedActivity | int | str, seen: bool = True, read: bool = False
     ) -> None:
-        """Mark one group (or group id) seen and / or read."""
+        """Mark one group (or group id, as an int or the decimal str of ``"id"`` in its
+        ``to_dict()``) seen and / or read."""
         await self.mark_activities([activity], seen=seen, read=read)
 
     async def mark_activities(
-        self, activities: Iterable[AggregatedActivity | int], seen: bool = True, read: bool = False
+        self,
+        activities: Iterable[AggregatedActivity | int | str],
+        seen: bool = True,
+        read: bool = False,
     ) -> None:
         """Mark groups (or group ids) seen and / or read. A group updated since it was
         read has a new id, so marking the old id leaves the update unseen.
 
+        An id may be the decimal str a group's ``to_dict()`` sends as ``"id"``, so a
+        client marks what it was shown with the ids it got back.
+
         Raises:
-            ValidationError: naming the argument: not a list of groups or ids, or
-                ``seen`` / ``read`` not a bool.
+            ValidationError: naming the argument: not a list of groups or ids, an id
+                str that is not an id's decimal form (``"-1"``, ``"1e5"``), or ``seen``
+                / ``read`` not a bool.
         """
         checked_flag(seen, "seen")
         checked_flag(read, "read")

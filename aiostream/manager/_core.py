@@ -25,7 +25,13 @@ from aiostream.feeds.base import BaseFeed, ReadHook, UserBaseFeed
 from aiostream.ids import is_id
 from aiostream.manager._checks import check_followers
 from aiostream.manager._feed_access import FeedT, HasUserFeed, registered_feed_class
-from aiostream.manager._lookup import ForeignRef, checked_foreign_ids, checked_ids, foreign_ref_id
+from aiostream.manager._lookup import (
+    ForeignRef,
+    checked_foreign_ids,
+    checked_id,
+    checked_ids,
+    foreign_ref_id,
+)
 from aiostream.manager._targets import Target, target_chunks
 from aiostream.metrics import Metrics, noop_metrics
 from aiostream.storage.base import FeedStorage
@@ -164,12 +170,13 @@ class ManagerCore(abc.ABC):
 
     async def get_activities(
         self,
-        ids: Iterable[int] | None = None,
+        ids: Iterable[int | str] | None = None,
         *,
         foreign_ids: Iterable[ForeignRef] | None = None,
     ) -> list[Activity]:
         """Stored activities by id, or by ``(foreign id, time)`` pairs, in the order
-        asked; ids no stored activity has are left out.
+        asked; ids no stored activity has are left out. An id may be the decimal str
+        ``to_dict()`` sent (``"id"``).
 
         Read from the activity storage of :attr:`user_feed_class` (where every published
         activity is stored) in one call: one round trip on Redis (one per node on a
@@ -210,9 +217,13 @@ class ManagerCore(abc.ABC):
             raise ValidationError("foreign_id", "give an activity id or a foreign id, not both")
         elif is_id(activity):
             activity_id, field = activity, "activity"
+        elif isinstance(activity, str):  # the decimal id to_dict() sent to a client
+            activity_id, field = checked_id(activity, "activity"), "activity"
         else:
             raise ValidationError(
-                "activity", f"expected an Activity or an int id, got {type(activity).__name__}"
+                "activity",
+                f"expected an Activity, an int id or its decimal str, got "
+                f"{type(activity).__name__}",
             )
         found = await self.get_activities([activity_id])
         if not found:

@@ -8,26 +8,33 @@ from typing import Any
 
 from aiostream.activity._single import checked_foreign_id
 from aiostream.exceptions import ValidationError
-from aiostream.ids import foreign_activity_id, is_id
+from aiostream.ids import foreign_activity_id, parse_id
 
 ForeignRef = tuple[str, dt.datetime]
 """A foreign id and the activity's time: together they name one activity."""
 
 
 def checked_ids(ids: object, field: str = "ids") -> list[int]:
-    """``ids`` as a list of activity ids.
+    """``ids`` as a list of activity ids, each an int or the decimal str ``to_dict()``
+    sends (read by :func:`~aiostream.ids.parse_id`).
 
     Raises:
         ValidationError: naming ``field`` (or ``field[i]``): not a collection, or an
-            element that is not an int id.
+            element that is neither an id nor an id's decimal str.
     """
-    found: list[int] = list(_collection(ids, field))
-    for index, activity_id in enumerate(found):
-        if not is_id(activity_id):
-            raise ValidationError(
-                f"{field}[{index}]", f"expected an int activity id, got {activity_id!r}"
-            )
-    return found
+    return [
+        parse_id(activity_id, f"{field}[{index}]")
+        for index, activity_id in enumerate(_collection(ids, field))
+    ]
+
+
+def checked_id(activity: object, field: str = "activity") -> int:
+    """One activity id, an int or its decimal str (:func:`~aiostream.ids.parse_id`).
+
+    Raises:
+        ValidationError: naming ``field``.
+    """
+    return parse_id(activity, field)
 
 
 def foreign_ref_id(

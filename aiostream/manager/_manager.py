@@ -124,16 +124,17 @@ class Manager(ManagerCore):
     async def remove_user_activity(
         self,
         user_id: Any,
-        activity: Activity | int | None = None,
+        activity: Activity | int | str | None = None,
         *,
         foreign_id: str | None = None,
         time: dt.datetime | None = None,
     ) -> None:
         """Remove an activity from the user's feed and from every follower's feeds.
 
-        Name it by the activity, by its id, or by its ``foreign_id`` and ``time``; an id
-        or a foreign id is looked up in the activity storage first. The stored activity
-        stays (feeds elsewhere may still point at it).
+        Name it by the activity, by its id (an int, or the decimal str ``to_dict()``
+        sent), or by its ``foreign_id`` and ``time``; an id or a foreign id is looked up
+        in the activity storage first. The stored activity stays (feeds elsewhere may
+        still point at it).
 
         Raises:
             ValidationError: naming ``activity`` or ``foreign_id``: both or neither given,

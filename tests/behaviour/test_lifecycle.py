@@ -141,7 +141,7 @@ async def test_get_activities_by_id_and_by_foreign_id(manager: LifecycleManager)
 
 async def test_get_activities_checks_its_arguments(manager: LifecycleManager) -> None:
     with pytest.raises(ValidationError, match=r"^ids\[1\]: "):
-        await manager.get_activities([1, "2"])  # type: ignore[list-item]
+        await manager.get_activities([1, "2.0"])  # (a decimal str id is an id; this is none)
     with pytest.raises(ValidationError, match=r"^foreign_ids\[0\]: "):
         await manager.get_activities(foreign_ids=[("", at(0))])
     with pytest.raises(ValidationError, match=r"^ids: "):
