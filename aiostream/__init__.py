@@ -9,9 +9,12 @@ from aiostream import _name_clash  # noqa: F401
 from aiostream._version import __version__
 from aiostream.activity import (
     Activity,
+    ActivityDict,
     AggregatedActivity,
+    AggregatedActivityDict,
     DehydratedActivity,
     NotificationActivity,
+    NotificationActivityDict,
 )
 from aiostream.aggregators import (
     BaseAggregator,
@@ -56,10 +59,12 @@ from aiostream.verbs import Add, Comment, Follow, Love, Verb, get_verb_by_id, re
 __all__ = [
     "Activity",
     "ActivityConflictError",
+    "ActivityDict",
     "ActivityNotFound",
     "ActivityNotFoundError",
     "Add",
     "AggregatedActivity",
+    "AggregatedActivityDict",
     "AggregatedFeed",
     "AiostreamError",
     "ArgumentTypeError",
@@ -84,6 +89,7 @@ __all__ = [
     "Metrics",
     "NoopMetrics",
     "NotificationActivity",
+    "NotificationActivityDict",
     "NotificationAggregator",
     "NotificationData",
     "NotificationFeed",

@@ -599,3 +599,97 @@ def test_groups_without_activities_have_no_view() -> None:
     with pytest.raises(ValidationError) as raised:
         AggregatedActivity("empty").to_dict()
     assert raised.value.field == "activities"
+
+
+# -- the views' types: TypedDicts that say what to_dict() writes --------------------------
+
+
+def _keys(typed: Any) -> tuple[frozenset[str], frozenset[str]]:
+    return typed.__required_keys__, typed.__optional_keys__
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["plain", "with-id_types"])
+def test_each_view_has_exactly_the_keys_its_typeddict_names(wide: bool) -> None:
+    from aiostream import ActivityDict, AggregatedActivityDict, NotificationActivityDict
+
+    actor = BIG if wide else 1
+    made = [Activity(actor, Love, 42, time=T0), Activity(2, Love, 42, time=at(1))]
+    (group,) = RecentVerbAggregator().aggregate(made)
+    notification = NotificationActivity.from_dict(group.to_dict())
+    for typed, data in (
+        (ActivityDict, made[0].to_dict()),
+        (AggregatedActivityDict, group.to_dict()),
+        (NotificationActivityDict, notification.to_dict()),
+    ):
+        required, optional = _keys(typed)
+        assert optional == {"id_types"}
+        assert set(data) == required | ({"id_types"} if wide else set()), typed.__name__
+
+
+def test_views_are_plain_dicts_and_validate_as_their_typeddicts() -> None:
+    pydantic = pytest.importorskip("pydantic")
+    from aiostream import ActivityDict, NotificationActivityDict
+
+    made = [Activity(U1, Love, BIG, time=T0, foreign_id="f"), Activity(2, Love, BIG, time=at(1))]
+    made[0].to = (("timeline", 7),)
+    (group,) = NotificationAggregator().aggregate(made)
+    notification = NotificationActivity.from_dict({**group.to_dict(), "is_seen": True})
+    for typed, data in (
+        (ActivityDict, made[0].to_dict()),
+        (NotificationActivityDict, notification.to_dict()),
+    ):
+        assert type(data) is dict
+        adapter = pydantic.TypeAdapter(typed)
+        assert adapter.validate_python(data) == data
+        assert json.loads(adapter.dump_json(data)) == through_json(data)
+
+
+@pytest.mark.anyio
+async def test_a_response_model_shows_the_real_schema() -> None:
+    fastapi = pytest.importorskip("fastapi")
+    httpx = pytest.importorskip("httpx")
+
+    from aiostream import ActivityDict, NotificationActivityDict
+
+    app = fastapi.FastAPI()
+    activity = Activity(13, Love, 42, time=T0)
+
+    @app.get("/activity", response_model=ActivityDict)
+    def one() -> ActivityDict:
+        return activity.to_dict()
+
+    @app.get("/notifications", response_model=list[NotificationActivityDict])
+    def groups() -> list[NotificationActivityDict]:
+        return []
+
+    schemas = app.openapi()["components"]["schemas"]
+    assert set(schemas["ActivityDict"]["properties"]) == {*ActivityDict.__annotations__}
+    assert "id_types" not in schemas["ActivityDict"]["required"]
+    notification = schemas["NotificationActivityDict"]
+    assert {"is_seen", "is_read", "activities"} <= set(notification["properties"])
+    assert notification["properties"]["activities"]["items"] == {
+        "$ref": "#/components/schemas/ActivityDict"
+    }
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/activity")
+    assert response.json() == through_json(activity.to_dict())
+
+
+def test_a_subclass_adds_keys_with_a_typeddict_subclass() -> None:
+    from aiostream import ActivityDict
+
+    class PinDict(ActivityDict):
+        title: str
+
+    class PinActivity(Activity):
+        def to_dict(self) -> PinDict:
+            return {**super().to_dict(), "title": self.extra_context["title"]}
+
+    pin = PinActivity(1, Love, 2, time=T0, extra_context={"title": "a"})
+    data = pin.to_dict()
+    assert data == {**Activity.to_dict(pin), "title": "a"}
+    assert list(data)[-1] == "title"
+    assert PinActivity.from_dict(data) == pin  # from_dict ignores the extra key
+    (group,) = RecentVerbAggregator().aggregate([pin])
+    assert group.to_dict()["activities"] == [data]

@@ -24,6 +24,11 @@ rebuilds it::
     (13, 'love', '2024-05-01T12:00:00Z', True)
     >>> Activity.from_dict(data).serialization_id == a.serialization_id
     True
+
+The views are typed: :class:`ActivityDict`, :class:`AggregatedActivityDict` and
+:class:`NotificationActivityDict` are the TypedDicts ``to_dict()`` returns (plain dicts
+at run time), so a type checker knows their keys and FastAPI's ``response_model=``
+documents their schema.
 """
 
 from aiostream.activity._group import (
@@ -32,14 +37,24 @@ from aiostream.activity._group import (
     NotificationActivity,
     group_key,
 )
+from aiostream.activity._json_types import (
+    ActivityDict,
+    AggregatedActivityDict,
+    IdType,
+    NotificationActivityDict,
+)
 from aiostream.activity._single import Activity, DehydratedActivity, utcnow
 
 __all__ = [
     "Activity",
+    "ActivityDict",
     "AggregatedActivity",
+    "AggregatedActivityDict",
     "DehydratedActivity",
+    "IdType",
     "MAX_AGGREGATED_ACTIVITIES_LENGTH",
     "NotificationActivity",
+    "NotificationActivityDict",
     "group_key",
     "utcnow",
 ]

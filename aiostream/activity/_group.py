@@ -8,6 +8,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Protocol, Self
 
 from aiostream._text import lone_surrogate, unwritable_int
+from aiostream.activity._json_types import (
+    AggregatedActivityDict,
+    IdTypes,
+    NotificationActivityDict,
+)
 from aiostream.activity._json_view import (
     IdReader,
     check_same,
@@ -446,9 +451,11 @@ class AggregatedActivity(DeclaresCapabilities):
 
     # -- the JSON view -------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """The group as JSON-ready data (``json.dumps`` takes it as it is); a group read
-        from storage builds its activities for it.
+    def to_dict(self) -> AggregatedActivityDict:
+        """The group as JSON-ready data (``json.dumps`` takes it as it is), typed as an
+        :class:`~aiostream.activity.AggregatedActivityDict` (a plain dict at run time) so
+        that a type checker and a ``response_model=`` know its keys; a group read from
+        storage builds its activities for it.
 
         Keys: ``"id"`` (:attr:`serialization_id` as a str), ``"group"``, ``"verb"`` and
         ``"verb_id"`` (of :attr:`verb`), ``"activity_count"``, ``"actor_count"``,
@@ -468,9 +475,9 @@ class AggregatedActivity(DeclaresCapabilities):
         activities = self.activities
         if not activities:
             raise ValidationError("activities", "an empty group has no JSON view")
-        id_types: dict[str, str] = {}
+        id_types: IdTypes = {}
         verb = self.verb
-        data: dict[str, Any] = {
+        data: AggregatedActivityDict = {
             "id": str(self.serialization_id),
             "group": self.group,
             "verb": verb.infinitive,
@@ -495,7 +502,7 @@ class AggregatedActivity(DeclaresCapabilities):
     @classmethod
     def from_dict(
         cls,
-        data: Mapping[str, Any],
+        data: AggregatedActivityDict | Mapping[str, Any],
         *,
         activity_class: type[Activity] = Activity,
         verbs: VerbRegistry = default_registry,
@@ -590,23 +597,21 @@ class NotificationActivity(AggregatedActivity):
         """Read according to the feed's markers (or ``read_at`` when not from a feed)."""
         return super().is_read() if self.marked_read is None else self.marked_read
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> NotificationActivityDict:
         """:meth:`AggregatedActivity.to_dict` plus ``"is_seen"`` and ``"is_read"`` (what
         :meth:`is_seen` and :meth:`is_read` answer: the feed's markers when the group came
-        from a notification feed).
+        from a notification feed), typed as a
+        :class:`~aiostream.activity.NotificationActivityDict`.
 
         Raises:
             ValidationError: as :meth:`AggregatedActivity.to_dict` does.
         """
-        data = super().to_dict()
-        data["is_seen"] = self.is_seen()
-        data["is_read"] = self.is_read()
-        return data
+        return {**super().to_dict(), "is_seen": self.is_seen(), "is_read": self.is_read()}
 
     @classmethod
     def from_dict(
         cls,
-        data: Mapping[str, Any],
+        data: NotificationActivityDict | Mapping[str, Any],
         *,
         activity_class: type[Activity] = Activity,
         verbs: VerbRegistry = default_registry,

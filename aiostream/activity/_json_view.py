@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, NoReturn
 
 from aiostream._text import MAX_NESTING, unwritable_int
+from aiostream.activity._json_types import IdTypes
 from aiostream.exceptions import SerializationError, ValidationError
 from aiostream.ids import ItemId, check_time, to_utc
 from aiostream.verbs import Verb, VerbRegistry
@@ -37,7 +38,7 @@ _INT_TEXT = re.compile(r"-?[0-9]+")
 _ZERO = dt.timedelta(0)
 
 
-def encode_id(value: ItemId, key: str, id_types: dict[str, str]) -> int | str:
+def encode_id(value: ItemId, key: str, id_types: IdTypes) -> int | str:
     """``value`` as the view writes it, naming it in ``id_types`` under ``key`` when it
     is written as a str but is not one (a wide int, a UUID)."""
     if isinstance(value, str):

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Self, TypeGuard, cast
 
 from aiostream._text import lone_surrogate, unwritable_int
+from aiostream.activity._json_types import ActivityDict, IdTypes
 from aiostream.activity._json_view import (
     IdReader,
     check_view_id,
@@ -288,8 +289,11 @@ class Activity(DeclaresCapabilities):
 
     # -- the JSON view -------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """The activity as JSON-ready data (``json.dumps`` takes it as it is).
+    def to_dict(self) -> ActivityDict:
+        """The activity as JSON-ready data (``json.dumps`` takes it as it is), typed as an
+        :class:`~aiostream.activity.ActivityDict` (a plain dict at run time) so that a
+        type checker and a ``response_model=`` know its keys; a subclass that adds keys
+        returns a TypedDict subclass of it (see :class:`~aiostream.activity.ActivityDict`).
 
         Keys: ``"id"`` (:attr:`serialization_id` as a str: it is far beyond ``2**53``),
         ``"actor"``, ``"verb"`` (the verb's ``infinitive``), ``"verb_id"``, ``"object"``,
@@ -327,9 +331,9 @@ class Activity(DeclaresCapabilities):
             >>> data["actor"], data["object"], data["id_types"], data["time"]
             (13, '1152921504606846976', {'object': 'int'}, '2024-05-01T12:00:00Z')
         """
-        id_types: dict[str, str] = {}
+        id_types: IdTypes = {}
         target = self.target_id
-        data: dict[str, Any] = {
+        data: ActivityDict = {
             "id": str(self.serialization_id),
             "actor": encode_id(self.actor_id, "actor", id_types),
             "verb": self.verb.infinitive,
@@ -349,7 +353,9 @@ class Activity(DeclaresCapabilities):
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, verbs: VerbRegistry = default_registry) -> Self:
+    def from_dict(
+        cls, data: ActivityDict | Mapping[str, Any], *, verbs: VerbRegistry = default_registry
+    ) -> Self:
         """The activity of a :meth:`to_dict` view (of this class: a subclass builds its own).
 
         ``"actor"``, ``"verb_id"``, ``"object"`` and ``"time"`` are required; when given,

@@ -372,12 +372,14 @@ class BaseFeed(Generic[ItemT]):
         self.metrics.on_feed_write(type(self).__name__, len(entries))
         await _maybe_await(self.on_update_feed(new=activities, deleted=[]))
 
-    async def remove(self, activity: Activity | int) -> None:
-        """Remove one activity (or id) from this feed."""
+    async def remove(self, activity: Activity | int | str) -> None:
+        """Remove one activity (or id: an int, or the decimal str ``to_dict()`` sent) from
+        this feed."""
         await self.remove_many([activity])
 
-    async def remove_many(self, activities: Iterable[Activity | int]) -> None:
-        """Remove activities (or their ids) from this feed; missing ones are ignored.
+    async def remove_many(self, activities: Iterable[Activity | int | str]) -> None:
+        """Remove activities (or their ids, ints or decimal strs) from this feed; missing
+        ones are ignored.
 
         The activity storage keeps them (other feeds may still show them); use
         :meth:`remove_activity` to delete them there.

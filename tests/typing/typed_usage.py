@@ -11,16 +11,20 @@ Nothing here runs: importing the module only defines classes and coroutine funct
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, assert_type
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, assert_type
 
 from aiostream import (
     Activity,
+    ActivityDict,
     AggregatedActivity,
+    AggregatedActivityDict,
     AggregatedFeed,
     BaseFeed,
     FanoutPriority,
     Manager,
     NotificationActivity,
+    NotificationActivityDict,
     NotificationData,
     NotificationFeed,
     UserBaseFeed,
@@ -279,3 +283,61 @@ async def notification_data() -> None:
 
 def arq_worker_settings() -> None:
     assert_type(worker_settings(PinManager), type[WorkerSettings])
+
+
+# -- JSON views: TypedDicts ----------------------------------------------------------------------
+
+
+class PinDict(ActivityDict):
+    """A subclass's view adds its keys in a TypedDict subclass."""
+
+    title: str
+
+
+class TitledPin(Activity):
+    def to_dict(self) -> PinDict:
+        return {**super().to_dict(), "title": str(self.extra_context["title"])}
+
+
+async def json_views(n: int) -> None:
+    (activity,) = await PinFeed(1)[:1]
+    view = activity.to_dict()
+    assert_type(view, ActivityDict)
+    assert_type(view["id"], str)
+    assert_type(view["actor"], int | str)
+    assert_type(view["target"], int | str | None)
+    assert_type(view["extra_context"], dict[str, Any])
+    assert_type(view.get("id_types"), dict[str, Literal["int", "uuid"]] | None)
+    view["nope"]  # type: ignore[typeddict-item]
+    assert_type(TitledPin(1, "love", 2).to_dict()["title"], str)
+    groups = await AggregatedPinFeed(1)[:n]
+    assert_type(groups[0].to_dict(), AggregatedActivityDict)
+    assert_type(groups[0].to_dict()["activities"], list[ActivityDict])
+    notes = await PinNotificationFeed(1)[:n]
+    assert_type(notes[0].to_dict(), NotificationActivityDict)
+    assert_type(notes[0].to_dict()["is_seen"], bool)
+    grouped: AggregatedActivityDict = notes[0].to_dict()  # a notification view is a group view
+    # The views go back in as they came out, and as plain JSON read back.
+    assert_type(Activity.from_dict(view), Activity)
+    assert_type(NotificationActivity.from_dict(notes[0].to_dict()), NotificationActivity)
+    assert_type(AggregatedActivity.from_dict(grouped), AggregatedActivity)
+    assert_type(Activity.from_dict(json.loads("{}")), Activity)
+    # Display fields for one response: a new dict, no class needed.
+    shown: dict[str, Any] = {**view, "text": "alice loved"}
+    del shown
+
+
+# -- ids as to_dict() sends them ---------------------------------------------------------------
+
+
+async def string_ids(
+    manager: PinManager, view: ActivityDict, group: NotificationActivityDict
+) -> None:
+    await PinFeed(1).remove(view["id"])
+    await PinFeed(1).remove_many([view["id"], 7])
+    assert_type(await PinFeed(1).filter(activity_id__lt=view["id"])[:10], list[Activity])
+    await PinNotificationFeed(1).mark_activity(group["id"], read=True)
+    await PinNotificationFeed(1).mark_activities([group["id"], 7])
+    assert_type(await manager.get_activities([view["id"], 7]), list[Activity])
+    await manager.remove_user_activity(1, view["id"])
+    await PinFeed(1).remove(1.5)  # type: ignore[arg-type]
