@@ -36,9 +36,10 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 import anyio
+from typing_extensions import TypedDict
 
 from aiostream._concurrency import run_bounded
 from aiostream.exceptions import ValidationError
@@ -46,6 +47,7 @@ from aiostream.exceptions import ValidationError
 __all__ = [
     "DEFAULT_BUFFER",
     "FeedUpdate",
+    "FeedUpdateDict",
     "Hub",
     "Subscription",
     "UpdateKind",
@@ -63,6 +65,19 @@ DEFAULT_BUFFER = 256
 # announce), and subscriptions to them opened at once.
 RELAYED: frozenset[str] = frozenset({"added", "removed", "updated", "gap"})
 RELAY_CONCURRENCY = 64
+
+
+class FeedUpdateDict(TypedDict):
+    """:meth:`FeedUpdate.to_dict`: an update as JSON-ready data, typed for a type checker
+    and for a web framework's response schema. ``"unseen"`` and ``"unread"`` are there
+    only when the update carries a notification feed's counts."""
+
+    feed: str
+    kind: UpdateKind
+    activity_ids: list[str]
+    groups: list[str]
+    unseen: NotRequired[int | None]
+    unread: NotRequired[int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +105,11 @@ class FeedUpdate:
     unseen: int | None = None
     unread: int | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> FeedUpdateDict:
         """JSON-ready: ids as strings (they exceed JavaScript's integers), as
         :class:`~aiostream.activity.Activity`'s :meth:`~aiostream.activity.Activity.to_dict`
-        writes them."""
-        data: dict[str, Any] = {
+        writes them; typed as a :class:`FeedUpdateDict` (a plain dict at run time)."""
+        data: FeedUpdateDict = {
             "feed": self.feed,
             "kind": self.kind,
             "activity_ids": [str(i) for i in self.activity_ids],

@@ -693,3 +693,17 @@ def test_a_subclass_adds_keys_with_a_typeddict_subclass() -> None:
     assert PinActivity.from_dict(data) == pin  # from_dict ignores the extra key
     (group,) = RecentVerbAggregator().aggregate([pin])
     assert group.to_dict()["activities"] == [data]
+
+
+def test_feed_update_views_have_the_keys_of_their_typeddict() -> None:
+    from aiostream.realtime import FeedUpdate, FeedUpdateDict
+
+    plain = FeedUpdate("f:1", "added", (2**60,), ("g",)).to_dict()
+    counted = FeedUpdate("f:1", "marked", unseen=0, unread=None).to_dict()
+    assert plain == {"feed": "f:1", "kind": "added", "activity_ids": [str(2**60)], "groups": ["g"]}
+    assert list(counted)[-2:] == ["unseen", "unread"]
+    assert set(FeedUpdateDict.__annotations__) == set(counted)
+    pydantic = pytest.importorskip("pydantic")
+    adapter = pydantic.TypeAdapter(FeedUpdateDict)
+    assert adapter.validate_python(plain) == plain
+    assert adapter.validate_python(counted) == counted

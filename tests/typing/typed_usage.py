@@ -41,6 +41,7 @@ from aiostream.feeds.redis import (
     RedisNotificationFeed,
     RedisUserBaseFeed,
 )
+from aiostream.realtime import FeedUpdate, FeedUpdateDict
 
 if TYPE_CHECKING:  # aiostream.tasks needs arq, which the newest test stack leaves out
     from aiostream.tasks import WorkerSettings, worker_settings
@@ -341,3 +342,10 @@ async def string_ids(
     assert_type(await manager.get_activities([view["id"], 7]), list[Activity])
     await manager.remove_user_activity(1, view["id"])
     await PinFeed(1).remove(1.5)  # type: ignore[arg-type]
+
+
+def feed_update_views(update: FeedUpdate) -> None:
+    view = update.to_dict()
+    assert_type(view, FeedUpdateDict)
+    assert_type(view["activity_ids"], list[str])
+    assert_type(view.get("unseen"), int | None)
