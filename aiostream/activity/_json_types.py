@@ -35,8 +35,9 @@ IdTypes = dict[str, IdType]
 
 
 class ActivityDict(TypedDict):
-    """:meth:`Activity.to_dict <aiostream.activity.Activity.to_dict>`: one activity as
-    JSON-ready data (see there for each key). ``"id_types"`` is there only when some id
+    """What :class:`~aiostream.activity.Activity`'s
+    :meth:`~aiostream.activity.Activity.to_dict` returns: one activity as JSON-ready data
+    (see there for each key). ``"id_types"`` is there only when some id
     is written as a str that is not one."""
 
     id: str
@@ -54,9 +55,9 @@ class ActivityDict(TypedDict):
 
 
 class AggregatedActivityDict(TypedDict):
-    """:meth:`AggregatedActivity.to_dict
-    <aiostream.activity.AggregatedActivity.to_dict>`: one group as JSON-ready data (see
-    there for each key). ``"activities"`` holds each activity's
+    """What :class:`~aiostream.activity.AggregatedActivity`'s
+    :meth:`~aiostream.activity.AggregatedActivity.to_dict` returns: one group as
+    JSON-ready data (see there for each key). ``"activities"`` holds each activity's
     :class:`ActivityDict`; ``"id_types"`` is there only when some actor id is written as
     a str that is not one."""
 
@@ -77,8 +78,8 @@ class AggregatedActivityDict(TypedDict):
 
 
 class NotificationActivityDict(AggregatedActivityDict):
-    """:meth:`NotificationActivity.to_dict
-    <aiostream.activity.NotificationActivity.to_dict>`: an
+    """What :class:`~aiostream.activity.NotificationActivity`'s
+    :meth:`~aiostream.activity.NotificationActivity.to_dict` returns: an
     :class:`AggregatedActivityDict` plus the feed's markers."""
 
     is_seen: bool

@@ -176,9 +176,8 @@ class Page(Generic[T]):
 
         Args:
             render: Turns an item into JSON data; default: the item's own ``to_dict()``
-                (:meth:`Activity.to_dict <aiostream.activity.Activity.to_dict>`,
-                :meth:`AggregatedActivity.to_dict
-                <aiostream.activity.AggregatedActivity.to_dict>`).
+                (:meth:`aiostream.activity.Activity.to_dict`,
+                :meth:`aiostream.activity.AggregatedActivity.to_dict`).
         """
         items = [item.to_dict() if render is None else render(item) for item in self.items]  # type: ignore[attr-defined]
         return {"items": items, "next": self.next}
