@@ -6,87 +6,55 @@ Start it with::
     python -m examples.web.aiohttp_app --port 8001 --redis-url redis://127.0.0.1:6379/0
 
 then open http://127.0.0.1:8001/users/1. The endpoints are those of
-:mod:`examples.web.api`; this module only routes them (an event stream as a
-``web.StreamResponse``). aiostream's connections are opened and closed by a
-``cleanup_ctx`` (the application's lifespan).
+:mod:`examples.web.api`; this module only routes them, with :mod:`aiostream.web.aiohttp`:
+the service is opened and closed by a ``cleanup_ctx`` (the application's lifespan, a
+:class:`~aiostream.web.FeedApp`), aiostream's errors become JSON errors, and an event
+stream a ``web.StreamResponse``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 
-from examples.web.api import ROUTES, SHUTDOWN_GRACE, ApiRequest, ApiResponse, Route, dispatch
+from aiostream.web import FeedApp
+from aiostream.web.aiohttp import cleanup_ctx, error_middleware, stream_events
+from examples.web.api import ROUTES, SHUTDOWN_GRACE, ApiRequest, Route
 from examples.web.service import Config, FeedService, open_service, parse_args
 
-__all__ = ["SERVICE", "create_app", "main"]
-
-SERVICE = web.AppKey("service", FeedService)
+__all__ = ["create_app", "main"]
 
 
-def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def _handler(
+    route: Route, feeds: FeedApp[FeedService]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handler(request: web.Request) -> web.StreamResponse:
-        reply = await dispatch(
-            request.app[SERVICE],
-            route,
-            ApiRequest(dict(request.match_info), dict(request.query), await request.read()),
-        )
+        query = ApiRequest(dict(request.match_info), dict(request.query), await request.read())
+        reply = await route.handler(feeds.get(), query)
         if reply.stream is not None:
-            return await _stream(request, reply, reply.stream)
-        content_type, charset = _content_type(reply)
+            return await stream_events(request, reply.stream, headers=reply.headers)
+        # aiohttp takes the charset apart from the media type.
+        content_type, _, charset = reply.content_type.partition("; charset=")
         return web.Response(
             body=reply.body,
             status=reply.status,
             headers=reply.headers,
             content_type=content_type,
-            charset=charset,
+            charset=charset or None,
         )
 
     return handler
 
 
-def _content_type(reply: ApiResponse) -> tuple[str, str | None]:
-    # aiohttp takes the charset apart from the media type.
-    content_type, _, charset = reply.content_type.partition("; charset=")
-    return content_type, charset or None
-
-
-async def _stream(
-    request: web.Request, reply: ApiResponse, stream: AsyncGenerator[str, None]
-) -> web.StreamResponse:
-    """Send ``stream``'s chunks as they come, until it ends or the client leaves.
-
-    The stream is closed here, in the task that read it, however the loop stops: a
-    write to a client that left raises, and with ``handler_cancellation`` (see
-    :func:`main`) its departure cancels the handler.
-    """
-    response = web.StreamResponse(status=reply.status, headers=reply.headers)
-    response.content_type, response.charset = _content_type(reply)
-    await response.prepare(request)
-    try:
-        async with aclosing(stream):
-            async for chunk in stream:
-                await response.write(chunk.encode())
-    except ConnectionResetError:
-        pass  # the client left between two chunks: nobody to answer
-    return response
-
-
 def create_app(config: Config | None = None) -> web.Application:
     """The aiohttp application (``config`` defaults to :meth:`Config.from_env`)."""
     config = config if config is not None else Config.from_env()
-
-    async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        async with open_service(config) as service:
-            app[SERVICE] = service
-            yield
-
-    app = web.Application()
-    app.cleanup_ctx.append(lifespan)
+    feeds = FeedApp(lambda: open_service(config))
+    app = web.Application(middlewares=[error_middleware])
+    app.cleanup_ctx.append(cleanup_ctx(feeds))
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, _handler(route), name=route.name)
+        app.router.add_route(route.method, route.path, _handler(route, feeds), name=route.name)
     return app
 
 

@@ -4,7 +4,8 @@ Each :class:`Route` is a method, a path (``{name}`` placeholders, a syntax Starl
 aiohttp share) and a handler taking an :class:`ApiRequest` (path parameters, query
 string, raw body) and returning an :class:`ApiResponse`. The framework modules (Starlette,
 aiohttp, FastAPI) only turn their requests into ``ApiRequest`` and ``ApiResponse`` into
-theirs.
+theirs; errors are aiostream's exceptions, which :mod:`aiostream.web`'s adapters answer
+(a :class:`~aiostream.ValidationError` is a 400 naming its field).
 
 Endpoints (``{id}`` is a user id, a positive integer):
 
@@ -29,8 +30,10 @@ Endpoints (``{id}`` is a user id, a positive integer):
 =============================================== ============================================
 
 Feed reads take ``?limit=`` (1-100, default 10) and ``?before=<cursor>``; they answer
-``{"items": [...], "next": cursor or null}``. Ids and cursors are strings of digits.
-Errors are ``{"error": {"field": ..., "message": ...}}`` with a 4xx status.
+``{"items": [...], "next": cursor or null}`` (:meth:`feed.page
+<aiostream.feeds.base.BaseFeed.page>`). Ids and cursors are strings of digits. Errors are
+``{"error": {"type": ..., "field": ..., "message": ...}}`` with a 4xx status
+(:func:`aiostream.web.error_response`).
 
 ``/events`` is a ``text/event-stream`` (Server-Sent Events, for the browser's
 ``EventSource``) that never ends by itself: a ``retry:`` line first, then one ``update``
@@ -43,7 +46,7 @@ feed's name in the URLs above::
 
 (notification updates also carry ``"unseen"`` and ``"unread"``; a ``"gap"`` says updates
 were lost: read everything again), and a ``: keep-alive`` comment after 15 s without one.
-An update is a notice: the page reads the feed it names.
+An update is a notice: the page reads the feed it names (:func:`aiostream.web.sse_events`).
 """
 
 from __future__ import annotations
@@ -55,26 +58,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
-from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
-from aiostream import BaseFeed, StorageError, ValidationError
+from aiostream import ActivityNotFoundError, StorageError, ValidationError
 from aiostream.ids import MAX_ID
-from aiostream.realtime import FeedUpdate
+from aiostream.web import KEEP_ALIVE, RETRY_MS, SSE_MEDIA_TYPE, SSE_TASK_NAME, sse_events
 from examples.web.render import activity_json, group_json, notification_json, user_json
 from examples.web.service import FEED_NAMES, FeedService
 
 __all__ = [
-    "EVENT_FEEDS",
-    "KEEP_ALIVE",
-    "ROUTES",
-    "SHUTDOWN_GRACE",
-    "ApiError",
     "ApiRequest",
     "ApiResponse",
+    "EVENT_FEEDS",
+    "KEEP_ALIVE",
+    "NotFound",
+    "RETRY_MS",
+    "ROUTES",
     "Route",
-    "dispatch",
+    "SHUTDOWN_GRACE",
     "events",
 ]
 
@@ -83,13 +82,8 @@ MAX_PAGE = 100
 DEFAULT_PAGE = 10
 #: The feeds an event stream follows, by their names in the URLs (and in its events).
 EVENT_FEEDS = ("feed", "aggregated", "notifications")
-#: Seconds without an update before the event stream sends a comment: proxies close idle
-#: connections, and a write is how a server notices a client that left without a word.
-KEEP_ALIVE = 15.0
 #: The tasks of event streams are named ``events of <feed key>``.
-TASK_NAME = "events of"
-#: Milliseconds the browser's EventSource waits before reconnecting a dropped stream.
-RETRY_MS = 3000
+TASK_NAME = SSE_TASK_NAME
 #: Seconds a server stopping waits for requests in progress before it cancels them: an
 #: event stream never ends by itself, so without a limit a page left open would hold the
 #: shutdown forever (uvicorn) or for a minute (aiohttp).
@@ -113,8 +107,8 @@ class ApiResponse:
     body: bytes
     content_type: str = "application/json"
     headers: Mapping[str, str] = field(default_factory=dict)
-    #: Instead of ``body``: chunks to send as they come (an event stream). The framework
-    #: must close it (``aclose()``) in the task that iterated it, however it stops.
+    #: Instead of ``body``: chunks to send as they come (an event stream), which the
+    #: adapters of :mod:`aiostream.web` send and close.
     stream: AsyncGenerator[str, None] | None = None
 
     @classmethod
@@ -134,31 +128,16 @@ class ApiResponse:
 
     @classmethod
     def event_stream(cls, stream: AsyncGenerator[str, None]) -> ApiResponse:
-        """Server-Sent Events: never cached, nor buffered by a proxy (nginx reads
-        ``X-Accel-Buffering``), or the events would arrive late, all at once."""
-        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return cls(200, b"", "text/event-stream; charset=utf-8", headers, stream)
+        """Server-Sent Events (their headers are the adapters')."""
+        return cls(200, b"", SSE_MEDIA_TYPE, stream=stream)
 
 
-class ApiError(Exception):
-    """A 4xx answer naming the offending field.
+class NotFound(ActivityNotFoundError):
+    """A 404 naming the path parameter at fault (``{"error": {"field": "pin_id", ...}}``)."""
 
-    Args:
-        status: HTTP status.
-        field: The path parameter, query parameter or body field at fault.
-        message: What is wrong with it.
-    """
-
-    def __init__(self, status: int, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
-        self.status = status
         self.field = field
-        self.message = message
-
-    def response(self) -> ApiResponse:
-        """The JSON error response."""
-        error = {"field": self.field, "message": self.message}
-        return ApiResponse.json({"error": error}, self.status)
 
 
 Handler = Callable[[FeedService, ApiRequest], Awaitable[ApiResponse]]
@@ -178,18 +157,6 @@ class Route:
         return self.handler.__name__
 
 
-async def dispatch(service: FeedService, route: Route, request: ApiRequest) -> ApiResponse:
-    """Run ``route``'s handler; bad input becomes a 4xx JSON error naming the field."""
-    try:
-        return await route.handler(service, request)
-    except ApiError as exc:
-        return exc.response()
-    except ValidationError as exc:
-        # aiostream's own checks (e.g. a bad cursor or extra_context) also name the field.
-        message = str(exc).removeprefix(f"{exc.field}: ")
-        return ApiError(400, exc.field, message).response()
-
-
 # -- input ------------------------------------------------------------------------------------
 
 
@@ -197,9 +164,9 @@ def _int(value: object, name: str, *, low: int, high: int) -> int:
     if isinstance(value, str) and value.isascii() and value.isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ApiError(400, name, f"expected an integer, got {value!r}")
+        raise ValidationError(name, f"expected an integer, got {value!r}")
     if not low <= value <= high:
-        raise ApiError(400, name, f"must be between {low} and {high}, got {value}")
+        raise ValidationError(name, f"must be between {low} and {high}, got {value}")
     return value
 
 
@@ -211,9 +178,9 @@ def _body(request: ApiRequest) -> dict[str, Any]:
     try:
         data = json.loads(request.body or b"{}")
     except ValueError:
-        raise ApiError(400, "body", "is not valid JSON") from None
+        raise ValidationError("body", "is not valid JSON") from None
     if not isinstance(data, dict):
-        raise ApiError(400, "body", f"expected a JSON object, got {type(data).__name__}")
+        raise ValidationError("body", f"expected a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -221,33 +188,23 @@ def _text(data: Mapping[str, Any], name: str, *, required: bool, max_length: int
     value = data.get(name)
     if value is None:
         if required:
-            raise ApiError(400, name, "is required")
+            raise ValidationError(name, "is required")
         return ""
     if not isinstance(value, str):
-        raise ApiError(400, name, f"expected a string, got {type(value).__name__}")
+        raise ValidationError(name, f"expected a string, got {type(value).__name__}")
     value = value.strip()
     if required and not value:
-        raise ApiError(400, name, "must not be empty")
+        raise ValidationError(name, "must not be empty")
     if len(value) > max_length:
-        raise ApiError(400, name, f"at most {max_length} characters, got {len(value)}")
+        raise ValidationError(name, f"at most {max_length} characters, got {len(value)}")
     return value
 
 
 def _flag(data: Mapping[str, Any], name: str) -> bool:
     value = data.get(name, False)
     if not isinstance(value, bool):
-        raise ApiError(400, name, f"expected true or false, got {value!r}")
+        raise ValidationError(name, f"expected true or false, got {value!r}")
     return value
-
-
-def _page_params(request: ApiRequest) -> tuple[int, int | None]:
-    limit = _int(request.query.get("limit", DEFAULT_PAGE), "limit", low=1, high=MAX_PAGE)
-    before = request.query.get("before")
-    if before is None or before == "":
-        return limit, None
-    if not (before.isascii() and before.isdigit()):
-        raise ApiError(400, "before", f"expected a cursor (digits), got {before!r}")
-    return limit, int(before)
 
 
 # -- handlers ---------------------------------------------------------------------------------
@@ -324,10 +281,10 @@ async def edit_pin(service: FeedService, request: ApiRequest) -> ApiResponse:
     if data.get("title") is not None:
         changes["title"] = _text(data, "title", required=False, max_length=200)
     if not changes:
-        raise ApiError(400, "title", "give a new title or board")
+        raise ValidationError("title", "give a new title or board")
     pin = await service.edit_pin(user_id, pin_id, changes)
     if pin is None:
-        raise ApiError(404, "pin_id", f"user {user_id} has no pin {pin_id}")
+        raise NotFound("pin_id", f"user {user_id} has no pin {pin_id}")
     return ApiResponse.json({"pin": activity_json(pin)})
 
 
@@ -335,7 +292,7 @@ async def delete_pin(service: FeedService, request: ApiRequest) -> ApiResponse:
     """Delete a pin: it leaves the user's feed and every feed it was fanned out to."""
     user_id, pin_id = _user_id(request), _pin_id(request)
     if not await service.delete_pin(user_id, pin_id):
-        raise ApiError(404, "pin_id", f"user {user_id} has no pin {pin_id}")
+        raise NotFound("pin_id", f"user {user_id} has no pin {pin_id}")
     return ApiResponse.json({"deleted": str(pin_id)})
 
 
@@ -344,7 +301,7 @@ async def follow(service: FeedService, request: ApiRequest) -> ApiResponse:
     user_id = _user_id(request)
     target_id = _int(_body(request).get("target_id"), "target_id", low=1, high=MAX_USER_ID)
     if target_id == user_id:
-        raise ApiError(400, "target_id", "a user cannot follow themselves")
+        raise ValidationError("target_id", "a user cannot follow themselves")
     changed = await service.follow(user_id, target_id)
     return ApiResponse.json(
         {
@@ -374,10 +331,9 @@ async def unfollow(service: FeedService, request: ApiRequest) -> ApiResponse:
 async def _read(
     service: FeedService, request: ApiRequest, name: str, render: Callable[[Any], Any]
 ) -> dict[str, Any]:
-    user_id = _user_id(request)
-    limit, before = _page_params(request)
-    items, cursor = await service.page(service.feed(user_id, name), limit=limit, before=before)
-    return {"items": [render(item) for item in items], "next": cursor}
+    feed = service.feed(_user_id(request), name)
+    limit, before = request.query.get("limit", DEFAULT_PAGE), request.query.get("before")
+    return (await feed.page(limit, before=before, max_limit=MAX_PAGE)).to_dict(render)
 
 
 async def own_pins(service: FeedService, request: ApiRequest) -> ApiResponse:
@@ -415,19 +371,17 @@ async def mark_notifications(service: FeedService, request: ApiRequest) -> ApiRe
     data = _body(request)
     seen, read = _flag(data, "seen"), _flag(data, "read")
     if not (seen or read):
-        raise ApiError(400, "seen", "set seen or read (or both) to true")
+        raise ValidationError("seen", "set seen or read (or both) to true")
     raw_ids = data.get("ids")
     ids: list[int] | None = None
     if raw_ids is not None:
         if not isinstance(raw_ids, list):
-            raise ApiError(400, "ids", f"expected a list of ids, got {type(raw_ids).__name__}")
+            raise ValidationError("ids", f"expected a list of ids, got {type(raw_ids).__name__}")
         ids = [_int(i, f"ids[{n}]", low=0, high=MAX_ID) for n, i in enumerate(raw_ids)]
     return ApiResponse.json(await service.mark(user_id, ids, seen=seen, read=read))
 
 
 # -- live updates (Server-Sent Events) --------------------------------------------------------
-
-_Tagged = tuple[str, FeedUpdate]  # (the feed's name in the URLs, its update)
 
 
 async def live_updates(service: FeedService, request: ApiRequest) -> ApiResponse:
@@ -436,69 +390,13 @@ async def live_updates(service: FeedService, request: ApiRequest) -> ApiResponse
     return ApiResponse.event_stream(events(service, _user_id(request)))
 
 
-async def events(
+def events(
     service: FeedService, user_id: int, *, keep_alive: float = KEEP_ALIVE
 ) -> AsyncGenerator[str, None]:
-    """The Server-Sent Events of ``user_id``'s feeds (:data:`EVENT_FEEDS`), as text chunks.
-
-    The three subscriptions are open before the first chunk, so a write made after it
-    reaches the stream. Each feed's subscription is read by a task of its own, which
-    passes its updates on through an unbuffered memory stream: a client that reads
-    slowly leaves them in the subscriptions' buffers, which overflow into one ``gap``
-    (read everything again) instead of growing.
-
-    Leaving the generator (``aclose()``, a cancellation) closes the subscriptions and
-    ends the tasks. It must be closed in the task that iterates it, as every async
-    generator holding a task group: the framework modules do so.
-    """
-    send, receive = anyio.create_memory_object_stream[_Tagged]()
-    with receive:
-        async with anyio.create_task_group() as tasks:
-            try:
-                async with send:
-                    for name in EVENT_FEEDS:
-                        feed = service.feed(user_id, FEED_NAMES[name])
-                        task = f"{TASK_NAME} {feed.key}"  # in a dump of the tasks
-                        await tasks.start(_forward, feed, name, send.clone(), name=task)
-                yield f": updates of user {user_id}\nretry: {RETRY_MS}\n\n"
-                while (chunk := await _next_chunk(receive, keep_alive)) is not None:
-                    yield chunk
-            except GeneratorExit:
-                # aclose(): leave quietly. Let out of the task group, GeneratorExit
-                # would come back wrapped in an exception group.
-                pass
-            finally:
-                tasks.cancel_scope.cancel()
-
-
-async def _forward(
-    feed: BaseFeed,
-    name: str,
-    send: MemoryObjectSendStream[_Tagged],
-    *,
-    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Pass ``feed``'s updates on, tagged with ``name``; started once subscribed."""
-    async with send, feed.subscribe() as updates:
-        task_status.started()
-        async for update in updates:
-            await send.send((name, update))
-
-
-async def _next_chunk(receive: MemoryObjectReceiveStream[_Tagged], keep_alive: float) -> str | None:
-    """The next update as an SSE event, a keep-alive comment after ``keep_alive``
-    seconds without one, or None once every subscription has ended (the storage closed).
-
-    Its own function so that the timeout's cancel scope never spans a ``yield``.
-    """
-    with anyio.move_on_after(keep_alive):
-        try:
-            name, update = await receive.receive()
-        except anyio.EndOfStream:
-            return None
-        data = json.dumps({**update.to_dict(), "name": name}, ensure_ascii=False)
-        return f"event: update\ndata: {data}\n\n"
-    return ": keep-alive\n\n"
+    """The Server-Sent Events of ``user_id``'s feeds (:data:`EVENT_FEEDS`), as text chunks
+    (:func:`aiostream.web.sse_events`: the subscriptions are open before the first one)."""
+    feeds = {name: service.feed(user_id, FEED_NAMES[name]) for name in EVENT_FEEDS}
+    return sse_events(feeds, keep_alive=keep_alive, comment=f"updates of user {user_id}")
 
 
 ROUTES: tuple[Route, ...] = (

@@ -12,28 +12,30 @@ open http://127.0.0.1:8000/users/1, or http://127.0.0.1:8000/docs for the endpoi
 ``AIOSTREAM_REDIS_URL`` / ``AIOSTREAM_ARQ``).
 
 The lifespan opens the service (:func:`~examples.web.service.open_service`: one
-:func:`aiostream.connect` for storages and dispatcher, pinged at startup) and keeps it on
-``app.state``; the :func:`get_service` dependency hands it to every endpoint. The
-endpoints are those of :mod:`examples.web.api`, run through
-:func:`~examples.web.api.dispatch` as on Starlette and aiohttp, so the three services
-answer their API alike (the same tests run against all three); their replies become
-responses as on Starlette (:func:`~examples.web.starlette_app.to_response`, which streams
-``GET /api/users/{id}/events``).
+:func:`aiostream.connect` for storages and dispatcher, pinged at startup) in a
+:class:`~aiostream.web.FeedApp` kept on ``app.state``; the :func:`get_service` dependency
+hands it to every endpoint, typed. The endpoints are those of :mod:`examples.web.api`, as
+on Starlette and aiohttp, so the three services answer their API alike (the same tests
+run against all three); their replies become responses as on Starlette
+(:func:`~examples.web.starlette_app.to_response`, which streams ``GET
+/api/users/{id}/events``), and :func:`aiostream.web.starlette.exception_handlers`
+answers aiostream's errors.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 
-from examples.web.api import ROUTES, SHUTDOWN_GRACE, ApiRequest, Route, dispatch
+from aiostream.web import FeedApp
+from aiostream.web.starlette import exception_handlers
+from examples.web.api import ROUTES, SHUTDOWN_GRACE, Route
 from examples.web.service import Config, FeedService, open_service, parse_args
-from examples.web.starlette_app import to_response
+from examples.web.starlette_app import api_request, to_response
 
 __all__ = ["Service", "create_app", "get_service", "main"]
 
@@ -48,9 +50,13 @@ def get_service(request: Request) -> FeedService:
 
     Returns:
         The application's :class:`~examples.web.service.FeedService`.
+
+    Raises:
+        AttributeError: the lifespan is not running (:meth:`FeedApp.get
+            <aiostream.web.FeedApp.get>`).
     """
-    service: FeedService = request.app.state.service
-    return service
+    feeds: FeedApp[FeedService] = request.app.state.feeds
+    return feeds.get()
 
 
 Service = Annotated[FeedService, Depends(get_service)]
@@ -77,12 +83,8 @@ def _openapi(route: Route) -> dict[str, Any]:
 
 def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
     async def endpoint(request: Request, service: Service) -> Response:
-        reply = await dispatch(
-            service,
-            route,
-            ApiRequest(dict(request.path_params), dict(request.query_params), await request.body()),
-        )
-        return to_response(reply)  # FastAPI's responses are Starlette's
+        # FastAPI's responses are Starlette's.
+        return to_response(await route.handler(service, await api_request(request)))
 
     return endpoint
 
@@ -97,17 +99,13 @@ def create_app(config: Config | None = None) -> FastAPI:
         The application; its lifespan opens the service and closes it at shutdown.
     """
     config = config if config is not None else Config.from_env()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_service(config) as service:
-            app.state.service = service
-            try:
-                yield
-            finally:
-                del app.state.service  # a closed service must not serve requests
-
-    app = FastAPI(title="aiostream example service", lifespan=lifespan)
+    feeds = FeedApp(lambda: open_service(config))  # get() fails once it is closed
+    app = FastAPI(
+        title="aiostream example service",
+        lifespan=feeds.lifespan,
+        exception_handlers=exception_handlers(),
+    )
+    app.state.feeds = feeds
     for route in ROUTES:
         app.add_api_route(
             route.path,

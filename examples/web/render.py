@@ -49,14 +49,14 @@ def _display(activity: Activity) -> dict[str, Any]:
 def activity_json(activity: Activity) -> dict[str, Any]:
     """One activity (a pin, or a follow inside notifications): its ``to_dict()`` and
     ``actor_name``, ``board``, ``title`` and ``text``."""
-    return activity.to_dict() | _display(activity)
+    return {**activity.to_dict(), **_display(activity)}
 
 
 def group_json(group: AggregatedActivity) -> dict[str, Any]:
     """One group of an aggregated feed: its ``to_dict()`` (its activities oldest first,
     each with the display fields of :func:`activity_json`), ``actors`` (newest first,
     with their names) and ``text``."""
-    data = group.to_dict()
+    data: dict[str, Any] = dict(group.to_dict())
     for view, activity in zip(data["activities"], group.activities, strict=True):
         view.update(_display(activity))
     actors = list(reversed(group.actor_ids))

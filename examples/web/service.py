@@ -192,22 +192,6 @@ class FeedService:
         await self.manager.unfollow_user(user_id, target_id)
         return True
 
-    @staticmethod
-    async def page(
-        feed: BaseFeed, *, limit: int, before: int | None
-    ) -> tuple[list[Any], str | None]:
-        """Up to ``limit`` items older than the id ``before`` (newest first), and the cursor
-        of the next page (None on the last page).
-
-        Cursors are ids, not offsets: a page stays right while new items arrive on top.
-        """
-        query = feed if before is None else feed.filter(activity_id__lt=before)
-        items = await query[: limit + 1]
-        if len(items) <= limit:
-            return items, None
-        items = items[:limit]
-        return items, str(items[-1].serialization_id)
-
     async def mark(
         self, user_id: int, ids: Sequence[int] | None, *, seen: bool, read: bool
     ) -> NotificationData:

@@ -8,72 +8,48 @@ Start it with::
 then open http://127.0.0.1:8000/users/1. ``uvicorn --factory
 examples.web.starlette_app:create_app`` works too (configured by ``AIOSTREAM_REDIS_URL`` /
 ``AIOSTREAM_ARQ``). The endpoints are those of :mod:`examples.web.api`; this module only
-routes them. aiostream's connections are opened in the lifespan and closed at shutdown.
-:func:`to_response` (FastAPI's too) sends an event stream as a ``StreamingResponse``.
+routes them. The service is opened in the lifespan and closed at shutdown (a
+:class:`~aiostream.web.FeedApp`); :mod:`aiostream.web.starlette` answers aiostream's
+errors and streams the events (:func:`to_response`, FastAPI's too).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import aclosing, asynccontextmanager
-from typing import TypedDict
+from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Send
 
-from examples.web.api import ROUTES, SHUTDOWN_GRACE, ApiRequest, ApiResponse, dispatch
+from aiostream.web import FeedApp
+from aiostream.web.starlette import EventStreamResponse, exception_handlers
+from examples.web.api import ROUTES, SHUTDOWN_GRACE, ApiRequest, ApiResponse
 from examples.web.api import Route as ApiRoute
 from examples.web.service import Config, FeedService, open_service, parse_args
 
 __all__ = ["create_app", "main", "to_response"]
 
 
-class State(TypedDict):
-    """What the lifespan hands every request (``request.state``)."""
-
-    service: FeedService
-
-
-class _EventStream(StreamingResponse):
-    """A ``StreamingResponse`` that closes its stream in the task that read it.
-
-    Starlette only stops iterating: a disconnect that cancels a write while the stream
-    waits at a ``yield`` would leave its subscriptions open until garbage collection,
-    which then closes it from another task (and its task group cannot exit there).
-    """
-
-    def __init__(self, reply: ApiResponse, stream: AsyncGenerator[str, None]) -> None:
-        super().__init__(
-            stream, reply.status, headers=dict(reply.headers), media_type=reply.content_type
-        )
-        self._stream = stream
-
-    async def stream_response(self, send: Send) -> None:
-        async with aclosing(self._stream):
-            await super().stream_response(send)
-
-
 def to_response(reply: ApiResponse) -> Response:
     """The Starlette response of ``reply`` (an event stream is streamed)."""
     if reply.stream is not None:
-        return _EventStream(reply, reply.stream)
+        return EventStreamResponse(reply.stream, reply.status, reply.headers)
     return Response(
         reply.body, reply.status, headers=dict(reply.headers), media_type=reply.content_type
     )
 
 
-def _endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
+async def api_request(request: Request) -> ApiRequest:
+    """What the handlers of :mod:`examples.web.api` read of ``request``."""
+    return ApiRequest(dict(request.path_params), dict(request.query_params), await request.body())
+
+
+def _endpoint(
+    route: ApiRoute, feeds: FeedApp[FeedService]
+) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        service: FeedService = request.state.service
-        reply = await dispatch(
-            service,
-            route,
-            ApiRequest(dict(request.path_params), dict(request.query_params), await request.body()),
-        )
-        return to_response(reply)
+        return to_response(await route.handler(feeds.get(), await api_request(request)))
 
     return endpoint
 
@@ -81,14 +57,10 @@ def _endpoint(route: ApiRoute) -> Callable[[Request], Awaitable[Response]]:
 def create_app(config: Config | None = None) -> Starlette:
     """The Starlette application (``config`` defaults to :meth:`Config.from_env`)."""
     config = config if config is not None else Config.from_env()
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        async with open_service(config) as service:
-            yield {"service": service}
-
-    routes = [Route(r.path, _endpoint(r), methods=[r.method], name=r.name) for r in ROUTES]
-    return Starlette(routes=routes, lifespan=lifespan)
+    feeds = FeedApp(lambda: open_service(config))
+    routes = [Route(r.path, _endpoint(r, feeds), methods=[r.method], name=r.name) for r in ROUTES]
+    handlers = exception_handlers()  # aiostream's errors as JSON (400 naming the field...)
+    return Starlette(routes=routes, lifespan=feeds.lifespan, exception_handlers=handlers)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
