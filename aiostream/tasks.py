@@ -361,6 +361,43 @@ class ArqDispatcher:
         added: int = await self._script(keys=keys, args=argv, client=self.pool)
         return added
 
+    async def drain(self, max_wait: float = 30.0, *, poll_interval: float = 0.05) -> None:
+        """Wait until this dispatcher's queues hold no job of aiostream's, for integration
+        tests that run real workers: after ``await dispatcher.drain()`` every fanout
+        enqueued before it has run (or failed for good, see :meth:`failed_jobs`).
+
+        arq keeps a job in its queue's sorted set until the job is done (a retry waits
+        there too), so an empty set is a finished fanout; members are job ids, and only
+        aiostream's (``aiostream:...``) are waited for, so other jobs of a shared queue
+        do not hold a test up. Polled every ``poll_interval`` seconds.
+
+        Raises:
+            TimeoutError: jobs were still queued after ``max_wait`` seconds (the message
+                names the queues and their counts: are workers running on them?).
+            StorageUnavailableError: the queue Redis is down.
+        """
+        import anyio
+
+        queues = list(dict.fromkeys((self.queues.high, self.queues.low, self.queues.default)))
+        deadline = anyio.current_time() + max_wait
+        while True:
+            left: dict[str, int] = {}
+            with _queue_errors(self._server(), "drain"):
+                for queue in queues:
+                    count = 0
+                    async for _ in self.pool.zscan_iter(queue, match="aiostream:*", count=500):
+                        count += 1
+                    if count:
+                        left[queue] = count
+            if not left:
+                return
+            if anyio.current_time() >= deadline:
+                raise TimeoutError(
+                    f"aiostream jobs still queued after {max_wait}s: {left} (are workers "
+                    "running on these queues?)"
+                )
+            await anyio.sleep(poll_interval)
+
     async def failed_jobs(self) -> list[FailedJob]:
         """Jobs that failed for good, oldest first."""
         raw: list[bytes] = await self.pool.hvals(self.queues.failed)  # type: ignore[misc]
