@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import inspect
+import json
 import logging
 import math
 import sys
@@ -61,7 +62,7 @@ ManagerFactory = (
     Callable[[], Manager | Awaitable[Manager]]
     | Callable[[dict[str, Any]], Manager | Awaitable[Manager]]
 )
-"""Returns the Manager the worker runs jobs with: a Manager subclass itself, or a
+"""Returns a Manager the worker runs jobs with: a Manager subclass itself, or a
 function of no argument or of the worker's arq ``ctx`` (which may be ``async``)."""
 
 
@@ -85,20 +86,78 @@ class WorkerSettings:
     poll_delay: ClassVar[float]
 
 
+def served_names(manager: Manager) -> list[str]:
+    """The Manager names whose jobs ``manager`` runs: its class's, then those of its
+    Manager bases, so that a worker may run a subclass of the web process's Manager
+    (one that adds instrumentation, say)."""
+    names = [
+        cls.name
+        for cls in type(manager).__mro__
+        if isinstance(cls, type) and issubclass(cls, Manager) and cls is not Manager
+    ]
+    return list(dict.fromkeys(names))
+
+
+def _routes(managers: Sequence[Manager]) -> dict[str, Manager]:
+    """Which of the worker's Managers runs the jobs of each name: the Manager of that
+    name, else the first one given derived from the Manager of that name.
+
+    Raises:
+        ConfigurationError: two of them have the same name.
+    """
+    routes: dict[str, Manager] = {}
+    for manager in managers:
+        name = type(manager).name
+        if name in routes:
+            raise ConfigurationError(
+                f"the worker's Managers {type(routes[name]).__qualname__} and "
+                f"{type(manager).__qualname__} are both named {name!r}: jobs could not "
+                "tell them apart; give one a `name` class attribute of its own"
+            )
+        routes[name] = manager
+    for manager in managers:
+        for name in served_names(manager)[1:]:
+            routes.setdefault(name, manager)
+    return routes
+
+
 @dataclass
 class _WorkerState:
-    manager: Manager
+    manager: Manager  # the first one given: jobs that name none (older versions') run on it
     queues: Queues
     queue: str  # the one this worker takes jobs from, so the failed jobs' queue
     max_tries: int
     retry_delay: float
     max_retry_delay: float
     job_timeout: float
+    managers: list[Manager] = field(default_factory=list)  # all of them, in order given
+    routes: dict[str, Manager] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {"done": 0, "retried": 0, "failed": 0})
 
     def backoff(self, attempt: int) -> float:
         """Seconds before try ``attempt + 1``: doubling from ``retry_delay``, capped."""
         return float(min(self.retry_delay * 2 ** (attempt - 1), self.max_retry_delay))
+
+    def manager_for(self, job: Job) -> Manager:
+        """The Manager that runs ``job``: the one it names, or the first for a job of an
+        older version, which names none.
+
+        Raises:
+            ConfigurationError: the job names a Manager this worker does not run (a
+                final error: the job is recorded, to be requeued once the workers run it).
+        """
+        if job.manager is None:
+            return self.manager
+        manager = self.routes.get(job.manager)
+        if manager is None:
+            runs = [type(m).name for m in self.managers]
+            raise ConfigurationError(
+                f"the job is for the Manager {job.manager!r}, which the workers of "
+                f"{self.queue} do not run (they run {', '.join(map(repr, runs))}): build "
+                f"them with worker_settings({', '.join([*runs, job.manager])}, ...), "
+                "restart them, then requeue the failed jobs"
+            )
+        return manager
 
 
 def _state(ctx: Mapping[str, Any]) -> _WorkerState:
@@ -124,13 +183,15 @@ async def _run(ctx: dict[str, Any], function: str, job: Job, args: list[Any]) ->
         )
         await _record_failure(ctx, state, function, args, error, attempt - 1, "tries exhausted")
         raise error
+    manager = state.manager
     try:
+        manager = state.manager_for(job)
         with anyio.move_on_after(state.job_timeout) as deadline:
-            await state.manager.run(job)
+            await manager.run(job)
     except Exception as exc:
         transient = is_transient(exc)
         if transient and attempt < state.max_tries:
-            _retrying(state, function, job_id, attempt, exc)
+            _retrying(state, manager, function, job_id, attempt, exc)
             raise Retry(defer=state.backoff(attempt)) from exc
         reason = "tries exhausted" if transient else "error"
         await _record_failure(ctx, state, function, args, exc, attempt, reason)
@@ -147,7 +208,7 @@ async def _run(ctx: dict[str, Any], function: str, job: Job, args: list[Any]) ->
             f"{function} did not finish within job_timeout ({state.job_timeout:g} s)"
         )
         if attempt < state.max_tries:
-            _retrying(state, function, job_id, attempt, timeout)
+            _retrying(state, manager, function, job_id, attempt, timeout)
             raise Retry(defer=state.backoff(attempt)) from timeout
         await _record_failure(ctx, state, function, args, timeout, attempt, "timeout")
         raise timeout
@@ -158,10 +219,15 @@ async def _run(ctx: dict[str, Any], function: str, job: Job, args: list[Any]) ->
 
 
 def _retrying(
-    state: _WorkerState, function: str, job_id: str, attempt: int, exc: BaseException
+    state: _WorkerState,
+    manager: Manager,
+    function: str,
+    job_id: str,
+    attempt: int,
+    exc: BaseException,
 ) -> None:
     state.counts["retried"] += 1
-    state.manager.metrics.on_job_retry(function, attempt, exc)
+    manager.metrics.on_job_retry(function, attempt, exc)
     # The error's type and message name the server and the operation, never the
     # activities the job carries.
     logger.warning(
@@ -250,20 +316,27 @@ async def follow_many(
     target_ids: list[Any],
     activity_copy_limit: int | None = None,
     version: int | None = None,
+    manager: str | None = None,
 ) -> int:
     """Copy the targets' recent activities (at most ``activity_copy_limit`` each; None:
     the manager's ``follow_activity_limit``) into ``user_id``'s feeds, leaving out the
-    targets a request newer than ``version`` is about; returns len(targets)."""
-    job = FollowChunk("follow", user_id, tuple(target_ids), activity_copy_limit, version)
+    targets a request newer than ``version`` is about, with the worker's Manager named
+    ``manager`` (None: its first); returns len(targets)."""
+    job = FollowChunk("follow", user_id, tuple(target_ids), activity_copy_limit, version, manager)
     return await _run(ctx, "follow_many", job, list(follow_arguments(job)))
 
 
 async def unfollow_many(
-    ctx: dict[str, Any], user_id: Any, target_ids: list[Any], version: int | None = None
+    ctx: dict[str, Any],
+    user_id: Any,
+    target_ids: list[Any],
+    version: int | None = None,
+    manager: str | None = None,
 ) -> int:
     """Take the targets' activities out of ``user_id``'s feeds, leaving out the targets
-    a request newer than ``version`` is about; returns len(targets)."""
-    job = FollowChunk("unfollow", user_id, tuple(target_ids), version=version)
+    a request newer than ``version`` is about, with the worker's Manager named
+    ``manager`` (None: its first); returns len(targets)."""
+    job = FollowChunk("unfollow", user_id, tuple(target_ids), version=version, manager=manager)
     return await _run(ctx, "unfollow_many", job, list(follow_arguments(job)))
 
 
@@ -437,17 +510,99 @@ async def _make_manager(make_manager: ManagerFactory, ctx: dict[str, Any]) -> Ma
     return made
 
 
-def _storages_in_use(manager: Manager, storages: Storages) -> list[str]:
-    """The storages the manager's feeds resolve (described, without passwords); opening
+def _storages_in_use(managers: Sequence[Manager], storages: Storages) -> list[str]:
+    """The storages the managers' feeds resolve (described, without passwords); opening
     them here makes a server nothing configures fail the start-up, not the first job."""
     names: dict[tuple[str, str], str] = {}
-    for feed_class in [*manager.feed_classes.values(), manager.user_feed_class]:
-        if feed_class is None:
-            continue
-        key = (feed_class.storage_backend, feed_class.storage_server)
-        if key not in names:
-            names[key] = repr(storages.get(*key))
+    for manager in managers:
+        for feed_class in [*manager.feed_classes.values(), manager.user_feed_class]:
+            if feed_class is None:
+                continue
+            key = (feed_class.storage_backend, feed_class.storage_server)
+            if key not in names:
+                names[key] = repr(storages.get(*key))
     return list(names.values())
+
+
+def served_record(managers: Sequence[Manager]) -> dict[str, Any]:
+    """What a worker records of its Managers for its queue (in the ``Queues.managers``
+    hash, read by :class:`~aiostream.tasks.ArqDispatcher` before it enqueues):
+    ``managers``, their names; ``serves``, every name whose jobs they run."""
+    serves = [name for m in managers for name in served_names(m)]
+    return {
+        "managers": [type(m).name for m in managers],
+        "serves": list(dict.fromkeys(serves)),
+        "at": time.time(),
+    }
+
+
+async def _record_managers(
+    pool: ArqRedis, queues: Queues, queue: str, record: dict[str, Any]
+) -> None:
+    """Record the Managers this worker runs for its queue (the last worker to start
+    wins: every worker of a queue takes any of its jobs, so they must all run the same
+    Managers), saying so when the record changes."""
+    before = await pool.hget(queues.managers, queue)  # type: ignore[misc]
+    previous = json.loads(before)["managers"] if before else None
+    if previous is not None and previous != record["managers"]:
+        logger.info(
+            "the Managers of queue %s change from %s to %s (a deployment, or workers of "
+            "one queue built differently: every worker of a queue must run the same)",
+            queue,
+            ", ".join(previous),
+            ", ".join(record["managers"]),
+        )
+    await pool.hset(queues.managers, queue, json.dumps(record))  # type: ignore[misc]
+
+
+# Consecutive empty reads of an idle worker's queue after which the wait stops doubling.
+_IDLE_STEPS = 30
+
+
+def _quiet_when_idle(pool: ArqRedis, queue: str, poll_delay: float, idle_delay: float) -> None:
+    """Space an idle worker's queue reads out, from ``poll_delay`` doubling up to
+    ``idle_delay``, back to ``poll_delay`` as soon as a read finds a job.
+
+    arq reads the queue every ``poll_delay`` whether or not it holds anything, and has
+    no blocking read: at 10 ms an idle worker made about 90 reads a second (6% of a
+    core). The wait is added after an empty read of this worker's queue by its own pool
+    (arq offers no other hook, and runs its workers itself: no subclass can take its
+    place), so a busy worker, whose reads find jobs, reads as often as before.
+    """
+    read = pool.zrangebyscore
+    empty = 0
+
+    async def zrangebyscore(name: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal empty
+        found = await read(name, *args, **kwargs)
+        if name != queue:
+            return found
+        if found:
+            empty = 0
+        else:
+            empty = min(empty + 1, _IDLE_STEPS)
+            if empty > 1:  # the first empty read waits poll_delay, as arq's loop does
+                await asyncio.sleep(min(poll_delay * 2 ** (empty - 1), idle_delay))
+        return found
+
+    pool.zrangebyscore = zrangebyscore  # type: ignore[method-assign]
+
+
+def _routes_of_classes(classes: Sequence[type]) -> None:
+    """Refuse, when the settings are built, Manager classes of the same name (a factory's
+    Manager is known only at start-up, where :func:`_routes` checks it)."""
+    seen: dict[str, type] = {}
+    for cls in classes:
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str):
+            continue  # not a Manager: _make_manager says so at start-up
+        if name in seen:
+            raise ConfigurationError(
+                f"the worker's Managers {seen[name].__qualname__} and {cls.__qualname__} "
+                f"are both named {name!r}: jobs could not tell them apart; give one a "
+                "`name` class attribute of its own"
+            )
+        seen[name] = cls
 
 
 def _user_functions(functions: Sequence[Any]) -> list[Any]:
@@ -465,8 +620,7 @@ def _user_functions(functions: Sequence[Any]) -> list[Any]:
 
 
 def worker_settings(
-    make_manager: ManagerFactory,
-    *,
+    *make_managers: ManagerFactory,
     queue: str = DEFAULT_QUEUE,
     settings: Settings | None = None,
     queues: Queues | None = None,
@@ -475,6 +629,8 @@ def worker_settings(
     max_retry_delay: float = 30.0,
     job_timeout: float | dt.timedelta = 300,
     queue_outage: float = 60.0,
+    poll_delay: float | dt.timedelta = 0.01,
+    idle_poll_delay: float | dt.timedelta = 0.5,
     functions: Sequence[Any] = (),
     on_startup: Hook | None = None,
     on_shutdown: Hook | None = None,
@@ -482,20 +638,33 @@ def worker_settings(
 ) -> type[WorkerSettings]:
     """A settings class for ``arq module.ClassName`` that runs aiostream's jobs from ``queue``.
 
+    A worker runs the jobs of every Manager given: each job carries the
+    :attr:`~aiostream.manager.Manager.name` of the Manager that enqueued it, and runs with
+    the worker's Manager of that name (or one derived from it); a job without a name (of
+    an older version) runs with the first. Give every worker of a queue all the Managers
+    that enqueue there (``worker_settings(PinManager, NotificationManager)``): a job of
+    another Manager fails at once, recorded with reason ``"error"``, and the dispatcher
+    refuses to enqueue it once a worker of its queue has started (see
+    :class:`~aiostream.tasks.ArqDispatcher`).
+
     At start-up the worker enters a :class:`~aiostream.storage.registry.Storages`
     registry built from ``settings``, in which its feeds find their storages, builds its
-    Manager and logs (at INFO, on the ``aiostream.tasks`` logger) its queue and the
-    storages its feeds use (opening them, so that one nothing configures fails the
-    start-up); then your ``on_startup`` runs. At shutdown your ``on_shutdown`` runs
-    first, then the storages close.
+    Managers, records their names for its queue in the queue Redis (the
+    ``Queues.managers`` hash, which the dispatcher reads), and logs (at INFO, on the
+    ``aiostream.tasks`` logger) its queue, its Managers and the storages their feeds use
+    (opening them, so that one nothing configures fails the start-up); then your
+    ``on_startup`` runs. At shutdown your ``on_shutdown`` runs first, then the storages
+    close.
 
     Your own jobs run beside aiostream's: pass them as ``functions`` (coroutines or
-    ``arq.func(...)``); ``ctx["aiostream"].manager`` is the worker's Manager and
-    ``ctx["aiostream_storages"]`` its :class:`~aiostream.storage.registry.Storages`.
+    ``arq.func(...)``); ``ctx["aiostream"].manager`` is the worker's first Manager,
+    ``ctx["aiostream"].managers`` all of them, and ``ctx["aiostream_storages"]`` its
+    :class:`~aiostream.storage.registry.Storages`.
 
     Args:
-        make_manager: Returns the Manager: a Manager subclass itself, or a function of
-            no argument or of the worker's arq ``ctx`` (``async`` works too).
+        make_managers: Each returns a Manager: a Manager subclass itself, or a function
+            of no argument or of the worker's arq ``ctx`` (``async`` works too). The
+            first runs the jobs that name no Manager.
         queue: The queue this worker takes jobs from.
         settings: Storage settings; the arq Redis is ``settings.arq_redis_url`` (else
             ``settings.redis_url``). None: the environment, each server only where its
@@ -514,27 +683,53 @@ def worker_settings(
         queue_outage: Seconds the worker retries a failing command to the queue Redis
             (and its first connection) before giving up and exiting, so that it rides
             out a restart of that server.
+        poll_delay: Seconds between a busy worker's reads of its queue (arq's default,
+            0.5 s, paced a busy worker: at 10 ms one worker moved 1.6-2.3x the feed
+            writes per second, ``benchmarks/arq_bench.py``).
+        idle_poll_delay: The longest wait between an idle worker's reads: after an
+            empty read the wait doubles from ``poll_delay`` up to this, and drops back
+            at the first read that finds a job. So an idle worker reads about twice a
+            second (at 10 ms throughout, 90 times, 6% of a core), and a job enqueued
+            while it is idle waits up to this long to start. Equal to ``poll_delay``:
+            a fixed pace.
         functions: Your jobs, run by the same workers (their names must differ from
             aiostream's).
         on_startup: Your start-up hook, run after aiostream's.
         on_shutdown: Your shutdown hook, run before aiostream's.
-        worker_options: More ``arq.Worker`` options (``max_jobs`` 32, ``poll_delay``
-            0.01 s, ``on_job_start``, ``cron_jobs``, ...); a ``redis_settings`` given
-            here replaces the retrying ones.
+        worker_options: More ``arq.Worker`` options (``max_jobs`` 32, ``on_job_start``,
+            ``cron_jobs``, ...); a ``redis_settings`` given here replaces the retrying
+            ones.
 
     Raises:
-        ConfigurationError: a bad limit, a function named like one of aiostream's, or
-            no settings and no queue Redis variable set.
+        ConfigurationError: no Manager, two Manager classes of the same name, a bad
+            limit or delay, a function named like one of aiostream's, or no settings
+            and no queue Redis variable set.
 
     Example::
 
-        WorkerSettings = worker_settings(PinManager, functions=[send_digest])
+        WorkerSettings = worker_settings(
+            PinManager, NotificationManager, functions=[send_digest]
+        )
     """
+    if not make_managers:
+        raise ConfigurationError(
+            "worker_settings() needs the Managers whose jobs the worker runs: "
+            "worker_settings(PinManager, NotificationManager, ...)"
+        )
+    classes = [m for m in make_managers if isinstance(m, type)]
+    _routes_of_classes(classes)
     if max_tries < 1:
         raise ConfigurationError(f"max_tries must be at least 1, got {max_tries!r}")
     timeout = to_seconds(job_timeout)
     if timeout is None or timeout <= 0:
         raise ConfigurationError(f"job_timeout must be positive, got {job_timeout!r}")
+    poll = to_seconds(poll_delay)
+    idle = to_seconds(idle_poll_delay)
+    if poll is None or poll <= 0 or idle is None or idle < poll:
+        raise ConfigurationError(
+            f"poll_delay must be positive and idle_poll_delay at least poll_delay, got "
+            f"poll_delay={poll_delay!r}, idle_poll_delay={idle_poll_delay!r}"
+        )
     queues = queues or Queues()
     user_functions = _user_functions(functions)
     # Read now: arq takes the queue Redis from the class. No Settings.from_env() for
@@ -542,28 +737,42 @@ def worker_settings(
     queue_url = queue_redis_url(settings, "worker_settings()")
 
     async def startup(ctx: dict[str, Any]) -> None:
-        if isinstance(ctx.get("redis"), ArqRedis):  # the worker's queue pool
-            _claims_ride_out_outages(ctx["redis"])
+        pool = ctx.get("redis")
+        if isinstance(pool, ArqRedis):  # the worker's queue pool
+            _claims_ride_out_outages(pool)
+            if idle > poll:
+                _quiet_when_idle(pool, queue, poll, idle)
         # The worker's storages: feeds resolve theirs here (the jobs, started by the
         # worker's main task, inherit the registry), and shutdown closes them.
         storages = await Storages(settings).__aenter__()
         ctx["aiostream_storages"] = storages
         try:
-            manager = await _make_manager(make_manager, ctx)
-            in_use = _storages_in_use(manager, storages)
+            managers = [await _make_manager(make, ctx) for make in make_managers]
+            routes = _routes(managers)
+            in_use = _storages_in_use(managers, storages)
+            if isinstance(pool, ArqRedis):
+                await _record_managers(pool, queues, queue, served_record(managers))
         except BaseException:
             # arq runs no shutdown hook after a failed start-up.
             await ctx.pop("aiostream_storages").__aexit__(None, None, None)
             raise
         ctx["aiostream"] = _WorkerState(
-            manager, queues, queue, max_tries, retry_delay, max_retry_delay, timeout
+            managers[0],
+            queues,
+            queue,
+            max_tries,
+            retry_delay,
+            max_retry_delay,
+            timeout,
+            managers=managers,
+            routes=routes,
         )
         logging.getLogger("arq.worker").addFilter(_redact)
         _log_beside_arq()
         logger.info(
-            "aiostream worker started: queue %s, manager %s, storages %s",
+            "aiostream worker started: queue %s, managers %s, storages %s",
             queue,
-            type(manager).__name__,
+            ", ".join(type(m).name for m in managers),
             ", ".join(in_use),
         )
         if on_startup is not None:
@@ -614,8 +823,8 @@ def worker_settings(
         "max_jobs": 32,
         # arq's default (0.5 s) paces a busy worker's queue reads; at 10 ms one worker
         # moved 1.6-2.3x the feed writes per second (benchmarks/arq_bench.py, chunks of
-        # 100), for an idle cost of 100 cheap reads a second.
-        "poll_delay": 0.01,
+        # 100). An idle worker backs off to idle_poll_delay (_quiet_when_idle).
+        "poll_delay": poll,
         **worker_options,
     }
     return type("WorkerSettings", (WorkerSettings,), options)

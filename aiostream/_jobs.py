@@ -76,12 +76,13 @@ def json_deserializer(raw: bytes) -> Any:
 
 def follow_arguments(job: FollowChunk) -> tuple[Any, ...]:
     """The positional arguments of ``follow_many`` / ``unfollow_many`` for ``job``: the
-    user, the targets, then (a follow) the activity copy limit and the version; what a
-    job does not use is left off the end, so jobs without them stay as they were."""
+    user, the targets, then (a follow) the activity copy limit, the version and the
+    Manager's name; what a job does not use is left off the end, so jobs without them
+    stay as they were."""
     extra: list[Any] = []
     if job.operation == "follow":
         extra.append(job.activity_copy_limit)
-    extra.append(job.version)
+    extra += [job.version, job.manager]
     while extra and extra[-1] is None:
         extra.pop()
     return (job.user_id, list(job.target_ids), *extra)
@@ -96,12 +97,15 @@ class Queues:
         low: Queue of fanout chunks for ``FanoutPriority.LOW`` followers.
         default: Queue of other priorities' chunks and of follow / unfollow jobs.
         failed: Redis hash of jobs that failed for good, by job id.
+        managers: Redis hash of the Managers each queue's workers run, by queue (each
+            worker records its own at start-up; the dispatcher reads it).
     """
 
     high: str = HIGH_QUEUE
     low: str = LOW_QUEUE
     default: str = DEFAULT_QUEUE
     failed: str = "aiostream:failed"
+    managers: str = "aiostream:managers"
 
     def route(self, job: Job) -> tuple[str, str, tuple[Any, ...]]:
         """``(function name, queue, arguments)`` a job is enqueued with."""

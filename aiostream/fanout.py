@@ -49,7 +49,7 @@ FollowOperation = Literal["follow", "unfollow"]
 
 # Fields added after jobs were first enqueued: left out of a job's data while unset, so
 # the jobs (and their ids) of everything that does not use them stay as they were.
-_OMITTED_WHEN_NONE = frozenset({"producer", "version"})
+_OMITTED_WHEN_NONE = frozenset({"producer", "version", "manager"})
 
 
 class _PlainJob:
@@ -117,6 +117,10 @@ class FanoutChunk(_PlainJob):
         producer: The user whose activities these are, when a materialization policy
             needs it to choose which followers are written (see
             :mod:`aiostream.materialize`); None otherwise.
+        manager: The :attr:`~aiostream.manager.Manager.name` of the Manager that cut
+            it, so that a worker running several Managers runs it with the right one
+            (``feed`` is a name in that Manager's ``feed_classes``); None in jobs of
+            older versions, which a worker runs with its first Manager.
     """
 
     operation: Operation
@@ -127,6 +131,7 @@ class FanoutChunk(_PlainJob):
     trim: bool = True
     activity_ids: tuple[int, ...] = ()
     producer: int | str | None = None
+    manager: str | None = None
 
     @property
     def work(self) -> tuple[Any, ...]:
@@ -140,6 +145,7 @@ class FanoutChunk(_PlainJob):
             self.priority,
             self.trim,
             self.producer,
+            self.manager,
         )
 
     def stored_activities(self, serializer: ActivitySerializer[Any]) -> StoredActivities:
@@ -152,7 +158,7 @@ class FanoutChunk(_PlainJob):
 
 def join_chunks(jobs: Sequence[Job], size: int) -> list[Job]:
     """``jobs`` with consecutive fanout chunks of the same work (operation, feed,
-    activities, priority, trim) joined, as long as a joined chunk holds at most ``size``
+    activities, priority, trim, Manager) joined, as long as a joined chunk holds at most ``size``
     followers; a bigger chunk stays as it is, follow jobs pass through. Fewer, bigger
     jobs: each costs a worker a fixed overhead (see :class:`~aiostream.tasks.ArqDispatcher`).
     """
@@ -233,6 +239,7 @@ class FollowChunk(_PlainJob):
             Manager accepted it: the job does nothing for a pair whose newest request
             is a later one (see :mod:`aiostream.manager._following`). None in jobs of older
             versions, which run as they are.
+        manager: The name of the Manager that made it, as in :class:`FanoutChunk`.
     """
 
     operation: FollowOperation
@@ -240,6 +247,7 @@ class FollowChunk(_PlainJob):
     target_ids: tuple[int | str, ...]
     activity_copy_limit: int | None = None
     version: int | None = None
+    manager: str | None = None
 
 
 Job = FanoutChunk | FollowChunk

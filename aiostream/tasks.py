@@ -15,18 +15,24 @@ per priority::
     ...
     await dispatcher.aclose()
 
-In a worker module, build the worker settings from a function that returns the
-Manager, one class per queue you want to run workers for::
+In a worker module, build the worker settings from every Manager the application
+enqueues jobs with (the classes, or functions that return them), one class per queue
+you want to run workers for::
 
     # myapp/workers.py
     from aiostream.tasks import HIGH_QUEUE, LOW_QUEUE, worker_settings
-    from myapp.feeds import PinManager
+    from myapp.feeds import NotificationManager, PinManager
 
-    HighWorker = worker_settings(PinManager, queue=HIGH_QUEUE)
-    LowWorker = worker_settings(PinManager, queue=LOW_QUEUE)
-    WorkerSettings = worker_settings(PinManager)        # the default queue
+    MANAGERS = (PinManager, NotificationManager)
+    HighWorker = worker_settings(*MANAGERS, queue=HIGH_QUEUE)
+    LowWorker = worker_settings(*MANAGERS, queue=LOW_QUEUE)
+    WorkerSettings = worker_settings(*MANAGERS)        # the default queue
 
 and run ``arq myapp.workers.HighWorker`` (and so on), as many processes as you like.
+Each job names the Manager that enqueued it and runs with the worker's Manager of that
+name; a worker records the Managers it runs in the queue Redis, and the dispatcher
+refuses (:class:`~aiostream.exceptions.ConfigurationError`) a job that the workers of
+its queue do not run, instead of enqueueing a job bound to fail.
 
 Delivery is at least once and exactly once in effect:
 
@@ -55,7 +61,7 @@ Delivery is at least once and exactly once in effect:
   and the job claimed again).
 
 Payloads are plain JSON (``FanoutChunk.to_dict()``; user ids, target ids, the copy
-limit and the version for follow jobs), never pickle.
+limit, the version and the Manager's name for follow jobs), never pickle.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -156,6 +163,10 @@ return 0
 
 _PROBE = {"aiostream": [1, "probe"]}
 
+# Seconds the dispatcher trusts what it read of the Managers the workers run; a job of a
+# Manager not in it is checked against a fresh read before it is refused.
+_SERVED_TTL = 30.0
+
 
 def _check_json_pool(pool: ArqRedis) -> None:
     """Refuse a pool that would write jobs aiostream's workers cannot read (arq's
@@ -241,6 +252,8 @@ class ArqDispatcher:
         self._own_pool = own_pool
         self._script = pool.register_script(_ENQUEUE)
         self._requeue = pool.register_script(_REQUEUE)
+        # queue -> (read at, what its workers recorded, None: no worker has started yet)
+        self._served: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     @classmethod
     async def connect(
@@ -320,16 +333,25 @@ class ArqDispatcher:
         store the job and queue it), so workers cannot tell the difference, without
         enqueue_job's three round trips per job.
 
+        First, a job naming its Manager is checked against the Managers the workers of
+        its queue run, as the last of them to start recorded them (read at most every
+        30 s once recorded, and again before a refusal): a job they would fail is
+        refused here, where the caller sees it, rather than in a worker's log. A queue
+        no worker has started on yet takes any job (its workers may come later).
+
         Raises:
+            ConfigurationError: the workers of a job's queue do not run its Manager (the
+                message names both); nothing was enqueued.
             FanoutError: some batches could not be enqueued (the others were).
         """
         if self.job_size is not None:
             jobs = join_chunks(jobs, self.job_size)
+        routed = [(job, self.queues.route(job)) for job in jobs]
+        await self._check_served({(job.manager, queue) for job, (_, queue, _) in routed})
         by_queue: dict[str, list[tuple[str, bytes]]] = {}
         enqueued_at = timestamp_ms()
         ids: dict[str, Job] = {}
-        for job in jobs:
-            function, queue, args = self.queues.route(job)
+        for job, (function, queue, args) in routed:
             data = serialize_job(function, args, {}, None, enqueued_at, serializer=json_serializer)
             job_id = job.job_id
             ids[job_id] = job
@@ -349,6 +371,56 @@ class ArqDispatcher:
             raise FanoutError(
                 [(ids[job_id], exc) for (_, batch), exc in failures for job_id, _ in batch]
             )
+
+    async def _check_served(self, wanted: set[tuple[str | None, str]]) -> None:
+        """Raise ConfigurationError for a Manager whose jobs go to a queue whose workers
+        do not run it (``wanted``: ``(manager name, queue)`` pairs)."""
+        named = {(manager, queue) for manager, queue in wanted if manager is not None}
+        if not named:
+            return
+        missing = await self._unserved(named, fresh=False)
+        if missing:  # perhaps workers that run it have started since the last read
+            missing = await self._unserved({(m, q) for m, q, _ in missing}, fresh=True)
+        if not missing:
+            return
+        manager, queue, record = missing[0]
+        runs = record["managers"]
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.get("at", 0)))
+        raise ConfigurationError(
+            f"the Manager {manager!r} enqueues jobs on {queue}, whose workers run "
+            f"{', '.join(map(repr, runs))} (as the last of them to start recorded, at "
+            f"{started} UTC), not {manager!r}: they would fail its jobs. Build those "
+            f"workers with worker_settings({', '.join([*runs, manager])}, ...) and restart "
+            "them; nothing was enqueued"
+        )
+
+    async def _unserved(
+        self, named: set[tuple[str, str]], *, fresh: bool
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        """The ``named`` pairs whose queue's workers recorded Managers without it."""
+        queues = sorted({queue for _, queue in named})
+        now = time.monotonic()
+        stale = [
+            q
+            for q in queues
+            if fresh
+            or self._served.get(q, (0, None))[1] is None  # until a worker records one
+            or now - self._served[q][0] >= _SERVED_TTL
+        ]
+        if stale:
+            try:
+                raw = await self.pool.hmget(self.queues.managers, stale)  # type: ignore[misc]
+            except Exception:  # the enqueue that follows says what is wrong with the Redis
+                logger.debug("could not read the Managers the workers run", exc_info=True)
+                return []
+            for queue, value in zip(stale, raw, strict=True):
+                self._served[queue] = (now, json.loads(value) if value else None)
+        missing = []
+        for manager, queue in sorted(named):
+            record = self._served[queue][1]
+            if record is not None and manager not in record.get("serves", ()):
+                missing.append((manager, queue, record))
+        return missing
 
     async def _enqueue_batch(
         self, queue: str, batch: list[tuple[str, bytes]], enqueued_at: int

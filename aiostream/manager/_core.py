@@ -15,6 +15,7 @@ import inspect
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from aiostream._concurrency import chunked
@@ -58,6 +59,7 @@ class ManagerCore(abc.ABC):
     where applications meet them.
     """
 
+    name: ClassVar[str] = "ManagerCore"
     feed_classes: ClassVar[Mapping[str, type[BaseFeed[Any]]]] = {"normal": BaseFeed}
     user_feed_class: ClassVar[type[BaseFeed[Any]]] = UserBaseFeed
     fanout_chunk_size: ClassVar[int] = 100
@@ -66,6 +68,17 @@ class ManagerCore(abc.ABC):
     follow_lease_ttl: ClassVar[float] = 30.0
     inactive_after: ClassVar[dt.timedelta | None] = None
     pull_threshold: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Name each class (its ``__qualname__``) unless its body names it: the name its
+        jobs carry, so that a worker running several Managers picks the right one."""
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__qualname__
+        elif not isinstance(cls.name, str) or not cls.name:
+            raise ConfigurationError(
+                f"{cls.__qualname__}.name must be a non-empty str, got {cls.name!r}"
+            )
 
     def __init__(
         self,
@@ -282,9 +295,12 @@ class ManagerCore(abc.ABC):
         return chunks
 
     async def dispatch(self, jobs: Sequence[Job]) -> None:
-        """Hand ``jobs`` to the dispatcher, which carries each out with :meth:`run`."""
+        """Hand ``jobs`` to the dispatcher, which carries each out with :meth:`run`; each
+        job carries this Manager's :attr:`name`, so that a worker running several
+        Managers runs it with this one."""
         if jobs:
-            await self.dispatcher.dispatch(jobs, self.run)
+            named = [j if j.manager is not None else replace(j, manager=self.name) for j in jobs]
+            await self.dispatcher.dispatch(named, self.run)
 
     def create_fanout_chunks(
         self,

@@ -39,6 +39,10 @@ class Manager(ManagerCore):
             below when one is set, else every feed).
 
     Class attributes:
+        name: What the Manager's arq jobs carry, so that a worker running several
+            Managers (``worker_settings(PinManager, NotificationManager)``) runs each
+            job with the Manager that made it; default: the class's ``__qualname__``.
+            Set it when two Managers of an application share a class name.
         feed_classes: ``{name: feed class}`` every follower gets.
         user_feed_class: Feed of the user's own activities.
         fanout_chunk_size: Followers per chunk (100).

@@ -212,7 +212,9 @@ async def test_retries_and_failures_are_logged_without_payloads(
     ours = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "aiostream.tasks"]
     job = flaky.chunk.job_id
     assert ours[0][0] == "INFO"
-    assert ours[0][1].startswith(f"aiostream worker started: queue {DEFAULT_QUEUE}, manager ")
+    assert ours[0][1].startswith(
+        f"aiostream worker started: queue {DEFAULT_QUEUE}, managers FlakyManager, storages "
+    )
     assert "RedisStorage standalone" in ours[0][1]
     assert ours[1:] == [
         (
