@@ -122,7 +122,7 @@ def typing(session: nox.Session) -> None:
 
 
 # mkdocstrings reads every public module, the backend ones included: their extras too.
-DOCS_EXTRAS = ["redis", "cassandra", "arq", "statsd", "prometheus", "otel"]
+DOCS_EXTRAS = ["redis", "cassandra", "arq", "statsd", "prometheus", "otel", "fastapi", "aiohttp"]
 
 
 @nox.session
