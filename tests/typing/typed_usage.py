@@ -42,6 +42,8 @@ from aiostream.feeds.redis import (
     RedisUserBaseFeed,
 )
 from aiostream.realtime import FeedUpdate, FeedUpdateDict
+from aiostream.storage.base import FeedStorage
+from aiostream.testing import MemoryStorages as MemoryStoragesType
 
 if TYPE_CHECKING:  # aiostream.tasks needs arq, which the newest test stack leaves out
     from aiostream.tasks import WorkerSettings, worker_settings
@@ -349,3 +351,31 @@ def feed_update_views(update: FeedUpdate) -> None:
     assert_type(view, FeedUpdateDict)
     assert_type(view["activity_ids"], list[str])
     assert_type(view.get("unseen"), int | None)
+
+
+# -- aiostream.testing -------------------------------------------------------------------------
+
+
+async def testing_helpers(manager: PinManager) -> None:
+    from aiostream import connect
+    from aiostream.fanout import InProcessDispatcher
+    from aiostream.storage.memory import MemoryStorage
+    from aiostream.testing import MemoryStorages, drain, fanout_in_process, memory_storages
+
+    async with memory_storages() as storages:
+        assert_type(storages, MemoryStorages)
+        assert_type(storages.memory, dict[tuple[str, str], MemoryStorage])
+        with fanout_in_process(manager) as dispatcher:
+            assert_type(dispatcher, InProcessDispatcher)
+        await drain(manager)
+        await drain(manager.dispatcher, max_wait=5)
+    async with connect(storages=MemoryStorages()) as feeds:
+        with fanout_in_process(feeds, manager, max_concurrency=2):
+            await drain(feeds)
+    with fanout_in_process("manager"):  # type: ignore[arg-type]
+        pass
+
+
+async def fixture_user(memory_storages: MemoryStoragesType) -> None:
+    """A test taking the plugin's fixture, typed."""
+    assert_type(memory_storages.get("redis"), FeedStorage)
