@@ -11,7 +11,8 @@ modules only route:
 - :mod:`examples.web.api` — the endpoints, written once, among them the live updates
   (Server-Sent Events: :func:`examples.web.api.events`), and ``page.html``;
 - :mod:`examples.web.starlette_app`, :mod:`examples.web.aiohttp_app`,
-  :mod:`examples.web.fastapi_app` — the routing;
+  :mod:`examples.web.fastapi_app` — the routing, on the adapters of :mod:`aiostream.web`
+  (errors, event streams, the lifespan);
 - :mod:`examples.web.worker` — arq workers for arq mode.
 
 Start one with ``python -m examples.web.starlette_app --port 8000``,

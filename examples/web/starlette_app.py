@@ -28,7 +28,7 @@ from examples.web.api import ROUTES, SHUTDOWN_GRACE, ApiRequest, ApiResponse
 from examples.web.api import Route as ApiRoute
 from examples.web.service import Config, FeedService, open_service, parse_args
 
-__all__ = ["create_app", "main", "to_response"]
+__all__ = ["api_request", "create_app", "main", "to_response"]
 
 
 def to_response(reply: ApiResponse) -> Response:
