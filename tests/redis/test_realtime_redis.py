@@ -96,6 +96,24 @@ async def test_many_subscriptions_share_one_connection_per_node(
     assert asyncio.all_tasks() - tasks_before == set()
 
 
+async def test_subscriptions_asked_for_at_once_each_hear_their_feed(
+    storage: RedisStorage,
+) -> None:
+    """Subscriptions opened together, before their node's link first connects: the
+    link subscribes to every channel (on a cluster, channels of many slots, which one
+    SSUBSCRIBE cannot take together)."""
+    feeds = [TestFeed(user, storage=storage) for user in range(300, 340)]
+    async with AsyncExitStack() as stack:
+        subscriptions = await asyncio.gather(
+            *(stack.enter_async_context(feed.subscribe()) for feed in feeds)
+        )
+        (activity,) = make_activities(1, actor=7)
+        await TestFeed.fanout_add([f.user_id for f in feeds], [activity], storage=storage)
+        for updates in subscriptions:
+            update = await next_update(updates)
+            assert (update.kind, update.activity_ids) == ("added", (activity.serialization_id,))
+
+
 async def test_nothing_is_published_while_nobody_subscribes(
     storage: RedisStorage, raw: Any
 ) -> None:

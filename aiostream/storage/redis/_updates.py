@@ -115,7 +115,12 @@ class _Link:
                 raise _Idle
         connection = self._make_connection()
         await connection.connect()
-        if self.channels:
+        if self._sharded:
+            # SSUBSCRIBE takes the channels of one slot: one command each (channels asked
+            # for together, before the link's first connection, span slots).
+            for channel in sorted(self.channels):
+                await connection.send_command(self._subscribe, channel)
+        elif self.channels:
             await connection.send_command(self._subscribe, *sorted(self.channels))
         self._connection = connection
         self._heard = time.monotonic()
@@ -217,6 +222,8 @@ class _Realtime:
         self._gate_task: asyncio.Task[None] | None = None
         self._gate_seen = (-1e18, False)  # (when read, open?)
         self._moves: set[asyncio.Task[None]] = set()
+        # The topology refresh in flight, shared by the links that connect meanwhile.
+        self._refresh: asyncio.Future[None] | None = None
 
     # -- writers -----------------------------------------------------------------------------
 
@@ -279,6 +286,14 @@ class _Realtime:
         return storage.server if not storage.cluster else storage._c.get_node_from_key(channel).name
 
     async def refresh_topology(self) -> None:
+        """Read the cluster's topology again, once for every link that connects
+        meanwhile: each refresh replaces the client's node objects, and two at once
+        would leave one's nodes connected and unowned."""
+        if self._refresh is None or self._refresh.done():
+            self._refresh = asyncio.ensure_future(self._refresh_topology())
+        await asyncio.shield(self._refresh)
+
+    async def _refresh_topology(self) -> None:
         try:
             await self.storage._c.nodes_manager.initialize()
         except (RedisError, OSError) as exc:
