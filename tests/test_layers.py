@@ -54,7 +54,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("feeds", ("aiostream.feeds",)),
     ("manager", ("aiostream.manager",)),
     ("arq", ("aiostream.tasks", "aiostream._arq_worker")),
-    ("application", ("aiostream.connection",)),
+    ("application", ("aiostream.connection", "aiostream.web", "aiostream.testing")),
 )
 # The package's face re-exports from every layer: it stands above them all.
 FACE = "aiostream"
