@@ -20,7 +20,6 @@ import functools
 import inspect
 import logging
 import random
-import re
 import uuid
 from collections.abc import (
     AsyncIterator,
@@ -48,7 +47,7 @@ from aiostream.exceptions import (
     ValidationError,
 )
 from aiostream.fanout import StoredActivities
-from aiostream.ids import MAX_ID, ItemId, format_key
+from aiostream.ids import ItemId, format_key, parse_id
 from aiostream.metrics import Metrics, noop_metrics, stopwatch
 from aiostream.query import Query, check_slice
 from aiostream.realtime import DEFAULT_BUFFER, Subscription, UpdateKind, template
@@ -837,8 +836,6 @@ class UserBaseFeed(BaseFeed[ItemT]):
 def _ids_of(items: Iterable[Any]) -> list[int]:
     """The ids of activities, groups, int ids or the decimal str ids ``to_dict()`` sends
     (a client removes or marks what it was shown by the ids it got)."""
-    from aiostream.ids import parse_id
-
     ids: list[int] = []
     for item in listed(items, "activities", "a list of activities or ids"):
         if isinstance(item, int) and not isinstance(item, bool):
@@ -863,9 +860,6 @@ def _length(length: int | None, default: int) -> int:
     return length
 
 
-_DECIMAL_ID = re.compile(r"0|[1-9][0-9]{0,31}")  # what str(id) gives (MAX_ID: 32 digits)
-
-
 def _page_limit(limit: object, max_limit: int) -> int:
     """:meth:`BaseFeed.page`'s ``limit``, from an int or a query string's text."""
     if isinstance(max_limit, bool) or not isinstance(max_limit, int) or max_limit < 1:
@@ -884,12 +878,7 @@ def _page_cursor(cursor: object, field: str) -> int | None:
     gives (what ``to_dict()`` and :attr:`Page.next` send); None or ``""`` for none."""
     if cursor is None or cursor == "":
         return None
-    if isinstance(cursor, str) and _DECIMAL_ID.fullmatch(cursor):
-        cursor = int(cursor)
-    if isinstance(cursor, bool) or not isinstance(cursor, int) or not 0 <= cursor <= MAX_ID:
-        shown = _shown(cursor)
-        raise InvalidQueryError(field, f"expected an activity id (a str of digits), got {shown}")
-    return cursor
+    return parse_id(cursor, field, error=InvalidQueryError)
 
 
 def _shown(value: object) -> str:
