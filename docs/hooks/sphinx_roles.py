@@ -23,7 +23,12 @@ from typing import Any
 
 import griffe
 
-ROLE = re.compile(r":(?:py:)?(class|meth|func|mod|attr|data|exc|obj):`(~?)\.?([^`<>]+?)`")
+# A role's text: a target (``~`` shortens its title to the last name), or an explicit
+# title and the target in angle brackets (``Title <aiostream.x.Y>``).
+ROLE = re.compile(
+    r":(?:py:)?(class|meth|func|mod|attr|data|exc|obj):`(~?)\.?"
+    r"(?:([^`<>]+?)\s*<\.?([^`<>]+)>|([^`<>]+?))`"
+)
 CALLABLE_ROLES = {"meth", "func"}
 CLASS_ATTRIBUTES = re.compile(r"^(\s*)Class attributes[^\n:]*:[ \t]*$", re.MULTILINE)
 RULE = re.compile(r"^\s*=+( +=+)+\s*$")
@@ -50,10 +55,14 @@ def roles(obj: griffe.Object, text: str) -> str:
     """``text`` with every role replaced by an optional cross-reference."""
 
     def replace(match: re.Match[str]) -> str:
-        role, short, target = match.groups()
-        title = target.rsplit(".", 1)[-1] if short else target
-        if role in CALLABLE_ROLES:
-            title += "()"
+        role, short, given, bracketed, plain = match.groups()
+        if bracketed is not None:
+            title, target = given, bracketed
+        else:
+            target = plain
+            title = target.rsplit(".", 1)[-1] if short else target
+            if role in CALLABLE_ROLES:
+                title += "()"
         path = resolve(obj, target)
         if path is None or not path.startswith("aiostream"):
             return f"`{title}`"
