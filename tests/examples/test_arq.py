@@ -12,6 +12,7 @@ from arq.worker import create_worker
 from redis.asyncio import Redis
 
 from aiostream.tasks import ArqDispatcher
+from aiostream.testing import fanout_in_process
 from examples.web.service import Config, open_service
 from examples.web.worker import QUEUE, QUEUES, WorkerSettings, create_worker_settings
 from tests.examples.conftest import fresh_redis_database, serve
@@ -116,3 +117,23 @@ async def test_jobs_run_in_the_worker(framework: str, arq_config: Config) -> Non
         assert await feed_ids(client, 1) == []
         assert await feed_ids(client, 1, "aggregated") == []
         assert await unseen(client, 1) == 0
+
+
+async def test_its_tests_can_run_the_fanout_in_process(arq_config: Config) -> None:
+    """``aiostream.testing.fanout_in_process`` (docs/testing.md) on the arq-configured
+    service: its follows and fanout run in the test's process, nothing is queued for a
+    worker, and the service enqueues again once the switch is left."""
+    url = arq_config.redis_url
+    assert url is not None
+    async with open_service(arq_config) as service:
+        assert service.connection is not None
+        with fanout_in_process(service.connection, service.manager):
+            earlier = await service.post_pin(2, board="B", title="before")
+            assert await service.follow(1, 2) is True
+            later = await service.post_pin(2, board="B", title="after")
+            assert await queued(url) == 0
+            assert await service.feed(1, "normal")[:] == [later, earlier]
+            assert (await service.counts(1))["unseen_count"] == 1
+        assert isinstance(service.manager.dispatcher, ArqDispatcher)
+        await service.post_pin(2, board="B", title="queued")
+        assert await queued(url) == 3  # one chunk per feed: flat, aggregated, notification
