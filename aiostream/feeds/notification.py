@@ -18,9 +18,10 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar, TypedDict
+from typing import ClassVar
 
-from typing_extensions import TypeVar
+# typing_extensions' TypedDict: pydantic (FastAPI's response_model=) refuses typing's on 3.11.
+from typing_extensions import TypedDict, TypeVar
 
 from aiostream._arguments import checked_flag
 from aiostream.activity import AggregatedActivity, NotificationActivity
