@@ -161,7 +161,7 @@ class Manager(ManagerCore):
 
     async def partial_update_activity(
         self,
-        activity_id: int | None = None,
+        activity_id: int | str | None = None,
         *,
         foreign_id: str | None = None,
         time: dt.datetime | None = None,

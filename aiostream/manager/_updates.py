@@ -96,7 +96,7 @@ def check_groups(manager: ManagerCore, activity: Activity, original: Activity) -
 
 async def partial_update(
     manager: ManagerCore,
-    activity_id: int | None,
+    activity_id: int | str | None,
     foreign_id: str | None,
     time: dt.datetime | None,
     set_: object,
