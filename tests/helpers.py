@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Callable, Iterable
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 import anyio
@@ -122,3 +125,34 @@ async def feeds_not_holding_once(
         for user in users:
             tg.start_soon(check, user)
     return problems
+
+
+@asynccontextmanager
+async def uvicorn_serving(app: Any, *, graceful_shutdown: float = 1.0) -> AsyncIterator[str]:
+    """Serve the ASGI ``app`` under uvicorn on a free 127.0.0.1 port, in this event loop,
+    its lifespan included (startup before the first request, shutdown on exit); yield its
+    base URL. An event stream needs a real server (httpx's ASGI transport reads a body to
+    its end); ``graceful_shutdown`` bounds how long an open stream holds the shutdown."""
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="warning",
+            ws="none",
+            timeout_graceful_shutdown=graceful_shutdown,
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                if task.done():
+                    await task
+                    raise RuntimeError("uvicorn stopped during startup")
+                await asyncio.sleep(0.01)
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            server.should_exit = True
+            await task

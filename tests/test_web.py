@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
@@ -32,7 +31,7 @@ from aiostream import (
     ValidationError,
 )
 from aiostream.web import SSE_TASK_NAME, FeedApp, error_response, sse_events
-from tests.helpers import TestAggregatedFeed, TestFeed, at
+from tests.helpers import TestAggregatedFeed, TestFeed, at, uvicorn_serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.memory]
 
@@ -230,31 +229,6 @@ async def check_api(client: httpx.AsyncClient) -> None:
         assert events.headers["x-accel-buffering"] == "no"
         lines = events.aiter_lines()
         assert await anext(lines) == "retry: 3000"
-
-
-@asynccontextmanager
-async def uvicorn_serving(app: Any) -> AsyncIterator[str]:
-    """Serve the ASGI ``app`` (its lifespan included) on a free port, in this loop: an
-    event stream needs a real server (httpx's ASGI transport reads a body to its end)."""
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(
-            app, lifespan="on", log_level="warning", ws="none", timeout_graceful_shutdown=1
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started:
-                if task.done():
-                    await task
-                    raise RuntimeError("uvicorn stopped during startup")
-                await asyncio.sleep(0.01)
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-            await task
 
 
 async def fill(feeds: FeedApp[WebManager]) -> None:

@@ -22,6 +22,7 @@ from aiostream.feeds.redis import RedisNotificationFeed
 from aiostream.settings import Settings
 from aiostream.tasks import DEFAULT_QUEUE, HIGH_QUEUE, ArqDispatcher, worker_settings
 from tests.arq.app import AppFeed, AppManager, AppUserFeed
+from tests.arq.test_tasks import burst_worker
 from tests.helpers import Pin, at, make_activities
 
 pytestmark = pytest.mark.anyio
@@ -52,20 +53,7 @@ def followers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def burst(url: str, *managers: Any, queue: str = DEFAULT_QUEUE, **options: Any) -> Worker:
-    settings_cls = worker_settings(
-        *managers,
-        queue=queue,
-        settings=Settings(redis_url=url),
-        retry_delay=0.01,
-        poll_delay=0.01,
-        **options,
-    )
-    worker = create_worker(settings_cls, burst=True, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-    return worker
+    return await burst_worker(url, *managers, queue=queue, **options)
 
 
 async def queued(url: str, queue: str = DEFAULT_QUEUE) -> list[dict[str, Any]]:

@@ -59,10 +59,10 @@ def followers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(AppManager, "fanout_chunk_size", 2)
 
 
-async def run_burst(url: str, queue: str, make_manager: Any = AppManager, **options: Any) -> Worker:
-    """Run a burst worker on ``queue`` until the queue is empty."""
+async def burst_worker(url: str, *managers: Any, queue: str, **options: Any) -> Worker:
+    """Run a burst worker of ``managers`` on ``queue`` until the queue is empty."""
     settings_cls = worker_settings(
-        make_manager,
+        *managers,
         queue=queue,
         settings=Settings(redis_url=url),
         retry_delay=0.01,
@@ -74,6 +74,11 @@ async def run_burst(url: str, queue: str, make_manager: Any = AppManager, **opti
     finally:
         await worker.close()
     return worker
+
+
+async def run_burst(url: str, queue: str, make_manager: Any = AppManager, **options: Any) -> Worker:
+    """Run a burst worker of one Manager on ``queue`` until the queue is empty."""
+    return await burst_worker(url, make_manager, queue=queue, **options)
 
 
 async def run_all_queues(url: str, **options: Any) -> None:

@@ -8,10 +8,8 @@ through one httpx client, so one test body checks that the services behave the s
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import itertools
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -22,6 +20,7 @@ import pytest
 from examples.web.api import SHUTDOWN_GRACE
 from examples.web.service import Config
 from tests.backends.redis import BACKENDS as REDIS_BACKENDS
+from tests.helpers import uvicorn_serving
 
 # The arq-mode tests need arq (the "arq" stack of `nox -s tests`, with redis-py 5).
 collect_ignore_glob = [] if importlib.util.find_spec("arq") else ["test_arq*.py"]
@@ -91,33 +90,10 @@ async def serve(framework: str, config: Config) -> AsyncIterator[str]:
     closes aiostream's connections) on exit.
     """
     if framework in ASGI_APPS:
-        import uvicorn
-
         create_app = importlib.import_module(ASGI_APPS[framework]).create_app
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-            server = uvicorn.Server(
-                uvicorn.Config(
-                    create_app(config),
-                    lifespan="on",
-                    log_level="warning",
-                    ws="none",
-                    # As in main(): an event stream still open does not hold the shutdown.
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE,
-                )
-            )
-            task = asyncio.create_task(server.serve(sockets=[sock]))
-            try:
-                while not server.started:
-                    if task.done():
-                        await task
-                        raise RuntimeError("uvicorn stopped during startup")
-                    await asyncio.sleep(0.01)
-                yield f"http://127.0.0.1:{port}"
-            finally:
-                server.should_exit = True
-                await task
+        # As in main(): an event stream still open does not hold the shutdown.
+        async with uvicorn_serving(create_app(config), graceful_shutdown=SHUTDOWN_GRACE) as base:
+            yield base
     else:
         from aiohttp.test_utils import TestServer
 
