@@ -23,6 +23,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ReadOnlyDatabase
 from aiostream.storage.base import FeedStorage
 from tests.backends import Backend, discover
 
+# aiostream.testing's fixtures (memory_storages), as docs/testing.md has applications do.
+pytest_plugins = ["aiostream.testing"]
+
 BACKENDS = discover()
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
