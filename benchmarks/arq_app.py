@@ -65,4 +65,6 @@ class BenchManager(Manager):
         return {FanoutPriority.HIGH: self.followers}
 
 
-WorkerSettings = worker_settings(BenchManager, queue=HIGH_QUEUE)
+# The servers are the bench's (arq_bench sets the variables for the worker processes);
+# read explicitly, as worker_settings() no longer falls back to 127.0.0.1 by itself.
+WorkerSettings = worker_settings(BenchManager, queue=HIGH_QUEUE, settings=Settings.from_env())
