@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar
 
-from aiostream import FanoutPriority, Manager
+from aiostream import FanoutPriority, Manager, Settings
 from aiostream.feeds.redis import (
     RedisAggregatedFeed,
     RedisFeed,
