@@ -288,8 +288,8 @@ class BaseFeed(Generic[ItemT]):
     ) -> None:
         self.user_id = user_id
         self.key = format_key(self.key_format, user_id)
-        if storage is None:
-            self.default_storage()  # an unknown backend or server fails here, not later
+        # An unknown backend or server fails here, not later.
+        bound = self.default_storage() if storage is None else storage
         self._storage = storage
         if metrics is not None:
             self.metrics = metrics
@@ -298,7 +298,7 @@ class BaseFeed(Generic[ItemT]):
             # Checked once, here, so a storage without one fails naming what it lacks,
             # not with an AttributeError mid-write (every fanout path builds the
             # follower's feed first, so it is checked there too).
-            require(self.storage, *sorted(self.required_capabilities), for_=type(self).__name__)
+            require(bound, *sorted(self.required_capabilities), for_=type(self).__name__)
         self._query = Query()
 
     @property
